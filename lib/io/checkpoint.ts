@@ -1,0 +1,241 @@
+/**
+ * Checkpoints: parameter trees and optimizer state in safetensors, in **PyTorch layout** so a file loads into timm /
+ * DINOv2 / MAE code with `safetensors.torch.load_file` + `load_state_dict`, and converted PyTorch checkpoints load here.
+ *
+ * Layout rule (applies to parameters and to optimizer state keyed `optim.<slot>.<path>` alike):
+ * - a rank-2 tensor whose key ends in `.weight` is a Linear: kit [in, out] ↔ torch [out, in];
+ * - a rank-4 tensor whose key ends in `.weight` is a conv / patch embedding: kit [p, p, C, D] ↔ torch [D, C, p, p];
+ * - everything else is stored as is.
+ * Metadata: `__metadata__.vitpeft` holds JSON {format, layout, step, seed, optimizer, ...user fields}.
+ *
+ * Loading validates the whole file against the target (names, shapes after layout conversion, dtypes) before
+ * assigning anything: an error names the tensor and both shapes and leaves the model untouched.
+ */
+import * as tf from '@tensorflow/tfjs';
+import { ParamTree, flattenTree } from '../tree';
+import { Optimizer } from '../train/optim';
+import { readSafetensors, writeSafetensors, TensorToWrite, SafeTensor } from './safetensors';
+import { resizeGridEmbed } from '../vit/posembed';
+
+export const CHECKPOINT_FORMAT = 'vitpeft/1';
+
+type Layout = 'linear' | 'conv' | 'plain';
+
+function layoutOf(key: string, rank: number): Layout {
+  if (!key.endsWith('.weight')) return 'plain';
+  if (rank === 2) return 'linear';
+  if (rank === 4) return 'conv';
+  return 'plain';
+}
+
+/** Torch-layout shape of a kit tensor at `key`. */
+export function torchShape(key: string, kitShape: readonly number[]): number[] {
+  switch (layoutOf(key, kitShape.length)) {
+    case 'linear':
+      return [kitShape[1], kitShape[0]];
+    case 'conv':
+      return [kitShape[3], kitShape[2], kitShape[0], kitShape[1]];
+    default:
+      return [...kitShape];
+  }
+}
+
+/** Convert a kit tensor to torch layout (new tensor). */
+export function kitToTorch(key: string, t: tf.Tensor): tf.Tensor {
+  switch (layoutOf(key, t.rank)) {
+    case 'linear':
+      return t.transpose([1, 0]);
+    case 'conv':
+      return t.transpose([3, 2, 0, 1]); // HWIO → OIHW
+    default:
+      return t.clone();
+  }
+}
+
+/** Convert a torch-layout tensor to the kit layout of `key` (new tensor). */
+export function torchToKit(key: string, t: tf.Tensor): tf.Tensor {
+  switch (layoutOf(key, t.rank)) {
+    case 'linear':
+      return t.transpose([1, 0]);
+    case 'conv':
+      return t.transpose([2, 3, 1, 0]); // OIHW → HWIO
+    default:
+      return t.clone();
+  }
+}
+
+function asMap(tree: ParamTree | ReadonlyMap<string, tf.Variable>): ReadonlyMap<string, tf.Variable> {
+  return tree instanceof Map ? (tree as ReadonlyMap<string, tf.Variable>) : flattenTree(tree);
+}
+
+export interface SaveParts {
+  params: ParamTree | ReadonlyMap<string, tf.Variable>;
+  optimizer?: Optimizer;
+  /** Extra JSON-serialisable metadata (preset, config, seed, ...). `step` defaults to the optimizer's step. */
+  meta?: Record<string, unknown>;
+}
+
+/** Save parameters (+ optimizer state) to `file` atomically. */
+export function saveCheckpoint(file: string, parts: SaveParts): void {
+  const out = new Map<string, TensorToWrite>();
+  const add = (key: string, v: tf.Tensor): void => {
+    const t = tf.tidy(() => kitToTorch(key, v));
+    const data = t.dataSync();
+    out.set(key, {
+      dtype: v.dtype === 'int32' ? 'I32' : 'F32',
+      shape: t.shape,
+      data: v.dtype === 'int32' ? Int32Array.from(data) : Float32Array.from(data),
+    });
+    t.dispose();
+  };
+  for (const [k, v] of asMap(parts.params)) add(k, v);
+  if (parts.optimizer) for (const [k, v] of parts.optimizer.stateTensors()) add(`optim.${k}`, v);
+  const meta = {
+    format: CHECKPOINT_FORMAT,
+    layout: 'torch',
+    ...(parts.optimizer ? { step: parts.optimizer.step, optimizer: parts.optimizer.config } : {}),
+    ...(parts.meta ?? {}),
+  };
+  writeSafetensors(file, out, { vitpeft: JSON.stringify(meta) });
+}
+
+export interface LoadOptions {
+  /** Refuse files with tensors the target does not have (default true). Missing tensors are always an error unless `allowMissing` matches. */
+  strict?: boolean;
+  /** Paths allowed to be absent from the file (kept as they are), e.g. /^head\./ when loading a backbone. */
+  allowMissing?: RegExp;
+  /** File keys to ignore, e.g. /^(decoder|mask_token)/ when loading an MAE checkpoint into an encoder. */
+  ignore?: RegExp;
+  /** Prefixes stripped from file keys (first match), e.g. ['module.', 'backbone.', 'teacher.backbone.']. */
+  stripPrefixes?: string[];
+  /** Resize `pos_embed` tables of another square grid bicubically (CLS slot kept) instead of refusing them. */
+  resizePosEmbed?: boolean;
+}
+
+export interface LoadReport {
+  loaded: string[];
+  /** Target paths absent from the file (only those allowed by `allowMissing`). */
+  missing: string[];
+  /** File keys with no target (ignored keys excluded). */
+  unexpected: string[];
+  /** Keys resized on load. */
+  resized: string[];
+  meta: Record<string, unknown>;
+}
+
+function toTensor(key: string, t: SafeTensor, file: string): tf.Tensor {
+  if (t.dtype === 'U8' || t.dtype === 'BOOL') {
+    return tf.tensor(Int32Array.from(t.data), t.shape, 'int32');
+  }
+  if (t.data instanceof Uint8Array) throw new Error(`${file}: tensor '${key}' has unsupported dtype ${t.dtype}`);
+  return tf.tensor(t.data, t.shape, t.data instanceof Int32Array ? 'int32' : 'float32');
+}
+
+/**
+ * Load `file` into the target parameters (and optimizer state). All-or-nothing: validation happens before any
+ * assignment. Returns what was loaded, missing, unexpected and the file's metadata.
+ */
+export function loadCheckpoint(
+  file: string,
+  into: { params: ParamTree | ReadonlyMap<string, tf.Variable>; optimizer?: Optimizer },
+  opts: LoadOptions = {},
+): LoadReport {
+  const { tensors, metadata } = readSafetensors(file);
+  let meta: Record<string, unknown> = {};
+  if (metadata.vitpeft) {
+    try {
+      meta = JSON.parse(metadata.vitpeft);
+    } catch {
+      throw new Error(`${file}: __metadata__.vitpeft is not valid JSON`);
+    }
+  }
+  if (meta.layout !== undefined && meta.layout !== 'torch') throw new Error(`${file}: unsupported layout '${String(meta.layout)}'`);
+  const targets = new Map<string, tf.Variable>(asMap(into.params));
+  if (into.optimizer) for (const [k, v] of into.optimizer.stateTensors()) targets.set(`optim.${k}`, v);
+  // Map file keys to target keys.
+  const byTarget = new Map<string, [string, SafeTensor]>();
+  const unexpected: string[] = [];
+  for (const [rawKey, t] of tensors) {
+    if (opts.ignore?.test(rawKey)) continue;
+    let key = rawKey;
+    for (const p of opts.stripPrefixes ?? []) {
+      if (key.startsWith(p)) {
+        key = key.slice(p.length);
+        break;
+      }
+    }
+    if (opts.ignore?.test(key)) continue;
+    if (!targets.has(key)) {
+      unexpected.push(rawKey);
+      continue;
+    }
+    if (byTarget.has(key)) throw new Error(`${file}: keys '${byTarget.get(key)![0]}' and '${rawKey}' both map to '${key}'`);
+    byTarget.set(key, [rawKey, t]);
+  }
+  const missing = [...targets.keys()].filter((k) => !byTarget.has(k));
+  const badMissing = missing.filter((k) => !(opts.allowMissing?.test(k) ?? false));
+  if (badMissing.length) {
+    const list = badMissing.slice(0, 8).join(', ') + (badMissing.length > 8 ? `, … (${badMissing.length} in all)` : '');
+    throw new Error(`${file}: missing ${badMissing.length} tensor(s) the target needs: ${list}`);
+  }
+  if ((opts.strict ?? true) && unexpected.length) {
+    const list = unexpected.slice(0, 8).join(', ') + (unexpected.length > 8 ? `, … (${unexpected.length} in all)` : '');
+    throw new Error(`${file}: ${unexpected.length} tensor(s) with no place in the target: ${list} (pass strict: false or ignore to skip them)`);
+  }
+  // Build every converted tensor first; assign only when all are valid.
+  const ready: Array<[tf.Variable, tf.Tensor]> = [];
+  const resized: string[] = [];
+  try {
+    for (const [key, [rawKey, st]] of byTarget) {
+      const target = targets.get(key)!;
+      const want = torchShape(key, target.shape);
+      const wantD = want[2];
+      let t = toTensor(rawKey, st, file);
+      const same = t.shape.length === want.length && t.shape.every((d, i) => d === want[i]);
+      if (!same) {
+        const canResize =
+          opts.resizePosEmbed && /(^|\.)pos_embed$/.test(key) && t.rank === 3 && t.shape[0] === 1 && t.shape[2] === wantD;
+        const fromN = (t.shape[1] as number) - 1;
+        const toN = want[1] - 1;
+        const fg = Math.round(Math.sqrt(fromN));
+        const tg = Math.round(Math.sqrt(toN));
+        if (!canResize || fg * fg !== fromN || tg * tg !== toN) {
+          t.dispose();
+          throw new Error(
+            `${file}: tensor '${rawKey}' has shape [${st.shape}] but '${key}' needs [${want}] (torch layout of kit shape [${target.shape}])`,
+          );
+        }
+        const r = tf.tidy(() => {
+          const D = t.shape[2] as number;
+          const cls = t.slice([0, 0, 0], [1, 1, D]);
+          const grid = resizeGridEmbed(t.slice([0, 1, 0], [1, fromN, D]) as tf.Tensor3D, { from: [fg, fg], to: [tg, tg], mode: 'size' });
+          return tf.concat([cls, grid], 1);
+        });
+        t.dispose();
+        t = r;
+        resized.push(key);
+      }
+      const kit = tf.tidy(() => {
+        const k = torchToKit(key, t);
+        return k.dtype === target.dtype ? k : k.cast(target.dtype);
+      });
+      t.dispose();
+      ready.push([target, kit]);
+    }
+  } catch (e) {
+    for (const [, k] of ready) k.dispose();
+    throw e;
+  }
+  for (const [v, k] of ready) {
+    v.assign(k);
+    k.dispose();
+  }
+  if (into.optimizer && typeof meta.step === 'number') into.optimizer.step = meta.step;
+  return {
+    loaded: [...byTarget.keys()],
+    missing,
+    unexpected,
+    resized,
+    meta,
+  };
+}

@@ -1,0 +1,214 @@
+/**
+ * ViT configuration: one typed record, presets as data, and `vitConfig(preset, overrides)` which validates and fills.
+ *
+ * Sizes follow timm / DINOv2 / MAE (explora.md §1.4). Presets:
+ * - timm-style supervised / MAE fine-tune encoders: `vit_{tiny,small,base,large}_patch{16,14}_224`;
+ * - DINOv2 backbones as released (img 518, patch 14, LayerScale, mask token): `vit_{small,base,large}_patch14_dinov2`
+ *   (+ `_reg4` variants with 4 register tokens);
+ * - MAE encoders (fixed 2-D sin-cos position embedding, xavier init): `mae_vit_{base,large}_patch16`.
+ * ViT-g/14 (SwiGLU FFN) is not provided: ExPLoRA's reported runs use B and L only.
+ */
+import { checkKeys, lookup } from '../check';
+
+export interface VitConfig {
+  /** Input size (square, or [height, width]); must be divisible by `patchSize`. */
+  imgSize: number | readonly [number, number];
+  patchSize: number;
+  inChans: number;
+  embedDim: number;
+  depth: number;
+  numHeads: number;
+  /** MLP hidden width = mlpRatio · embedDim. */
+  mlpRatio: number;
+  qkvBias: boolean;
+  /** LayerScale init value (DINOv2: 1e-5 for training from scratch, 1.0 in the hub builder), or null for none. */
+  layerScale: number | null;
+  /** Register tokens (DINOv2 reg variants), inserted after CLS and after position embeddings. */
+  numRegisters: number;
+  /** DINOv2 mask token [1, D] replacing masked patch embeddings (iBOT). */
+  maskToken: boolean;
+  /** 'learned' (timm/DINOv2) or fixed 2-D 'sincos' (MAE, stored as a frozen variable). */
+  posEmbed: 'learned' | 'sincos';
+  /** Grid side the stored position embedding was made for (DINOv2: 37 = 518/14). Default: the input grid. */
+  posEmbedGrid: number | readonly [number, number] | null;
+  /** How a learned pos-embed is resized to another grid: PyTorch bicubic by output 'size', or DINOv2's scale factor with +0.1 'offset'. */
+  posEmbedInterp: 'size' | 'dinov2-offset';
+  /** LayerNorm epsilon (1e-6 in DINOv2, MAE, SatMAE, timm ViT). */
+  normEps: number;
+  /** 'cls' → norm then CLS token; 'avg' → mean of patch tokens (pre-norm) then fc_norm (MAE fine-tune, ExPLoRA fine-tune). */
+  pool: 'cls' | 'avg';
+  /** Classes of the linear head; 0 = no head. */
+  numClasses: number;
+  /** Maximum stochastic-depth rate. */
+  dropPathRate: number;
+  /** 'linear' over depth 0 → rate (timm, MAE) or 'uniform' (DINOv2 drop_path_uniform). */
+  dropPathMode: 'linear' | 'uniform';
+  /** Initialisation family: 'timm' and 'dinov2' (trunc-normal 0.02) or 'mae' (xavier-uniform). */
+  init: 'timm' | 'dinov2' | 'mae';
+}
+
+export const VIT_CONFIG_KEYS: readonly (keyof VitConfig)[] = [
+  'imgSize', 'patchSize', 'inChans', 'embedDim', 'depth', 'numHeads', 'mlpRatio', 'qkvBias', 'layerScale',
+  'numRegisters', 'maskToken', 'posEmbed', 'posEmbedGrid', 'posEmbedInterp', 'normEps', 'pool', 'numClasses',
+  'dropPathRate', 'dropPathMode', 'init',
+];
+
+const BASE: VitConfig = {
+  imgSize: 224,
+  patchSize: 16,
+  inChans: 3,
+  embedDim: 768,
+  depth: 12,
+  numHeads: 12,
+  mlpRatio: 4,
+  qkvBias: true,
+  layerScale: null,
+  numRegisters: 0,
+  maskToken: false,
+  posEmbed: 'learned',
+  posEmbedGrid: null,
+  posEmbedInterp: 'size',
+  normEps: 1e-6,
+  pool: 'cls',
+  numClasses: 0,
+  dropPathRate: 0,
+  dropPathMode: 'linear',
+  init: 'timm',
+};
+
+const SIZES = {
+  tiny: { embedDim: 192, depth: 12, numHeads: 3 },
+  small: { embedDim: 384, depth: 12, numHeads: 6 },
+  base: { embedDim: 768, depth: 12, numHeads: 12 },
+  large: { embedDim: 1024, depth: 24, numHeads: 16 },
+} as const;
+
+const DINOV2 = {
+  imgSize: 518,
+  patchSize: 14,
+  layerScale: 1.0,
+  maskToken: true,
+  posEmbedInterp: 'dinov2-offset',
+  init: 'dinov2',
+  dropPathMode: 'uniform',
+} as const;
+
+const MAE = { posEmbed: 'sincos', init: 'mae' } as const;
+
+/** Named presets (timm-style names). */
+export const VIT_PRESETS = {
+  vit_tiny_patch16_224: { ...BASE, ...SIZES.tiny },
+  vit_small_patch16_224: { ...BASE, ...SIZES.small },
+  vit_base_patch16_224: { ...BASE, ...SIZES.base },
+  vit_large_patch16_224: { ...BASE, ...SIZES.large },
+  vit_tiny_patch14_224: { ...BASE, ...SIZES.tiny, patchSize: 14 },
+  vit_small_patch14_224: { ...BASE, ...SIZES.small, patchSize: 14 },
+  vit_base_patch14_224: { ...BASE, ...SIZES.base, patchSize: 14 },
+  vit_large_patch14_224: { ...BASE, ...SIZES.large, patchSize: 14 },
+  vit_small_patch14_dinov2: { ...BASE, ...SIZES.small, ...DINOV2 },
+  vit_base_patch14_dinov2: { ...BASE, ...SIZES.base, ...DINOV2 },
+  vit_large_patch14_dinov2: { ...BASE, ...SIZES.large, ...DINOV2 },
+  vit_small_patch14_reg4_dinov2: { ...BASE, ...SIZES.small, ...DINOV2, numRegisters: 4 },
+  vit_base_patch14_reg4_dinov2: { ...BASE, ...SIZES.base, ...DINOV2, numRegisters: 4 },
+  vit_large_patch14_reg4_dinov2: { ...BASE, ...SIZES.large, ...DINOV2, numRegisters: 4 },
+  mae_vit_base_patch16: { ...BASE, ...SIZES.base, ...MAE },
+  mae_vit_large_patch16: { ...BASE, ...SIZES.large, ...MAE },
+} satisfies Record<string, VitConfig>;
+
+export type VitPresetName = keyof typeof VIT_PRESETS;
+
+/** Image size as [height, width]. */
+export function imgHW(cfg: Pick<VitConfig, 'imgSize'>): [number, number] {
+  return typeof cfg.imgSize === 'number' ? [cfg.imgSize, cfg.imgSize] : [cfg.imgSize[0], cfg.imgSize[1]];
+}
+
+/** Patch grid [rows, cols] for the configured image size. */
+export function gridHW(cfg: Pick<VitConfig, 'imgSize' | 'patchSize'>): [number, number] {
+  const [h, w] = imgHW(cfg);
+  return [h / cfg.patchSize, w / cfg.patchSize];
+}
+
+/** Grid [rows, cols] the stored position embedding has. */
+export function posGridHW(cfg: VitConfig): [number, number] {
+  if (cfg.posEmbedGrid === null) return gridHW(cfg);
+  return typeof cfg.posEmbedGrid === 'number' ? [cfg.posEmbedGrid, cfg.posEmbedGrid] : [cfg.posEmbedGrid[0], cfg.posEmbedGrid[1]];
+}
+
+/** Validate a full config; throws naming the field, what was expected and what came. */
+export function validateVitConfig(cfg: VitConfig): VitConfig {
+  checkKeys('VitConfig', cfg, VIT_CONFIG_KEYS);
+  const posInt = (k: keyof VitConfig, v: unknown): void => {
+    if (!Number.isInteger(v) || (v as number) <= 0) throw new Error(`VitConfig.${k}: expected a positive integer, got ${String(v)}`);
+  };
+  posInt('patchSize', cfg.patchSize);
+  posInt('inChans', cfg.inChans);
+  posInt('embedDim', cfg.embedDim);
+  posInt('depth', cfg.depth);
+  posInt('numHeads', cfg.numHeads);
+  const [h, w] = imgHW(cfg);
+  posInt('imgSize', h);
+  posInt('imgSize', w);
+  if (h % cfg.patchSize || w % cfg.patchSize) {
+    throw new Error(`VitConfig.imgSize: ${h}x${w} is not divisible by patchSize ${cfg.patchSize}`);
+  }
+  if (cfg.embedDim % cfg.numHeads) {
+    throw new Error(`VitConfig.embedDim: ${cfg.embedDim} is not divisible by numHeads ${cfg.numHeads}`);
+  }
+  if (cfg.posEmbed === 'sincos' && cfg.embedDim % 4) {
+    throw new Error(`VitConfig.embedDim: 2-D sin-cos position embedding needs embedDim divisible by 4, got ${cfg.embedDim}`);
+  }
+  if (!(cfg.mlpRatio > 0)) throw new Error(`VitConfig.mlpRatio: expected > 0, got ${cfg.mlpRatio}`);
+  if (!Number.isInteger(cfg.mlpRatio * cfg.embedDim)) {
+    throw new Error(`VitConfig.mlpRatio: ${cfg.mlpRatio}·${cfg.embedDim} is not an integer width`);
+  }
+  if (!(cfg.dropPathRate >= 0 && cfg.dropPathRate < 1)) {
+    throw new Error(`VitConfig.dropPathRate: expected in [0, 1), got ${cfg.dropPathRate}`);
+  }
+  if (!Number.isInteger(cfg.numRegisters) || cfg.numRegisters < 0) {
+    throw new Error(`VitConfig.numRegisters: expected an integer ≥ 0, got ${cfg.numRegisters}`);
+  }
+  if (!Number.isInteger(cfg.numClasses) || cfg.numClasses < 0) {
+    throw new Error(`VitConfig.numClasses: expected an integer ≥ 0, got ${cfg.numClasses}`);
+  }
+  const oneOf = <K extends keyof VitConfig>(k: K, valid: readonly unknown[]): void => {
+    if (!valid.includes(cfg[k])) throw new Error(`VitConfig.${k}: expected one of ${valid.join(', ')}, got ${String(cfg[k])}`);
+  };
+  oneOf('posEmbed', ['learned', 'sincos']);
+  oneOf('posEmbedInterp', ['size', 'dinov2-offset']);
+  oneOf('pool', ['cls', 'avg']);
+  oneOf('dropPathMode', ['linear', 'uniform']);
+  oneOf('init', ['timm', 'dinov2', 'mae']);
+  if (cfg.posEmbedGrid !== null) {
+    const g = typeof cfg.posEmbedGrid === 'number' ? [cfg.posEmbedGrid, cfg.posEmbedGrid] : cfg.posEmbedGrid;
+    g.forEach((v) => posInt('posEmbedGrid', v));
+  }
+  return cfg;
+}
+
+/**
+ * Build a validated config from a preset name (or a full config) plus overrides.
+ * @example vitConfig('vit_small_patch16_224', {numClasses: 10, imgSize: 64})
+ */
+export function vitConfig(preset: VitPresetName | VitConfig, overrides: Partial<VitConfig> = {}): VitConfig {
+  const base: VitConfig = typeof preset === 'string' ? lookup('ViT preset', VIT_PRESETS, preset) : preset;
+  checkKeys(`vitConfig overrides`, overrides, VIT_CONFIG_KEYS);
+  const merged = { ...base, ...overrides };
+  // A DINOv2 checkpoint keeps its 37×37 pos-embed when the input size changes: remember the stored grid.
+  if (typeof preset === 'string' && overrides.imgSize !== undefined && overrides.posEmbedGrid === undefined && base.posEmbed === 'learned' && preset.includes('dinov2')) {
+    merged.posEmbedGrid = gridHW(base);
+  }
+  return Object.freeze(validateVitConfig(merged));
+}
+
+/** Stochastic-depth rate of each block. */
+export function dropPathRates(cfg: Pick<VitConfig, 'depth' | 'dropPathRate' | 'dropPathMode'>): number[] {
+  const { depth, dropPathRate: p } = cfg;
+  if (cfg.dropPathMode === 'uniform') return Array.from({ length: depth }, () => p);
+  // torch.linspace(0, p, depth)
+  return Array.from({ length: depth }, (_, i) => (depth === 1 ? 0 : (p * i) / (depth - 1)));
+}
+
+/** Width of the MLP hidden layer. */
+export function mlpHidden(cfg: Pick<VitConfig, 'embedDim' | 'mlpRatio'>): number {
+  return Math.round(cfg.embedDim * cfg.mlpRatio);
+}
