@@ -46,12 +46,10 @@ const VIS_KEYS = ['patchSize', 'index', 'range', 'denormalize', 'outline', 'seed
  * @param source [B, N, N0] or [N, N0] 0/1 source map (cls column first when classToken)
  */
 export function mergeGroups(source: tf.Tensor, index = 0, classToken = true): Int32Array {
-  const s3 = source.rank === 2 ? source.expandDims(0) : source;
-  if (s3.rank !== 3) throw new Error(`mergeGroups: source must be [B, N, N0] or [N, N0], got shape [${source.shape}]`);
-  const [B, N, N0] = s3.shape as [number, number, number];
+  if (source.rank !== 2 && source.rank !== 3) throw new Error(`mergeGroups: source must be [B, N, N0] or [N, N0], got shape [${source.shape}]`);
+  const [B, N, N0] = (source.rank === 2 ? [1, ...source.shape] : source.shape) as [number, number, number];
   if (!Number.isInteger(index) || index < 0 || index >= B) throw new Error(`mergeGroups: index ${index} out of range for batch ${B}`);
-  const vals = s3.slice([index, 0, 0], [1, N, N0]).dataSync(); // [1, N, N0]
-  if (s3 !== source) s3.dispose();
+  const vals = tf.tidy(() => source.reshape([B, N, N0]).slice([index, 0, 0], [1, N, N0]).dataSync()); // [1, N, N0]
   const skip = classToken ? 1 : 0;
   const groups = new Int32Array(N0 - skip);
   for (let p = skip; p < N0; p++) {
