@@ -130,9 +130,10 @@ describe('ViT primitives against naive references', () => {
   it('multi-head attention equals explicit loops (with a per-key bias)', () => {
     const B = 2, N = 5, D = 6, h = 3, dh = 2;
     const q = randArray(B * N * D, 1), k = randArray(B * N * D, 2), v = randArray(B * N * D, 3), bias = randArray(B * N, 4);
-    const got = tf.tidy(() =>
-      multiHeadAttention(tf.tensor3d(q, [B, N, D]), tf.tensor3d(k, [B, N, D]), tf.tensor3d(v, [B, N, D]), h, tf.tensor2d(bias, [B, N]), true),
-    );
+    const got = tf.tidy(() => {
+      const r = multiHeadAttention(tf.tensor3d(q, [B, N, D]), tf.tensor3d(k, [B, N, D]), tf.tensor3d(v, [B, N, D]), h, tf.tensor2d(bias, [B, N]), true);
+      return { out: r.out, keyMean: r.keyMean! };
+    });
     const ref = new Float32Array(B * N * D);
     const keyMean = new Float32Array(B * N * dh);
     for (let b = 0; b < B; b++)
@@ -161,8 +162,8 @@ describe('ViT primitives against naive references', () => {
           keyMean[(b * N + j) * dh + d] = acc / h;
         }
     assertClose(got.out.dataSync(), ref, 1e-6, 1e-5, 'attention');
-    assertClose(got.keyMean!.dataSync(), keyMean, 1e-6, 0, 'key mean');
-    tf.dispose([got.out, got.keyMean!]);
+    assertClose(got.keyMean.dataSync(), keyMean, 1e-6, 0, 'key mean');
+    tf.dispose([got.out, got.keyMean]);
   });
 
   it('GELU is the exact erf form, not the tanh approximation', () => {
