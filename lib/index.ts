@@ -23,3 +23,7 @@ export * from './io/safetensors';
 export * from './io/checkpoint';
 export * from './peft/patterns';
 export * from './peft/lora';
+export * from './peft/trainable';
+export * from './peft/shapes';
+export * from './peft/explora';
+export * from './peft/finetune';
