@@ -35,3 +35,4 @@ export * from './tome/hooks';
 export * from './tome/flops';
 export * from './tome/throughput';
 export * from './tome/vis';
+export * from './tome/presets';
