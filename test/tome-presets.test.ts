@@ -12,7 +12,8 @@ import { trainStep } from '../lib/train/step';
 import { crossEntropy } from '../lib/train/loss';
 import { loraParamCount } from '../lib/peft/lora';
 import { countPyraParams } from '../lib/tome/pyra';
-import { tomeHooks } from '../lib/tome/hooks';
+import { tomeHooks, finalSizes } from '../lib/tome/hooks';
+import { measureModelThroughput } from '../lib/tome/throughput';
 import { PYRA_PRESETS, pyraParamReport, buildPyraModel, mergeForInference, pyraPreset, PyraPresetConfig, presetSchedule } from '../lib/tome/presets';
 import { noLeak, randArray, maxAbsDiff } from './util';
 
@@ -154,6 +155,27 @@ describe('tome: PYRA presets and parameter report', () => {
       } finally {
         disposeVit(inf.vit);
         m.dispose();
+      }
+    });
+
+    it('measures a built model (LoRA branch unmerged) and reports final sizes', () => {
+      const m = buildPyraModel(vit, micro(PYRA_PRESETS.pyra_vit_b16_low), { seed: 1 });
+      const l = buildPyraModel(vit, micro(PYRA_PRESETS.lora_vit_b16), { seed: 1 });
+      try {
+        const r = measureModelThroughput(vit, m, { batch: 1, warmup: 0, iters: 1 });
+        assert.deepEqual([r.mode, r.label, r.tokensOut], ['pyra', 'pyra [8,8,8,8]', 33]);
+        assert.equal(measureModelThroughput(vit, l, { batch: 1, warmup: 0, iters: 1 }).tokensOut, 65);
+        tf.tidy(() => {
+          const out = vitForward(vit, x(), { hooks: m.hooks });
+          const sizes = finalSizes(out.state);
+          assert.deepEqual([sizes.length, sizes[0].length], [2, 33]);
+          assert.equal(sizes[0][0], 1, 'cls keeps size 1');
+          assert.equal(sizes[1].reduce((a, b) => a + b, 0), 65);
+          assert.deepEqual(finalSizes(vitForward(vit, x(), { hooks: l.hooks }).state)[0], new Array(65).fill(1));
+        });
+      } finally {
+        m.dispose();
+        l.dispose();
       }
     });
 

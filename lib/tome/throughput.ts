@@ -164,3 +164,22 @@ export function sweepTome(vit: Vit, rValues: readonly number[], opts: Omit<Throu
       : measureThroughput(vit, { mode: 'tome', schedule: r }, { ...opts, label: `r=${r}` }),
   );
 }
+
+/**
+ * Throughput of a model built from a preset (`buildPyraModel`): PYRA, ToMe+LoRA or uncompressed LoRA, with its LoRA
+ * branch unmerged (as PYRA's latency test runs it). The label is the preset's method and schedule.
+ */
+export function measureModelThroughput(
+  vit: Vit,
+  model: { preset: { method: 'pyra' | 'tome' | 'lora' }; schedule: readonly number[]; pyra: Pyra | null; hooks: VitHooks },
+  opts: Omit<ThroughputOptions, 'base'> = {},
+): ThroughputRecord {
+  const base: VitHooks = model.hooks.linear ? { linear: model.hooks.linear } : {};
+  const label = opts.label ?? `${model.preset.method} [${model.schedule.join(',')}]`;
+  if (model.preset.method === 'pyra') {
+    if (!model.pyra) throw new Error('measureModelThroughput: a PYRA model without PYRA parameters');
+    return measureThroughput(vit, { mode: 'pyra', pyra: model.pyra }, { ...opts, base, label });
+  }
+  if (model.preset.method === 'tome') return measureThroughput(vit, { mode: 'tome', schedule: [...model.schedule] }, { ...opts, base, label });
+  return measureThroughput(vit, { mode: 'unmerged' }, { ...opts, base, label });
+}
