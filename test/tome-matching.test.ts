@@ -9,7 +9,7 @@ import * as path from 'path';
 import { bipartiteSoftMatching, gradientFree, splitParity, batchGather } from '../lib/tome/matching';
 import { mergeWavg, mergeSource, mergeSum, scatterAdd } from '../lib/tome/merge';
 import { pyraModulator, PyraBlockParams } from '../lib/tome/pyra';
-import { assertClose, noLeak, randArray, maxAbsDiff } from './util';
+import { assertClose, noLeak, randArray, maxAbsDiff, onBackend } from './util';
 
 const ints = (t: tf.Tensor): number[] => Array.from(t.dataSync());
 
@@ -74,62 +74,65 @@ describe('tome: bipartite soft matching and merge', () => {
     });
   });
 
-  it('matches the PyTorch golden fixture (indices, merged tokens, sizes, sources, PYRA re-activation)', async () => {
-    const file = path.join(__dirname, 'fixtures', 'tome_golden.json');
-    const fx = JSON.parse(fs.readFileSync(file, 'utf8')) as {
-      cases: Array<{
-        name: string; B: number; N: number; C: number; D: number; cls: boolean; dist: boolean; pyra: boolean;
-        steps: Array<{
-          n: number; r: number; rEff: number; metric: number[]; xIn: number[]; sizeIn: number[]; src: number[]; dst: number[];
-          unm: number[]; xOut: number[]; sizeOut: number[]; sourceOut: number[];
-          pyra?: { a: number[]; b: number[]; gamma: number[]; beta: number[] };
+  for (const backend of ['default', 'cpu']) {
+    it(`matches the PyTorch golden fixture (indices, merged tokens, sizes, sources, PYRA re-activation) [${backend} backend]`, async () => {
+      const file = path.join(__dirname, 'fixtures', 'tome_golden.json');
+      const fx = JSON.parse(fs.readFileSync(file, 'utf8')) as {
+        cases: Array<{
+          name: string; B: number; N: number; C: number; D: number; cls: boolean; dist: boolean; pyra: boolean;
+          steps: Array<{
+            n: number; r: number; rEff: number; metric: number[]; xIn: number[]; sizeIn: number[]; src: number[]; dst: number[];
+            unm: number[]; xOut: number[]; sizeOut: number[]; sourceOut: number[];
+            pyra?: { a: number[]; b: number[]; gamma: number[]; beta: number[] };
+          }>;
         }>;
-      }>;
-    };
-    assert.ok(fx.cases.length >= 5);
-    await noLeak(() => {
-      const vars: tf.Variable[] = [];
-      for (const c of fx.cases) {
-        let source: tf.Tensor3D | null = null;
-        for (const [k, st] of c.steps.entries()) {
-          const what = `${c.name} step ${k}`;
-          tf.tidy(() => {
-            const metric = tf.tensor3d(st.metric, [c.B, st.n, c.C]);
-            const m = bipartiteSoftMatching(metric, st.r, { classToken: c.cls, distillToken: c.dist })!;
-            assert.equal(m.r, st.rEff, `${what}: r`);
-            assert.deepEqual(ints(m.src), st.src, `${what}: src`);
-            assert.deepEqual(ints(m.dst), st.dst, `${what}: dst`);
-            assert.deepEqual(ints(m.unm), st.unm, `${what}: unm`);
-            const x = tf.tensor3d(st.xIn, [c.B, st.n, c.D]);
-            const size = k === 0 ? null : tf.tensor3d(st.sizeIn, [c.B, st.n, 1]);
-            let modulate;
-            if (st.pyra) {
-              const r = st.rEff;
-              const p: PyraBlockParams = {
-                pyra_a: tf.variable(tf.tensor2d(st.pyra.a, [r, 1])),
-                pyra_b: tf.variable(tf.tensor2d(st.pyra.b, [1, c.D])),
-                pyra_norm: { weight: tf.variable(tf.tensor1d(st.pyra.gamma)), bias: tf.variable(tf.tensor1d(st.pyra.beta)) },
-              };
-              vars.push(p.pyra_a, p.pyra_b, p.pyra_norm.weight, p.pyra_norm.bias);
-              modulate = pyraModulator(p, k);
-            }
-            for (const scatter of ['segment', 'onehot'] as const) {
-              const out = mergeWavg(m, x, size, { modulate, scatter });
-              assertClose(out.x.dataSync(), st.xOut, 2e-5, 2e-5, `${what}: merged x (${scatter})`);
-              assertClose(out.size.dataSync(), st.sizeOut, 0, 0, `${what}: sizes`);
-            }
-            const next = mergeSource(m, source, st.n, c.B);
-            assert.deepEqual(Array.from(next.dataSync()), st.sourceOut, `${what}: source`);
-            if (source) source.dispose();
-            source = tf.keep(next);
-          });
+      };
+      assert.ok(fx.cases.length >= 5);
+      const run = (fn: () => void) => (backend === 'cpu' ? onBackend('cpu', fn) : fn());
+      await run(() => noLeak(() => {
+        const vars: tf.Variable[] = [];
+        for (const c of fx.cases) {
+          let source: tf.Tensor3D | null = null;
+          for (const [k, st] of c.steps.entries()) {
+            const what = `${c.name} step ${k}`;
+            tf.tidy(() => {
+              const metric = tf.tensor3d(st.metric, [c.B, st.n, c.C]);
+              const m = bipartiteSoftMatching(metric, st.r, { classToken: c.cls, distillToken: c.dist })!;
+              assert.equal(m.r, st.rEff, `${what}: r`);
+              assert.deepEqual(ints(m.src), st.src, `${what}: src`);
+              assert.deepEqual(ints(m.dst), st.dst, `${what}: dst`);
+              assert.deepEqual(ints(m.unm), st.unm, `${what}: unm`);
+              const x = tf.tensor3d(st.xIn, [c.B, st.n, c.D]);
+              const size = k === 0 ? null : tf.tensor3d(st.sizeIn, [c.B, st.n, 1]);
+              let modulate;
+              if (st.pyra) {
+                const r = st.rEff;
+                const p: PyraBlockParams = {
+                  pyra_a: tf.variable(tf.tensor2d(st.pyra.a, [r, 1])),
+                  pyra_b: tf.variable(tf.tensor2d(st.pyra.b, [1, c.D])),
+                  pyra_norm: { weight: tf.variable(tf.tensor1d(st.pyra.gamma)), bias: tf.variable(tf.tensor1d(st.pyra.beta)) },
+                };
+                vars.push(p.pyra_a, p.pyra_b, p.pyra_norm.weight, p.pyra_norm.bias);
+                modulate = pyraModulator(p, k);
+              }
+              for (const scatter of ['segment', 'onehot'] as const) {
+                const out = mergeWavg(m, x, size, { modulate, scatter });
+                assertClose(out.x.dataSync(), st.xOut, 2e-5, 2e-5, `${what}: merged x (${scatter})`);
+                assertClose(out.size.dataSync(), st.sizeOut, 0, 0, `${what}: sizes`);
+              }
+              const next = mergeSource(m, source, st.n, c.B);
+              assert.deepEqual(Array.from(next.dataSync()), st.sourceOut, `${what}: source`);
+              if (source) source.dispose();
+              source = tf.keep(next);
+            });
+          }
+          if (source) (source as tf.Tensor).dispose();
         }
-        if (source) (source as tf.Tensor).dispose();
-      }
-      tf.dispose(vars);
-      assert.ok(vars.length > 0, 'the fixture has PYRA steps');
+        tf.dispose(vars);
+        assert.ok(vars.length > 0, 'the fixture has PYRA steps');
+      }));
     });
-  });
+  }
 
   it('source columns are one-hot and sizes sum to N0 through repeated merges', () => {
     tf.tidy(() => {
