@@ -15,6 +15,11 @@ import { countPyraParams } from '../lib/tome/pyra';
 import { tomeHooks, finalSizes } from '../lib/tome/hooks';
 import { measureModelThroughput } from '../lib/tome/throughput';
 import { PYRA_PRESETS, pyraParamReport, buildPyraModel, mergeForInference, pyraPreset, PyraPresetConfig, presetSchedule } from '../lib/tome/presets';
+import { saveCheckpoint, loadCheckpoint } from '../lib/io/checkpoint';
+import { readSafetensors } from '../lib/io/safetensors';
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
 import { noLeak, randArray, maxAbsDiff } from './util';
 
 const MICRO = { imgSize: 32, patchSize: 4, embedDim: 32, depth: 4, numHeads: 2, numClasses: 5 } as const;
@@ -176,6 +181,35 @@ describe('tome: PYRA presets and parameter report', () => {
       } finally {
         m.dispose();
         l.dispose();
+      }
+    });
+
+    it('checkpoints the trainable set in PyTorch layout (pyra_a [r,1], pyra_b [1,D] untransposed) and reloads it', () => {
+      const a = buildPyraModel(vit, micro(PYRA_PRESETS.pyra_vit_b16_low), { seed: 1 });
+      const b = buildPyraModel(vit, micro(PYRA_PRESETS.pyra_vit_b16_low), { seed: 2 });
+      const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tome-'));
+      const file = path.join(dir, 'pyra.safetensors');
+      try {
+        a.pyra!.params.blocks[0]!.pyra_b.assign(tf.tidy(() => tf.tensor2d(randArray(32, 8), [1, 32])));
+        saveCheckpoint(file, { params: a.trainable, meta: { preset: a.preset } });
+        const t = readSafetensors(file).tensors;
+        assert.deepEqual(t.get('blocks.0.pyra_a')!.shape, [8, 1]);
+        assert.deepEqual(t.get('blocks.0.pyra_b')!.shape, [1, 32]);
+        assert.deepEqual(t.get('blocks.0.pyra_norm.weight')!.shape, [32]);
+        assert.deepEqual(t.get('blocks.0.attn.qkv.lora_A.weight')!.shape, [2, 32], 'LoRA A in torch layout [r, in]');
+        assert.deepEqual(t.get('blocks.0.attn.qkv.lora_B.weight')!.shape, [96, 2], 'LoRA B in torch layout [out, r]');
+        assert.deepEqual(t.get('head.weight')!.shape, [5, 32]);
+        const rep = loadCheckpoint(file, { params: b.trainable });
+        assert.equal(rep.missing.length + rep.unexpected.length, 0);
+        tf.tidy(() => {
+          const img = x();
+          const ya = vitForward(vit, img, { hooks: a.hooks }).logits!.dataSync();
+          assert.equal(maxAbsDiff(vitForward(vit, img, { hooks: b.hooks }).logits!.dataSync(), ya), 0);
+        });
+      } finally {
+        a.dispose();
+        b.dispose();
+        fs.rmSync(dir, { recursive: true, force: true });
       }
     });
 
