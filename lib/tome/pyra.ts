@@ -49,8 +49,9 @@ export interface Pyra {
 }
 
 /**
- * Create PYRA parameters for a resolved per-layer schedule (see `resolveSchedule`; validate it with
- * `tokenCounts(..., {onCap: 'error'})` — the hooks do).
+ * Create PYRA parameters for a resolved per-layer schedule (see `resolveSchedule`). The schedule must be feasible as
+ * written (the hooks check it with `tokenCounts(..., {onCap: 'error'})`); for a ToMe-style constant r use the capped
+ * list `tokenCounts(r, depth, {numTokens}).r` (e.g. r = 16 on ViT-B/16 gives PYRA's "low" [16×11, 10]).
  * @example const pyra = createPyra(vit.config, pyraSchedule('vit_base_patch16_224', 'low'), {seed: 0});
  */
 export function createPyra(cfg: Pick<VitConfig, 'depth' | 'embedDim'>, schedule: readonly number[], opts: { seed?: number } = {}): Pyra {
