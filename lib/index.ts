@@ -27,3 +27,6 @@ export * from './peft/trainable';
 export * from './peft/shapes';
 export * from './peft/explora';
 export * from './peft/finetune';
+export * from './eval/features';
+export * from './eval/linear-probe';
+export * from './eval/knn';
