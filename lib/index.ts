@@ -36,3 +36,6 @@ export * from './tome/flops';
 export * from './tome/throughput';
 export * from './tome/vis';
 export * from './tome/presets';
+export * from './eval/features';
+export * from './eval/linear-probe';
+export * from './eval/knn';

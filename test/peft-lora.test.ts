@@ -14,7 +14,7 @@ import { saveCheckpoint, loadCheckpoint } from '../lib/io/checkpoint';
 import { readSafetensors } from '../lib/io/safetensors';
 import {
   createLora, loraConfig, qvTarget, loraHooks, loraVariables, loraParamCount, disposeLora, mergeLora, unmergeLora,
-  planLora, loraPlanCount, loraDelta, exploraLoraKey, range, LoraAdapters, composeLinearHooks,
+  planLora, loraPlanCount, loraDelta, exploraLoraKey, range, LoraAdapters, composeLinearHooks, cloneLora,
 } from '../lib/peft/lora';
 import { matchPath, layerIndexOf } from '../lib/peft/patterns';
 import { maxAbsDiff, randArray, noLeak } from './util';
@@ -359,6 +359,22 @@ describe('peft/lora', () => {
     assert.throws(() => loadCheckpoint(file, { params: wrong.params }), /'blocks\.0\.attn\.qkv\.lora_A\.q\.weight' has shape \[4,32\] but .* needs \[3,32\]/);
     fs.rmSync(dir, { recursive: true });
     [lora, fresh, wrong].forEach(disposeLora);
+  });
+
+  it('cloneLora: independent copies (teacher adapters), same output, frozen by default', () => {
+    const lora = createLora(vit.params, { rank: 4, targets: [qvTarget()] });
+    randomizeB(lora);
+    const t = cloneLora(lora);
+    assert.equal(maxAbsDiff(fwd(vit, x, t), fwd(vit, x, lora)), 0);
+    const tv = loraVariables(t);
+    assert.deepEqual([...tv.keys()], [...loraVariables(lora).keys()]);
+    for (const v of tv.values()) assert.equal(v.trainable, false);
+    const k = 'blocks.0.attn.qkv.lora_B.q.weight';
+    tv.get(k)!.assign(tf.zerosLike(tv.get(k)!));
+    assert.ok(maxAbsDiff(loraVariables(lora).get(k)!.dataSync(), tv.get(k)!.dataSync()) > 0, 'the copy shares storage');
+    assert.equal(t.modules.get('blocks.0.attn.qkv')!.slices[0].B, tv.get(k));
+    disposeLora(t);
+    disposeLora(lora);
   });
 
   it("maps kit adapter keys to ExPLoRA's q_proj / v_proj names and back", () => {

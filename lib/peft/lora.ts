@@ -314,6 +314,31 @@ export function createLora(base: LoraBase, config: Partial<LoraConfig> & { targe
   return { config: cfg, modules, params, scope };
 }
 
+/**
+ * A copy of an adapter set with new variables (same config, sites and values), e.g. the DINO teacher's adapters:
+ * ExPLoRA gives the teacher its own LoRA modules loaded from the student and EMAs A and B separately (explora.md §2.3).
+ * `trainable` sets the copies' flag (default false: a teacher is updated by EMA `assign`, not by gradients).
+ */
+export function cloneLora(adapters: LoraAdapters, opts: { trainable?: boolean } = {}): LoraAdapters {
+  const scope = newScope('lora');
+  const trainable = opts.trainable ?? false;
+  const copy = (v: tf.Variable, path: string): tf.Variable => tf.tidy(() => tf.variable(v.clone(), trainable, `${scope}/${path}`));
+  const modules = new Map<string, LoraModule>();
+  const params: LoraParams = {};
+  for (const [site, m] of adapters.modules) {
+    const slices = m.slices.map((s) => ({ ...s, A: copy(s.A, s.pathA), B: copy(s.B, s.pathB) }));
+    modules.set(site, { ...m, slices });
+    params[site] =
+      m.kind === 'qkv'
+        ? {
+            lora_A: Object.fromEntries(slices.map((s) => [s.name, { weight: s.A }])),
+            lora_B: Object.fromEntries(slices.map((s) => [s.name, { weight: s.B }])),
+          }
+        : { lora_A: { weight: slices[0].A }, lora_B: { weight: slices[0].B } };
+  }
+  return { config: adapters.config, modules, params, scope };
+}
+
 /** Ordered path → variable map of the adapter parameters. */
 export function loraVariables(adapters: LoraAdapters): Map<string, tf.Variable> {
   return flattenTree(adapters.params);
