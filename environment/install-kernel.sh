@@ -14,7 +14,7 @@ TSLAB="$ROOT/node_modules/.bin/tslab"
 
 [ -x "$TSLAB" ] || { echo "install-kernel.sh: $TSLAB not found: run 'npm ci' first" >&2; exit 1; }
 "$PY" -c 'import jupyter_client' 2>/dev/null || {
-  echo "install-kernel.sh: $PY has no jupyter_client: run 'sudo environment/setup-jupyter.sh' first" >&2; exit 1; }
+  echo "install-kernel.sh: $PY has no jupyter_client: run 'sudo environment/setup-system.sh' first" >&2; exit 1; }
 
 case "${1:-}" in
   "") "$TSLAB" install --python="$PY" --prefix="$ROOT/.jupyter" --binary="$TSLAB"

@@ -14,7 +14,7 @@ the message is taken from the cell's stderr stream. After an error tslab aborts 
 200 ms; with --allow-errors the runner waits 0.3 s before sending the next cell so later cells really run.
 
 Exit status: 0 when every notebook ran without error, 1 otherwise, 2 for bad usage or a missing set-up.
-Needs Debian's python3-nbclient / jupyter-nbconvert (environment/setup-jupyter.sh) and the kernel registered under
+Needs Debian's python3-nbclient / jupyter-nbconvert (environment/setup-system.sh) and the kernel registered under
 .jupyter/ (environment/install-kernel.sh; done automatically here when missing or stale).
 """
 import argparse
@@ -42,7 +42,7 @@ try:
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 except ImportError as e:  # pragma: no cover - depends on the machine
-    die(f'{e}. Install Jupyter first: sudo environment/setup-jupyter.sh')
+    die(f'{e}. Install Jupyter first: sudo environment/setup-system.sh')
 
 
 def ensure_kernel(kernel_name):

@@ -14,7 +14,7 @@ export const JUPYTER_PATH = path.join(ROOT, '.jupyter', 'share', 'jupyter');
 export function jupyterMissing(): string | null {
   if (!existsSync(path.join(ROOT, 'node_modules', '.bin', 'tslab'))) return 'node_modules/.bin/tslab is missing (run npm ci)';
   const r = spawnSync(PYTHON, ['-c', 'import nbclient, nbconvert, nbformat, jupyter_client'], { encoding: 'utf8' });
-  if (r.error || r.status !== 0) return `${PYTHON} cannot import nbclient/nbconvert/jupyter_client (install: sudo environment/setup-jupyter.sh)`;
+  if (r.error || r.status !== 0) return `${PYTHON} cannot import nbclient/nbconvert/jupyter_client (install: sudo environment/setup-system.sh)`;
   return null;
 }
 

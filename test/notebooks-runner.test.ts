@@ -81,7 +81,7 @@ describe('notebook runner and kernel (real tslab kernel)', function () {
       { cwd: ROOT, encoding: 'utf8', env: { ...process.env, JUPYTER_PATH }, timeout: 290000 },
     );
     if (r.status !== 0 && /No module named notebook/.test(r.stderr)) {
-      console.log('      (the jupyter-notebook package is missing; install it with environment/setup-jupyter.sh)');
+      console.log('      (the jupyter-notebook package is missing; install it with environment/setup-system.sh)');
     }
     assert.equal(r.status, 0, r.stderr);
     const cells = JSON.parse(r.stdout.trim().split('\n').pop()!) as Array<{ status: string; stdout: string; stderr: string; mimes: string[] }>;

@@ -68,7 +68,7 @@ describe('notebooks through the real tslab kernel', function () {
   it('the exported HTML draws the plotly chart in headless Chromium (no network)', function () {
     const chromium = chromiumPath();
     if (!chromium) {
-      console.log('      (skipping: chromium is not installed; sudo environment/setup-jupyter.sh installs it)');
+      console.log('      (skipping: chromium is not installed; sudo environment/setup-system.sh installs it)');
       this.skip();
     }
     const html = path.join(tmp, 'out', '00-quickstart.html');

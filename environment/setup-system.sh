@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Install Jupyter (Debian packages) and headless Chromium for the notebook runner and its browser check.
+# System packages of the kit (called by .ci/run): Jupyter from Debian packages for the tslab notebooks and their
+# runner, and headless Chromium for the HTML-export check.
 #
-#   sudo environment/setup-jupyter.sh            # Jupyter + chromium
-#   sudo environment/setup-jupyter.sh --no-browser
+#   sudo environment/setup-system.sh            # Jupyter + chromium
+#   sudo environment/setup-system.sh --no-browser
 #
 # Uses /usr/bin/python3 (Debian's interpreter, where the python3-* packages install). Needs root (apt-get).
 # Idempotent: packages already present are left alone. After this, register the kit's kernel with
@@ -14,13 +15,13 @@ for a in "$@"; do
   case "$a" in
     --no-browser) want_browser=0 ;;
     -h|--help) sed -n '2,9p' "$0"; exit 0 ;;
-    *) echo "setup-jupyter.sh: unknown option '$a' (valid: --no-browser)" >&2; exit 2 ;;
+    *) echo "setup-system.sh: unknown option '$a' (valid: --no-browser)" >&2; exit 2 ;;
   esac
 done
 
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then
-  if command -v sudo >/dev/null; then SUDO="sudo"; else echo "setup-jupyter.sh: needs root (apt-get)" >&2; exit 1; fi
+  if command -v sudo >/dev/null; then SUDO="sudo"; else echo "setup-system.sh: needs root (apt-get)" >&2; exit 1; fi
 fi
 
 JUPYTER_PKGS=(jupyter-nbconvert python3-nbclient python3-jupyter-client jupyter-notebook python3-ipykernel)
