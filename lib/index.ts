@@ -48,3 +48,4 @@ export * from './report/paths';
 export * from './report/runs';
 export * from './report/notebook';
 export * from './report/params';
+export * from './report/steps';

@@ -4,6 +4,7 @@
  * draw), and re-run cells checked for leaks. Skipped, with the reason, where Jupyter is not installed.
  *
  * The notebooks run at smoke scale (VITPEFT_SCALE=smoke) and write their runs to a temporary folder.
+ * `VITPEFT_NOTEBOOK_TESTS` selects them: `all` (default), `none`, or a comma list of names (`00-quickstart,...`).
  */
 import { strict as assert } from 'assert';
 import { spawnSync } from 'child_process';
@@ -13,10 +14,28 @@ import * as path from 'path';
 import { committedNotebooks } from '../environment/notebooks';
 import { ROOT, jupyterMissing, chromiumPath, runNotebooks, RunResult, executedCells, streamText, mimes, displayText } from './notebook-harness';
 
+/** The committed notebooks this run executes (VITPEFT_NOTEBOOK_TESTS). */
+function selectedNotebooks(): string[] {
+  const sel = (process.env.VITPEFT_NOTEBOOK_TESTS ?? 'all').trim();
+  const all = committedNotebooks();
+  if (sel === 'all' || sel === '') return all;
+  if (sel === 'none') return [];
+  const names = sel.split(',').map((s) => s.trim().replace(/\.ipynb$/, ''));
+  const byName = new Map(all.map((f) => [path.basename(f, '.ipynb'), f]));
+  const unknown = names.filter((n) => !byName.has(n));
+  if (unknown.length) throw new Error(`VITPEFT_NOTEBOOK_TESTS: no notebook ${unknown.join(', ')}; valid: ${[...byName.keys()].join(', ')}, all, none`);
+  return names.map((n) => byName.get(n)!);
+}
+
+/** Per-notebook budget for a smoke run on 2 shared cores (issue 8: ≤ 10 minutes each), plus kernel start-up. */
+const NOTEBOOK_BUDGET_S = 12 * 60;
+
 describe('notebooks through the real tslab kernel', function () {
-  this.timeout(300000);
+  const notebooks = selectedNotebooks();
+  this.timeout(Math.max(300, notebooks.length * NOTEBOOK_BUDGET_S + 120) * 1000);
   let tmp = '';
   let all: RunResult | null = null;
+  const selected = (name: string): boolean => notebooks.some((f) => path.basename(f) === name);
 
   before(function () {
     const why = jupyterMissing();
@@ -25,21 +44,26 @@ describe('notebooks through the real tslab kernel', function () {
       this.skip();
     }
     tmp = mkdtempSync(path.join(os.tmpdir(), 'vitpeft-nb-'));
-    all = runNotebooks(['--scale', 'smoke'], path.join(tmp, 'out'), { VITPEFT_RUNS_DIR: path.join(tmp, 'runs') });
+    if (notebooks.length) {
+      all = runNotebooks(['--scale', 'smoke', ...notebooks], path.join(tmp, 'out'), { VITPEFT_RUNS_DIR: path.join(tmp, 'runs') },
+        notebooks.length * NOTEBOOK_BUDGET_S + 60);
+    }
   });
   after(() => tmp && rmSync(tmp, { recursive: true, force: true }));
 
-  it('every committed notebook runs without a cell error', () => {
-    const names = committedNotebooks().map((f) => path.relative(ROOT, f));
-    assert.deepEqual(all!.summary.map((s) => s.notebook), names);
-    for (const s of all!.summary) {
-      assert.ok(s.ok, `${s.notebook} failed:\n${s.error}`);
-      console.log(`      ${s.notebook}: ${s.seconds} s`);
-    }
-    assert.equal(all!.status, 0, all!.stderr);
-  });
+  for (const file of committedNotebooks()) {
+    const rel = path.relative(ROOT, file);
+    it(`${rel} runs without a cell error`, function () {
+      if (!notebooks.includes(file)) this.skip();
+      const s = all!.summary.find((x) => x.notebook === rel);
+      assert.ok(s, `${rel} was not run:\n${all!.stderr}`);
+      console.log(`      ${rel}: ${s!.seconds} s`);
+      assert.ok(s!.ok, `${rel} failed:\n${s!.error}`);
+    });
+  }
 
-  it('00-quickstart: outputs as expected (tables, chart, progress, checks) and nothing on stderr', () => {
+  it('00-quickstart: outputs as expected (tables, chart, progress, checks) and nothing on stderr', function () {
+    if (!selected('00-quickstart.ipynb')) this.skip();
     const cells = executedCells(path.join(tmp, 'out', '00-quickstart.ipynb'));
     cells.forEach((c, i) => assert.equal(streamText(c, 'stderr'), '', `cell ${i} wrote to stderr`));
     const all = cells.flatMap(mimes);
@@ -66,6 +90,7 @@ describe('notebooks through the real tslab kernel', function () {
   });
 
   it('the exported HTML draws the plotly chart in headless Chromium (no network)', function () {
+    if (!selected('00-quickstart.ipynb')) this.skip();
     const chromium = chromiumPath();
     if (!chromium) {
       console.log('      (skipping: chromium is not installed; sudo environment/setup-system.sh installs it)');

@@ -12,6 +12,8 @@ import { backendReport } from '../lib/backend';
 import { createVit, disposeVit, vitVariables } from '../lib/vit/params';
 import { loadCheckpoint } from '../lib/io/checkpoint';
 import { toDataFrame } from '../lib/report/table';
+import { stepReporter } from '../lib/report/steps';
+import { Progress } from '../lib/report/progress';
 
 describe('report/runs', () => {
   let root: string;
@@ -139,5 +141,19 @@ describe('report/runs', () => {
       else process.env.VITPEFT_RUNS_DIR = saved;
     }
     assert.deepEqual(flattenConfig({ a: { b: 1, c: [1] }, d: null }), { 'a.b': 1, 'a.c': [1], d: null });
+  });
+
+  it('stepReporter logs trainLoop steps to the run (every n) and ticks the bar every step', () => {
+    const run = RunRecord.create('steps', { config: {}, seed: 0, root });
+    const bar = new Progress(5, { mode: 'silent' });
+    const on = stepReporter({ run, bar, logEvery: 2, extra: (i): Record<string, number> => (i.step === 3 ? { acc: 0.5 } : {}) });
+    for (let step = 0; step < 5; step++) on({ step, loss: 5 - step, gradNorm: 1, lr: 0.1, weightDecay: 0, seconds: 0.01 });
+    const rows = run.metrics();
+    assert.deepEqual(rows.map((r) => r.step), [0, 2, 3, 4]);
+    assert.equal(rows[2].acc, 0.5);
+    assert.deepEqual(Object.keys(rows[0]), ['step', 'loss', 'gradNorm', 'lr', 'weightDecay', 'seconds', 'time']);
+    assert.equal(bar.state.done, 5);
+    assert.deepEqual(bar.state.metrics, { loss: 1, acc: 0.5 });
+    assert.throws(() => stepReporter({ logEvery: 0 }), /logEvery must be an integer ≥ 1/);
   });
 });
