@@ -9,7 +9,7 @@ import { spawnSync } from 'child_process';
 import { mkdtempSync, readFileSync, rmSync, realpathSync } from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { ROOT, PYTHON, JUPYTER_PATH, jupyterMissing, runNotebooks, executedCells, streamText, mimes } from './notebook-harness';
+import { ROOT, PYTHON, JUPYTER_PATH, jupyterMissing, chromiumPath, runNotebooks, executedCells, streamText, mimes } from './notebook-harness';
 
 const FIX = path.join(ROOT, 'test', 'fixtures', 'notebooks');
 
@@ -69,7 +69,7 @@ describe('notebook runner and kernel (real tslab kernel)', function () {
     assert.equal(r.status, 0, r.stderr);
     const cell = executedCells(path.join(tmp, 'cli', 'imports.ipynb'))[0];
     const out = streamText(cell, 'stdout');
-    assert.match(out, /^PARAMS \d+ BACKEND wasm CWD (\S+)$/m);
+    assert.match(out, /^PARAMS \d+ BACKEND wasm INKERNEL true CWD (\S+)$/m);
     assert.equal(realpathSync(/CWD (\S+)/.exec(out)![1]), realpathSync(FIX));
     assert.ok(mimes(cell).includes('text/html'), 'showTable produced an HTML table');
   });
@@ -90,6 +90,35 @@ describe('notebook runner and kernel (real tslab kernel)', function () {
     const cwd = /CWD (\S+)/.exec(cells[0].stdout);
     assert.ok(cwd, cells[0].stdout);
     assert.equal(realpathSync(cwd![1]), realpathSync(FIX), 'the server starts the kernel in the notebook folder');
+    assert.match(cells[0].stdout, /INKERNEL true/);
     assert.ok(cells[0].mimes.includes('text/html'));
+  });
+
+  it('inline plotly (shipped by plotlyInit in the notebook) and PNG images render in the exported HTML', function () {
+    const r = runNotebooks(['--plotly', 'inline', path.join(FIX, 'rich.ipynb')], path.join(tmp, 'rich'));
+    assert.equal(r.status, 0, r.stderr);
+    const cells = executedCells(path.join(tmp, 'rich', 'rich.ipynb'));
+    cells.forEach((c, i) => assert.equal(streamText(c, 'stderr'), '', `cell ${i} wrote to stderr`));
+    assert.match(streamText(cells[0], 'stdout'), /INKERNEL true/);
+    assert.ok(mimes(cells[2]).includes('image/png'));
+    const chromium = chromiumPath();
+    if (!chromium) {
+      console.log('      (chromium missing: the browser half of this test is skipped)');
+      return;
+    }
+    const html = path.join(tmp, 'rich', 'rich.html');
+    const page = readFileSync(html, 'utf8');
+    assert.equal(page.split('window.__vitpeftDefine = window.define').length - 1, 1, 'plotly.js shipped once, by the notebook');
+    const profile = mkdtempSync(path.join(tmp, 'chromium-'));
+    const b = spawnSync(
+      chromium,
+      ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
+        '--disable-component-update', '--disable-sync', `--user-data-dir=${profile}`, '--virtual-time-budget=10000', '--dump-dom', `file://${html}`],
+      { encoding: 'utf8', maxBuffer: 256 * 1024 * 1024, timeout: 120000 },
+    );
+    assert.equal(b.status, 0, b.stderr);
+    assert.match(b.stdout, /class="vitpeft-plot[^"]*"[^>]*><div class="plot-container plotly"/);
+    assert.match(b.stdout, /<g class="trace scatter[^"]*"[^>]*>.*?<path class="js-line"[^>]* d="M[^"]+"/s);
+    assert.ok((b.stdout.match(/<img src="data:image\/png;base64,/g) ?? []).length >= 3, 'the PNG images are in the page');
   });
 });
