@@ -52,6 +52,16 @@ describe('peft/explora: notation', () => {
     assert.equal(EXPLORA_PRESETS['M-ExPLoRA-[L]-r64'].decoderRank, 8);
     assert.equal(EXPLORA_PRESETS['M-ExPLoRA-[1,L]-r32'].unfreezeEmbed, true);
     assert.equal(exploraRecipe('D-ExPLoRA-[L]-r16', { alpha: 2 }).alpha, 2);
+    assert.ok(!d.loraProj && !d.loraMlp);
+  });
+
+  it('ablation switches: K slice, attn.proj (rank r) and MLP (rank r/4) LoRA on the LoRA blocks', () => {
+    const B = vitShapes('vit_base_patch14_dinov2');
+    const base = 9_288_192;
+    const D = 768;
+    assert.equal(countExplora(B, exploraRecipe('D-ExPLoRA-[L]-r64', { slices: ['q', 'k', 'v'] })).trainableEncoder, base + 11 * 2 * 64 * D);
+    assert.equal(countExplora(B, exploraRecipe('D-ExPLoRA-[L]-r64', { loraProj: true })).trainableEncoder, base + 11 * 2 * 64 * D);
+    assert.equal(countExplora(B, exploraRecipe('D-ExPLoRA-[L]-r64', { loraMlp: true })).trainableEncoder, base + 11 * 16 * (D + 4 * D) * 2);
   });
 });
 
