@@ -124,6 +124,7 @@ describe('peft/explora: exact trainable counts (encoder only, explora.md §2.4)'
       const ex0 = applyExplora({ encoder: vit.params }, 'D-ExPLoRA-[L]');
       assert.equal(ex0.lora, null);
       assert.equal(ex0.selection.summary.trainableEncoder, 12_695_552);
+      ex0.dispose(); // no adapters: a no-op
     } finally {
       disposeVit(vit);
     }
@@ -227,7 +228,9 @@ describe('peft/explora: the recipe on micro models', () => {
     const ms = applyExplora({ encoder: mae.params, decoder: dec }, exploraRecipe('M-ExPLoRA-[1,L]-r4', { decoderRank: 2, unfreezeEmbed: true }));
     assert.ok(ms.selection.trainable.has('patch_embed.proj.weight') && ms.selection.trainable.has('decoder_pred.bias'));
     assert.ok(ms.selection.trainable.has('blocks.0.mlp.fc2.weight') && !ms.lora!.modules.has('blocks.0.attn.qkv'));
-    disposeLora(ms.lora!);
+    const n = tf.memory().numTensors;
+    ms.dispose();
+    assert.equal(tf.memory().numTensors, n - 12); // A, B × Q, V on encoder block 1 and both decoder blocks
     disposeTree(dec);
     disposeVit(mae);
   });

@@ -219,6 +219,8 @@ export interface ExploraSetup {
   spec: TrainSpec;
   /** 0-based unfrozen block indices. */
   unfrozen: number[];
+  /** Free the adapters (call before re-running a notebook cell that builds a new setup). */
+  dispose: () => void;
 }
 
 function partsList(parts: ExploraParts): ParamTree[] {
@@ -245,7 +247,7 @@ export function applyExplora(parts: ExploraParts, recipe: string | ExploraRecipe
     const enc = new Set(shapeMap(parts.encoder).keys());
     if (lora) for (const m of lora.modules.values()) if (enc.has(m.weightPath)) for (const s of m.slices) enc.add(s.pathA).add(s.pathB);
     const selection = selectTrainable(lora ? [...trees, lora.params] : trees, spec, { isEncoder: (p) => enc.has(p), ...opts });
-    return { recipe: r, notation: formatExploraNotation(r), lora, selection, spec, unfrozen };
+    return { recipe: r, notation: formatExploraNotation(r), lora, selection, spec, unfrozen, dispose: () => lora && disposeLora(lora) };
   } catch (e) {
     if (lora) disposeLora(lora);
     throw e;
