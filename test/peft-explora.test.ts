@@ -1,5 +1,9 @@
 import * as tf from '@tensorflow/tfjs';
 import { strict as assert } from 'assert';
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import { saveCheckpoint, loadCheckpoint } from '../lib/io/checkpoint';
 import { createVit, disposeVit, Vit, ParamFactory, createBlockParams } from '../lib/vit/params';
 import { vitForward } from '../lib/vit/forward';
 import { flattenTree, disposeTree, countParams } from '../lib/tree';
@@ -157,7 +161,7 @@ describe('peft/explora: the recipe on micro models', () => {
     x.dispose();
   });
 
-  it('D-[L]-r4 with a DINO head: only the selected variables move, 0 leaks per step; merge equals unmerged', () => {
+  it('D-[L]-r4 with a DINO head: only the selected variables move, 0 leaks per step; merge equals unmerged, also after a save/load', () => {
     const f = new ParamFactory('head', 1);
     const heads = { dino_head: { mlp: [f.linear('dino_head.mlp.0', 32, 8, { kind: 'truncNormal', std: 0.02 })] } };
     const ex = applyExplora({ encoder: vit.params, heads }, 'D-ExPLoRA-[L]-r4', { seed: 2 });
@@ -191,6 +195,17 @@ describe('peft/explora: the recipe on micro models', () => {
     const a = tf.tidy(() => vitForward({ ...vit, params: merged }, x).cls.dataSync());
     const b = tf.tidy(() => vitForward(vit, x, { hooks }).cls.dataSync());
     assert.ok(maxAbsDiff(a, b) <= 1e-5, `merged vs unmerged ${maxAbsDiff(a, b)}`);
+    // the stage boundary on disk: save the merged encoder (PyTorch layout), load it into a fresh model, same features
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'explora-'));
+    const file = path.join(dir, 'encoder.safetensors');
+    saveCheckpoint(file, { params: merged, meta: { notation: ex.notation } });
+    const fresh = createVit('vit_small_patch14_dinov2', { ...MICRO, patchSize: 8, posEmbedGrid: 2 }, { seed: 99 });
+    const rep = loadCheckpoint(file, { params: fresh.params });
+    assert.equal(rep.meta.notation, 'D-ExPLoRA-[L]-r4');
+    const c = tf.tidy(() => vitForward(fresh, x).cls.dataSync());
+    assert.ok(maxAbsDiff(c, b) <= 1e-5, `reloaded vs unmerged ${maxAbsDiff(c, b)}`);
+    disposeVit(fresh);
+    fs.rmSync(dir, { recursive: true });
     disposeTree(merged);
     opt.dispose();
     target.dispose();
