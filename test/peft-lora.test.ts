@@ -108,6 +108,25 @@ describe('peft/lora', () => {
     [lora, again, other].forEach(disposeLora);
   });
 
+  it('targets by exact name, dotted suffix, glob, regex, exclude list and layer filter', () => {
+    const sites = (targets: Parameters<typeof createLora>[1]['targets']): string[] => {
+      const l = createLora(vit.params, { rank: 2, targets });
+      const out = [...l.modules.keys()];
+      disposeLora(l);
+      return out;
+    };
+    assert.deepEqual(sites([{ sites: 'head' }]), ['head']);
+    assert.deepEqual(sites([{ sites: 'blocks.1.mlp.fc2' }]), ['blocks.1.mlp.fc2']);
+    assert.deepEqual(sites([{ sites: 'fc2' }]), ['blocks.0.mlp.fc2', 'blocks.1.mlp.fc2', 'blocks.2.mlp.fc2']);
+    assert.deepEqual(sites([{ sites: 'mlp.*', exclude: ['fc1'] }]), ['blocks.0.mlp.fc2', 'blocks.1.mlp.fc2', 'blocks.2.mlp.fc2']);
+    assert.deepEqual(sites([{ sites: /attn\.(qkv|proj)$/, exclude: [/^blocks\.0\./], layers: [0, 2] }]), ['blocks.2.attn.qkv', 'blocks.2.attn.proj']);
+    assert.deepEqual(sites([{ sites: ['attn.proj', 'patch_embed.proj'], layers: [1] }]), ['blocks.1.attn.proj']);
+    assert.deepEqual(sites([qvTarget([2]), { sites: 'fc1', layers: [0] }]), ['blocks.0.mlp.fc1', 'blocks.2.attn.qkv']);
+    const konly = createLora(vit.params, { targets: [qvTarget(undefined, { slices: ['k'] })] });
+    assert.deepEqual(konly.modules.get('blocks.0.attn.qkv')!.slices.map((s) => [s.name, s.offset]), [['k', 32]]);
+    disposeLora(konly);
+  });
+
   it('identity at init: B = 0 gives exactly the base output (max |Δ| = 0)', () => {
     const lora = createLora(vit.params, {
       rank: 4,

@@ -221,12 +221,12 @@ export function planLora(base: LoraBase, config: LoraConfig): LoraModulePlan[] {
     let n = 0;
     for (const [site, info] of sites) {
       if (!matchAny(site, sitePats)) continue;
-      if (t.exclude && matchAny(site, t.exclude)) continue;
       if (t.layers) {
         const li = layerIndexOf(site, layerRe);
         if (li === null || !t.layers.includes(li)) continue;
-        layersSeen.add(li);
+        layersSeen.add(li); // before `exclude`: a layer emptied by an explicit exclude is not a typo
       }
+      if (t.exclude && matchAny(site, t.exclude)) continue;
       if (claimed.has(site)) throw new Error(`${what}: site '${site}' is already targeted by target #${claimed.get(site)}`);
       claimed.set(site, ti);
       n++;
