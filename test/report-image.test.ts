@@ -5,7 +5,7 @@ import { strict as assert } from 'assert';
 import * as tf from '@tensorflow/tfjs';
 import sharp from 'sharp';
 import {
-  Image, encodePng, crc32, tensorToImage, toRgb, upscale, imageGrid, batchToImages, segmentOverlay, pngBundle, showImageTable,
+  Image, encodePng, crc32, tensorToImage, toRgb, upscale, imageGrid, batchToImages, segmentOverlay, pngBundle, showImageTable, showImageGrid,
 } from '../lib/report/image';
 import { setDisplaySink, MimeBundle } from '../lib/report/display';
 import { noLeak } from './util';
@@ -127,5 +127,21 @@ describe('report/image', () => {
     assert.equal(((shown[0]['text/html'] as string).match(/<img /g) ?? []).length, 3);
     const grid = await decode(Buffer.from(shown[0]['image/png'] as string, 'base64'));
     assert.deepEqual([grid.width, grid.height], [2 * (2 * 8 + 3 * 2), 2 * (2 * 8 + 3 * 2)]);
+  });
+
+  it('showImageGrid tiles a batch tensor into one PNG', async () => {
+    const shown: MimeBundle[] = [];
+    setDisplaySink({ display: (bundle) => shown.push(bundle) });
+    const batch = tf.tidy(() => tf.stack([tf.zeros([4, 4, 3]), tf.ones([4, 4, 3]), tf.fill([4, 4, 3], 0.5)]));
+    try {
+      await noLeak(() => showImageGrid(batch, { cols: 3, pad: 1, scale: 1 }));
+    } finally {
+      setDisplaySink(null);
+      batch.dispose();
+    }
+    const d = await decode(Buffer.from(shown[0]['image/png'] as string, 'base64'));
+    assert.deepEqual([d.width, d.height], [3 * 4 + 4, 4 + 2]);
+    const px = (x: number, y: number): number[] => [...d.data.subarray((y * d.width + x) * 3, (y * d.width + x) * 3 + 3)];
+    assert.deepEqual([px(1, 1), px(6, 1), px(11, 1)], [[0, 0, 0], [255, 255, 255], [128, 128, 128]]);
   });
 });

@@ -7,7 +7,7 @@ import {
   DisplayHandle, MimeBundle, DisplayOptions, setDisplaySink, displayBundle, inKernel, currentSink, textSink, escapeHtml,
 } from '../lib/report/display';
 import { tableHtml, tableText, tableData, formatCell, toDataFrame, showTable, keyValueRows } from '../lib/report/table';
-import { figureBundle, lineFigure, plotlyInit, scriptSafe, plotlyScriptTags } from '../lib/report/plot';
+import { figureBundle, lineFigure, scatterFigure, plotlyInit, scriptSafe, plotlyScriptTags } from '../lib/report/plot';
 import { Progress, track } from '../lib/report/progress';
 import { slot, releaseSlot, releaseAllSlots, slotNames, disposeValue, notebookScale } from '../lib/report/notebook';
 import { paramTable } from '../lib/report/params';
@@ -183,6 +183,15 @@ describe('report/plot', () => {
     const html = b['text/html'] as string;
     assert.equal((html.match(/<\/script>/g) ?? []).length, 1, html);
     assert.equal(plotlyScriptTags('x</script>').match(/<\/script>/g)!.length, 3);
+  });
+
+  it('scatterFigure: markers with optional labels, log axes', () => {
+    const f = scatterFigure([{ name: 'ToMe', x: [10, 20], y: [0.8, 0.7], text: ['r=8', 'r=16'] }, { name: 'base', x: [5], y: [0.85] }], { logX: true, xTitle: 'img/s' });
+    assert.deepEqual(f.data.map((t) => t.mode), ['markers+text', 'markers']);
+    assert.deepEqual(f.data[0].text, ['r=8', 'r=16']);
+    assert.deepEqual((f.layout!.xaxis as { type: string }).type, 'log');
+    assert.throws(() => scatterFigure([{ name: 'a', x: [1, 2], y: [1, 2], text: ['x'] }]), /series 'a' has 1 labels for 2 points/);
+    assert.throws(() => scatterFigure([{ name: 'a', x: [1], y: [1, 2] }]), /series 'a' has 1 x and 2 y values/);
   });
 
   it('rejects bad figures and modes', () => {

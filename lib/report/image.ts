@@ -338,3 +338,12 @@ export function showImageTable(rows: ImageCell[][], o: { scale?: number; header?
     'text/plain': `<image table ${rows.length}x${Math.max(...rows.map((r) => r.length))}${o.header ? `: ${o.header.join(' | ')}` : ''}>`,
   });
 }
+
+/**
+ * Show a batch as one grid image: a tensor [N, H, W(, C)] (values in `range`, default [0, 1]) or a list of images.
+ * @example showImageGrid(batch.x, {cols: 8, range: 'auto'})
+ */
+export function showImageGrid(images: tf.Tensor | Image[], o: GridOptions & ToImageOptions & ShowImageOptions = {}): void {
+  const list = images instanceof tf.Tensor ? batchToImages(images, o) : images;
+  showImage(imageGrid(list, o), { scale: o.scale, caption: o.caption });
+}

@@ -185,3 +185,40 @@ export function lineFigure(
     },
   };
 }
+
+/** One named group of points of a scatter chart (accuracy vs throughput, probe accuracy vs parameters...). */
+export interface ScatterSeries {
+  name: string;
+  x: ArrayLike<number>;
+  y: ArrayLike<number>;
+  /** A label per point, drawn next to it. */
+  text?: readonly string[];
+}
+
+/** A scatter-chart figure with optional point labels. */
+export function scatterFigure(
+  series: ScatterSeries[],
+  o: { title?: string; xTitle?: string; yTitle?: string; logX?: boolean; logY?: boolean } = {},
+): PlotlyFigure {
+  return {
+    data: series.map((s) => {
+      if (s.x.length !== s.y.length) throw new Error(`scatterFigure: series '${s.name}' has ${s.x.length} x and ${s.y.length} y values`);
+      if (s.text && s.text.length !== s.x.length) throw new Error(`scatterFigure: series '${s.name}' has ${s.text.length} labels for ${s.x.length} points`);
+      return {
+        type: 'scatter',
+        mode: s.text ? 'markers+text' : 'markers',
+        name: s.name,
+        x: Array.from(s.x),
+        y: Array.from(s.y),
+        ...(s.text ? { text: [...s.text], textposition: 'top center' } : {}),
+        marker: { size: 9 },
+      };
+    }),
+    layout: {
+      ...(o.title ? { title: { text: o.title } } : {}),
+      xaxis: { title: { text: o.xTitle ?? '' }, ...(o.logX ? { type: 'log' } : {}) },
+      yaxis: { title: { text: o.yTitle ?? '' }, ...(o.logY ? { type: 'log' } : {}) },
+      margin: { t: o.title ? 50 : 20, r: 20, b: 50, l: 60 },
+    },
+  };
+}
