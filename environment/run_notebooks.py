@@ -80,7 +80,16 @@ def cell_error_message(nb_path, cell, index):
                 parts.append(f"{o.get('ename', '')}: {o.get('evalue', '')}".strip(': '))
                 parts.extend(o.get('traceback', []))
         err = '\n'.join(parts).strip() or '(the kernel reported an error but wrote no message)'
-    return f'{nb_path}: cell {index} failed:\n{head}{more}\n--- error ---\n{err}'
+    hint = ''
+    if "Cannot find module './vitpeft" in err:
+        hint = ("\n--- hint ---\nthe notebook's folder needs the link `vitpeft -> <project>/lib` (notebooks/vitpeft is one) "
+                "and the import must name a file: './vitpeft/index'")
+    elif 'is not under \'rootDir\'' in err:
+        hint = "\n--- hint ---\ntslab only compiles files under the kernel's folder: import the kit as './vitpeft/index'"
+    elif 'is not defined' in err and 'ReferenceError' in err:
+        hint = ("\n--- hint ---\nif the name comes from an earlier cell and is used as a shorthand property `{ x }`, "
+                "write `{ x: x }` (tslab pitfall; npm run notebooks:check finds these)")
+    return f'{nb_path}: cell {index} failed:\n{head}{more}\n--- error ---\n{err}{hint}'
 
 
 def plotly_tags():
