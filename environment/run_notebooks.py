@@ -86,6 +86,9 @@ def cell_error_message(nb_path, cell, index):
                 "and the import must name a file: './vitpeft/index'")
     elif 'is not under \'rootDir\'' in err:
         hint = "\n--- hint ---\ntslab only compiles files under the kernel's folder: import the kit as './vitpeft/index'"
+    elif 'RuntimeError: Aborted()' in err and 'wasm' in err:
+        hint = ("\n--- hint ---\nthe wasm backend aborted, usually because its 4 GB heap is full: lower the batch or the image size, "
+                "or split a large tf.tidy (a tidy keeps every intermediate tensor until it returns)")
     elif 'is not defined' in err and 'ReferenceError' in err:
         hint = ("\n--- hint ---\nif the name comes from an earlier cell and is used as a shorthand property `{ x }`, "
                 "write `{ x: x }` (tslab pitfall; npm run notebooks:check finds these)")
