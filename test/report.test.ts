@@ -50,6 +50,32 @@ describe('report/display', () => {
     assert.deepEqual(shown.map((s) => [s.opts.id, s.opts.update]), [[h.id, false], [h.id, true]]);
   });
 
+  it('inside a tslab kernel: found through the module cache, bundles go out as display_data / update_display_data', () => {
+    const fake = '/opt/somewhere/node_modules/tslab/dist/jupyter.js';
+    const sent: Array<{ msg: { data: Record<string, unknown>; metadata: unknown; transient: { display_id?: string } }; update: boolean }> = [];
+    const cache = require.cache as Record<string, unknown>;
+    cache[fake] = { id: fake, filename: fake, loaded: true, exports: { lastWriteDisplayData: null } };
+    try {
+      assert.equal(inKernel(), false, 'a tslab module without a writer (outside an execute request) is not a kernel');
+      (cache[fake] as { exports: Record<string, unknown> }).exports.lastWriteDisplayData = (msg: never, update: boolean) => sent.push({ msg, update });
+      assert.equal(inKernel(), true);
+      assert.notEqual(currentSink(), textSink);
+      displayBundle({ 'text/plain': 't', 'text/html': '<i>t</i>' });
+      const h = new DisplayHandle('abc');
+      h.update({ 'text/plain': '1' });
+      h.update({ 'text/plain': '2' });
+      assert.deepEqual(sent.map((s) => [Object.keys(s.msg.data).sort().join(','), s.msg.transient.display_id ?? null, s.update]), [
+        ['text/html,text/plain', null, false],
+        ['text/plain', 'abc', false],
+        ['text/plain', 'abc', true],
+      ]);
+      assert.deepEqual(sent[0].msg.metadata, {});
+    } finally {
+      delete cache[fake];
+    }
+    assert.equal(inKernel(), false);
+  });
+
   it('escapes HTML', () => {
     assert.equal(escapeHtml(`<a href="x">'&'</a>`), '&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;');
   });
