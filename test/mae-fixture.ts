@@ -1,0 +1,60 @@
+/**
+ * Loader for the PyTorch-generated MAE golden fixture (test/fixtures/gen_mae.py → mae_golden.json).
+ */
+import * as fs from 'fs';
+import * as path from 'path';
+import * as tf from '@tensorflow/tfjs';
+import { strict as assert } from 'assert';
+import { torchToKit } from '../lib/io/checkpoint';
+
+export interface FixtureParam {
+  shape: number[];
+  values: number[];
+}
+
+export interface FixtureCase {
+  config: Record<string, number | boolean | number[][]>;
+  params: Record<string, FixtureParam>;
+  images: number[];
+  noise?: number[];
+  ids_shuffle: number[];
+  ids_restore: number[];
+  mask: number[];
+  patches?: number[];
+  target?: number[];
+  latent: number[];
+  pred: number[];
+  loss: number;
+  loss_raw?: number;
+}
+
+export interface Fixture {
+  generator: string;
+  rgb: FixtureCase;
+  group_independent: FixtureCase;
+  group_spatial: FixtureCase;
+}
+
+let cached: Fixture | null = null;
+
+export function loadFixture(): Fixture {
+  if (!cached) {
+    cached = JSON.parse(fs.readFileSync(path.join(__dirname, 'fixtures', 'mae_golden.json'), 'utf8')) as Fixture;
+  }
+  return cached;
+}
+
+/** Assign every fixture parameter (PyTorch layout) to the kit variable of the same path; all keys must match. */
+export function assignFixtureParams(vars: ReadonlyMap<string, tf.Variable>, params: Record<string, FixtureParam>): void {
+  const want = Object.keys(params).sort();
+  const have = [...vars.keys()].sort();
+  assert.deepEqual(have, want, 'kit parameter paths differ from the fixture (PyTorch) keys');
+  for (const [k, p] of Object.entries(params)) {
+    const v = vars.get(k)!;
+    tf.tidy(() => {
+      const kit = torchToKit(k, tf.tensor(p.values, p.shape));
+      assert.deepEqual(kit.shape, v.shape, `shape of ${k}`);
+      v.assign(kit);
+    });
+  }
+}
