@@ -229,7 +229,7 @@ describe('mae loss', () => {
       // perturb the image on a visible patch only: target of that patch changes, encoder input changes too, so
       // instead compare with a prediction tensor edited on visible patches
       const v = plan.idsShuffle[0]; // a visible token of sample 0
-      const edit = tf.buffer(o.pred.shape, 'float32', o.pred.dataSync().slice());
+      const edit = tf.buffer(o.pred.shape, 'float32', o.pred.dataSync().slice() as Float32Array);
       for (let k = 0; k < o.pred.shape[2]; k++) edit.set(123, 0, v, k);
       const target = normPixTarget(patchify(x, 4)) as tf.Tensor3D;
       return [o.loss.dataSync()[0], maskedPatchMse(edit.toTensor() as tf.Tensor3D, target, o.mask).dataSync()[0]];
@@ -303,11 +303,11 @@ describe('mae model', () => {
     const mae = createMae('mae_vit_base_patch16', { encoder: MICRO, decoder: MICRO_DEC });
     const rng = new Rng(1);
     const bad = tf.zeros([1, 18, 16, 3]) as tf.Tensor4D;
-    assert.throws(() => tf.tidy(() => maeForward(mae, bad, { rng })), /image size 18x16 is not divisible by the patch size 4/);
+    assert.throws(() => tf.tidy(() => void maeForward(mae, bad, { rng })), /image size 18x16 is not divisible by the patch size 4/);
     const bad2 = tf.zeros([1, 16, 16, 4]) as tf.Tensor4D;
-    assert.throws(() => tf.tidy(() => maeForward(mae, bad2, { rng })), /expected 3 channels/);
+    assert.throws(() => tf.tidy(() => void maeForward(mae, bad2, { rng })), /expected 3 channels/);
     const ok = tf.zeros([1, 16, 16, 3]) as tf.Tensor4D;
-    assert.throws(() => tf.tidy(() => maeForward(mae, ok)), /pass a mask plan \(opts.plan\) or an rng/);
+    assert.throws(() => tf.tidy(() => void maeForward(mae, ok)), /pass a mask plan \(opts.plan\) or an rng/);
     const plan = randomMasking(new Rng(1), 2, 16, 0.75);
     assert.throws(() => tf.tidy(() => maeEncode(mae, ok, plan, makeEnv())), /mask plan is for \[2, 16\] tokens, images give \[1, 16\]/);
     assert.throws(
