@@ -26,6 +26,7 @@ export interface FixtureCase {
   pred: number[];
   loss: number;
   loss_raw?: number;
+  loss_satmae?: number;
 }
 
 export interface Fixture {
