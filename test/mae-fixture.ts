@@ -17,6 +17,7 @@ export interface FixtureCase {
   params: Record<string, FixtureParam>;
   images: number[];
   noise?: number[];
+  timestamps?: number[];
   ids_shuffle: number[];
   ids_restore: number[];
   mask: number[];
@@ -34,6 +35,8 @@ export interface Fixture {
   rgb: FixtureCase;
   group_independent: FixtureCase;
   group_spatial: FixtureCase;
+  temporal_independent: FixtureCase;
+  temporal_same_mask: FixtureCase;
 }
 
 let cached: Fixture | null = null;
