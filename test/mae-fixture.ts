@@ -6,6 +6,7 @@ import * as path from 'path';
 import * as tf from '@tensorflow/tfjs';
 import { strict as assert } from 'assert';
 import { torchToKit } from '../lib/io/checkpoint';
+import { Rng } from '../lib/rng';
 
 export interface FixtureParam {
   shape: number[];
@@ -61,4 +62,23 @@ export function assignFixtureParams(vars: ReadonlyMap<string, tf.Variable>, para
       v.assign(kit);
     });
   }
+}
+
+/**
+ * Structured synthetic images in [-2, 2]: a random colour per image plus one linear ramp of random orientation shared by
+ * the three channels. Each masked patch is predictable from the visible ones (orientation and colour are global).
+ */
+export function rampImages(n: number, size: number, seed: number): tf.Tensor4D {
+  const rng = new Rng(seed);
+  const out = new Float32Array(n * size * size * 3);
+  for (let b = 0; b < n; b++) {
+    const th = rng.uniform(0, 2 * Math.PI);
+    const col = [rng.uniform(-1, 1), rng.uniform(-1, 1), rng.uniform(-1, 1)];
+    for (let y = 0; y < size; y++)
+      for (let x = 0; x < size; x++) {
+        const u = (Math.cos(th) * x + Math.sin(th) * y) / size;
+        for (let c = 0; c < 3; c++) out[((b * size + y) * size + x) * 3 + c] = col[c] + 0.5 * u;
+      }
+  }
+  return tf.tensor4d(out, [n, size, size, 3]);
 }

@@ -15,7 +15,6 @@ import {
   satMaeTemporalPlan,
   satMaeTemporalReconstruction,
   disposeSatMaeTemporal,
-  parseFmowTimestamp,
   SatMaeTemporal,
 } from '../lib/mae/satmae-temporal';
 import { disposeViews } from '../lib/mae/recon';
@@ -92,11 +91,6 @@ describe('satmae temporal model', () => {
     assert.deepEqual(v.get('patch_embed.proj.weight')!.shape, [16, 16, 3, 1024]);
     assert.equal(satMaeTemporalPlan(m, 1, new Rng(1)).numTokens, 3 * 196);
     disposeSatMaeTemporal(m);
-  });
-
-  it('parses fMoW timestamps like SatMAE (year − 2002, month − 1, hour)', () => {
-    assert.deepEqual(parseFmowTimestamp('2015-07-13T14:32:11Z'), [13, 6, 14]);
-    assert.throws(() => parseFmowTimestamp('07/13/2015'), /is not 'YYYY-MM-DDTHH…'/);
   });
 
   it('rejects wrong frame counts, timestamps, sizes and mask ratios', () => {

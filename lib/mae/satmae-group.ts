@@ -36,8 +36,8 @@ import { patchify, patchifyBands, unpatchifyBands } from './patchify';
 import { normPixTarget } from './loss';
 import { denormalizePatches, reconstructionViews, ReconViews } from './recon';
 
-/** Sentinel-2 bands in the order of the fMoW-Sentinel / EuroSAT-MS files. */
-export const SENTINEL2_BANDS = ['B1', 'B2', 'B3', 'B4', 'B5', 'B6', 'B7', 'B8', 'B8A', 'B9', 'B10', 'B11', 'B12'] as const;
+/** Sentinel-2 bands in the order of the fMoW-Sentinel / EuroSAT-MS files (same list as data-loaders' `SENTINEL2_BANDS`). */
+export const SATMAE_SENTINEL2_BANDS = ['B1', 'B2', 'B3', 'B4', 'B5', 'B6', 'B7', 'B8', 'B8A', 'B9', 'B10', 'B11', 'B12'] as const;
 
 export interface SatMaeGroupConfig {
   /** Input size (square or [H, W]); SatMAE multispectral: 96. */
@@ -79,7 +79,7 @@ const BASE: Omit<SatMaeGroupConfig, 'embedDim' | 'depth' | 'numHeads'> = {
   mlpRatio: 4,
   qkvBias: true,
   normEps: 1e-6,
-  bands: SENTINEL2_BANDS,
+  bands: SATMAE_SENTINEL2_BANDS,
   dropBands: ['B1', 'B9', 'B10'],
   groups: [
     ['B2', 'B3', 'B4', 'B8'],

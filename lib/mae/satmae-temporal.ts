@@ -5,7 +5,7 @@
  * - Token code = [2-D sin-cos of the cell (width D − 3·Tc) ‖ sin-cos(year) ‖ sin-cos(month) ‖ sin-cos(hour)], each time
  *   code of width Tc (SatMAE: 128, so the spatial part is 640 for ViT-L); the time part is the same for every token of
  *   one image. Timestamps are given as SatMAE's dataset makes them: (year − 2002, month − 1, hour)
- *   (`parseFmowTimestamp`). The CLS token gets no code.
+ *   (data-loaders' `fmowTemporalCode(csvTimestamp)` produces exactly this triple). The CLS token gets no code.
  * - Masking: independent over all T·L tokens (default), or `sameMask`: one cell mask shared by the T frames, keep
  *   T·⌊L·(1 − ratio)⌋.
  * - Decoder: code [2-D sin-cos (Dd − 3·Tdc) ‖ three time codes of width Tdc (SatMAE: 64)]; CLS gets zeros. One head
@@ -163,20 +163,6 @@ export function satMaeTemporalVariables(m: SatMaeTemporal): Map<string, tf.Varia
 
 export function disposeSatMaeTemporal(m: SatMaeTemporal): void {
   disposeTree(m.params);
-}
-
-/**
- * fMoW CSV timestamp ('2015-07-13T14:32:11Z') → (year − minYear, month − 1, hour), as SatMAE's dataset computes it
- * (characters 0–4, 5–7 and 11–13).
- */
-export function parseFmowTimestamp(s: string, minYear = 2002): [number, number, number] {
-  const y = Number(s.slice(0, 4));
-  const mo = Number(s.slice(5, 7));
-  const h = Number(s.slice(11, 13));
-  if (!Number.isInteger(y) || !Number.isInteger(mo) || !Number.isInteger(h) || s.length < 13) {
-    throw new Error(`parseFmowTimestamp: '${s}' is not 'YYYY-MM-DDTHH…'`);
-  }
-  return [y - minYear, mo - 1, h];
 }
 
 /** Timestamps [B][T][3] (year offset, month − 1, hour), as nested arrays, a flat array or a tensor [B, T, 3]. */
