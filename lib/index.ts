@@ -36,3 +36,4 @@ export * from './mae/mae';
 export * from './mae/recon';
 export * from './mae/satmae-group';
 export * from './mae/satmae-temporal';
+export * from './mae/explora-mae';
