@@ -299,6 +299,21 @@ describe('mae model', () => {
     disposeMae(mae);
   });
 
+  it('runs at another resolution with fresh sin-cos tables (encoder and decoder)', () => {
+    const mae = createMae('mae_vit_base_patch16', { encoder: MICRO, decoder: MICRO_DEC, seed: 3 });
+    const x = tf.tensor4d(randArray(1 * 24 * 32 * 3, 2), [1, 24, 32, 3]);
+    const before = tf.memory().numTensors;
+    const [predShape, loss] = tf.tidy(() => {
+      const o = maeForward(mae, x, { rng: new Rng(1) });
+      return [o.pred.shape, o.loss.dataSync()[0]] as const;
+    });
+    assert.deepEqual(predShape, [1, 6 * 8, 48]);
+    assert.ok(Number.isFinite(loss));
+    assert.equal(tf.memory().numTensors, before);
+    x.dispose();
+    disposeMae(mae);
+  });
+
   it('rejects images of the wrong size, channel count and an encoder with a learned position table', () => {
     const mae = createMae('mae_vit_base_patch16', { encoder: MICRO, decoder: MICRO_DEC });
     const rng = new Rng(1);

@@ -84,7 +84,7 @@ describe('satmae temporal model', () => {
   });
 
   it('ViT-L/16 temporal: 3·196 tokens, spatial code 640 + 3·128 time codes, decoder 320 + 3·64', () => {
-    const m = createSatMaeTemporal('satmae_temporal_vit_large_patch16', {}, { skipInit: true });
+    const m = createSatMaeTemporal('satmae_temporal_vit_large_patch16', { depth: 1, decoder: { depth: 1 } }, { skipInit: true });
     const v = satMaeTemporalVariables(m);
     assert.deepEqual(v.get('pos_embed')!.shape, [1, 197, 640]);
     assert.deepEqual(v.get('decoder_pos_embed')!.shape, [1, 197, 320]);
