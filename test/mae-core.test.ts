@@ -303,9 +303,12 @@ describe('mae model', () => {
     const mae = createMae('mae_vit_base_patch16', { encoder: MICRO, decoder: MICRO_DEC, seed: 3 });
     const x = tf.tensor4d(randArray(1 * 24 * 32 * 3, 2), [1, 24, 32, 3]);
     const before = tf.memory().numTensors;
-    const [predShape, loss] = tf.tidy(() => {
+    let predShape: number[] = [];
+    let loss = NaN;
+    tf.tidy(() => {
       const o = maeForward(mae, x, { rng: new Rng(1) });
-      return [o.pred.shape, o.loss.dataSync()[0]] as const;
+      predShape = o.pred.shape;
+      loss = o.loss.dataSync()[0];
     });
     assert.deepEqual(predShape, [1, 6 * 8, 48]);
     assert.ok(Number.isFinite(loss));
