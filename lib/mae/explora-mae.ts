@@ -27,7 +27,7 @@ import { Schedule, scaledLr, checkSchedule } from '../train/schedule';
 import { VitHooks } from '../vit/forward';
 import { Vit } from '../vit/params';
 import { applyExplora, exploraRecipe, ExploraRecipe, ExploraSetup, EXPLORA_PRESETS } from '../peft/explora';
-import { loraHooks, mergeLora, disposeLora } from '../peft/lora';
+import { loraHooks, mergeLora } from '../peft/lora';
 import { Mae, maeForward } from './mae';
 import { SatMaeGroup, satMaeGroupForward } from './satmae-group';
 
@@ -166,7 +166,7 @@ function buildRun<M>(
     loss: (images, rng) => forwardLoss(images, rng, hooks, train),
     dispose: () => {
       optimizer.dispose();
-      if (explora.lora) disposeLora(explora.lora);
+      explora.dispose();
     },
   };
 }
