@@ -22,6 +22,11 @@ import {
 import { normPixTarget, maskedPatchMse, perPatchMse } from '../lib/mae/loss';
 import { createMae, maeForward, maeVariables, disposeMae, maeEncode, maeParamCounts, Mae } from '../lib/mae/mae';
 import { makeEnv } from '../lib/vit/forward';
+import { createVit, disposeVit } from '../lib/vit/params';
+import { saveCheckpoint, loadCheckpoint } from '../lib/io/checkpoint';
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
 
 const MICRO = { imgSize: 16, patchSize: 4, embedDim: 32, depth: 2, numHeads: 4 } as const;
 const MICRO_DEC = { embedDim: 16, depth: 1, numHeads: 2 } as const;
@@ -297,6 +302,29 @@ describe('mae model', () => {
     assert.deepEqual(v.get('mask_token')!.shape, [1, 1, 512]);
     assert.deepEqual(v.get('decoder_blocks.7.attn.qkv.weight')!.shape, [512, 1536]);
     disposeMae(mae);
+  });
+
+  it('saves and loads through the checkpoint layer under the MAE checkpoint names (same loss after reload)', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mae-ckpt-'));
+    const file = path.join(dir, 'mae.safetensors');
+    const a = createMae('mae_vit_base_patch16', { encoder: MICRO, decoder: MICRO_DEC, seed: 1 });
+    const b = createMae('mae_vit_base_patch16', { encoder: MICRO, decoder: MICRO_DEC, seed: 2 });
+    const x = tf.tensor4d(randArray(2 * 16 * 16 * 3, 8), [2, 16, 16, 3]);
+    const plan = randomMasking(new Rng(4), 2, 16, 0.75);
+    saveCheckpoint(file, { params: maeVariables(a) });
+    const rep = loadCheckpoint(file, { params: maeVariables(b) });
+    assert.ok(rep.loaded.includes('decoder_pred.weight') && rep.loaded.includes('mask_token'));
+    const [la, lb] = tf.tidy(() => [maeForward(a, x, { plan }).loss.dataSync()[0], maeForward(b, x, { plan }).loss.dataSync()[0]]);
+    assert.equal(lb, la);
+    // an encoder-only ViT loads from the same file by ignoring the decoder keys
+    const enc = createVit(a.config.encoder, {}, { seed: 9 });
+    loadCheckpoint(file, { params: enc.params }, { ignore: /^(decoder_|mask_token)/ });
+    assertClose(enc.params.blocks[1].attn.qkv.weight.dataSync(), a.encoder.params.blocks[1].attn.qkv.weight.dataSync(), 0);
+    disposeVit(enc);
+    fs.rmSync(dir, { recursive: true, force: true });
+    tf.dispose(x);
+    disposeMae(a);
+    disposeMae(b);
   });
 
   it('runs at another resolution with fresh sin-cos tables (encoder and decoder)', () => {
