@@ -173,10 +173,10 @@ export function restoreTokens(visible: tf.Tensor3D, maskToken: tf.Tensor, plan: 
   const N = plan.numTokens;
   if (maskToken.size !== D) throw new Error(`restoreTokens: mask token has ${maskToken.size} values, expected width ${D}`);
   return tf.tidy(() => {
-    const fill = tf.broadcastTo(maskToken.reshape([1, 1, D]), [B, N - K, D]);
+    const fill = tf.broadcastTo(maskToken.reshape([1, 1, D]), [B, N - K, D]); // [D] | [1,1,D] → [B, N−K, D]
     const full = tf.concat([visible, fill], 1).reshape([B * N, D]); // [B, N, D] shuffled order → [B·N, D]
     const idx = tf.tensor1d(flatIndices(plan.idsRestore, B, N, N), 'int32');
-    return tf.gather(full, idx).reshape([B, N, D]) as tf.Tensor3D;
+    return tf.gather(full, idx).reshape([B, N, D]) as tf.Tensor3D; // [B·N, D] original order → [B, N, D]
   });
 }
 

@@ -107,7 +107,7 @@ export function toRgbPixels(img: tf.Tensor, opts: PixelOptions = {}, index = 0):
   if (index < 0 || index >= B) throw new Error(`toRgbPixels: sample ${index} out of range (batch ${B})`);
   const bands = opts.bands ?? (C >= 3 ? [0, 1, 2] : [0]);
   for (const b of bands) if (b < 0 || b >= C) throw new Error(`toRgbPixels: band ${b} out of range (image has ${C} channels)`);
-  const vals = tf.tidy(() => img.reshape([B, H, W, C]).slice([index, 0, 0, 0], [1, H, W, C]).dataSync());
+  const vals = tf.tidy(() => img.reshape([B, H, W, C]).slice([index, 0, 0, 0], [1, H, W, C]).dataSync()); // [H,W,C] | [B,H,W,C] → sample [1,H,W,C]
   const [lo, hi] = opts.range ?? [0, 1];
   const out = new Uint8Array(H * W * 3);
   for (let i = 0; i < H * W; i++) {

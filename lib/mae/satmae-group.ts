@@ -307,14 +307,14 @@ export function groupTokens(m: SatMaeGroup, kept: tf.Tensor4D, env: ForwardEnv):
     const xg = tf.gather(kept, g, 3) as tf.Tensor4D; // [B, H, W, |g|]
     const patches = patchify(xg, p); // [B, L, p·p·|g|] (ky, kx, c) like the [p, p, |g|, D] weight
     const pe = m.params.patch_embed[i].proj;
-    const w = pe.weight.reshape([p * p * g.length, D]);
+    const w = pe.weight.reshape([p * p * g.length, D]); // [p, p, |g|, D] → [(ky, kx, c), D]
     return linearSite(env, `patch_embed.${i}.proj`, { weight: w, bias: pe.bias }, patches) as tf.Tensor3D; // [B, L, D]
   });
   const x = tf.stack(per, 1).reshape([B, G * L, D]); // [B, G, L, D] → [B, G·L, D]
   // code [1, G, L, D] = [pos(l) ‖ channel(g)]
-  const pos = tf.broadcastTo(m.params.pos_embed.slice([0, 1, 0], [1, L, D - Dc]).reshape([1, 1, L, D - Dc]), [1, G, L, D - Dc]);
-  const ch = tf.broadcastTo(m.params.channel_embed.reshape([1, G, 1, Dc]), [1, G, L, Dc]);
-  const code = tf.concat([pos, ch], 3).reshape([1, G * L, D]);
+  const pos = tf.broadcastTo(m.params.pos_embed.slice([0, 1, 0], [1, L, D - Dc]).reshape([1, 1, L, D - Dc]), [1, G, L, D - Dc]); // cell code, same for every group
+  const ch = tf.broadcastTo(m.params.channel_embed.reshape([1, G, 1, Dc]), [1, G, L, Dc]); // group code, same for every cell
+  const code = tf.concat([pos, ch], 3).reshape([1, G * L, D]); // [1, G, L, D] → [1, G·L, D] group-major
   return tf.add(x, code) as tf.Tensor3D;
 }
 
@@ -347,14 +347,14 @@ export function satMaeGroupDecode(m: SatMaeGroup, latent: tf.Tensor3D, plan: Mas
   const B = x.shape[0];
   const posT = m.params.decoder_pos_embed;
   const chT = m.params.decoder_channel_embed!;
-  const pos = tf.broadcastTo(posT.slice([0, 1, 0], [1, L, Dp]).reshape([1, 1, L, Dp]), [1, G, L, Dp]);
-  const ch = tf.broadcastTo(chT.slice([0, 0, 0], [1, G, Dc]).reshape([1, G, 1, Dc]), [1, G, L, Dc]);
+  const pos = tf.broadcastTo(posT.slice([0, 1, 0], [1, L, Dp]).reshape([1, 1, L, Dp]), [1, G, L, Dp]); // [1, L, Dp] → [1, G, L, Dp]
+  const ch = tf.broadcastTo(chT.slice([0, 0, 0], [1, G, Dc]).reshape([1, G, 1, Dc]), [1, G, L, Dc]); // rows 0..G−1 → [1, G, L, Dc]
   const code = tf.concat([pos, ch], 3).reshape([1, G * L, Dd]); // [1, G·L, Dd]
   const extra = tf.concat([posT.slice([0, 0, 0], [1, 1, Dp]), chT.slice([0, G, 0], [1, 1, Dc])], 2); // CLS: [pos[0] ‖ channel row G]
   const y = decoderBlocks(m.params, tf.add(x, tf.concat([extra, code], 1)) as tf.Tensor3D, c.decoder, env); // [B, G·L, Dd]
-  const yg = y.reshape([B, G, L, Dd]);
+  const yg = y.reshape([B, G, L, Dd]); // [B, G·L, Dd] → [B, G, L, Dd]
   const heads = m.layout.groups.map((g, i) => {
-    const xi = yg.slice([0, i, 0, 0], [B, 1, L, Dd]).reshape([B, L, Dd]);
+    const xi = yg.slice([0, i, 0, 0], [B, 1, L, Dd]).reshape([B, L, Dd]); // group i's tokens [B, L, Dd]
     const d = linearSite(env, `decoder_pred.${i}`, (m.params.decoder_pred as LinearParams[])[i], xi);
     return d.reshape([B, L, g.length, p * p]).transpose([0, 2, 1, 3]); // [B, L, |g|, p²] → [B, |g|, L, p²]
   });
@@ -384,7 +384,7 @@ export function satMaeGroupLoss(m: SatMaeGroup, pred: tf.Tensor4D, target: tf.Te
     const B = pred.shape[0];
     const aligned = m.config.targetAlign === 'grouped' ? tf.gather(target, order, 1) : target; // channel k of pred ↔ channel k of target
     const per = tf.mean(tf.squaredDifference(pred, aligned), -1); // [B, C, L]
-    const m3 = mask.reshape([B, G, L]);
+    const m3 = mask.reshape([B, G, L]); // [B, G·L] → [B, G, L]
     let total: tf.Tensor = tf.scalar(0);
     let off = 0;
     groups.forEach((g, i) => {
@@ -459,7 +459,7 @@ export function satMaeGroupReconstruction(m: SatMaeGroup, images: tf.Tensor4D, o
     // mask per band: band b uses the mask of its group
     const groupOf = new Array<number>(C);
     groups.forEach((g, i) => g.forEach((b) => (groupOf[b] = i)));
-    const m3 = o.mask.reshape([B, G, L]);
+    const m3 = o.mask.reshape([B, G, L]); // [B, G·L] → [B, G, L]
     const mb = tf.gather(m3, groupOf, 1).transpose([0, 2, 1]).reshape([B, L, C, 1]); // [B, C, L] → [B, L, C, 1]
     const maskPx = unpatchifyBands(tf.tile(mb, [1, 1, 1, p * p]).reshape([B, L, C * p * p]) as tf.Tensor3D, p, C, [gh, gw]);
     return reconstructionViews(kept, recon, maskPx, opts.fill ?? 0);

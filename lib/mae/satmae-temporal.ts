@@ -227,7 +227,7 @@ export function satMaeTemporalPlan(m: SatMaeTemporal, batch: number, rng: Rng, m
 /** [1 or B, T·L, width] code: spatial table rows 1..L repeated per frame ‖ per-image time code. */
 function tokenCode(posTable: tf.Tensor, ts: Float64Array, B: number, T: number, L: number, timeWidth: number): tf.Tensor3D {
   const Dp = posTable.shape[2] as number;
-  const pos = tf.broadcastTo(posTable.slice([0, 1, 0], [1, L, Dp]).reshape([1, 1, L, Dp]), [B, T, L, Dp]);
+  const pos = tf.broadcastTo(posTable.slice([0, 1, 0], [1, L, Dp]).reshape([1, 1, L, Dp]), [B, T, L, Dp]); // cell code, same for every frame
   const time = tf.broadcastTo(tf.tensor4d(timeCode(ts, B, T, timeWidth), [B, T, 1, 3 * timeWidth]), [B, T, L, 3 * timeWidth]);
   return tf.concat([pos, time], 3).reshape([B, T * L, Dp + 3 * timeWidth]) as tf.Tensor3D; // [B, T, L, ·] → [B, T·L, ·]
 }
@@ -244,6 +244,7 @@ export function satMaeTemporalEncode(m: SatMaeTemporal, images: tf.Tensor5D, ts:
   const frames = images.reshape([B * T, H, W, C]) as tf.Tensor4D; // shared patch embedding for every frame
   const patches = patchify(frames, p); // [B·T, L, p²C]
   const pe = m.params.patch_embed.proj;
+  // weight [p, p, C, D] → [(ky, kx, c), D]; tokens [B·T, L, D] → [B, T·L, D] frame-major
   const x = linearSite(env, 'patch_embed.proj', { weight: pe.weight.reshape([p * p * C, D]), bias: pe.bias }, patches).reshape([B, T * L, D]) as tf.Tensor3D;
   const tokens = tf.add(x, tokenCode(m.params.pos_embed, ts, B, T, L, c.timeEmbedDim)) as tf.Tensor3D;
   return maskedEncode(m.params, tokens, plan, null, { prefix: 'blocks', numHeads: c.numHeads, eps: c.normEps, dropPath: 0 }, env);
@@ -268,8 +269,8 @@ export function satMaeTemporalTarget(m: SatMaeTemporal, images: tf.Tensor5D): tf
   return tf.tidy(() => {
     const [B, T, H, W, C] = images.shape;
     const p = m.config.patchSize;
-    const t = patchify(images.reshape([B * T, H, W, C]) as tf.Tensor4D, p);
-    const t3 = t.reshape([B, T * t.shape[1], t.shape[2]]) as tf.Tensor3D;
+    const t = patchify(images.reshape([B * T, H, W, C]) as tf.Tensor4D, p); // frames on the batch axis → [B·T, L, V]
+    const t3 = t.reshape([B, T * t.shape[1], t.shape[2]]) as tf.Tensor3D; // [B·T, L, V] → [B, T·L, V]
     return (m.config.normPixLoss ? normPixTarget(t3) : t3) as tf.Tensor3D;
   });
 }
@@ -326,8 +327,8 @@ export function satMaeTemporalReconstruction(
   const grid = [H / p, W / p] as const;
   return tf.tidy(() => {
     const o = satMaeTemporalForward(m, images, timestamps, { plan: opts.plan, rng: opts.rng ?? (opts.plan ? undefined : new Rng(0)) });
-    const frames = images.reshape([B * T, H, W, C]) as tf.Tensor4D;
-    let pred = o.pred.reshape([B * T, L, p * p * C]) as tf.Tensor3D;
+    const frames = images.reshape([B * T, H, W, C]) as tf.Tensor4D; // [B, T, H, W, C] → [B·T, H, W, C]
+    let pred = o.pred.reshape([B * T, L, p * p * C]) as tf.Tensor3D; // [B, T·L, V] → [B·T, L, V]
     if (m.config.normPixLoss) pred = denormalizePatches(pred, patchify(frames, p));
     const recon = unpatchify(pred, p, C, grid);
     const maskPx = patchValuesToPixels(o.mask.reshape([B * T, L]) as tf.Tensor2D, p, grid);
