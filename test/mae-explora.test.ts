@@ -10,9 +10,11 @@ import { rampImages } from './mae-fixture';
 import { Rng } from '../lib/rng';
 import { createMae, maeForward, maeEncode, maeVariables, disposeMae, maePlan } from '../lib/mae/mae';
 import { createSatMaeGroup, disposeSatMaeGroup, satMaeGroupForward, satMaeGroupPlan } from '../lib/mae/satmae-group';
+import { createSatMaeTemporal, disposeSatMaeTemporal, satMaeTemporalForward, satMaeTemporalPlan, satMaeTemporalVariables } from '../lib/mae/satmae-temporal';
 import {
   setupExploraMae,
   setupExploraSatMaeGroup,
+  setupExploraSatMaeTemporal,
   mergeExploraMaeEncoder,
   exploraMaeSchedule,
   exploraMaeLr,
@@ -130,6 +132,32 @@ describe('ExPLoRA-MAE', () => {
     x.dispose();
     run.dispose();
     disposeMae(mae);
+  });
+
+  it('micro SatMAE temporal model: trainLoop over {images, timestamps} batches, identity at init, only trainable moves', async () => {
+    const m = createSatMaeTemporal('satmae_temporal_vit_base_patch16', {
+      imgSize: 8, patchSize: 4, embedDim: 24, depth: 2, numHeads: 2, timeEmbedDim: 4,
+      decoder: { embedDim: 18, depth: 1, numHeads: 2 }, decoderTimeEmbedDim: 2,
+    }, { seed: 1 });
+    const run = setupExploraSatMaeTemporal(m, exploraRecipe('M-ExPLoRA-[L]-r4', { decoderRank: 2 }));
+    assert.deepEqual([...run.explora.lora!.modules.keys()], ['blocks.0.attn.qkv', 'decoder_blocks.0.attn.qkv']);
+    const ts = [[[13, 6, 14], [14, 1, 10], [16, 8, 15]], [[3, 0, 0], [3, 11, 23], [10, 5, 7]]];
+    const imgs = tf.tidy(() => tf.stack([rampImages(3, 8, 1), rampImages(3, 8, 2)]) as tf.Tensor5D); // [2, 3, 8, 8, 3]
+    const plan = satMaeTemporalPlan(m, 2, new Rng(2));
+    const [a, b] = tf.tidy(() => [satMaeTemporalForward(m, imgs, ts, { plan }).loss.dataSync()[0], satMaeTemporalForward(m, imgs, ts, { plan, hooks: run.hooks }).loss.dataSync()[0]]);
+    assert.equal(a, b);
+    const all = satMaeTemporalVariables(m);
+    const snap = new Map([...all].map(([k, v]) => [k, v.dataSync().slice()]));
+    const infos = await trainLoop({
+      params: run.trainable, optimizer: run.optimizer, steps: 3, seed: 1, lr: { kind: 'constant', value: 1e-2 },
+      batch: () => ({ images: imgs.clone() as tf.Tensor5D, timestamps: ts }),
+      loss: (bt, rng) => run.loss(bt, rng),
+    });
+    assert.ok(infos.every((i) => Number.isFinite(i.loss)));
+    for (const [k, v] of all) assert.equal(maxAbsDiff(v.dataSync(), snap.get(k)!) > 0, run.trainable.has(k), k);
+    imgs.dispose();
+    run.dispose();
+    disposeSatMaeTemporal(m);
   });
 
   it('micro SatMAE group model: the multispectral recipe trains patch embeddings and heads; loss falls', () => {

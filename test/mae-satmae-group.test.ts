@@ -20,7 +20,13 @@ import {
   satMaeGroupReconstruction,
   satMaeGroupParamCounts,
   SatMaeGroup,
+  SATMAE_GROUP_FROM_RGB_MAE,
 } from '../lib/mae/satmae-group';
+import { createMae, maeVariables, disposeMae } from '../lib/mae/mae';
+import { saveCheckpoint, loadCheckpoint } from '../lib/io/checkpoint';
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
 import { disposeViews } from '../lib/mae/recon';
 
 function fromFixture(f: FixtureCase): SatMaeGroup {
@@ -150,6 +156,29 @@ describe('satmae group-channel model', () => {
     assert.ok(Math.abs(lg - ls) > 1e-4, `satmae alignment should change the loss (${lg} vs ${ls})`);
     x.dispose();
     disposeSatMaeGroup(m);
+  });
+
+  it('starts from an RGB MAE checkpoint: blocks / norms / decoder load, group embeddings, heads and codes keep theirs', () => {
+    const dims = { imgSize: 16, patchSize: 4, embedDim: 24, depth: 2, numHeads: 2 };
+    const rgb = createMae('mae_vit_base_patch16', { encoder: dims, decoder: { embedDim: 16, depth: 1, numHeads: 2 }, seed: 1 });
+    const g = createSatMaeGroup('satmae_group_vit_base_patch8', { ...dims, channelEmbedDim: 8, decoder: { embedDim: 16, depth: 1, numHeads: 2 }, decoderChannelEmbedDim: 4 }, { seed: 2 });
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mae-rgb-'));
+    const file = path.join(dir, 'rgb.safetensors');
+    saveCheckpoint(file, { params: maeVariables(rgb) });
+    const gv = satMaeGroupVariables(g);
+    const pe0 = gv.get('patch_embed.0.proj.weight')!.dataSync().slice();
+    const ch = gv.get('channel_embed')!.dataSync().slice();
+    const rep = loadCheckpoint(file, { params: gv }, SATMAE_GROUP_FROM_RGB_MAE);
+    assert.ok(rep.missing.includes('patch_embed.0.proj.weight') && rep.missing.includes('decoder_pred.2.bias') && rep.missing.includes('channel_embed'));
+    const rv = maeVariables(rgb);
+    for (const k of ['blocks.1.attn.qkv.weight', 'norm.weight', 'cls_token', 'decoder_embed.weight', 'mask_token', 'decoder_blocks.0.mlp.fc2.weight']) {
+      assertClose(gv.get(k)!.dataSync(), rv.get(k)!.dataSync(), 0, 0, k);
+    }
+    assertClose(gv.get('patch_embed.0.proj.weight')!.dataSync(), pe0, 0, 0, 'group patch embedding untouched');
+    assertClose(gv.get('channel_embed')!.dataSync(), ch, 0, 0, 'channel code untouched');
+    fs.rmSync(dir, { recursive: true, force: true });
+    disposeMae(rgb);
+    disposeSatMaeGroup(g);
   });
 
   it('rejects band counts and groups that do not match, bad ratios, bad sizes', () => {

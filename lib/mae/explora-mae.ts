@@ -30,6 +30,7 @@ import { applyExplora, exploraRecipe, ExploraRecipe, ExploraSetup, EXPLORA_PRESE
 import { loraHooks, mergeLora } from '../peft/lora';
 import { Mae, maeForward } from './mae';
 import { SatMaeGroup, satMaeGroupForward } from './satmae-group';
+import { SatMaeTemporal, satMaeTemporalForward, Timestamps } from './satmae-temporal';
 
 /** MAE-objective optimisation settings of an ExPLoRA run. */
 export interface ExploraMaeTrain {
@@ -114,8 +115,8 @@ function resolvePreset(p: ExploraMaePresetName | string | ExploraRecipe): Explor
   return { recipe: exploraRecipe(p), train: EXPLORA_MAE_TRAIN };
 }
 
-/** A ready-to-train ExPLoRA-MAE run over a model of type M. */
-export interface ExploraMaeRun<M> {
+/** A ready-to-train ExPLoRA-MAE run over a model of type M whose training batches are of type X. */
+export interface ExploraMaeRun<M, X = tf.Tensor4D> {
   model: M;
   explora: ExploraSetup;
   /** LoRA at the encoder and decoder qkv sites; pass to every forward. */
@@ -129,7 +130,7 @@ export interface ExploraMaeRun<M> {
   /** The lr schedule for a dataset of `itersPerEpoch` optimizer steps per epoch. */
   schedule(itersPerEpoch: number): Schedule;
   /** The training loss of a batch (for `trainLoop`'s `loss`): masking and drop-path from `rng`. */
-  loss(images: tf.Tensor4D, rng: Rng): tf.Scalar;
+  loss(batch: X, rng: Rng): tf.Scalar;
   /** Free the adapters and the optimizer state (the model stays). */
   dispose(): void;
 }
@@ -141,13 +142,13 @@ export interface ExploraMaeOptions {
   train?: Partial<ExploraMaeTrain>;
 }
 
-function buildRun<M>(
+function buildRun<M, X>(
   model: M,
   parts: { encoder: ParamTree; decoder: ParamTree },
   preset: ExploraMaePreset,
   opts: ExploraMaeOptions,
-  forwardLoss: (images: tf.Tensor4D, rng: Rng, hooks: VitHooks, t: ExploraMaeTrain) => tf.Scalar,
-): ExploraMaeRun<M> {
+  forwardLoss: (batch: X, rng: Rng, hooks: VitHooks, t: ExploraMaeTrain) => tf.Scalar,
+): ExploraMaeRun<M, X> {
   const train = exploraMaeTrain(opts.train ?? {}, preset.train);
   const explora = applyExplora(parts, preset.recipe, { seed: opts.seed ?? 0 });
   const hooks: VitHooks = explora.lora ? { linear: loraHooks(explora.lora) } : {};
@@ -163,7 +164,7 @@ function buildRun<M>(
     train,
     lr: exploraMaeLr(train),
     schedule: (ipe) => exploraMaeSchedule(ipe, train),
-    loss: (images, rng) => forwardLoss(images, rng, hooks, train),
+    loss: (batch, rng) => forwardLoss(batch, rng, hooks, train),
     dispose: () => {
       optimizer.dispose();
       explora.dispose();
@@ -182,17 +183,20 @@ function buildRun<M>(
  */
 export function setupExploraMae(mae: Mae, preset: ExploraMaePresetName | string | ExploraRecipe = 'M-ExPLoRA-[L]-r64', opts: ExploraMaeOptions = {}): ExploraMaeRun<Mae> {
   const p = resolvePreset(preset);
-  return buildRun(mae, { encoder: mae.encoder.params, decoder: mae.decoder }, p, opts, (images, rng, hooks, t) => {
+  return buildRun<Mae, tf.Tensor4D>(mae, { encoder: mae.encoder.params, decoder: mae.decoder }, p, opts, (images, rng, hooks, t) => {
     const m = t.normPixLoss === mae.config.normPixLoss ? mae : { ...mae, config: { ...mae.config, normPixLoss: t.normPixLoss } };
     return maeForward(m, images, { rng, training: true, hooks, maskRatio: t.maskRatio }).loss;
   });
 }
 
-/** Split a SatMAE group model's tree into its encoder part and its decoder part (`decoder_*`, `mask_token`). */
-export function splitSatMaeGroupParams(model: SatMaeGroup): { encoder: ParamTree; decoder: ParamTree } {
+/**
+ * Split a one-tree MAE model (SatMAE group / temporal) into its encoder part and its decoder part (`decoder_*`,
+ * `mask_token`), as `applyExplora` wants them.
+ */
+export function splitMaeTree(params: object): { encoder: ParamTree; decoder: ParamTree } {
   const encoder: Record<string, unknown> = {};
   const decoder: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(model.params)) (/^(decoder_|mask_token$)/.test(k) ? decoder : encoder)[k] = v;
+  for (const [k, v] of Object.entries(params)) (/^(decoder_|mask_token$)/.test(k) ? decoder : encoder)[k] = v;
   return { encoder, decoder };
 }
 
@@ -206,9 +210,31 @@ export function setupExploraSatMaeGroup(
   opts: ExploraMaeOptions = {},
 ): ExploraMaeRun<SatMaeGroup> {
   const p = resolvePreset(preset);
-  return buildRun(model, splitSatMaeGroupParams(model), p, opts, (images, rng, hooks, t) => {
+  return buildRun<SatMaeGroup, tf.Tensor4D>(model, splitMaeTree(model.params), p, opts, (images, rng, hooks, t) => {
     const m = t.normPixLoss === model.config.normPixLoss ? model : { ...model, config: { ...model.config, normPixLoss: t.normPixLoss } };
     return satMaeGroupForward(m, images, { rng, training: true, hooks, maskRatio: t.maskRatio }).loss;
+  });
+}
+
+/** A SatMAE temporal training batch: images [B, T, H, W, C] and timestamps [B][T][3] (year − 2002, month − 1, hour). */
+export interface TemporalBatch {
+  images: tf.Tensor5D;
+  timestamps: Timestamps;
+}
+
+/**
+ * Set up ExPLoRA on a SatMAE temporal model. ExPLoRA's temporal recipe is not published (explora.md §2.2:
+ * UNCONFIRMED); the default applies the RGB recipe `M-ExPLoRA-[L]-r64` (patch embedding shared with RGB, so frozen).
+ */
+export function setupExploraSatMaeTemporal(
+  model: SatMaeTemporal,
+  preset: ExploraMaePresetName | string | ExploraRecipe = 'M-ExPLoRA-[L]-r64',
+  opts: ExploraMaeOptions = {},
+): ExploraMaeRun<SatMaeTemporal, TemporalBatch> {
+  const p = resolvePreset(preset);
+  return buildRun<SatMaeTemporal, TemporalBatch>(model, splitMaeTree(model.params), p, opts, (b, rng, hooks, t) => {
+    const m = t.normPixLoss === model.config.normPixLoss ? model : { ...model, config: { ...model.config, normPixLoss: t.normPixLoss } };
+    return satMaeTemporalForward(m, b.images, b.timestamps, { rng, training: true, hooks, maskRatio: t.maskRatio }).loss;
   });
 }
 
@@ -216,7 +242,7 @@ export function setupExploraSatMaeGroup(
  * Step 6 of ExPLoRA: merge the encoder adapters into the weights and drop the decoder. Returns a new `Vit` (new
  * variables; the run's model is untouched) to fine-tune or linear-probe without hooks.
  */
-export function mergeExploraMaeEncoder(run: ExploraMaeRun<Mae>): Vit {
+export function mergeExploraMaeEncoder(run: ExploraMaeRun<Mae, tf.Tensor4D>): Vit {
   const enc = run.model.encoder;
   if (!run.explora.lora) return { ...enc, params: mergeLora(enc.params, [], { allowMissing: true }) };
   return { ...enc, params: mergeLora(enc.params, run.explora.lora, { allowMissing: true, scopeKind: 'explora-merged' }) };
