@@ -129,6 +129,8 @@ export interface ExploraMaeRun<M, X = tf.Tensor4D> {
   lr: number;
   /** The lr schedule for a dataset of `itersPerEpoch` optimizer steps per epoch. */
   schedule(itersPerEpoch: number): Schedule;
+  /** Weight decay as a schedule for `trainLoop` (constant `train.weightDecay`; 0 for ExPLoRA). */
+  weightDecay: Schedule;
   /** The training loss of a batch (for `trainLoop`'s `loss`): masking and drop-path from `rng`. */
   loss(batch: X, rng: Rng): tf.Scalar;
   /** Free the adapters and the optimizer state (the model stays). */
@@ -154,7 +156,13 @@ function buildRun<M, X>(
   const hooks: VitHooks = explora.lora ? { linear: loraHooks(explora.lora) } : {};
   const trainable = explora.selection.trainable;
   // AdamW with wd 0 (ExPLoRA); the kit's default decay mask (no decay on biases / norms / tokens) is MAE's too.
-  const optimizer = new Optimizer(train.optimizer, trainable);
+  let optimizer: Optimizer;
+  try {
+    optimizer = new Optimizer(train.optimizer, trainable);
+  } catch (e) {
+    explora.dispose();
+    throw e;
+  }
   return {
     model,
     explora,
@@ -164,6 +172,7 @@ function buildRun<M, X>(
     train,
     lr: exploraMaeLr(train),
     schedule: (ipe) => exploraMaeSchedule(ipe, train),
+    weightDecay: { kind: 'constant', value: train.weightDecay },
     loss: (batch, rng) => forwardLoss(batch, rng, hooks, train),
     dispose: () => {
       optimizer.dispose();
@@ -179,7 +188,7 @@ function buildRun<M, X>(
  *   const run = setupExploraMae(mae, 'M-ExPLoRA-[L]-r64');
  *   console.log(formatTrainSummary(run.explora.selection.summary)); // 18,722,816 trainable encoder parameters
  *   await trainLoop({params: run.trainable, optimizer: run.optimizer, lr: run.schedule(itersPerEpoch), steps, seed,
- *                    batch, loss: (x, rng) => run.loss(x, rng), weightDecay: {kind: 'constant', value: 0}});
+ *                    batch, loss: (x, rng) => run.loss(x, rng), weightDecay: run.weightDecay});
  */
 export function setupExploraMae(mae: Mae, preset: ExploraMaePresetName | string | ExploraRecipe = 'M-ExPLoRA-[L]-r64', opts: ExploraMaeOptions = {}): ExploraMaeRun<Mae> {
   const p = resolvePreset(preset);
