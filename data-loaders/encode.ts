@@ -3,18 +3,9 @@
  * writer): used by the embedded dataset generator and by tests that build fixtures in the real on-disk layouts.
  * `write*` helpers are atomic (temp file + rename) so a reader never sees half a file.
  */
-import { promises as fsp } from 'fs';
-import * as path from 'path';
 import sharp from 'sharp';
 import { Img, checkImg, toUint8 } from './image';
-
-/** Write `data` to `file` atomically (parent folders created). */
-export async function writeFileAtomic(file: string, data: Buffer | Uint8Array | string): Promise<void> {
-  await fsp.mkdir(path.dirname(file), { recursive: true });
-  const tmp = `${file}.${process.pid}.${Math.random().toString(36).slice(2)}.tmp`;
-  await fsp.writeFile(tmp, data);
-  await fsp.rename(tmp, file);
-}
+import { writeFileAtomic } from '../lib/io/safetensors';
 
 /** Encode an image with values in [0, 1] (1 or 3 channels) as JPEG/PNG bytes. */
 export async function encodeImage(img: Img, format: 'jpeg' | 'png', quality = 95): Promise<Buffer> {
@@ -30,12 +21,12 @@ export async function encodeImage(img: Img, format: 'jpeg' | 'png', quality = 95
 
 /** Write a JPEG (values in [0, 1]). */
 export async function writeJpeg(file: string, img: Img, quality = 95): Promise<void> {
-  await writeFileAtomic(file, await encodeImage(img, 'jpeg', quality));
+  writeFileAtomic(file, await encodeImage(img, 'jpeg', quality));
 }
 
 /** Write a PNG (values in [0, 1]). */
 export async function writePng(file: string, img: Img): Promise<void> {
-  await writeFileAtomic(file, await encodeImage(img, 'png'));
+  writeFileAtomic(file, await encodeImage(img, 'png'));
 }
 
 export interface GeoTiffWriteOptions {
@@ -131,5 +122,5 @@ export async function encodeGeoTiff(img: Img, opt: GeoTiffWriteOptions = {}): Pr
 
 /** Write a GeoTIFF. */
 export async function writeGeoTiff(file: string, img: Img, opt: GeoTiffWriteOptions = {}): Promise<void> {
-  await writeFileAtomic(file, await encodeGeoTiff(img, opt));
+  writeFileAtomic(file, await encodeGeoTiff(img, opt));
 }

@@ -21,3 +21,4 @@ export * from './train/loss';
 export * from './train/step';
 export * from './io/safetensors';
 export * from './io/checkpoint';
+export * from '../data-loaders';
