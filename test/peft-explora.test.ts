@@ -1,5 +1,9 @@
 import * as tf from '@tensorflow/tfjs';
 import { strict as assert } from 'assert';
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import { saveCheckpoint, loadCheckpoint } from '../lib/io/checkpoint';
 import { createVit, disposeVit, Vit, ParamFactory, createBlockParams } from '../lib/vit/params';
 import { vitForward } from '../lib/vit/forward';
 import { flattenTree, disposeTree, countParams } from '../lib/tree';
@@ -52,6 +56,16 @@ describe('peft/explora: notation', () => {
     assert.equal(EXPLORA_PRESETS['M-ExPLoRA-[L]-r64'].decoderRank, 8);
     assert.equal(EXPLORA_PRESETS['M-ExPLoRA-[1,L]-r32'].unfreezeEmbed, true);
     assert.equal(exploraRecipe('D-ExPLoRA-[L]-r16', { alpha: 2 }).alpha, 2);
+    assert.ok(!d.loraProj && !d.loraMlp);
+  });
+
+  it('ablation switches: K slice, attn.proj (rank r) and MLP (rank r/4) LoRA on the LoRA blocks', () => {
+    const B = vitShapes('vit_base_patch14_dinov2');
+    const base = 9_288_192;
+    const D = 768;
+    assert.equal(countExplora(B, exploraRecipe('D-ExPLoRA-[L]-r64', { slices: ['q', 'k', 'v'] })).trainableEncoder, base + 11 * 2 * 64 * D);
+    assert.equal(countExplora(B, exploraRecipe('D-ExPLoRA-[L]-r64', { loraProj: true })).trainableEncoder, base + 11 * 2 * 64 * D);
+    assert.equal(countExplora(B, exploraRecipe('D-ExPLoRA-[L]-r64', { loraMlp: true })).trainableEncoder, base + 11 * 16 * (D + 4 * D) * 2);
   });
 });
 
@@ -114,6 +128,7 @@ describe('peft/explora: exact trainable counts (encoder only, explora.md §2.4)'
       const ex0 = applyExplora({ encoder: vit.params }, 'D-ExPLoRA-[L]');
       assert.equal(ex0.lora, null);
       assert.equal(ex0.selection.summary.trainableEncoder, 12_695_552);
+      ex0.dispose(); // no adapters: a no-op
     } finally {
       disposeVit(vit);
     }
@@ -146,7 +161,7 @@ describe('peft/explora: the recipe on micro models', () => {
     x.dispose();
   });
 
-  it('D-[L]-r4 with a DINO head: only the selected variables move, 0 leaks per step; merge equals unmerged', () => {
+  it('D-[L]-r4 with a DINO head: only the selected variables move, 0 leaks per step; merge equals unmerged, also after a save/load', () => {
     const f = new ParamFactory('head', 1);
     const heads = { dino_head: { mlp: [f.linear('dino_head.mlp.0', 32, 8, { kind: 'truncNormal', std: 0.02 })] } };
     const ex = applyExplora({ encoder: vit.params, heads }, 'D-ExPLoRA-[L]-r4', { seed: 2 });
@@ -180,6 +195,17 @@ describe('peft/explora: the recipe on micro models', () => {
     const a = tf.tidy(() => vitForward({ ...vit, params: merged }, x).cls.dataSync());
     const b = tf.tidy(() => vitForward(vit, x, { hooks }).cls.dataSync());
     assert.ok(maxAbsDiff(a, b) <= 1e-5, `merged vs unmerged ${maxAbsDiff(a, b)}`);
+    // the stage boundary on disk: save the merged encoder (PyTorch layout), load it into a fresh model, same features
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'explora-'));
+    const file = path.join(dir, 'encoder.safetensors');
+    saveCheckpoint(file, { params: merged, meta: { notation: ex.notation } });
+    const fresh = createVit('vit_small_patch14_dinov2', { ...MICRO, patchSize: 8, posEmbedGrid: 2 }, { seed: 99 });
+    const rep = loadCheckpoint(file, { params: fresh.params });
+    assert.equal(rep.meta.notation, 'D-ExPLoRA-[L]-r4');
+    const c = tf.tidy(() => vitForward(fresh, x).cls.dataSync());
+    assert.ok(maxAbsDiff(c, b) <= 1e-5, `reloaded vs unmerged ${maxAbsDiff(c, b)}`);
+    disposeVit(fresh);
+    fs.rmSync(dir, { recursive: true });
     disposeTree(merged);
     opt.dispose();
     target.dispose();
@@ -217,7 +243,9 @@ describe('peft/explora: the recipe on micro models', () => {
     const ms = applyExplora({ encoder: mae.params, decoder: dec }, exploraRecipe('M-ExPLoRA-[1,L]-r4', { decoderRank: 2, unfreezeEmbed: true }));
     assert.ok(ms.selection.trainable.has('patch_embed.proj.weight') && ms.selection.trainable.has('decoder_pred.bias'));
     assert.ok(ms.selection.trainable.has('blocks.0.mlp.fc2.weight') && !ms.lora!.modules.has('blocks.0.attn.qkv'));
-    disposeLora(ms.lora!);
+    const n = tf.memory().numTensors;
+    ms.dispose();
+    assert.equal(tf.memory().numTensors, n - 12); // A, B × Q, V on encoder block 1 and both decoder blocks
     disposeTree(dec);
     disposeVit(mae);
   });

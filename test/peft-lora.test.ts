@@ -14,7 +14,7 @@ import { saveCheckpoint, loadCheckpoint } from '../lib/io/checkpoint';
 import { readSafetensors } from '../lib/io/safetensors';
 import {
   createLora, loraConfig, qvTarget, loraHooks, loraVariables, loraParamCount, disposeLora, mergeLora, unmergeLora,
-  planLora, loraPlanCount, loraDelta, exploraLoraKey, range, LoraAdapters, composeLinearHooks,
+  planLora, loraPlanCount, loraDelta, exploraLoraKey, range, LoraAdapters, composeLinearHooks, cloneLora,
 } from '../lib/peft/lora';
 import { matchPath, layerIndexOf } from '../lib/peft/patterns';
 import { maxAbsDiff, randArray, noLeak } from './util';
@@ -106,6 +106,25 @@ describe('peft/lora', () => {
     assert.equal(maxAbsDiff(loraVariables(again).get(k)!.dataSync(), a), 0);
     assert.ok(maxAbsDiff(loraVariables(other).get(k)!.dataSync(), a) > 0);
     [lora, again, other].forEach(disposeLora);
+  });
+
+  it('targets by exact name, dotted suffix, glob, regex, exclude list and layer filter', () => {
+    const sites = (targets: Parameters<typeof createLora>[1]['targets']): string[] => {
+      const l = createLora(vit.params, { rank: 2, targets });
+      const out = [...l.modules.keys()];
+      disposeLora(l);
+      return out;
+    };
+    assert.deepEqual(sites([{ sites: 'head' }]), ['head']);
+    assert.deepEqual(sites([{ sites: 'blocks.1.mlp.fc2' }]), ['blocks.1.mlp.fc2']);
+    assert.deepEqual(sites([{ sites: 'fc2' }]), ['blocks.0.mlp.fc2', 'blocks.1.mlp.fc2', 'blocks.2.mlp.fc2']);
+    assert.deepEqual(sites([{ sites: 'mlp.*', exclude: ['fc1'] }]), ['blocks.0.mlp.fc2', 'blocks.1.mlp.fc2', 'blocks.2.mlp.fc2']);
+    assert.deepEqual(sites([{ sites: /attn\.(qkv|proj)$/, exclude: [/^blocks\.0\./], layers: [0, 2] }]), ['blocks.2.attn.qkv', 'blocks.2.attn.proj']);
+    assert.deepEqual(sites([{ sites: ['attn.proj', 'patch_embed.proj'], layers: [1] }]), ['blocks.1.attn.proj']);
+    assert.deepEqual(sites([qvTarget([2]), { sites: 'fc1', layers: [0] }]), ['blocks.0.mlp.fc1', 'blocks.2.attn.qkv']);
+    const konly = createLora(vit.params, { targets: [qvTarget(undefined, { slices: ['k'] })] });
+    assert.deepEqual(konly.modules.get('blocks.0.attn.qkv')!.slices.map((s) => [s.name, s.offset]), [['k', 32]]);
+    disposeLora(konly);
   });
 
   it('identity at init: B = 0 gives exactly the base output (max |Δ| = 0)', () => {
@@ -359,6 +378,22 @@ describe('peft/lora', () => {
     assert.throws(() => loadCheckpoint(file, { params: wrong.params }), /'blocks\.0\.attn\.qkv\.lora_A\.q\.weight' has shape \[4,32\] but .* needs \[3,32\]/);
     fs.rmSync(dir, { recursive: true });
     [lora, fresh, wrong].forEach(disposeLora);
+  });
+
+  it('cloneLora: independent copies (teacher adapters), same output, frozen by default', () => {
+    const lora = createLora(vit.params, { rank: 4, targets: [qvTarget()] });
+    randomizeB(lora);
+    const t = cloneLora(lora);
+    assert.equal(maxAbsDiff(fwd(vit, x, t), fwd(vit, x, lora)), 0);
+    const tv = loraVariables(t);
+    assert.deepEqual([...tv.keys()], [...loraVariables(lora).keys()]);
+    for (const v of tv.values()) assert.equal(v.trainable, false);
+    const k = 'blocks.0.attn.qkv.lora_B.q.weight';
+    tv.get(k)!.assign(tf.zerosLike(tv.get(k)!));
+    assert.ok(maxAbsDiff(loraVariables(lora).get(k)!.dataSync(), tv.get(k)!.dataSync()) > 0, 'the copy shares storage');
+    assert.equal(t.modules.get('blocks.0.attn.qkv')!.slices[0].B, tv.get(k));
+    disposeLora(t);
+    disposeLora(lora);
   });
 
   it("maps kit adapter keys to ExPLoRA's q_proj / v_proj names and back", () => {

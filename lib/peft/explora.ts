@@ -39,8 +39,12 @@ export interface ExploraRecipe {
   rank: number | null;
   /** LoRA α (scale α/r). ExPLoRA: 1. */
   alpha: number;
-  /** qkv slices that get LoRA (ExPLoRA: Q and V). */
+  /** qkv slices that get LoRA (ExPLoRA: Q and V; `include_attn_key` adds K). */
   slices: readonly QkvSlice[];
+  /** Ablation (`include_attn_proj`): LoRA rank r on attn.proj of the LoRA blocks too. Default false. */
+  loraProj: boolean;
+  /** Ablation (`lora_layers` with "mlp"): LoRA rank ⌊r/4⌋ on mlp.fc1 / mlp.fc2 of the LoRA blocks. Default false. */
+  loraMlp: boolean;
   /** Unfreeze every LayerNorm (`--unfreeze_norm`). */
   unfreezeNorms: boolean;
   /** Unfreeze the CLS token (`--unfreeze_cls_token`). */
@@ -56,18 +60,18 @@ export interface ExploraRecipe {
 }
 
 const RECIPE_KEYS: readonly (keyof ExploraRecipe)[] = [
-  'family', 'unfrozen', 'rank', 'alpha', 'slices', 'unfreezeNorms', 'unfreezeCls', 'unfreezeEmbed', 'unfreezeMaskToken',
+  'family', 'unfrozen', 'rank', 'alpha', 'slices', 'loraProj', 'loraMlp', 'unfreezeNorms', 'unfreezeCls', 'unfreezeEmbed', 'unfreezeMaskToken',
   'decoderRank', 'extraTrainable',
 ];
 
 /** Defaults per family (everything but U and r). */
 export const EXPLORA_FAMILY_DEFAULTS: Record<ExploraFamily, Omit<ExploraRecipe, 'unfrozen' | 'rank'>> = {
   D: {
-    family: 'D', alpha: 1, slices: ['q', 'v'], unfreezeNorms: true, unfreezeCls: true, unfreezeEmbed: false,
+    family: 'D', alpha: 1, slices: ['q', 'v'], loraProj: false, loraMlp: false, unfreezeNorms: true, unfreezeCls: true, unfreezeEmbed: false,
     unfreezeMaskToken: false, decoderRank: null, extraTrainable: ['dino_head.*', 'ibot_head.*'],
   },
   M: {
-    family: 'M', alpha: 1, slices: ['q', 'v'], unfreezeNorms: true, unfreezeCls: true, unfreezeEmbed: false,
+    family: 'M', alpha: 1, slices: ['q', 'v'], loraProj: false, loraMlp: false, unfreezeNorms: true, unfreezeCls: true, unfreezeEmbed: false,
     unfreezeMaskToken: false, decoderRank: 8, extraTrainable: [],
   },
 };
@@ -170,6 +174,8 @@ export function exploraPlan(recipe: ExploraRecipe, depth: number, opts: { decode
   const useDecoder = opts.decoder ?? recipe.decoderRank !== null;
   if (recipe.rank !== null && loraBlocks.length > 0) {
     targets.push({ sites: /^blocks\.\d+\.attn\.qkv$/, kind: 'qkv', slices: recipe.slices, layers: loraBlocks, rank: recipe.rank });
+    if (recipe.loraProj) targets.push({ sites: /^blocks\.\d+\.attn\.proj$/, layers: loraBlocks, rank: recipe.rank });
+    if (recipe.loraMlp) targets.push({ sites: /^blocks\.\d+\.mlp\.fc[12]$/, layers: loraBlocks, rank: Math.max(1, Math.floor(recipe.rank / 4)) });
   }
   if (useDecoder && recipe.decoderRank !== null) {
     targets.push({ sites: /^decoder_blocks\.\d+\.attn\.qkv$/, kind: 'qkv', slices: recipe.slices, rank: recipe.decoderRank });
@@ -213,6 +219,8 @@ export interface ExploraSetup {
   spec: TrainSpec;
   /** 0-based unfrozen block indices. */
   unfrozen: number[];
+  /** Free the adapters (call before re-running a notebook cell that builds a new setup). */
+  dispose: () => void;
 }
 
 function partsList(parts: ExploraParts): ParamTree[] {
@@ -239,7 +247,7 @@ export function applyExplora(parts: ExploraParts, recipe: string | ExploraRecipe
     const enc = new Set(shapeMap(parts.encoder).keys());
     if (lora) for (const m of lora.modules.values()) if (enc.has(m.weightPath)) for (const s of m.slices) enc.add(s.pathA).add(s.pathB);
     const selection = selectTrainable(lora ? [...trees, lora.params] : trees, spec, { isEncoder: (p) => enc.has(p), ...opts });
-    return { recipe: r, notation: formatExploraNotation(r), lora, selection, spec, unfrozen };
+    return { recipe: r, notation: formatExploraNotation(r), lora, selection, spec, unfrozen, dispose: () => lora && disposeLora(lora) };
   } catch (e) {
     if (lora) disposeLora(lora);
     throw e;

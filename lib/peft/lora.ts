@@ -221,12 +221,12 @@ export function planLora(base: LoraBase, config: LoraConfig): LoraModulePlan[] {
     let n = 0;
     for (const [site, info] of sites) {
       if (!matchAny(site, sitePats)) continue;
-      if (t.exclude && matchAny(site, t.exclude)) continue;
       if (t.layers) {
         const li = layerIndexOf(site, layerRe);
         if (li === null || !t.layers.includes(li)) continue;
-        layersSeen.add(li);
+        layersSeen.add(li); // before `exclude`: a layer emptied by an explicit exclude is not a typo
       }
+      if (t.exclude && matchAny(site, t.exclude)) continue;
       if (claimed.has(site)) throw new Error(`${what}: site '${site}' is already targeted by target #${claimed.get(site)}`);
       claimed.set(site, ti);
       n++;
@@ -312,6 +312,31 @@ export function createLora(base: LoraBase, config: Partial<LoraConfig> & { targe
         : { lora_A: { weight: slices[0].A }, lora_B: { weight: slices[0].B } };
   }
   return { config: cfg, modules, params, scope };
+}
+
+/**
+ * A copy of an adapter set with new variables (same config, sites and values), e.g. the DINO teacher's adapters:
+ * ExPLoRA gives the teacher its own LoRA modules loaded from the student and EMAs A and B separately (explora.md §2.3).
+ * `trainable` sets the copies' flag (default false: a teacher is updated by EMA `assign`, not by gradients).
+ */
+export function cloneLora(adapters: LoraAdapters, opts: { trainable?: boolean } = {}): LoraAdapters {
+  const scope = newScope('lora');
+  const trainable = opts.trainable ?? false;
+  const copy = (v: tf.Variable, path: string): tf.Variable => tf.tidy(() => tf.variable(v.clone(), trainable, `${scope}/${path}`));
+  const modules = new Map<string, LoraModule>();
+  const params: LoraParams = {};
+  for (const [site, m] of adapters.modules) {
+    const slices = m.slices.map((s) => ({ ...s, A: copy(s.A, s.pathA), B: copy(s.B, s.pathB) }));
+    modules.set(site, { ...m, slices });
+    params[site] =
+      m.kind === 'qkv'
+        ? {
+            lora_A: Object.fromEntries(slices.map((s) => [s.name, { weight: s.A }])),
+            lora_B: Object.fromEntries(slices.map((s) => [s.name, { weight: s.B }])),
+          }
+        : { lora_A: { weight: slices[0].A }, lora_B: { weight: slices[0].B } };
+  }
+  return { config: adapters.config, modules, params, scope };
 }
 
 /** Ordered path → variable map of the adapter parameters. */
