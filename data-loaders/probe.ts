@@ -25,7 +25,7 @@ export function flattenImages(imgs: Img[]): { x: Float32Array; n: number; d: num
   return { x, n: imgs.length, d };
 }
 
-export interface ProbeResult {
+export interface RidgeProbeResult {
   /** Accuracy on the test split with the chosen λ. */
   testAcc: number;
   /** Accuracy on the validation split with the chosen λ. */
@@ -74,7 +74,7 @@ export function ridgeProbe(
   test: { x: Float32Array; y: ArrayLike<number> },
   numClasses: number,
   lambdas: readonly number[] = [1e-3, 1e-2, 1e-1, 1, 10],
-): ProbeResult {
+): RidgeProbeResult {
   const n = train.y.length;
   const d = train.x.length / n;
   if (!Number.isInteger(d)) throw new Error(`ridgeProbe: ${train.x.length} train values are not ${n} rows`);
@@ -117,7 +117,7 @@ export function ridgeProbe(
     }
     return ok / m;
   };
-  let bestRes: ProbeResult | null = null;
+  let bestRes: RidgeProbeResult | null = null;
   for (const l of lambdas) {
     const A = cholSolve(K, n, l * diag, Y, numClasses);
     const va = acc(Kva, val.y, A);
