@@ -49,3 +49,4 @@ export * from './mae/recon';
 export * from './mae/satmae-group';
 export * from './mae/satmae-temporal';
 export * from './mae/explora-mae';
+export * from '../data-loaders';
