@@ -3,7 +3,7 @@
 #   npm run jupyter                 # classic Jupyter Notebook on notebooks/
 #   npm run jupyter -- --port 9999  # extra arguments go to Jupyter
 # Uses JupyterLab instead when `jupyter lab` is installed. The kernel starts in the notebook's folder; notebooks import
-# the kit as './vitpeft/index' through the notebooks/vitpeft link, so nothing needs configuring.
+# the kit as './lib/index' through the notebooks/lib link (and notebooks/data-loaders), so nothing needs configuring.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PY="${VITPEFT_PYTHON:-/usr/bin/python3}"

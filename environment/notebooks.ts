@@ -6,12 +6,13 @@
  *   npx tsx environment/notebooks.ts lint [files...]    # only the tslab pitfalls (run before executing notebooks)
  *
  * Checks: committed without outputs or execution counts; nbformat 4; kernelspec `tslab`; the first code cell sets
- * the hyperparameters (`scale` and `notebookScale`); the kit is imported as `./vitpeft/index` (tslab neither
- * compiles files outside the kernel's folder nor resolves directory imports); and the tslab pitfall of shorthand
+ * the hyperparameters (`scale` and `notebookScale`); the kit is imported as `./lib/index` through the links
+ * `notebooks/lib -> ../lib` and `notebooks/data-loaders -> ../data-loaders` (tslab neither compiles files outside the
+ * kernel's folder nor resolves directory imports); and the tslab pitfall of shorthand
  * properties: `{ x }` where `x` is a variable of an *earlier* cell compiles but throws `ReferenceError: x is not
  * defined` at run time (tslab 1.0.22 rewrites `x` to `exports.x` everywhere except in shorthand properties).
  */
-import { readFileSync, writeFileSync, readdirSync } from 'fs';
+import { readFileSync, writeFileSync, readdirSync, existsSync, statSync } from 'fs';
 import * as path from 'path';
 import * as ts from 'typescript';
 
@@ -107,8 +108,11 @@ export function notebookProblems(file: string, nb: Notebook, o: { committed?: bo
     firstCode = false;
     for (const m of src.matchAll(/from\s+['"](\.{1,2}\/[^'"]*)['"]/g)) {
       const spec = m[1];
-      if (spec.startsWith('../')) out.push(`${rel}: cell ${i} imports '${spec}': tslab only compiles files under the notebook's folder; import the kit as './vitpeft/index'`);
-      else if (/^\.\/vitpeft\/?$/.test(spec)) out.push(`${rel}: cell ${i} imports '${spec}': tslab does not resolve directory imports; write './vitpeft/index'`);
+      const target = path.resolve(path.dirname(path.resolve(file)), spec);
+      if (spec.startsWith('../')) out.push(`${rel}: cell ${i} imports '${spec}': tslab only compiles files under the notebook's folder; import the kit as './lib/index'`);
+      else if (!existsSync(`${target}.ts`) && existsSync(target) && statSync(target).isDirectory()) {
+        out.push(`${rel}: cell ${i} imports '${spec}', a folder: tslab does not resolve directory imports; write '${spec.replace(/\/$/, '')}/index'`);
+      }
     }
     const sf = ts.createSourceFile(`cell${i}.ts`, src, ts.ScriptTarget.ES2022, true, ts.ScriptKind.TS);
     const local = allDeclaredNames(sf);

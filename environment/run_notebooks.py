@@ -81,11 +81,11 @@ def cell_error_message(nb_path, cell, index):
                 parts.extend(o.get('traceback', []))
         err = '\n'.join(parts).strip() or '(the kernel reported an error but wrote no message)'
     hint = ''
-    if "Cannot find module './vitpeft" in err:
-        hint = ("\n--- hint ---\nthe notebook's folder needs the link `vitpeft -> <project>/lib` (notebooks/vitpeft is one) "
-                "and the import must name a file: './vitpeft/index'")
+    if "Cannot find module './lib" in err or "Cannot find module '../data-loaders" in err:
+        hint = ("\n--- hint ---\nthe notebook's folder needs the links `lib -> <project>/lib` and `data-loaders -> "
+                "<project>/data-loaders` (notebooks/ has them), and imports must name a file: './lib/index'")
     elif 'is not under \'rootDir\'' in err:
-        hint = "\n--- hint ---\ntslab only compiles files under the kernel's folder: import the kit as './vitpeft/index'"
+        hint = "\n--- hint ---\ntslab only compiles files under the kernel's folder: import the kit as './lib/index'"
     elif 'RuntimeError: Aborted()' in err and 'wasm' in err:
         hint = ("\n--- hint ---\nthe wasm backend aborted, usually because its 4 GB heap is full: lower the batch or the image size, "
                 "or split a large tf.tidy (a tidy keeps every intermediate tensor until it returns)")

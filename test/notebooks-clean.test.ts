@@ -1,7 +1,8 @@
 /**
  * Notebook hygiene without Jupyter: committed notebooks carry no outputs, set their hyperparameters in the first code
  * cell, import the kit the way tslab can compile it, and avoid tslab's shorthand-property pitfall. Also checks the
- * `notebooks/vitpeft` link and that the library has no directory imports (tslab cannot resolve those).
+ * `notebooks/lib` / `notebooks/data-loaders` links and that the sources have no directory imports (tslab cannot
+ * resolve those).
  */
 import { strict as assert } from 'assert';
 import { readdirSync, readFileSync, realpathSync, lstatSync, statSync, existsSync } from 'fs';
@@ -29,13 +30,17 @@ describe('notebooks: committed state', () => {
     });
   }
 
-  it('notebooks/vitpeft is a link to lib/ (how notebooks import the kit from their own folder)', () => {
-    const link = path.join(ROOT, 'notebooks', 'vitpeft');
-    assert.ok(lstatSync(link).isSymbolicLink(), 'notebooks/vitpeft must be a symlink');
-    assert.equal(realpathSync(link), realpathSync(path.join(ROOT, 'lib')));
+  it('notebooks/lib and notebooks/data-loaders link to the project folders (how notebooks import the kit)', () => {
+    for (const name of ['lib', 'data-loaders']) {
+      const link = path.join(ROOT, 'notebooks', name);
+      assert.ok(lstatSync(link).isSymbolicLink(), `notebooks/${name} must be a symlink`);
+      assert.equal(realpathSync(link), realpathSync(path.join(ROOT, name)));
+    }
   });
 
-  it('lib/ has no directory imports (tslab resolves `./x` to `./x.js` only, never `./x/index`)', () => {
+  it('lib/ and data-loaders/ have no directory imports and leave their folder only for folders linked in notebooks/', () => {
+    // tslab resolves `./x` to `./x.js` only (never `./x/index`), and resolves `../X/...` from notebooks/lib/... to
+    // notebooks/X/..., which exists only as a link.
     const bad: string[] = [];
     const walk = (dir: string): void => {
       for (const e of readdirSync(dir, { withFileTypes: true })) {
@@ -46,13 +51,16 @@ describe('notebooks: committed state', () => {
           for (const m of src.matchAll(/(?:from|import|require\()\s*['"](\.{1,2}\/[^'"]*)['"]/g)) {
             const target = path.resolve(path.dirname(p), m[1]);
             if (!existsSync(`${target}.ts`) && existsSync(target) && statSync(target).isDirectory()) {
-              bad.push(`${path.relative(ROOT, p)}: '${m[1]}'`);
+              bad.push(`${path.relative(ROOT, p)}: '${m[1]}' is a directory import`);
             }
+            const top = path.relative(ROOT, target).split(path.sep)[0];
+            if (!existsSync(path.join(ROOT, 'notebooks', top))) bad.push(`${path.relative(ROOT, p)}: '${m[1]}' reaches ${top}/, which notebooks/ does not link`);
           }
         }
       }
     };
     walk(path.join(ROOT, 'lib'));
+    walk(path.join(ROOT, 'data-loaders'));
     assert.deepEqual(bad, []);
   });
 });
@@ -76,7 +84,7 @@ describe('notebooks: the hygiene checker can fail', () => {
 
   it('flags shorthand properties using earlier cells’ variables (tslab ReferenceError), not local ones', () => {
     const n = nb([
-      "import { init } from './vitpeft/index';\nconst scale = notebookScale('smoke');\nconst hooks = {};\nfunction f() {}",
+      "import { init } from './lib/index';\nconst scale = notebookScale('smoke');\nconst hooks = {};\nfunction f() {}",
       'const ok = { scale: scale };\nconst bad = { hooks, f };\nconst local = 1;\nconst fine = { local };\nconst g = ({ step }: { step: number }) => ({ step });',
     ]);
     const p = notebookProblems(file, n, { committed: true });
@@ -86,11 +94,11 @@ describe('notebooks: the hygiene checker can fail', () => {
   });
 
   it('flags kit imports tslab cannot compile', () => {
-    const n = nb(["import { init } from '../lib/index';\nimport { tf } from './vitpeft';\nconst scale = notebookScale('smoke');"]);
+    const n = nb(["import { init } from '../lib/index';\nimport { tf } from './lib';\nimport { x } from './lib/report/table';\nconst scale = notebookScale('smoke');"]);
     const p = notebookProblems(file, n, { committed: true });
     assert.equal(p.length, 2, p.join('\n'));
     assert.match(p[0], /imports '..\/lib\/index': tslab only compiles files under the notebook's folder/);
-    assert.match(p[1], /imports '.\/vitpeft': tslab does not resolve directory imports/);
+    assert.match(p[1], /imports '.\/lib', a folder: tslab does not resolve directory imports; write '.\/lib\/index'/);
   });
 
   it('stripNotebook removes outputs, counts and timing metadata only', () => {

@@ -13,7 +13,7 @@ import { createVit, disposeVit, vitVariables } from '../lib/vit/params';
 import { loadCheckpoint } from '../lib/io/checkpoint';
 import { toDataFrame } from '../lib/report/table';
 import { stepReporter } from '../lib/report/steps';
-import { Progress } from '../lib/report/progress';
+import { ProgressBar } from '../lib/report/progress';
 
 describe('report/runs', () => {
   let root: string;
@@ -145,7 +145,7 @@ describe('report/runs', () => {
 
   it('stepReporter logs trainLoop steps to the run (every n) and ticks the bar every step', () => {
     const run = RunRecord.create('steps', { config: {}, seed: 0, root });
-    const bar = new Progress(5, { mode: 'silent' });
+    const bar = new ProgressBar(5, { mode: 'silent' });
     const on = stepReporter({ run, bar, logEvery: 2, extra: (i): Record<string, number> => (i.step === 3 ? { acc: 0.5 } : {}) });
     for (let step = 0; step < 5; step++) on({ step, loss: 5 - step, gradNorm: 1, lr: 0.1, weightDecay: 0, seconds: 0.01 });
     const rows = run.metrics();

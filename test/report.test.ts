@@ -8,7 +8,7 @@ import {
 } from '../lib/report/display';
 import { tableHtml, tableText, tableData, formatCell, toDataFrame, showTable, keyValueRows } from '../lib/report/table';
 import { figureBundle, lineFigure, scatterFigure, plotlyInit, scriptSafe, plotlyScriptTags } from '../lib/report/plot';
-import { Progress, track } from '../lib/report/progress';
+import { ProgressBar, track } from '../lib/report/progress';
 import { slot, releaseSlot, releaseAllSlots, slotNames, disposeValue, notebookScale } from '../lib/report/notebook';
 import { paramTable } from '../lib/report/params';
 import { createVit } from '../lib/vit/params';
@@ -235,7 +235,7 @@ describe('report/progress', () => {
   it('updates one display in place, throttled, and always shows the final state', () => {
     const shown = capture();
     let t = 0;
-    const bar = new Progress(100, { label: 'train', now: () => t, minIntervalMs: 250 });
+    const bar = new ProgressBar(100, { label: 'train', now: () => t, minIntervalMs: 250 });
     assert.equal(bar.mode, 'display');
     for (let i = 0; i < 100; i++) {
       t += 10; // 100 items over 1 s → about 4 throttled updates plus the completion
@@ -257,7 +257,7 @@ describe('report/progress', () => {
   it('terminal mode rewrites one line; log mode prints occasional lines', () => {
     let out = '';
     let t = 0;
-    const tty = new Progress(4, { mode: 'tty', stream: { write: (s: string) => (out += s) }, now: () => t, minIntervalMs: 0 });
+    const tty = new ProgressBar(4, { mode: 'tty', stream: { write: (s: string) => (out += s) }, now: () => t, minIntervalMs: 0 });
     for (let i = 0; i < 4; i++) {
       t += 500;
       tty.tick();
@@ -268,7 +268,7 @@ describe('report/progress', () => {
     assert.ok(!out.slice(0, -1).includes('\n'), 'a tty bar stays on one line');
     let log = '';
     t = 0;
-    const lines = new Progress(1000, { mode: 'lines', stream: { write: (s: string) => (log += s) }, now: () => t });
+    const lines = new ProgressBar(1000, { mode: 'lines', stream: { write: (s: string) => (log += s) }, now: () => t });
     for (let i = 0; i < 1000; i++) {
       t += 100; // 100 s in all, one line per 10 s
       lines.tick();
@@ -283,7 +283,7 @@ describe('report/progress', () => {
     const seen = [...track([1, 2, 3], { label: 'items', minIntervalMs: 0 })];
     assert.deepEqual(seen, [1, 2, 3]);
     assert.match(shown[shown.length - 1].bundle['text/plain'], /^items 3\/3 /);
-    assert.throws(() => new Progress(-1), /total must be an integer ≥ 0/);
+    assert.throws(() => new ProgressBar(-1), /total must be an integer ≥ 0/);
   });
 });
 

@@ -1,6 +1,6 @@
 /**
  * Where the kit lives on disk. Notebooks run with the kernel's cwd in `notebooks/` and load the kit through the
- * `notebooks/vitpeft` link, so paths are resolved from the kit's own real location, never from the cwd.
+ * `notebooks/lib` link, so paths are resolved from the kit's own real location, never from the cwd.
  */
 import { existsSync, readFileSync, realpathSync } from 'fs';
 import * as path from 'path';

@@ -54,7 +54,7 @@ function defaultMode(): ProgressMode {
 }
 
 /** A progress bar over `total` items. */
-export class Progress {
+export class ProgressBar {
   readonly total: number;
   readonly label: string;
   readonly mode: ProgressMode;
@@ -170,14 +170,14 @@ export class Progress {
   }
 }
 
-/** A progress bar over `total` items (see `Progress`). */
-export function progressBar(total: number, o: ProgressOptions = {}): Progress {
-  return new Progress(total, o);
+/** A progress bar over `total` items (see `ProgressBar`). */
+export function progressBar(total: number, o: ProgressOptions = {}): ProgressBar {
+  return new ProgressBar(total, o);
 }
 
 /** Iterate over an array (or any iterable with a known length) while showing progress. */
 export function* track<T>(items: readonly T[], o: ProgressOptions = {}): Generator<T> {
-  const bar = new Progress(items.length, o);
+  const bar = new ProgressBar(items.length, o);
   try {
     for (const it of items) {
       yield it;

@@ -9,14 +9,14 @@
  *   bar.done();
  */
 import type { StepInfo } from '../train/step';
-import type { Progress } from './progress';
+import type { ProgressBar } from './progress';
 import type { RunRecord } from './runs';
 
 export interface StepReporterOptions {
   /** Run record receiving `{loss, gradNorm, lr, weightDecay, seconds}` (+ `extra`) as one metrics line. */
   run?: RunRecord;
   /** Progress bar ticked once per step, showing the loss (+ `extra`). */
-  bar?: Progress;
+  bar?: ProgressBar;
   /** Log to the run every n-th step (default 1; the bar still ticks every step). */
   logEvery?: number;
   /** More metrics for a step (e.g. an evaluation every k steps); return {} when there is nothing new. */
