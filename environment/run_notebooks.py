@@ -207,7 +207,7 @@ def main():
     ap.add_argument('notebooks', nargs='*', help='notebooks to run (default: notebooks/*.ipynb)')
     ap.add_argument('--out', default=os.path.join(ROOT, 'out', 'notebooks'), help='output folder (default out/notebooks)')
     ap.add_argument('--timeout', type=int, default=900, help='seconds per cell (default 900)')
-    ap.add_argument('--scale', choices=['smoke', 'paper'], help="set VITPEFT_SCALE (overrides the notebooks' default)")
+    ap.add_argument('--scale', choices=['ci', 'smoke', 'paper'], help="set VITPEFT_SCALE (overrides the notebooks' default)")
     ap.add_argument('--plotly', choices=['inject', 'inline'], default='inject',
                     help='inject plotly.js into the exported HTML (default) or let notebooks inline it')
     ap.add_argument('--allow-errors', action='store_true', help='run every cell even after an error (still exits 1)')

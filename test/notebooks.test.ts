@@ -3,7 +3,7 @@
  * kernel started in notebooks/ as Jupyter does), its HTML export opened in headless Chromium (the plotly chart must
  * draw), and re-run cells checked for leaks. Skipped, with the reason, where Jupyter is not installed.
  *
- * The notebooks run at smoke scale (VITPEFT_SCALE=smoke) and write their runs to a temporary folder.
+ * The notebooks run at the `ci` scale (VITPEFT_SCALE=ci: every cell, smallest budgets) and write their runs to a temporary folder.
  * `VITPEFT_NOTEBOOK_TESTS` selects them: `all` (default), `none`, or a comma list of names (`00-quickstart,...`).
  */
 import { strict as assert } from 'assert';
@@ -45,7 +45,7 @@ describe('notebooks through the real tslab kernel', function () {
     }
     tmp = mkdtempSync(path.join(os.tmpdir(), 'vitpeft-nb-'));
     if (notebooks.length) {
-      all = runNotebooks(['--scale', 'smoke', ...notebooks], path.join(tmp, 'out'), { VITPEFT_RUNS_DIR: path.join(tmp, 'runs') },
+      all = runNotebooks(['--scale', 'ci', ...notebooks], path.join(tmp, 'out'), { VITPEFT_RUNS_DIR: path.join(tmp, 'runs') },
         notebooks.length * NOTEBOOK_BUDGET_S + 60);
     }
   });
@@ -82,7 +82,7 @@ describe('notebooks through the real tslab kernel', function () {
     assert.equal(runs.length, 1);
     const info = JSON.parse(readFileSync(path.join(tmp, 'runs', runs[0], 'run.json'), 'utf8'));
     assert.equal(info.status, 'done');
-    assert.equal(info.config.scale, 'smoke');
+    assert.equal(info.config.scale, 'ci');
     assert.equal(info.backend.backend, 'wasm');
     assert.equal(info.summary.reloadGap, 0);
     assert.ok(existsSync(path.join(tmp, 'runs', runs[0], 'checkpoints', 'merged.safetensors')));

@@ -343,7 +343,9 @@ describe('report/notebook slots', () => {
       process.env.VITPEFT_SCALE = 'paper';
       assert.equal(notebookScale('smoke'), 'paper');
       process.env.VITPEFT_SCALE = 'huge';
-      assert.throws(() => notebookScale('smoke'), /'huge' \(from VITPEFT_SCALE\) is not one of smoke, paper/);
+      assert.throws(() => notebookScale('smoke'), /'huge' \(from VITPEFT_SCALE\) is not one of ci, smoke, paper/);
+      process.env.VITPEFT_SCALE = 'ci';
+      assert.equal(notebookScale('smoke'), 'ci');
     } finally {
       if (saved === undefined) delete process.env.VITPEFT_SCALE;
       else process.env.VITPEFT_SCALE = saved;

@@ -102,8 +102,11 @@ export function slotNames(): string[] {
 /**
  * The notebook's scale: `VITPEFT_SCALE` when set (the runner's `--scale`), else `fallback` (what the notebook's first
  * cell says). Throws naming the valid values.
+ *
+ * Scales: `smoke` (default; ≤ 10 minutes on 2 CPU cores, the README's main job), `paper` (the paper's sizes), and
+ * `ci` (the test suite's run: every cell executes, with the smallest budgets, so the suite stays well under 15 min).
  */
-export function notebookScale<S extends string>(fallback: S, valid: readonly S[] = ['smoke', 'paper'] as unknown as S[]): S {
+export function notebookScale<S extends string>(fallback: S, valid: readonly S[] = ['ci', 'smoke', 'paper'] as unknown as S[]): S {
   const raw = process.env.VITPEFT_SCALE || fallback;
   if (!(valid as readonly string[]).includes(raw)) {
     throw new Error(`scale: '${raw}'${process.env.VITPEFT_SCALE ? ' (from VITPEFT_SCALE)' : ''} is not one of ${valid.join(', ')}`);
