@@ -57,7 +57,7 @@ export function createCenter(K: number, momentum = 0.9, path = 'dino_loss.center
  * Identity with a zero gradient (PyTorch `detach`; tfjs has no `stopGradient`): x ↦ x, ∂/∂x = 0. Call inside a tidy.
  */
 export function stopGradient<T extends tf.Tensor>(x: T): T {
-  const f = tf.customGrad((a: tf.Tensor) => ({ value: a.clone(), gradFunc: (dy: tf.Tensor) => tf.zerosLike(dy) }));
+  const f = tf.customGrad(((a: tf.Tensor) => ({ value: a.clone(), gradFunc: (dy: tf.Tensor) => tf.zerosLike(dy) })) as unknown as Parameters<typeof tf.customGrad>[0]);
   return f(x) as T;
 }
 
