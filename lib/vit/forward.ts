@@ -16,7 +16,8 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { Rng } from '../rng';
-import { dense, layerNorm, gelu, dropPath, multiHeadAttention } from '../ops/nn';
+import { dropPath } from '../ops/nn';
+import { linear as dense, layerNormFast as layerNorm, geluFast as gelu, attentionQKV } from '../ops/fast';
 import { VitConfig, imgHW, posGridHW, dropPathRates } from './config';
 import { BlockParams, LinearParams, NormParams, Vit, VitParams } from './params';
 import { resizeGridEmbed, sincos2d } from './posembed';
@@ -134,11 +135,11 @@ export function blockForward(p: BlockParams, state: TokenState, o: BlockOptions,
   // --- attention ---
   const h = norm(p.norm1, x, eps);
   const qkv = linearSite(env, `${prefix}.attn.qkv`, p.attn.qkv, h) as tf.Tensor3D; // [B,N,3D]
-  const [q, k, v] = tf.split(qkv, 3, 2) as [tf.Tensor3D, tf.Tensor3D, tf.Tensor3D]; // rows Q; K; V of the fused weight
   const keyBias =
     env.hooks.propAttn && state.size ? (tf.log(state.size.reshape([B, N])) as tf.Tensor2D) : null; // [B,N]
   const wantKeys = env.hooks.merge !== undefined;
-  const { out, keyMean } = multiHeadAttention(q, k, v, o.numHeads, keyBias, wantKeys);
+  // columns Q | K | V of the fused weight; the wasm fast path never splits (lib/ops/fast.ts)
+  const { out, keyMean } = attentionQKV(qkv, o.numHeads, keyBias, wantKeys);
   let a = linearSite(env, `${prefix}.attn.proj`, p.attn.proj, out);
   if (p.ls1) a = tf.mul(a, p.ls1.gamma);
   let next: TokenState = { ...state, x: tf.add(x, dropPath(a, o.dropPath, env.training, env.rng)) as tf.Tensor3D };
