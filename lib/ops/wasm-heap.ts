@@ -83,6 +83,7 @@ export function wasmInternalsOk(): { ok: boolean; reason: string } {
 interface Fns {
   fusedMatMul: (...args: unknown[]) => void;
   softmax: (...args: unknown[]) => void;
+  transpose: (...args: unknown[]) => void;
 }
 const fnCache = new WeakMap<object, Fns>();
 
@@ -96,6 +97,8 @@ function fns(be: WasmBackend): Fns {
         'number', 'array', 'number', 'number', 'array', 'number', 'number', 'number', 'number', 'number', 'number', 'number', 'number',
       ]),
       softmax: w.cwrap('Softmax', null, ['number', 'number', 'number', 'number']),
+      // (xId, xShape, rank, dtype (0 = float32), outId, perm, permLength)
+      transpose: w.cwrap('Transpose', null, ['number', 'array', 'number', 'number', 'number', 'array', 'number']),
     };
     fnCache.set(be, f);
   }
@@ -163,10 +166,21 @@ export class Heap {
     this.scratch = [];
   }
 
-  private tempId(offset: number, size: number): number {
+  /** Register a heap region (byte offset, `size` floats) as a backend-side tensor id; drop it with `dropId`. */
+  tempId(offset: number, size: number): number {
     const id = this.be.dataIdNextNumber++;
     this.be.wasm.tfjs.registerTensor(id, size, offset);
     return id;
+  }
+
+  /** Forget a region id from `tempId` (also drops any XNNPACK operator cached for it; the memory is not freed). */
+  dropId(id: number): void {
+    this.be.wasm.tfjs.disposeData(id);
+  }
+
+  /** out[M, N] = a[M, K] · b[K, N] (+ bias) on backend-side ids (tensors or regions). XNNPACK caches by (b, bias). */
+  matmulIds(a: number, M: number, K: number, b: number, N: number, out: number, bias = 0): void {
+    this.fn.fusedMatMul(a, shapeBytes([1, M, K]), 3, b, shapeBytes([1, K, N]), 3, 0, 0, 0, bias, 0, 0, out);
   }
 
   /**
@@ -195,6 +209,23 @@ export class Heap {
     this.fn.fusedMatMul(
       this.id(a), shapeBytes([1, M, K]), 3, this.id(b), shapeBytes([1, K, N]), 3, 0, 0, 0, bias ? this.id(bias) : 0, 0, 0, this.id(out),
     );
+  }
+
+  /**
+   * Batched matrix transpose on regions: x [batch, R, C] → out [batch, C, R] (wasm Transpose kernel).
+   * `out` must not overlap `x`.
+   */
+  transpose(x: number, batch: number, R: number, C: number, out: number): void {
+    const n = batch * R * C;
+    const xi = this.tempId(x, n);
+    const oi = this.tempId(out, n);
+    try {
+      if (batch === 1) this.fn.transpose(xi, shapeBytes([R, C]), 2, 0, oi, shapeBytes([1, 0]), 2);
+      else this.fn.transpose(xi, shapeBytes([batch, R, C]), 3, 0, oi, shapeBytes([0, 2, 1]), 3);
+    } finally {
+      this.be.wasm.tfjs.disposeData(xi);
+      this.be.wasm.tfjs.disposeData(oi);
+    }
   }
 
   /** Row softmax over `rows` rows of `cols` floats, from region x to region out (may be the same region). */
