@@ -3,7 +3,8 @@
 
 A timm-style ViT written in plain torch (pre-norm blocks, fused qkv, exact-erf GELU, LayerNorm eps 1e-6, CLS pooling,
 linear head), timed on the same configurations as bench/run.ts. One JSON line per measurement on stdout:
-  {"kind": "peer", "config": ..., "model": ..., "batch": ..., "threads": ..., "msPerIter": ..., "imgPerSec": ...}
+  {"kind": "peer", "config": ..., "model": ..., "batch": ..., "threads": ..., "msPerIter": ..., "imgPerSec": ...,
+   "cpuMsPerIter": ..., "imgPerCpuSec": ...}   (process CPU time: less sensitive to other load on a shared machine)
 
 Configurations (--config):
   forward   inference (eval, no_grad) of the model
@@ -118,12 +119,14 @@ def build(model, config, rank):
 
 
 def timeit(fn, warmup, iters):
+    """(wall ms, process CPU ms) per iteration."""
     for _ in range(warmup):
         fn()
     t0 = time.perf_counter()
+    c0 = time.process_time()
     for _ in range(iters):
         fn()
-    return (time.perf_counter() - t0) * 1000 / iters
+    return (time.perf_counter() - t0) * 1000 / iters, (time.process_time() - c0) * 1000 / iters
 
 
 def main():
@@ -158,11 +161,12 @@ def main():
             loss.backward()
             opt.step()
 
-    ms = timeit(step, a.warmup, a.iters)
+    ms, cpu_ms = timeit(step, a.warmup, a.iters)
     trainable = sum(p.numel() for p in m.parameters() if p.requires_grad)
     print(json.dumps({
         'kind': 'peer', 'config': a.config, 'model': a.model, 'batch': a.batch, 'threads': torch.get_num_threads(),
         'torch': torch.__version__, 'iters': a.iters, 'msPerIter': ms, 'imgPerSec': 1000 * a.batch / ms,
+        'cpuMsPerIter': cpu_ms, 'imgPerCpuSec': 1000 * a.batch / cpu_ms,
         'trainableParams': trainable,
     }))
 

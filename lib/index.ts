@@ -21,3 +21,5 @@ export * from './train/loss';
 export * from './train/step';
 export * from './io/safetensors';
 export * from './io/checkpoint';
+export * from './ops/fast';
+export * from './vit/checkpoint';

@@ -21,6 +21,7 @@ import { linear as dense, layerNormFast as layerNorm, geluFast as gelu, attentio
 import { VitConfig, imgHW, posGridHW, dropPathRates } from './config';
 import { BlockParams, LinearParams, NormParams, Vit, VitParams } from './params';
 import { resizeGridEmbed, sincos2d } from './posembed';
+import { CheckpointOptions, checkpointedBlock } from './checkpoint';
 
 /** Tokens flowing through the blocks. ToMe adds sizes (patches each token stands for) and sources (for visualisation). */
 export interface TokenState {
@@ -69,6 +70,12 @@ export interface VitForwardOptions {
   returnLayers?: number;
   /** Override the model's stochastic-depth rate for this call. */
   dropPathRate?: number;
+  /**
+   * Activation recomputation per block (lib/vit/checkpoint.ts): keep only block inputs in the forward, recompute each
+   * block in the backward. Pass the trainable set given to `trainStep`; variables named under `blocks.i.` get
+   * gradients through block i. Not with a merge hook.
+   */
+  checkpoint?: CheckpointOptions | null;
 }
 
 export interface BlockOutputs {
@@ -248,7 +255,7 @@ export function runBlocks(
   vit: Vit,
   tokens: tf.Tensor3D,
   env: ForwardEnv,
-  opts: { returnLayers?: number; dropPathRate?: number } = {},
+  opts: { returnLayers?: number; dropPathRate?: number; checkpoint?: CheckpointOptions | null } = {},
 ): { state: TokenState; layers: tf.Tensor3D[] } {
   const cfg = vit.config;
   const rates = dropPathRates({ ...cfg, dropPathRate: opts.dropPathRate ?? cfg.dropPathRate });
@@ -259,7 +266,8 @@ export function runBlocks(
   let state: TokenState = { x: tokens, size: null, source: null };
   const layers: tf.Tensor3D[] = [];
   vit.params.blocks.forEach((bp, i) => {
-    state = blockForward(bp, state, { prefix: `blocks.${i}`, index: i, numHeads: cfg.numHeads, eps: cfg.normEps, dropPath: rates[i] }, env);
+    const bo: BlockOptions = { prefix: `blocks.${i}`, index: i, numHeads: cfg.numHeads, eps: cfg.normEps, dropPath: rates[i] };
+    state = opts.checkpoint ? checkpointedBlock(blockForward, bp, state, bo, env, opts.checkpoint) : blockForward(bp, state, bo, env);
     if (i >= cfg.depth - n) layers.push(state.x);
   });
   return { state, layers };
