@@ -4,9 +4,10 @@
  * 'cpu', ...) and whenever fast paths are switched off they run the plain ops of lib/ops/nn.ts. Both paths compute
  * the same function (tests: test/perf-*.test.ts compare forward and gradients to 1e-4 relative).
  *
- * On wasm the stock `BatchMatMul` kernel is also replaced (lib/ops/wasm-matmul.ts), so every `tf.matMul` in the kit —
- * batched, broadcast or transposed, including tfjs's own matMul gradients — runs XNNPACK's 2-D product. `init()`
- * activates this for wasm; it does not change results beyond float rounding.
+ * On wasm some stock kernels are also replaced: `BatchMatMul` (lib/ops/wasm-matmul.ts), so every `tf.matMul` in the
+ * kit — batched, broadcast or transposed, including tfjs's own matMul gradients — runs XNNPACK's 2-D product; and
+ * `Slice` / `SplitV` (lib/ops/wasm-slice.ts), which no longer copy the whole input per slice (tf.split, tf.slice and
+ * the gradient of tf.concat). `init()` activates this for wasm; results are unchanged up to float rounding.
  *
  * Switch: `setFastOps(false)` or the environment variable `VITPEFT_FAST=0` forces the plain ops everywhere.
  */
@@ -14,17 +15,19 @@ import * as tf from '@tensorflow/tfjs';
 import { dense, gelu, layerNorm, multiHeadAttention } from './nn';
 import { wasmInternalsOk } from './wasm-heap';
 import { registerFusedKernels } from './wasm-fused';
-import { installBatchMatMul, restoreBatchMatMul } from './wasm-matmul';
+import { installBatchMatMul } from './wasm-matmul';
+import { installSlice } from './wasm-slice';
+import { restoreWasmKernels } from './wasm-replace';
 
 let enabled = process.env.VITPEFT_FAST !== '0';
 
 /**
  * Turn the backend-specific fast paths on or off (default on; `VITPEFT_FAST=0` starts with them off). Off also puts
- * the stock wasm BatchMatMul kernel back; on re-installs the replacement (lib/ops/wasm-matmul.ts) when wasm is active.
+ * the stock wasm kernels back; on re-installs the replacements when wasm is active.
  */
 export function setFastOps(on: boolean): void {
   enabled = on;
-  if (!on) restoreBatchMatMul();
+  if (!on) restoreWasmKernels();
   else fastPath();
 }
 
@@ -42,6 +45,7 @@ export function fastPath(): { path: 'wasm-fused' | 'plain'; reason: string } {
   if (!chk.ok) return { path: 'plain', reason: chk.reason };
   registerFusedKernels();
   installBatchMatMul();
+  installSlice();
   return { path: 'wasm-fused', reason: '' };
 }
 

@@ -9,11 +9,12 @@
  *   XNNPACK's packed weights stay cached with it, as in the stock kernel);
  * - otherwise one 2-D product per (broadcast) batch element on heap regions;
  * - very small matrices (M·K·N ≤ 512) run a plain JS loop (operator set-up would dominate).
- * Registered for 'wasm' only, by lib/ops/fast.ts, when fast ops are on; `restoreBatchMatMul()` puts the stock kernel
- * back (used by `setFastOps(false)`, so the plain path really is the stock one).
+ * Registered for 'wasm' only, by lib/ops/fast.ts, when fast ops are on; `setFastOps(false)` puts the stock kernel back
+ * (lib/ops/wasm-replace.ts), so the plain path really is the stock one.
  */
 import * as tf from '@tensorflow/tfjs';
 import { Heap } from './wasm-heap';
+import { replaceWasmKernel } from './wasm-replace';
 
 type KernelArgs = { inputs: tf.NamedTensorInfoMap; backend: unknown; attrs?: tf.NamedAttrMap };
 
@@ -135,23 +136,7 @@ function smallProducts(
   }
 }
 
-let stock: tf.KernelConfig | null = null;
-
 /** Put the replacement in place of the stock wasm BatchMatMul (idempotent). */
 export function installBatchMatMul(): void {
-  const cur = tf.getKernel('BatchMatMul', 'wasm');
-  if (cur && (cur.kernelFunc as unknown) === batchMatMulWasm) return;
-  if (cur) {
-    stock = cur;
-    tf.unregisterKernel('BatchMatMul', 'wasm');
-  }
-  tf.registerKernel({ kernelName: 'BatchMatMul', backendName: 'wasm', kernelFunc: batchMatMulWasm as unknown as tf.KernelFunc });
-}
-
-/** Put the stock wasm BatchMatMul back (if it was replaced). */
-export function restoreBatchMatMul(): void {
-  const cur = tf.getKernel('BatchMatMul', 'wasm');
-  if (!cur || (cur.kernelFunc as unknown) !== batchMatMulWasm || !stock) return;
-  tf.unregisterKernel('BatchMatMul', 'wasm');
-  tf.registerKernel(stock);
+  replaceWasmKernel('BatchMatMul', batchMatMulWasm as unknown as tf.KernelFunc);
 }
