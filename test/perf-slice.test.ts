@@ -41,7 +41,21 @@ describe('perf: wasm Slice / SplitV replacement', function () {
   });
 
   it('is installed on wasm', () => {
-    assert.ok(isReplaced('Slice') && isReplaced('SplitV'));
+    assert.ok(isReplaced('Slice') && isReplaced('SplitV') && isReplaced('Identity'));
+  });
+
+  it('clone shares data safely: the clone outlives its source, and a variable assign leaves the clone unchanged', async () => {
+    const a = tf.tensor1d([1, 2, 3]);
+    const c = tf.clone(a);
+    a.dispose();
+    assert.deepEqual(Array.from(c.dataSync()), [1, 2, 3]);
+    const v = tf.variable(tf.tensor1d([4, 5]), true, `t/clone/${Math.random()}`);
+    const vc = tf.clone(v);
+    v.assign(tf.tensor1d([7, 8]));
+    assert.deepEqual(Array.from(vc.dataSync()), [4, 5]);
+    assert.deepEqual(Array.from(v.dataSync()), [7, 8]);
+    await noLeak(() => tf.tidy(() => tf.clone(tf.clone(c)).dataSync()));
+    tf.dispose([c, v, vc]);
   });
 
   for (const dtype of ['float32', 'int32', 'bool'] as const) {

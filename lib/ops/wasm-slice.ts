@@ -1,10 +1,15 @@
 /**
- * Replacements for the wasm backend's `Slice` and `SplitV` kernels that copy only what they return.
+ * Replacements for the wasm backend's `Slice`, `SplitV` and `Identity` kernels that copy only what they must.
  *
  * The stock tfjs-backend-wasm 4.22 `Slice` first copies the whole input out of the heap (`readSync`) and then slices
  * the copy, so `tf.split(x, 3)` reads x three times over plus a full copy each time, and the gradient of `tf.concat`
  * (a SplitV) costs as much as several copies of the concatenated tensor. These kernels copy rows straight between
  * heap regions (`copyWithin`, a native memmove). Strings fall back to the stock kernels.
+ *
+ * `Identity` (what `tf.clone` runs, and the engine clones every tensor it saves for a gradient) copies the data on
+ * stock wasm, doubling the memory of everything a training step keeps for its backward; here it shares the data with
+ * a reference count, exactly like the stock wasm `Reshape` and the cpu backend's `Identity` (tensor data is immutable:
+ * no kernel writes into its inputs, `Variable.assign` swaps the data id).
  */
 import * as tf from '@tensorflow/tfjs';
 import { Heap } from './wasm-heap';
@@ -66,6 +71,14 @@ function copyBox(heap: Heap, x: tf.TensorInfo, shape: number[], begin: number[],
 
 let stockSlice: tf.KernelFunc | null = null;
 let stockSplit: tf.KernelFunc | null = null;
+let stockIdentity: tf.KernelFunc | null = null;
+
+export function identityWasm(args: KernelArgs): tf.TensorInfo {
+  const x = args.inputs.x as tf.TensorInfo;
+  if (x.dtype === 'string' || x.dtype === 'complex64') return stockIdentity!(args as never) as tf.TensorInfo;
+  (args.backend as { incRef(dataId: unknown): void }).incRef(x.dataId);
+  return { dataId: x.dataId, shape: x.shape, dtype: x.dtype };
+}
 
 export function sliceWasm(args: KernelArgs): tf.TensorInfo {
   const x = args.inputs.x as tf.TensorInfo;
@@ -105,6 +118,9 @@ export function installSlice(): void {
   if (s && s.kernelFunc !== (sliceWasm as unknown)) stockSlice = s.kernelFunc;
   const v = tf.getKernel('SplitV', 'wasm');
   if (v && v.kernelFunc !== (splitVWasm as unknown)) stockSplit = v.kernelFunc;
+  const c = tf.getKernel('Identity', 'wasm');
+  if (c && c.kernelFunc !== (identityWasm as unknown)) stockIdentity = c.kernelFunc;
   if (stockSlice) replaceWasmKernel('Slice', sliceWasm as unknown as tf.KernelFunc);
+  if (stockIdentity) replaceWasmKernel('Identity', identityWasm as unknown as tf.KernelFunc);
   if (stockSplit) replaceWasmKernel('SplitV', splitVWasm as unknown as tf.KernelFunc);
 }
