@@ -9,7 +9,10 @@
  * - `VitpeftAttention` {qkv [B,N,3D], keyBias? [B,N]} attrs {numHeads} → [out [B,N,D], probs [B,h,N,N]]:
  *   softmax(q·kᵀ/√dh + keyBias)·v per (batch, head) as 2-D XNNPACK matMuls on heap regions (no batched matMul, no
  *   split, no rank-5 transpose). `probs` is kept for the gradient.
- * - `VitpeftAttentionGrad` {dy, qkv, probs} attrs {numHeads, mode: 'qkv' | 'bias'} → dqkv [B,N,3D] or dKeyBias [B,N].
+ * - `VitpeftAttentionGrad` {dy, qkv, probs, out} attrs {numHeads, mode: 'qkv' | 'bias'} → dqkv [B,N,3D] or
+ *   dKeyBias [B,N]. Per head: dP = dO·vᵀ, dS = P ⊙ (dP − rowsum(dO ⊙ O)) (the row dot product from the output, not
+ *   from the N×N matrices), dq = s·dS·k, dk = s·dSᵀ·q, dv = Pᵀ·dO, with the N×N transposes done by the backend's
+ *   Transpose kernel so every product is a plain 2-D XNNPACK call.
  * - `VitpeftGelu` / `VitpeftGeluGrad`: exact-erf GELU through lib/ops/gelu-table.ts.
  * - `VitpeftLayerNorm` {x [M,D], gamma [D], beta [D]} attrs {eps} → [y [M,D], mean [M], rstd [M]];
  *   `VitpeftLayerNormGrad` {dy, x, gamma, mean, rstd} attrs {mode: 'x' | 'gamma' | 'beta'}.
@@ -184,6 +187,7 @@ function attentionGradKernel({ inputs, backend, attrs }: KernelArgs): tf.TensorI
   const dy = inputs.dy as tf.TensorInfo;
   const qkv = inputs.qkv as tf.TensorInfo;
   const probs = inputs.probs as tf.TensorInfo;
+  const outT = inputs.out as tf.TensorInfo;
   const { numHeads, mode } = attrs as { numHeads: number; mode: 'qkv' | 'bias' };
   const d = attnDims(qkv, numHeads, 'VitpeftAttentionGrad');
   const { B, N, D, h, dh } = d;
@@ -191,25 +195,41 @@ function attentionGradKernel({ inputs, backend, attrs }: KernelArgs): tf.TensorI
   const out = mode === 'qkv' ? heap.output([B, N, 3 * D]) : heap.output([B, N]);
   if (B * N * D === 0) return out;
   const scale = 1 / Math.sqrt(dh);
+  const wantQkv = mode === 'qkv';
   try {
     const blk = N * dh;
     const NN = N * N;
     const dO = heap.alloc(B * h * blk); // [B,h,N,dh]
     const vt = heap.alloc(B * h * blk); // [B,h,dh,N]
     const dP = heap.alloc(NN); // one head's dP, then dS in place
-    const wantQkv = mode === 'qkv';
     const kk = wantQkv ? heap.alloc(B * h * blk) : 0; // [B,h,N,dh]
-    const qt = wantQkv ? heap.alloc(B * h * blk) : 0; // [B,h,dh,N]
-    const dOt = wantQkv ? heap.alloc(B * h * blk) : 0; // [B,h,dh,N]
-    const t1 = wantQkv ? heap.alloc(blk) : 0;
+    const qq = wantQkv ? heap.alloc(B * h * blk) : 0; // [B,h,N,dh]
+    const tT = wantQkv ? heap.alloc(NN) : 0; // transpose of dS or P
+    const t1 = wantQkv ? heap.alloc(blk) : 0; // one head's dq / dk / dv [N,dh]
+    const rowDot = heap.alloc(B * h * N); // Σ_j P_ij·dP_ij = dO_i·O_i per (b, h, i)
     let H = heap.f32();
     const src = heap.offset(qkv) >> 2;
-    gatherHeadsD(H, heap.offset(dy) >> 2, dO >> 2, d, 'nd');
+    const dyo = heap.offset(dy) >> 2;
+    gatherHeadsD(H, dyo, dO >> 2, d, 'nd');
     gatherHeads(H, src, vt >> 2, d, 2, 'dn', 1);
     if (wantQkv) {
       gatherHeads(H, src, kk >> 2, d, 1, 'nd', 1);
-      gatherHeads(H, src, qt >> 2, d, 0, 'dn', 1);
-      gatherHeadsD(H, heap.offset(dy) >> 2, dOt >> 2, d, 'dn');
+      gatherHeads(H, src, qq >> 2, d, 0, 'nd', 1);
+    }
+    {
+      const oo = heap.offset(outT) >> 2;
+      const rd = rowDot >> 2;
+      for (let b = 0; b < B; b++) {
+        for (let n = 0; n < N; n++) {
+          const row = (b * N + n) * D;
+          for (let hh = 0; hh < h; hh++) {
+            let s = 0;
+            const r = row + hh * dh;
+            for (let j = 0; j < dh; j++) s += H[dyo + r + j] * H[oo + r + j];
+            H[rd + (b * h + hh) * N + n] = s;
+          }
+        }
+      }
     }
     const pOff = heap.offset(probs);
     const oOff = heap.offset(out) >> 2;
@@ -220,15 +240,15 @@ function attentionGradKernel({ inputs, backend, attrs }: KernelArgs): tf.TensorI
         const pb = pOff + bh * NN * 4;
         // dP = dO · vᵀ  [N,N]
         heap.matmul(dO + bh * blk * 4, N, dh, vt + bh * blk * 4, N, dP);
-        // dS = P ⊙ (dP − rowsum(P ⊙ dP))   (gradient w.r.t. the logits), in place
+        // dS = P ⊙ (dP − rowDot)   (gradient w.r.t. the logits), in place
         H = heap.f32();
         const p4 = pb >> 2;
         const s4 = dP >> 2;
+        const rd = (rowDot >> 2) + bh * N;
         for (let i = 0; i < N; i++) {
           const pr = p4 + i * N;
           const sr = s4 + i * N;
-          let dot = 0;
-          for (let j = 0; j < N; j++) dot += H[pr + j] * H[sr + j];
+          const dot = H[rd + i];
           for (let j = 0; j < N; j++) H[sr + j] = H[pr + j] * (H[sr + j] - dot);
         }
         if (!wantQkv) {
@@ -239,31 +259,26 @@ function attentionGradKernel({ inputs, backend, attrs }: KernelArgs): tf.TensorI
           }
           continue;
         }
-        const dstRow = (n: number, part: number): number => oOff + (b * N + n) * 3 * D + part * D + hh * dh;
-        // dq = scale · dS · k   [N,dh]
+        const t4 = t1 >> 2;
+        const scatter = (part: number, mul: number): void => {
+          const Hs = heap.f32();
+          for (let n = 0; n < N; n++) {
+            const o = oOff + (b * N + n) * 3 * D + part * D + hh * dh;
+            const s = t4 + n * dh;
+            for (let j = 0; j < dh; j++) Hs[o + j] = Hs[s + j] * mul;
+          }
+        };
+        // dq = scale · dS · k
         heap.matmul(dP, N, N, kk + bh * blk * 4, dh, t1);
-        H = heap.f32();
-        let t4 = t1 >> 2;
-        for (let n = 0; n < N; n++) {
-          const o = dstRow(n, 0);
-          const s = t4 + n * dh;
-          for (let j = 0; j < dh; j++) H[o + j] = H[s + j] * scale;
-        }
-        // dkᵀ = scale · qᵀ · dS   [dh,N]
-        heap.matmul(qt + bh * blk * 4, dh, N, dP, N, t1);
-        H = heap.f32();
-        t4 = t1 >> 2;
-        for (let n = 0; n < N; n++) {
-          const o = dstRow(n, 1);
-          for (let j = 0; j < dh; j++) H[o + j] = H[t4 + j * N + n] * scale;
-        }
-        // dvᵀ = dOᵀ · P   [dh,N]
-        heap.matmul(dOt + bh * blk * 4, dh, N, pb, N, t1);
-        H = heap.f32();
-        for (let n = 0; n < N; n++) {
-          const o = dstRow(n, 2);
-          for (let j = 0; j < dh; j++) H[o + j] = H[t4 + j * N + n];
-        }
+        scatter(0, scale);
+        // dk = scale · dSᵀ · q
+        heap.transpose(dP, 1, N, N, tT);
+        heap.matmul(tT, N, N, qq + bh * blk * 4, dh, t1);
+        scatter(1, scale);
+        // dv = Pᵀ · dO
+        heap.transpose(pb, 1, N, N, tT);
+        heap.matmul(tT, N, N, dO + bh * blk * 4, dh, t1);
+        scatter(2, 1);
       }
     }
   } finally {
@@ -432,14 +447,14 @@ function registerGradients(): void {
   tf.registerGradient({
     kernelName: 'VitpeftAttention',
     inputsToSave: ['qkv'],
-    outputsToSave: [false, true],
+    outputsToSave: [true, true],
     gradFunc: (dys, saved, attrs) => {
-      const [qkv, probs] = saved;
+      const [qkv, out, probs] = saved;
       const dy = (Array.isArray(dys) ? dys[0] : dys) as tf.Tensor;
       const numHeads = (attrs as { numHeads: number }).numHeads;
       return {
-        qkv: () => run('VitpeftAttentionGrad', { dy, qkv, probs }, { numHeads, mode: 'qkv' }) as tf.Tensor,
-        keyBias: () => run('VitpeftAttentionGrad', { dy, qkv, probs }, { numHeads, mode: 'bias' }) as tf.Tensor,
+        qkv: () => run('VitpeftAttentionGrad', { dy, qkv, probs, out }, { numHeads, mode: 'qkv' }) as tf.Tensor,
+        keyBias: () => run('VitpeftAttentionGrad', { dy, qkv, probs, out }, { numHeads, mode: 'bias' }) as tf.Tensor,
       };
     },
   });
