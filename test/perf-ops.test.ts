@@ -7,6 +7,9 @@ import { strict as assert } from 'assert';
 import { attentionQKV, fastPath, geluFast, layerNormFast, linear, setFastOps } from '../lib/ops/fast';
 import { dense, gelu, layerNorm, multiHeadAttention } from '../lib/ops/nn';
 import { geluTables, GELU_RANGE } from '../lib/ops/gelu-table';
+import { setSimdKernels } from '../lib/ops/wasm-fused';
+import { simdKernels, simdModuleBytes } from '../lib/ops/wasm-simd';
+import { Heap } from '../lib/ops/wasm-heap';
 import { assertClose, noLeak, randArray } from './util';
 
 const RTOL = 1e-4;
@@ -102,6 +105,32 @@ describe('perf: wasm fused ops match the plain ops', function () {
     const y = tf.tidy(() => geluFast(tf.tensor1d([1, -1, 3, -3, 0])));
     assertClose(y.dataSync(), [0.8413447460685429, -0.15865525393145707, 2.9959503059051, -0.0040496940949, 0], 1e-7, 1e-6, 'gelu golden');
     tf.dispose([x, y]);
+  });
+
+  it('gelu: the WebAssembly SIMD kernels validate, run, and agree with the JS table (forward and gradient)', () => {
+    assert.ok(WebAssembly.validate(simdModuleBytes()), 'the emitted module validates');
+    assert.ok(simdKernels(new Heap(tf.backend()).memory()), 'the SIMD kernels instantiate over the wasm heap');
+    const n = 16 * 300 + 7; // SIMD body + JS tail
+    const x = tf.tensor1d(Float32Array.from({ length: n }, (_, i) => -9 + (18 * i) / n));
+    const dy = rand([n], 13);
+    const run = () =>
+      tf.tidy(() => {
+        const y = geluFast(x);
+        const g = tf.grads((a: tf.Tensor) => tf.sum(tf.mul(geluFast(a), dy)))([x])[0];
+        return [y.dataSync() as Float32Array, g.dataSync() as Float32Array];
+      });
+    const [ys, gs] = run();
+    setSimdKernels(false);
+    let yt: Float32Array;
+    let gt: Float32Array;
+    try {
+      [yt, gt] = run();
+    } finally {
+      setSimdKernels(true);
+    }
+    assertClose(ys, yt, 1e-6, 1e-5, 'gelu simd vs table');
+    assertClose(gs, gt, 1e-6, 1e-5, 'gelu grad simd vs table');
+    tf.dispose([x, dy]);
   });
 
   it('gelu table: Φ at the nodes matches erf-based values (float64)', () => {

@@ -13,7 +13,8 @@
  *   dKeyBias [B,N]. Per head: dP = dO·vᵀ, dS = P ⊙ (dP − rowsum(dO ⊙ O)) (the row dot product from the output, not
  *   from the N×N matrices), dq = s·dS·k, dk = s·dSᵀ·q, dv = Pᵀ·dO, with the N×N transposes done by the backend's
  *   Transpose kernel so every product is a plain 2-D XNNPACK call.
- * - `VitpeftGelu` / `VitpeftGeluGrad`: exact-erf GELU through lib/ops/gelu-table.ts.
+ * - `VitpeftGelu` / `VitpeftGeluGrad`: exact-erf GELU, WebAssembly SIMD over the heap (lib/ops/wasm-simd.ts), the
+ *   JS table of lib/ops/gelu-table.ts for the < 16 trailing elements or where SIMD is unavailable.
  * - `VitpeftLayerNorm` {x [M,D], gamma [D], beta [D]} attrs {eps} → [y [M,D], mean [M], rstd [M]];
  *   `VitpeftLayerNormGrad` {dy, x, gamma, mean, rstd} attrs {mode: 'x' | 'gamma' | 'beta'}.
  *
@@ -22,6 +23,15 @@
 import * as tf from '@tensorflow/tfjs';
 import { Heap } from './wasm-heap';
 import { geluBackward, geluForward } from './gelu-table';
+import { simdKernels } from './wasm-simd';
+
+/** Use the SIMD kernels of lib/ops/wasm-simd.ts where they instantiate (switchable for tests and benchmarks). */
+let useSimd = process.env.VITPEFT_SIMD !== '0';
+
+/** Turn the hand-written WebAssembly SIMD kernels on or off (the JS loops are used when off). */
+export function setSimdKernels(on: boolean): void {
+  useSimd = on;
+}
 
 type KernelArgs = { inputs: tf.NamedTensorInfoMap; backend: unknown; attrs?: tf.NamedAttrMap };
 
@@ -295,8 +305,14 @@ function geluKernel({ inputs, backend }: KernelArgs): tf.TensorInfo {
   f32(x, 'VitpeftGelu x');
   const heap = new Heap(backend);
   const out = heap.output(x.shape);
+  const n = size(x.shape);
+  const xo = heap.offset(x);
+  const oo = heap.offset(out);
+  const k = useSimd ? simdKernels(heap.memory()) : null;
+  const head = k ? n - (n % 16) : 0; // SIMD for multiples of 16, JS table for the rest
+  if (head > 0) k!.gelu(xo, oo, head);
   const H = heap.f32();
-  geluForward(H, heap.offset(x) >> 2, H, heap.offset(out) >> 2, size(x.shape));
+  geluForward(H, (xo >> 2) + head, H, (oo >> 2) + head, n - head);
   return out;
 }
 
@@ -305,8 +321,15 @@ function geluGradKernel({ inputs, backend }: KernelArgs): tf.TensorInfo {
   const x = inputs.x as tf.TensorInfo;
   const heap = new Heap(backend);
   const out = heap.output(x.shape);
+  const n = size(x.shape);
+  const dyo = heap.offset(dy);
+  const xo = heap.offset(x);
+  const oo = heap.offset(out);
+  const k = useSimd ? simdKernels(heap.memory()) : null;
+  const head = k ? n - (n % 16) : 0;
+  if (head > 0) k!.geluGrad(dyo, xo, oo, head);
   const H = heap.f32();
-  geluBackward(H, heap.offset(dy) >> 2, H, heap.offset(x) >> 2, H, heap.offset(out) >> 2, size(x.shape));
+  geluBackward(H, (dyo >> 2) + head, H, (xo >> 2) + head, H, (oo >> 2) + head, n - head);
   return out;
 }
 

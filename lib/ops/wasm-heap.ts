@@ -20,6 +20,7 @@ import * as tf from '@tensorflow/tfjs';
 /** The emscripten module of the wasm backend (the members we use). */
 interface WasmModule {
   HEAPU8: Uint8Array;
+  asm?: { memory?: WebAssembly.Memory };
   _malloc(bytes: number): number;
   _free(ptr: number): void;
   cwrap(name: string, ret: null, args: string[]): (...args: unknown[]) => void;
@@ -140,6 +141,11 @@ export class Heap {
   /** A fresh float32 view over the whole heap (take it after every allocation). */
   f32(): Float32Array {
     return new Float32Array(this.be.wasm.HEAPU8.buffer);
+  }
+
+  /** The backend's WebAssembly.Memory (for kernels that import it, lib/ops/wasm-simd.ts). */
+  memory(): WebAssembly.Memory | undefined {
+    return this.be.wasm.asm?.memory;
   }
 
   /** A fresh int32 view over the whole heap. */
