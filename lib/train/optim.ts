@@ -78,7 +78,7 @@ export class Optimizer {
       this.scaleOf.set(path, scale(path));
       this.slots.set(
         path,
-        this.slotNames.map((s) => tf.variable(tf.zerosLike(v), false, `${v.name}/${s}#${Math.random().toString(36).slice(2, 8)}`)),
+        this.slotNames.map((s) => tf.tidy(() => tf.variable(tf.zerosLike(v), false, `${v.name}/${s}#${Math.random().toString(36).slice(2, 8)}`))), // tidy: free the zerosLike tensor
       );
     }
   }
