@@ -133,6 +133,31 @@ describe('perf: wasm fused ops match the plain ops', function () {
     tf.dispose([x, dy]);
   });
 
+  it('layerNorm: the SIMD kernels (D % 4 = 0) agree with the JS loops, forward and every gradient', () => {
+    const x = tf.tidy(() => tf.add(rand([37, 24], 41, 3), 1));
+    const g = rand([24], 42);
+    const b = rand([24], 43);
+    const run = () => both((x_, g_, b_) => layerNormFast(x_, g_, b_, 1e-6), [x, g, b]).fast;
+    const simd = run();
+    setSimdKernels(false);
+    let js: tf.Tensor[];
+    try {
+      js = run();
+    } finally {
+      setSimdKernels(true);
+    }
+    simd.forEach((t, i) => close(t, js[i], ['y', 'dx', 'dgamma', 'dbeta'][i]));
+    tf.dispose([x, g, b, ...simd, ...js]);
+  });
+
+  it('layerNorm: a width that is not a multiple of 4 (JS path) still matches the plain op', () => {
+    const x = rand([5, 7], 44, 2);
+    const g = rand([7], 45);
+    const b = rand([7], 46);
+    compareAll(['y', 'dx', 'dgamma', 'dbeta'], both((x_, g_, b_) => layerNormFast(x_, g_, b_, 1e-6), [x, g, b]));
+    tf.dispose([x, g, b]);
+  });
+
   it('gelu table: Φ at the nodes matches erf-based values (float64)', () => {
     const { cdf, grid } = geluTables();
     // Φ(-1) = 0.15865525393145707, Φ(2) = 0.9772498680518208, Φ(-5) = 2.866515718791939e-7

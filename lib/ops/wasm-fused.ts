@@ -16,7 +16,8 @@
  * - `VitpeftGelu` / `VitpeftGeluGrad`: exact-erf GELU, WebAssembly SIMD over the heap (lib/ops/wasm-simd.ts), the
  *   JS table of lib/ops/gelu-table.ts for the < 16 trailing elements or where SIMD is unavailable.
  * - `VitpeftLayerNorm` {x [M,D], gamma [D], beta [D]} attrs {eps} → [y [M,D], mean [M], rstd [M]];
- *   `VitpeftLayerNormGrad` {dy, x, gamma, mean, rstd} attrs {mode: 'x' | 'gamma' | 'beta'}.
+ *   `VitpeftLayerNormGrad` {dy, x, gamma, mean, rstd} attrs {mode: 'x' | 'gamma' | 'beta'}. WebAssembly SIMD
+ *   (lib/ops/wasm-simd-ln.ts) when D is a multiple of 4, JS loops otherwise.
  *
  * Call them through lib/ops/fast.ts, which checks that the backend is wasm with the expected internals.
  */
@@ -351,6 +352,11 @@ function layerNormKernel({ inputs, backend, attrs }: KernelArgs): tf.TensorInfo[
   const y = heap.output([M, D]);
   const mean = heap.output([M]);
   const rstd = heap.output([M]);
+  const k = useSimd && D % 4 === 0 ? simdKernels(heap.memory()) : null;
+  if (k) {
+    k.layerNorm(heap.offset(x), heap.offset(gamma), heap.offset(beta), heap.offset(y), heap.offset(mean), heap.offset(rstd), M, D, eps);
+    return [y, mean, rstd];
+  }
   const H = heap.f32();
   const xo = heap.offset(x) >> 2;
   const yo = heap.offset(y) >> 2;
@@ -387,6 +393,18 @@ function layerNormGradKernel({ inputs, backend, attrs }: KernelArgs): tf.TensorI
   const [M, D] = x.shape;
   const heap = new Heap(backend);
   const out = mode === 'x' ? heap.output([M, D]) : heap.output([D]);
+  const k = useSimd && D % 4 === 0 ? simdKernels(heap.memory()) : null;
+  if (k) {
+    if (mode === 'x') {
+      k.layerNormGradX(heap.offset(dy), heap.offset(x), heap.offset(gamma), heap.offset(mean), heap.offset(rstd), heap.offset(out), M, D);
+    } else {
+      const oo = heap.offset(out) >> 2;
+      heap.f32().fill(0, oo, oo + D);
+      if (mode === 'gamma') k.layerNormGradGamma(heap.offset(dy), heap.offset(x), heap.offset(mean), heap.offset(rstd), heap.offset(out), M, D);
+      else k.layerNormGradBeta(heap.offset(dy), heap.offset(out), M, D);
+    }
+    return out;
+  }
   const H = heap.f32();
   const dyo = heap.offset(dy) >> 2;
   const xo = heap.offset(x) >> 2;

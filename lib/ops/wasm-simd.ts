@@ -1,296 +1,44 @@
 /**
- * Small WebAssembly SIMD kernels that run directly on the tfjs wasm heap (they import the backend's own memory, so
- * tensor data is used in place, no copies).
+ * The kit's WebAssembly SIMD kernels, assembled into one module that imports the tfjs wasm backend's own
+ * `WebAssembly.Memory`, so the kernels read and write tensor data in place (pointers are heap byte offsets).
  *
- * The module is emitted byte by byte here (no toolchain, no binary file in the repo): a minimal encoder for the few
- * instructions needed, following the WebAssembly binary format (core 1.0 + the fixed-width SIMD opcodes, prefix 0xFD).
- * Each kernel processes a multiple of 16 elements (4 vectors per iteration, interleaved so that the long dependency
- * chains of the polynomials overlap); callers do the < 16 remaining ones in JS.
- *
- * Kernels:
- * - `gelu(x, out, n)`:          out = x·Φ(x)
- * - `geluGrad(dy, x, out, n)`:  out = dy·(Φ(x) + x·φ(x))
- * Φ(x) = 1 − ½erfc(x/√2) for x ≥ 0 and ½erfc(|x|/√2) otherwise, with erfc(z) = t·exp(−z² + P(t)), t = 1/(1 + z/2) and
- * P the degree-9 polynomial of the classic Chebyshev fit (fractional error < 1.2e-7 for all z ≥ 0, so the left tail
- * keeps its relative accuracy); exp by range reduction to [−ln2/2, ln2/2] with a degree-6 Taylor polynomial and the
- * power of two built in the exponent bits.
+ * Emitted at run time by lib/ops/wasm-encode.ts (no toolchain, no binary in the repo); kernels in
+ * lib/ops/wasm-simd-gelu.ts (GELU and its gradient) and lib/ops/wasm-simd-ln.ts (LayerNorm and its gradients).
+ * Where WebAssembly SIMD is unavailable or the module does not validate, `simdKernels` returns null and callers use
+ * their JS loops.
  */
+import { I32, moduleBytes } from './wasm-encode';
+import { geluBody, geluGradBody } from './wasm-simd-gelu';
+import { layerNormBody, layerNormGradBetaBody, layerNormGradGammaBody, layerNormGradXBody } from './wasm-simd-ln';
 
-// ---------------------------------------------------------------------------------------------------------------
-// A minimal encoder
-
-function uleb(n: number): number[] {
-  const out: number[] = [];
-  do {
-    let b = n & 0x7f;
-    n >>>= 7;
-    if (n !== 0) b |= 0x80;
-    out.push(b);
-  } while (n !== 0);
-  return out;
-}
-
-function sleb(n: number): number[] {
-  const out: number[] = [];
-  for (;;) {
-    const b = n & 0x7f;
-    n >>= 7;
-    if ((n === 0 && (b & 0x40) === 0) || (n === -1 && (b & 0x40) !== 0)) {
-      out.push(b);
-      return out;
-    }
-    out.push(b | 0x80);
-  }
-}
-
-function str(s: string): number[] {
-  const b = Array.from(Buffer.from(s, 'utf8'));
-  return [...uleb(b.length), ...b];
-}
-
-function vec(items: number[][]): number[] {
-  return [...uleb(items.length), ...items.flat()];
-}
-
-function section(id: number, body: number[]): number[] {
-  return [id, ...uleb(body.length), ...body];
-}
-
-type Code = number[];
-const I32 = 0x7f;
-const V128 = 0x7b;
-
-const get = (i: number): Code => [0x20, ...uleb(i)];
-const set = (i: number, e: Code): Code => [...e, 0x21, ...uleb(i)];
-const i32c = (v: number): Code => [0x41, ...sleb(v)];
-const simd = (op: number): Code => [0xfd, ...uleb(op)];
-/** v128.const with four equal lanes from 4 little-endian bytes of one lane. */
-function v128const(lane: (dv: DataView) => void): Code {
-  const b = new Uint8Array(16);
-  const dv = new DataView(b.buffer);
-  for (let k = 0; k < 4; k++) lane(new DataView(b.buffer, 4 * k, 4));
-  void dv;
-  return [...simd(0x0c), ...b];
-}
-
-/**
- * Constants used inside loops live in v128 locals initialised once before the loop (a v128.const inside the loop
- * body is re-materialised on every iteration by V8). `pool.f(c)` / `pool.i(c)` return a local.get of the constant.
- */
-class Pool {
-  private readonly map = new Map<string, { local: number; init: Code }>();
-  constructor(private next: number) {}
-  private get(key: string, init: () => Code): Code {
-    let e = this.map.get(key);
-    if (!e) {
-      e = { local: this.next++, init: init() };
-      this.map.set(key, e);
-    }
-    return get(e.local);
-  }
-  f(c: number): Code {
-    return this.get(`f${c}`, () => v128const((dv) => dv.setFloat32(0, c, true)));
-  }
-  i(c: number): Code {
-    return this.get(`i${c}`, () => v128const((dv) => dv.setInt32(0, c, true)));
-  }
-  /** Number of v128 locals used by constants. */
-  get count(): number {
-    return this.map.size;
-  }
-  /** Code that fills the constant locals. */
-  init(): Code {
-    return [...this.map.values()].flatMap((e) => set(e.local, e.init));
-  }
-}
-
-const bin = (op: number) => (a: Code, b: Code): Code => [...a, ...b, ...simd(op)];
-const add = bin(0xe4);
-const sub = bin(0xe5);
-const mul = bin(0xe6);
-const div = bin(0xe7);
-const pmax = bin(0xeb); // f32x4.pmax: b > a ? b : a (one maxps; no NaN canonicalisation needed here)
-const ge = bin(0x46); // f32x4.ge
-const and = bin(0x4e); // v128.and
-const iadd = bin(0xae); // i32x4.add
-const ishl = (a: Code, s: number): Code => [...a, ...i32c(s), ...simd(0xab)]; // i32x4.shl
-const bitselect = (a: Code, b: Code, c: Code): Code => [...a, ...b, ...c, ...simd(0x52)];
-/** One statement per group g (a `local.set`), emitted group-interleaved so the G dependency chains overlap. */
-type Step = (g: number) => Code;
-
-/** Locals of one group: work registers. */
-interface Regs {
-  X: number;
-  Z: number;
-  T: number;
-  E: number;
-  H: number;
-  Y: number;
-  N: number;
-  A: number;
-  E2: number;
-}
-
-/** acc = c0 + t(c1 + t(c2 + ...)) as one step per coefficient (Horner), into `acc`. */
-function hornerSteps(P: Pool, R: (g: number) => Regs, t: (r: Regs) => number, acc: (r: Regs) => number, coeffs: number[]): Step[] {
-  const steps: Step[] = [(g) => set(acc(R(g)), P.f(coeffs[coeffs.length - 1]))];
-  for (let k = coeffs.length - 2; k >= 0; k--) {
-    steps.push((g) => set(acc(R(g)), add(P.f(coeffs[k]), mul(get(t(R(g))), get(acc(R(g)))))));
-  }
-  return steps;
-}
-
-/**
- * exp of the value in register `Y` (into `E`-like register `out`), using N as scratch; y below −87 gives exp(−87).
- * n = round(y·log2 e) by the 1.5·2²³ trick (the rounded integer lands in the low mantissa bits of k = y·log2e + M,
- * so 2^n = bits(k) << 23 + 127 << 23, no float→int conversion), r = y − n·ln2 in two parts, degree-6 Taylor.
- */
-function expSteps(P: Pool, R: (g: number) => Regs, out: (r: Regs) => number): Step[] {
-  const LOG2E = 1.4426950408889634;
-  const LN2_HI = 0.693145751953125; // exactly representable high part
-  const LN2_LO = 1.4286068203094172e-6;
-  const MAGIC = 12582912; // 1.5·2^23
-  return [
-    (g) => set(R(g).Y, pmax(get(R(g).Y), P.f(-87))),
-    (g) => set(R(g).N, add(mul(get(R(g).Y), P.f(LOG2E)), P.f(MAGIC))), // k: bits carry n
-    (g) => {
-      const r = R(g);
-      const n = (): Code => sub(get(r.N), P.f(MAGIC));
-      return set(r.Y, sub(sub(get(r.Y), mul(n(), P.f(LN2_HI))), mul(n(), P.f(LN2_LO)))); // r
-    },
-    ...hornerSteps(P, R, (r) => r.Y, (r) => r.A, [1, 1, 1 / 2, 1 / 6, 1 / 24, 1 / 120, 1 / 720]),
-    (g) => set(out(R(g)), mul(get(R(g).A), iadd(ishl(get(R(g).N), 23), P.i(127 << 23)))),
-  ];
-}
-
-// Chebyshev coefficients of the erfc fit: erfc(z) = t·exp(−z² + Σ c_k t^k), t = 1/(1 + z/2)
-const ERFC_C = [
-  -1.26551223, 1.00002368, 0.37409196, 0.09678418, -0.18628806, 0.27886807, -1.13520398, 1.48851587, -0.82215223,
-  0.17087277,
-];
-const SQRT1_2 = Math.SQRT1_2;
-const INV_SQRT_2PI = 1 / Math.sqrt(2 * Math.PI);
-
-/** Steps computing H = ½erfc(|x|/√2) = Φ(−|x|) from X (and leaving Z = |x|/√2). */
-function phiSteps(P: Pool, R: (g: number) => Regs): Step[] {
-  return [
-    (g) => set(R(g).Z, mul(and(get(R(g).X), P.i(0x7fffffff)), P.f(SQRT1_2))), // |x|/√2
-    (g) => set(R(g).T, div(P.f(1), add(P.f(1), mul(P.f(0.5), get(R(g).Z))))),
-    ...hornerSteps(P, R, (r) => r.T, (r) => r.Y, ERFC_C),
-    (g) => set(R(g).Y, sub(get(R(g).Y), mul(get(R(g).Z), get(R(g).Z)))), // P(t) − z²
-    ...expSteps(P, R, (r) => r.E),
-    (g) => set(R(g).H, mul(mul(P.f(0.5), get(R(g).T)), get(R(g).E))),
-  ];
-}
-
-/** Φ(x) from H and X: x ≥ 0 → 1 − H, else H. */
-function phiSelect(P: Pool, r: Regs): Code {
-  return bitselect(sub(P.f(1), get(r.H)), get(r.H), ge(get(r.X), P.f(0)));
-}
-
-/** Groups of 4 lanes processed per loop iteration (independent chains for the out-of-order core). */
-const G = 4;
-const REGS_PER_GROUP = 9;
-
-/**
- * A streaming loop over `n` floats (a multiple of 4·G): each iteration handles G vectors; the pointer params advance
- * by 16·G bytes.
- */
-function loop(ptrs: number[], nParam: number, endLocal: number, body: Code): Code {
-  const first = ptrs[0];
-  return [
-    // end = first + 4n
-    ...set(endLocal, [...get(first), ...get(nParam), ...i32c(2), 0x74 /* i32.shl */, 0x6a /* i32.add */]),
-    0x02, 0x40, // block
-    0x03, 0x40, // loop
-    ...get(first), ...get(endLocal), 0x4f /* i32.ge_u */, 0x0d, 1, // br_if 1 (exit)
-    ...body,
-    ...ptrs.flatMap((p) => set(p, [...get(p), ...i32c(16 * G), 0x6a])),
-    0x0c, 0, // br 0
-    0x0b, // end loop
-    0x0b, // end block
-  ];
-}
-
-function funcBody(locals: Array<[number, number]>, code: Code): number[] {
-  const body = [...vec(locals.map(([n, t]) => [...uleb(n), t])), ...code, 0x0b];
-  return [...uleb(body.length), ...body];
-}
-
-/** Loads at byte offset 16·g from a pointer param. */
-const loadAt = (ptr: number, g: number): Code => [...get(ptr), ...simd(0x00), 0, ...uleb(16 * g)];
-const storeAt = (ptr: number, g: number, v: Code): Code => [...get(ptr), ...v, ...simd(0x0b), 0, ...uleb(16 * g)];
-
-function interleave(steps: Step[]): Code {
-  const out: Code = [];
-  for (const st of steps) for (let g = 0; g < G; g++) out.push(...st(g));
-  return out;
-}
-
-function regsFrom(base: number): (g: number) => Regs {
-  return (g) => {
-    const b = base + g * REGS_PER_GROUP;
-    return { X: b, Z: b + 1, T: b + 2, E: b + 3, H: b + 4, Y: b + 5, N: b + 6, A: b + 7, E2: b + 8 };
-  };
-}
-
-/** gelu(x, out, n): params 0 x, 1 out, 2 n (multiple of 16); local 3 end; then v128 registers and constants. */
-function geluBody(): number[] {
-  const base = 4;
-  const R = regsFrom(base);
-  const P = new Pool(base + G * REGS_PER_GROUP);
-  const steps: Step[] = [
-    (g) => set(R(g).X, loadAt(0, g)),
-    ...phiSteps(P, R),
-    (g) => storeAt(1, g, mul(get(R(g).X), phiSelect(P, R(g)))),
-  ];
-  const body = interleave(steps);
-  return funcBody([[1, I32], [G * REGS_PER_GROUP + P.count, V128]], [...P.init(), ...loop([0, 1], 2, 3, body)]);
-}
-
-/** geluGrad(dy, x, out, n): params 0 dy, 1 x, 2 out, 3 n (multiple of 16); local 4 end; then v128. */
-function geluGradBody(): number[] {
-  const base = 5;
-  const R = regsFrom(base);
-  const P = new Pool(base + G * REGS_PER_GROUP);
-  const steps: Step[] = [
-    (g) => set(R(g).X, loadAt(1, g)),
-    ...phiSteps(P, R),
-    // φ(x) = exp(−x²/2)/√(2π) = exp(−z²)/√(2π)
-    (g) => set(R(g).Y, mul(P.f(-1), mul(get(R(g).Z), get(R(g).Z)))),
-    ...expSteps(P, R, (r) => r.E2),
-    (g) => storeAt(2, g, mul(loadAt(0, g), add(phiSelect(P, R(g)), mul(get(R(g).X), mul(get(R(g).E2), P.f(INV_SQRT_2PI)))))),
-  ];
-  const body = interleave(steps);
-  return funcBody([[1, I32], [G * REGS_PER_GROUP + P.count, V128]], [...P.init(), ...loop([0, 1, 2], 3, 4, body)]);
+export interface SimdKernels {
+  /** out = gelu(x) for n floats, n a multiple of 16. */
+  gelu(x: number, out: number, n: number): void;
+  /** out = dy·gelu'(x) for n floats, n a multiple of 16. */
+  geluGrad(dy: number, x: number, out: number, n: number): void;
+  /** LayerNorm of M rows of width D (a multiple of 4); writes mean and rstd per row. */
+  layerNorm(x: number, gamma: number, beta: number, y: number, mean: number, rstd: number, M: number, D: number, eps: number): void;
+  layerNormGradX(dy: number, x: number, gamma: number, mean: number, rstd: number, out: number, M: number, D: number): void;
+  /** out += Σ_rows dy ⊙ x̂ */
+  layerNormGradGamma(dy: number, x: number, mean: number, rstd: number, out: number, M: number, D: number): void;
+  /** out += Σ_rows dy */
+  layerNormGradBeta(dy: number, out: number, M: number, D: number): void;
 }
 
 /** The module bytes. */
 export function simdModuleBytes(): Uint8Array {
-  const types = [
-    [0x60, ...vec([[I32], [I32], [I32]]), 0], // (i32, i32, i32) → ()
-    [0x60, ...vec([[I32], [I32], [I32], [I32]]), 0], // (i32 ×4) → ()
-  ];
-  const imports = [[...str('env'), ...str('memory'), 0x02, 0x00, ...uleb(0)]]; // memory, min 0, no max
-  const funcs = [[0], [1]];
-  const exports = [
-    [...str('gelu'), 0x00, 0],
-    [...str('geluGrad'), 0x00, 1],
-  ];
-  const bodies = [geluBody(), geluGradBody()];
-  return Uint8Array.from([
-    0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
-    ...section(1, vec(types)),
-    ...section(2, vec(imports)),
-    ...section(3, vec(funcs.map((f) => uleb(f[0])))),
-    ...section(7, vec(exports)),
-    ...section(10, vec(bodies)),
+  const ln = layerNormBody();
+  const lnx = layerNormGradXBody();
+  const lng = layerNormGradGammaBody();
+  const lnb = layerNormGradBetaBody();
+  return moduleBytes([
+    { name: 'gelu', params: [I32, I32, I32], body: geluBody() },
+    { name: 'geluGrad', params: [I32, I32, I32, I32], body: geluGradBody() },
+    { name: 'layerNorm', params: ln.params, body: ln.body },
+    { name: 'layerNormGradX', params: lnx.params, body: lnx.body },
+    { name: 'layerNormGradGamma', params: lng.params, body: lng.body },
+    { name: 'layerNormGradBeta', params: lnb.params, body: lnb.body },
   ]);
-}
-
-export interface SimdKernels {
-  gelu(x: number, out: number, n: number): void;
-  geluGrad(dy: number, x: number, out: number, n: number): void;
 }
 
 const cache = new WeakMap<WebAssembly.Memory, SimdKernels | null>();
