@@ -30,7 +30,7 @@ export function sleb(n: number): number[] {
 }
 
 export function str(s: string): number[] {
-  const b = Array.from(Buffer.from(s, 'utf8'));
+  const b = Array.from(new TextEncoder().encode(s));
   return [...uleb(b.length), ...b];
 }
 
