@@ -1,0 +1,49 @@
+/**
+ * ImageFolder (torchvision): `root/<class>/<file>`; classes are the sub-folder names sorted by code point, label =
+ * position; files sorted within each class. A class folder without any image file is an error (as torchvision).
+ */
+import * as path from 'path';
+import { RecordDataset, SampleInfo } from '../dataset';
+import { DecodeOptions, IMAGE_EXTENSIONS, loadImage } from '../decode';
+import { listDir } from './common';
+
+export interface ImageFolderOptions {
+  /** Accepted extensions, lower case with dot (default: .jpg .jpeg .png .webp .tif .tiff). */
+  extensions?: readonly string[];
+  /** Explicit class order; folders outside it are an error ("unknown class"), missing folders too. */
+  classes?: readonly string[];
+  decode?: DecodeOptions;
+  name?: string;
+}
+
+/** Build an ImageFolder dataset (scans the folders once). */
+export async function imageFolder(root: string, opt: ImageFolderOptions = {}): Promise<RecordDataset<SampleInfo>> {
+  const exts = new Set((opt.extensions ?? IMAGE_EXTENSIONS).map((e) => e.toLowerCase()));
+  const { dirs } = await listDir(root, 'ImageFolder root');
+  if (dirs.length === 0) throw new Error(`${root}: no class folders (ImageFolder expects root/<class>/<image>)`);
+  let classes: string[];
+  if (opt.classes) {
+    classes = [...opt.classes];
+    for (const d of dirs) {
+      if (!classes.includes(d)) throw new Error(`${path.join(root, d)}: unknown class '${d}'; valid: ${classes.join(', ')}`);
+    }
+    for (const c of classes) if (!dirs.includes(c)) throw new Error(`missing class folder: ${path.join(root, c)}`);
+  } else classes = dirs;
+  const records: SampleInfo[] = [];
+  for (let label = 0; label < classes.length; label++) {
+    const dir = path.join(root, classes[label]);
+    const { files } = await listDir(dir, 'class folder');
+    const imgs = files.filter((f) => exts.has(path.extname(f).toLowerCase()));
+    if (imgs.length === 0) {
+      throw new Error(`${dir}: class '${classes[label]}' has no image file (extensions: ${[...exts].join(' ')})`);
+    }
+    for (const f of imgs) records.push({ path: path.join(dir, f), label });
+  }
+  return new RecordDataset(
+    opt.name ?? `imagefolder:${path.basename(root)}`,
+    records,
+    async (r) => ({ image: await loadImage(r.path!, opt.decode), label: r.label, path: r.path }),
+    classes,
+    root,
+  );
+}

@@ -1,0 +1,31 @@
+/**
+ * vitpeft data loaders: one Dataset/Loader interface, decoding, transforms and augmentations, the papers' dataset
+ * formats, and the embedded offline default datasets. See data-loaders/README.md.
+ */
+export * from './image';
+export * from './csv';
+export * from './decode';
+export * from './encode';
+export * from './dataset';
+export * from './transforms';
+export * from './augment';
+export * from './presets';
+export * from './probe';
+export * from './embedded';
+export {
+  ENDMEMBERS,
+  ENDMEMBER_SPECTRA,
+  NATURAL_CLASSES,
+  SATELLITE_CLASSES,
+  renderNatural,
+  renderSatellite,
+  satelliteRgb,
+} from './embedded-render';
+export * from './formats/common';
+export * from './formats/imagefolder';
+export * from './formats/eurosat';
+export * from './formats/fmow';
+export * from './formats/fmow-sentinel';
+export * from './formats/spacenet';
+export * from './formats/wilds';
+export * from './formats/vtab';
