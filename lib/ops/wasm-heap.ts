@@ -148,11 +148,6 @@ export class Heap {
     return this.be.wasm.asm?.memory;
   }
 
-  /** A fresh int32 view over the whole heap. */
-  i32(): Int32Array {
-    return new Int32Array(this.be.wasm.HEAPU8.buffer);
-  }
-
   /** A new output tensor (allocated on the heap, uninitialised). */
   output(shape: number[], dtype: tf.DataType = 'float32'): tf.TensorInfo {
     return this.be.makeOutput(shape, dtype);
