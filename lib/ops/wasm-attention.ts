@@ -33,51 +33,46 @@ function attnDims(qkv: tf.TensorInfo, numHeads: number, what: string): AttnDims 
 }
 
 /**
- * Gather one of q/k/v (part 0/1/2) of qkv [B,N,3,h,dh] (heap f32 at element offset `src`) into per-head blocks at
- * element offset `dst`: layout 'nd' → [B,h,N,dh], 'dn' → [B,h,dh,N] (transposed). Multiplied by `scale`.
+ * Copy one head's block of a packed tensor into a contiguous scratch matrix: rows n of `src` (element offset of the
+ * batch's first row, row stride `stride`, head columns starting at `col`) → dst [N, dh] (layout 'nd') or [dh, N]
+ * ('dn', transposed), times `scale`.
  */
-function gatherHeads(H: Float32Array, src: number, dst: number, d: AttnDims, part: number, layout: 'nd' | 'dn', scale: number): void {
-  const { B, N, D, h, dh } = d;
-  const D3 = 3 * D;
-  for (let b = 0; b < B; b++) {
-    for (let n = 0; n < N; n++) {
-      const row = src + (b * N + n) * D3 + part * D;
-      for (let hh = 0; hh < h; hh++) {
-        const r = row + hh * dh;
-        const blk = dst + (b * h + hh) * N * dh;
-        if (layout === 'nd') {
-          const o = blk + n * dh;
-          for (let j = 0; j < dh; j++) H[o + j] = H[r + j] * scale;
-        } else {
-          const o = blk + n;
-          for (let j = 0; j < dh; j++) H[o + j * N] = H[r + j] * scale;
-        }
-      }
+function gatherHead(
+  H: Float32Array, src: number, stride: number, col: number, dst: number, N: number, dh: number, layout: 'nd' | 'dn', scale: number,
+): void {
+  for (let n = 0; n < N; n++) {
+    const r = src + n * stride + col;
+    if (layout === 'nd') {
+      const o = dst + n * dh;
+      if (scale === 1) for (let j = 0; j < dh; j++) H[o + j] = H[r + j];
+      else for (let j = 0; j < dh; j++) H[o + j] = H[r + j] * scale;
+    } else {
+      const o = dst + n;
+      for (let j = 0; j < dh; j++) H[o + j * N] = H[r + j] * scale;
     }
   }
 }
 
-/** Same as gatherHeads for a [B,N,D] tensor (heads packed along D), e.g. the output gradient. */
-function gatherHeadsD(H: Float32Array, src: number, dst: number, d: AttnDims, layout: 'nd' | 'dn'): void {
-  const { B, N, D, h, dh } = d;
-  for (let b = 0; b < B; b++) {
-    for (let n = 0; n < N; n++) {
-      const row = src + (b * N + n) * D;
-      for (let hh = 0; hh < h; hh++) {
-        const r = row + hh * dh;
-        const blk = dst + (b * h + hh) * N * dh;
-        if (layout === 'nd') {
-          const o = blk + n * dh;
-          for (let j = 0; j < dh; j++) H[o + j] = H[r + j];
-        } else {
-          const o = blk + n;
-          for (let j = 0; j < dh; j++) H[o + j * N] = H[r + j];
-        }
-      }
+/** Write a head's [N, dh] result (layout 'nd') or [dh, N] ('dn') into a packed tensor's head columns, times `scale`. */
+function scatterHead(
+  H: Float32Array, srcM: number, dst: number, stride: number, col: number, N: number, dh: number, layout: 'nd' | 'dn', scale: number,
+): void {
+  for (let n = 0; n < N; n++) {
+    const o = dst + n * stride + col;
+    if (layout === 'nd') {
+      const s = srcM + n * dh;
+      for (let j = 0; j < dh; j++) H[o + j] = H[s + j] * scale;
+    } else {
+      for (let j = 0; j < dh; j++) H[o + j] = H[srcM + j * N + n] * scale;
     }
   }
 }
 
+/**
+ * Forward. One (batch, head) at a time so every operand stays cache-resident: gather q (scaled by 1/√dh), kᵀ and v
+ * of the head into scratch, logits = q·kᵀ written straight into the head's block of `probs`, + keyBias, softmax in
+ * place, o = P·v, scatter o into the output's head columns.
+ */
 export function attentionKernel({ inputs, backend, attrs }: KernelArgs): tf.TensorInfo[] {
   const qkv = inputs.qkv as tf.TensorInfo;
   const keyBias = (inputs.keyBias as tf.TensorInfo | undefined) ?? null;
@@ -93,43 +88,38 @@ export function attentionKernel({ inputs, backend, attrs }: KernelArgs): tf.Tens
   if (B * N * D === 0) return [out, probs];
   try {
     const blk = N * dh;
-    const qs = heap.alloc(B * h * blk); // [B,h,N,dh] scaled q
-    const kt = heap.alloc(B * h * blk); // [B,h,dh,N]
-    const vs = heap.alloc(B * h * blk); // [B,h,N,dh]
-    const os = heap.alloc(blk); // [N,dh] one head's output
-    const pOff = heap.offset(probs);
-    let H = heap.f32();
-    const src = heap.offset(qkv) >> 2;
-    gatherHeads(H, src, qs >> 2, d, 0, 'nd', 1 / Math.sqrt(dh));
-    gatherHeads(H, src, kt >> 2, d, 1, 'dn', 1);
-    gatherHeads(H, src, vs >> 2, d, 2, 'nd', 1);
     const NN = N * N;
-    for (let bh = 0; bh < B * h; bh++) heap.matmul(qs + bh * blk * 4, N, dh, kt + bh * blk * 4, N, pOff + bh * NN * 4);
-    if (keyBias) {
-      H = heap.f32();
-      const kb = heap.offset(keyBias) >> 2;
-      const p0 = pOff >> 2;
-      for (let b = 0; b < B; b++) {
-        for (let r = 0; r < h * N; r++) {
-          const o = p0 + (b * h * N + r) * N;
-          const kbo = kb + b * N;
-          for (let j = 0; j < N; j++) H[o + j] += H[kbo + j];
-        }
-      }
-    }
-    heap.softmax(pOff, pOff, B * h * N, N);
+    const qs = heap.alloc(blk); // [N,dh] scaled q
+    const kt = heap.alloc(blk); // [dh,N]
+    const vs = heap.alloc(blk); // [N,dh]
+    const os = heap.alloc(blk); // [N,dh]
+    const pOff = heap.offset(probs);
+    const src = heap.offset(qkv) >> 2;
     const outOff = heap.offset(out) >> 2;
+    const kb = keyBias ? heap.offset(keyBias) >> 2 : -1;
+    const scale = 1 / Math.sqrt(dh);
+    const D3 = 3 * D;
     for (let b = 0; b < B; b++) {
+      const rows = src + b * N * D3;
       for (let hh = 0; hh < h; hh++) {
-        const bh = b * h + hh;
-        heap.matmul(pOff + bh * NN * 4, N, N, vs + bh * blk * 4, dh, os);
-        H = heap.f32();
-        const o4 = os >> 2;
-        for (let n = 0; n < N; n++) {
-          const dst = outOff + (b * N + n) * D + hh * dh;
-          const s = o4 + n * dh;
-          for (let j = 0; j < dh; j++) H[dst + j] = H[s + j];
+        const pb = pOff + (b * h + hh) * NN * 4;
+        let H = heap.f32();
+        gatherHead(H, rows, D3, hh * dh, qs >> 2, N, dh, 'nd', scale);
+        gatherHead(H, rows, D3, D + hh * dh, kt >> 2, N, dh, 'dn', 1);
+        gatherHead(H, rows, D3, 2 * D + hh * dh, vs >> 2, N, dh, 'nd', 1);
+        heap.matmul(qs, N, dh, kt, N, pb);
+        if (kb >= 0) {
+          H = heap.f32();
+          const p4 = pb >> 2;
+          const kbo = kb + b * N;
+          for (let i = 0; i < N; i++) {
+            const o = p4 + i * N;
+            for (let j = 0; j < N; j++) H[o + j] += H[kbo + j];
+          }
         }
+        heap.softmax(pb, pb, N, N);
+        heap.matmul(pb, N, N, vs, dh, os);
+        scatterHead(heap.f32(), os >> 2, outOff + b * N * D, D, hh * dh, N, dh, 'nd', 1);
       }
     }
   } finally {
@@ -138,6 +128,12 @@ export function attentionKernel({ inputs, backend, attrs }: KernelArgs): tf.Tens
   return [out, probs];
 }
 
+/**
+ * Gradient, one (batch, head) at a time. Per head: dP = dO·vᵀ, dS = P ⊙ (dP − rowsum(dO ⊙ O)) (the row dot product
+ * from the output, O(N·dh), not from the N×N matrices), then dq = s·dS·k, dk = s·dSᵀ·q, dv = Pᵀ·dO with the N×N
+ * transposes by the backend's Transpose kernel, so every product is a plain 2-D XNNPACK call; mode 'bias' instead
+ * sums dS over heads and queries (the gradient of an additive per-key bias).
+ */
 export function attentionGradKernel({ inputs, backend, attrs }: KernelArgs): tf.TensorInfo {
   const dy = inputs.dy as tf.TensorInfo;
   const qkv = inputs.qkv as tf.TensorInfo;
@@ -154,56 +150,48 @@ export function attentionGradKernel({ inputs, backend, attrs }: KernelArgs): tf.
   try {
     const blk = N * dh;
     const NN = N * N;
-    const dO = heap.alloc(B * h * blk); // [B,h,N,dh]
-    const vt = heap.alloc(B * h * blk); // [B,h,dh,N]
-    const dP = heap.alloc(NN); // one head's dP, then dS in place
-    const kk = wantQkv ? heap.alloc(B * h * blk) : 0; // [B,h,N,dh]
-    const qq = wantQkv ? heap.alloc(B * h * blk) : 0; // [B,h,N,dh]
-    const tT = wantQkv ? heap.alloc(NN) : 0; // transpose of dS or P
-    const t1 = wantQkv ? heap.alloc(blk) : 0; // one head's dq / dk / dv [N,dh]
-    const rowDot = heap.alloc(B * h * N); // Σ_j P_ij·dP_ij = dO_i·O_i per (b, h, i)
-    let H = heap.f32();
+    const dO = heap.alloc(blk); // [N,dh]
+    const vt = heap.alloc(blk); // [dh,N]
+    const kk = heap.alloc(blk); // [N,dh]
+    const qq = heap.alloc(blk); // [N,dh]
+    const t1 = heap.alloc(blk); // one head's dq / dk / dv [N,dh]
+    const dP = heap.alloc(NN); // dP, then dS in place
+    const tT = heap.alloc(NN); // transpose of dS or P
+    const rd = heap.alloc(N); // Σ_j P_ij·dP_ij = dO_i·O_i
     const src = heap.offset(qkv) >> 2;
     const dyo = heap.offset(dy) >> 2;
-    gatherHeadsD(H, dyo, dO >> 2, d, 'nd');
-    gatherHeads(H, src, vt >> 2, d, 2, 'dn', 1);
-    if (wantQkv) {
-      gatherHeads(H, src, kk >> 2, d, 1, 'nd', 1);
-      gatherHeads(H, src, qq >> 2, d, 0, 'nd', 1);
-    }
-    {
-      const oo = heap.offset(outT) >> 2;
-      const rd = rowDot >> 2;
-      for (let b = 0; b < B; b++) {
-        for (let n = 0; n < N; n++) {
-          const row = (b * N + n) * D;
-          for (let hh = 0; hh < h; hh++) {
-            let s = 0;
-            const r = row + hh * dh;
-            for (let j = 0; j < dh; j++) s += H[dyo + r + j] * H[oo + r + j];
-            H[rd + (b * h + hh) * N + n] = s;
-          }
-        }
-      }
-    }
+    const oo = heap.offset(outT) >> 2;
     const pOff = heap.offset(probs);
     const oOff = heap.offset(out) >> 2;
+    const D3 = 3 * D;
     if (!wantQkv) heap.f32().fill(0, oOff, oOff + B * N);
     for (let b = 0; b < B; b++) {
+      const rows = src + b * N * D3;
+      const dRows = dyo + b * N * D;
+      const oRows = oo + b * N * D;
       for (let hh = 0; hh < h; hh++) {
-        const bh = b * h + hh;
-        const pb = pOff + bh * NN * 4;
+        const pb = pOff + (b * h + hh) * NN * 4;
+        let H = heap.f32();
+        gatherHead(H, dRows, D, hh * dh, dO >> 2, N, dh, 'nd', 1);
+        gatherHead(H, rows, D3, 2 * D + hh * dh, vt >> 2, N, dh, 'dn', 1);
+        const r4 = rd >> 2;
+        for (let n = 0; n < N; n++) {
+          const a = dRows + n * D + hh * dh;
+          const o = oRows + n * D + hh * dh;
+          let s = 0;
+          for (let j = 0; j < dh; j++) s += H[a + j] * H[o + j];
+          H[r4 + n] = s;
+        }
         // dP = dO · vᵀ  [N,N]
-        heap.matmul(dO + bh * blk * 4, N, dh, vt + bh * blk * 4, N, dP);
-        // dS = P ⊙ (dP − rowDot)   (gradient w.r.t. the logits), in place
+        heap.matmul(dO, N, dh, vt, N, dP);
+        // dS = P ⊙ (dP − rowDot), in place
         H = heap.f32();
         const p4 = pb >> 2;
         const s4 = dP >> 2;
-        const rd = (rowDot >> 2) + bh * N;
         for (let i = 0; i < N; i++) {
           const pr = p4 + i * N;
           const sr = s4 + i * N;
-          const dot = H[rd + i];
+          const dot = H[r4 + i];
           for (let j = 0; j < N; j++) H[sr + j] = H[pr + j] * (H[sr + j] - dot);
         }
         if (!wantQkv) {
@@ -214,26 +202,20 @@ export function attentionGradKernel({ inputs, backend, attrs }: KernelArgs): tf.
           }
           continue;
         }
-        const t4 = t1 >> 2;
-        const scatter = (part: number, mul: number): void => {
-          const Hs = heap.f32();
-          for (let n = 0; n < N; n++) {
-            const o = oOff + (b * N + n) * 3 * D + part * D + hh * dh;
-            const s = t4 + n * dh;
-            for (let j = 0; j < dh; j++) Hs[o + j] = Hs[s + j] * mul;
-          }
-        };
-        // dq = scale · dS · k
-        heap.matmul(dP, N, N, kk + bh * blk * 4, dh, t1);
-        scatter(0, scale);
-        // dk = scale · dSᵀ · q
+        gatherHead(H, rows, D3, D + hh * dh, kk >> 2, N, dh, 'nd', 1);
+        gatherHead(H, rows, D3, hh * dh, qq >> 2, N, dh, 'nd', 1);
+        const dst = oOff + b * N * D3;
+        // dq = s · dS · k
+        heap.matmul(dP, N, N, kk, dh, t1);
+        scatterHead(heap.f32(), t1 >> 2, dst, D3, hh * dh, N, dh, 'nd', scale);
+        // dk = s · dSᵀ · q
         heap.transpose(dP, 1, N, N, tT);
-        heap.matmul(tT, N, N, qq + bh * blk * 4, dh, t1);
-        scatter(1, scale);
+        heap.matmul(tT, N, N, qq, dh, t1);
+        scatterHead(heap.f32(), t1 >> 2, dst, D3, D + hh * dh, N, dh, 'nd', scale);
         // dv = Pᵀ · dO
         heap.transpose(pb, 1, N, N, tT);
-        heap.matmul(tT, N, N, dO + bh * blk * 4, dh, t1);
-        scatter(2, 1);
+        heap.matmul(tT, N, N, dO, dh, t1);
+        scatterHead(heap.f32(), t1 >> 2, dst, D3, 2 * D + hh * dh, N, dh, 'nd', 1);
       }
     }
   } finally {
@@ -241,4 +223,3 @@ export function attentionGradKernel({ inputs, backend, attrs }: KernelArgs): tf.
   }
   return out;
 }
-
