@@ -4,7 +4,8 @@
 A timm-style ViT written in plain torch (pre-norm blocks, fused qkv, exact-erf GELU, LayerNorm eps 1e-6, CLS pooling,
 linear head), timed on the same configurations as bench/run.ts. One JSON line per measurement on stdout:
   {"kind": "peer", "config": ..., "model": ..., "batch": ..., "threads": ..., "msPerIter": ..., "imgPerSec": ...,
-   "cpuMsPerIter": ..., "imgPerCpuSec": ...}   (process CPU time: less sensitive to other load on a shared machine)
+   "cpuMsPerIter": ..., "imgPerCpuSec": ..., "bestMsPerIter": ..., "bestImgPerSec": ...}
+(process CPU time and the best iteration are less sensitive to other load on a shared machine)
 
 Configurations (--config):
   forward   inference (eval, no_grad) of the model
@@ -15,11 +16,19 @@ Configurations (--config):
 import argparse
 import json
 import math
+import os
+import sys
 import time
 
-import torch
-import torch.nn as nn
-import torch.nn.functional as F
+# Pin OpenMP/MKL to the requested thread count before torch loads: with torch.set_num_threads(1) alone, PyTorch 1.13
+# still ran part of the forward on a second OpenMP thread here (process CPU time = 2 × wall time).
+_threads = sys.argv[sys.argv.index('--threads') + 1] if '--threads' in sys.argv else '1'
+for _v in ('OMP_NUM_THREADS', 'MKL_NUM_THREADS'):
+    os.environ[_v] = _threads
+
+import torch  # noqa: E402
+import torch.nn as nn  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
 
 SIZES = {
     'vit_tiny_patch16_224': dict(dim=192, depth=12, heads=3),
@@ -119,14 +128,17 @@ def build(model, config, rank):
 
 
 def timeit(fn, warmup, iters):
-    """(wall ms, process CPU ms) per iteration."""
+    """(mean wall ms, mean process-CPU ms, best wall ms) per iteration."""
     for _ in range(warmup):
         fn()
-    t0 = time.perf_counter()
+    walls = []
     c0 = time.process_time()
     for _ in range(iters):
+        t0 = time.perf_counter()
         fn()
-    return (time.perf_counter() - t0) * 1000 / iters, (time.process_time() - c0) * 1000 / iters
+        walls.append((time.perf_counter() - t0) * 1000)
+    cpu = (time.process_time() - c0) * 1000 / iters
+    return sum(walls) / iters, cpu, min(walls)
 
 
 def main():
@@ -161,12 +173,13 @@ def main():
             loss.backward()
             opt.step()
 
-    ms, cpu_ms = timeit(step, a.warmup, a.iters)
+    ms, cpu_ms, best_ms = timeit(step, a.warmup, a.iters)
     trainable = sum(p.numel() for p in m.parameters() if p.requires_grad)
     print(json.dumps({
         'kind': 'peer', 'config': a.config, 'model': a.model, 'batch': a.batch, 'threads': torch.get_num_threads(),
         'torch': torch.__version__, 'iters': a.iters, 'msPerIter': ms, 'imgPerSec': 1000 * a.batch / ms,
         'cpuMsPerIter': cpu_ms, 'imgPerCpuSec': 1000 * a.batch / cpu_ms,
+        'bestMsPerIter': best_ms, 'bestImgPerSec': 1000 * a.batch / best_ms,
         'trainableParams': trainable,
     }))
 
