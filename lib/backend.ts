@@ -162,8 +162,8 @@ async function doInit(opt: InitOptions): Promise<BackendReport> {
     throw new Error(`init(): no backend could be started${forced ? ` (forced '${forced}')` : ''}: ${lines}`);
   }
   const customKernels = chosen.name === 'wasm' ? registerWasmKernels() : [];
-  const fp = fastPath(); // on wasm: installs the fused kernels and the 2-D BatchMatMul (lib/ops/fast.ts)
-  const fastOps = fp.path === 'wasm-fused' ? `wasm-fused: BatchMatMul (2-D XNNPACK), Slice, SplitV, ${FUSED_KERNELS.join(', ')}` : `plain (${fp.reason})`;
+  const fp = fastPath(); // on wasm: installs the fused kernels and the kernel replacements (lib/ops/fast.ts)
+  const fastOps = fp.path === 'wasm-fused' ? `wasm-fused: BatchMatMul (2-D XNNPACK), Slice, SplitV, Identity, ${FUSED_KERNELS.join(', ')}` : `plain (${fp.reason})`;
   quietCpuBanner();
   const versions: Record<string, string> = { 'tfjs-core': tf.version_core };
   for (const p of ['@tensorflow/tfjs-backend-wasm', '@tensorflow/tfjs-node-gpu', '@tensorflow/tfjs-node']) {
