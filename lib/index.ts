@@ -60,6 +60,8 @@ export * from './report/runs';
 export * from './report/notebook';
 export * from './report/params';
 export * from './report/steps';
+export * from './ops/fast';
+export * from './vit/checkpoint';
 export * from './dino/head';
 export * from './dino/teacher';
 export * from './dino/loss';
