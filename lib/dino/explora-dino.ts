@@ -459,7 +459,8 @@ function build(vit: Vit, cfg: DExploraConfig, opts: ExploraDinoOptions, ownsMode
             for (const x of [r.dino, r.ibot, r.koleo]) kept.push(tf.keep(x));
             return r.total;
           }, vars);
-          const byGroup = new Map<string, Map<string, tf.Tensor>>(groups.map((g) => [g, new Map()]));
+          const byGroup = new Map<string, Map<string, tf.Tensor>>();
+          for (const g of groups) byGroup.set(g, new Map<string, tf.Tensor>());
           for (const [name, g] of Object.entries(grads)) {
             const p = pathOf.get(name);
             if (p !== undefined && g) byGroup.get(headGroups(p))!.set(p, g);
