@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Register the kit's TypeScript kernel (tslab) with Jupyter.
+#
+#   environment/install-kernel.sh          # project-local: .jupyter/share/jupyter/kernels/{tslab,jslab}
+#   environment/install-kernel.sh --user   # into your own Jupyter data dir (any Jupyter you start then sees it)
+#
+# The kernelspec starts this checkout's tslab by absolute path (re-run after moving the project) with the Python that
+# has jupyter_client (VITPEFT_PYTHON, default /usr/bin/python3). For the project-local install, Jupyter finds the kernel
+# through JUPYTER_PATH=<project>/.jupyter/share/jupyter: `npm run notebooks` and `npm run jupyter` set it themselves.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+PY="${VITPEFT_PYTHON:-/usr/bin/python3}"
+TSLAB="$ROOT/node_modules/.bin/tslab"
+
+[ -x "$TSLAB" ] || { echo "install-kernel.sh: $TSLAB not found: run 'npm ci' first" >&2; exit 1; }
+"$PY" -c 'import jupyter_client' 2>/dev/null || {
+  echo "install-kernel.sh: $PY has no jupyter_client: run 'sudo environment/setup-system.sh' first" >&2; exit 1; }
+
+case "${1:-}" in
+  "") "$TSLAB" install --python="$PY" --prefix="$ROOT/.jupyter" --binary="$TSLAB"
+      echo "kernel 'tslab' registered under $ROOT/.jupyter (JUPYTER_PATH=$ROOT/.jupyter/share/jupyter)" ;;
+  --user) "$TSLAB" install --python="$PY" --user --binary="$TSLAB"
+      echo "kernel 'tslab' registered for user $(id -un)" ;;
+  *) echo "install-kernel.sh: unknown option '$1' (valid: --user)" >&2; exit 2 ;;
+esac

@@ -1,0 +1,180 @@
+/**
+ * Notebook hygiene for `notebooks/*.ipynb` (no Python needed):
+ *
+ *   npx tsx environment/notebooks.ts check [files...]   # exit 1 listing every problem (npm run notebooks:check)
+ *   npx tsx environment/notebooks.ts strip [files...]   # remove outputs / execution counts in place (npm run notebooks:strip)
+ *   npx tsx environment/notebooks.ts lint [files...]    # only the tslab pitfalls (run before executing notebooks)
+ *
+ * Checks: committed without outputs or execution counts; nbformat 4; kernelspec `tslab`; the first code cell sets
+ * the hyperparameters (`scale` and `notebookScale`); the kit is imported as `./lib/index` through the links
+ * `notebooks/lib -> ../lib` and `notebooks/data-loaders -> ../data-loaders` (tslab neither compiles files outside the
+ * kernel's folder nor resolves directory imports); and the tslab pitfall of shorthand
+ * properties: `{ x }` where `x` is a variable of an *earlier* cell compiles but throws `ReferenceError: x is not
+ * defined` at run time (tslab 1.0.22 rewrites `x` to `exports.x` everywhere except in shorthand properties).
+ */
+import { readFileSync, writeFileSync, readdirSync, existsSync, statSync } from 'fs';
+import * as path from 'path';
+import * as ts from 'typescript';
+
+export interface NotebookCell {
+  cell_type: 'code' | 'markdown' | 'raw';
+  source: string | string[];
+  outputs?: unknown[];
+  execution_count?: number | null;
+  metadata?: Record<string, unknown>;
+}
+export interface Notebook {
+  nbformat: number;
+  nbformat_minor: number;
+  metadata: { kernelspec?: { name?: string } } & Record<string, unknown>;
+  cells: NotebookCell[];
+}
+
+export const ROOT = path.resolve(__dirname, '..');
+
+export function readNotebook(file: string): Notebook {
+  let nb: Notebook;
+  try {
+    nb = JSON.parse(readFileSync(file, 'utf8')) as Notebook;
+  } catch (e) {
+    throw new Error(`${file}: not valid JSON (${(e as Error).message})`);
+  }
+  if (!Array.isArray(nb.cells)) throw new Error(`${file}: no 'cells' array (not a notebook?)`);
+  return nb;
+}
+
+export function cellSource(c: NotebookCell): string {
+  return Array.isArray(c.source) ? c.source.join('') : c.source;
+}
+
+/** Names declared at the top level of a cell (variables, functions, classes, enums, imports). */
+function topLevelNames(sf: ts.SourceFile): Set<string> {
+  const names = new Set<string>();
+  const addBinding = (n: ts.BindingName): void => {
+    if (ts.isIdentifier(n)) names.add(n.text);
+    else n.elements.forEach((e) => !ts.isOmittedExpression(e) && addBinding(e.name));
+  };
+  for (const st of sf.statements) {
+    if (ts.isVariableStatement(st)) st.declarationList.declarations.forEach((d) => addBinding(d.name));
+    else if ((ts.isFunctionDeclaration(st) || ts.isClassDeclaration(st) || ts.isEnumDeclaration(st)) && st.name) names.add(st.name.text);
+    else if (ts.isImportDeclaration(st) && st.importClause) {
+      const ic = st.importClause;
+      if (ic.name) names.add(ic.name.text);
+      const nb = ic.namedBindings;
+      if (nb && ts.isNamespaceImport(nb)) names.add(nb.name.text);
+      if (nb && ts.isNamedImports(nb)) nb.elements.forEach((e) => names.add(e.name.text));
+    }
+  }
+  return names;
+}
+
+/** Every name declared anywhere in a cell (any scope): parameters, locals, destructuring, functions... */
+function allDeclaredNames(sf: ts.SourceFile): Set<string> {
+  const names = new Set<string>();
+  const addBinding = (n: ts.BindingName): void => {
+    if (ts.isIdentifier(n)) names.add(n.text);
+    else n.elements.forEach((e) => !ts.isOmittedExpression(e) && addBinding(e.name));
+  };
+  const visit = (n: ts.Node): void => {
+    if (ts.isVariableDeclaration(n) || ts.isParameter(n) || ts.isBindingElement(n)) addBinding(n.name);
+    if ((ts.isFunctionDeclaration(n) || ts.isClassDeclaration(n) || ts.isFunctionExpression(n) || ts.isClassExpression(n)) && n.name) names.add(n.name.text);
+    ts.forEachChild(n, visit);
+  };
+  visit(sf);
+  topLevelNames(sf).forEach((x) => names.add(x));
+  return names;
+}
+
+/** Problems of one notebook (empty = fine). `committed` adds the checks for notebooks stored in the repo. */
+export function notebookProblems(file: string, nb: Notebook, o: { committed?: boolean } = {}): string[] {
+  const out: string[] = [];
+  const rel = path.relative(ROOT, path.resolve(file));
+  if (nb.nbformat !== 4) out.push(`${rel}: nbformat ${nb.nbformat}, expected 4`);
+  if (nb.metadata?.kernelspec?.name !== 'tslab') out.push(`${rel}: kernelspec '${String(nb.metadata?.kernelspec?.name)}', expected 'tslab'`);
+  const earlier = new Map<string, number>();
+  let firstCode = true;
+  nb.cells.forEach((c, i) => {
+    if (o.committed && c.cell_type === 'code') {
+      if ((c.outputs ?? []).length > 0) out.push(`${rel}: cell ${i} has ${c.outputs!.length} output(s); commit notebooks without outputs (npm run notebooks:strip)`);
+      if (c.execution_count !== null && c.execution_count !== undefined) out.push(`${rel}: cell ${i} has execution_count ${c.execution_count} (npm run notebooks:strip)`);
+    }
+    if (c.cell_type !== 'code') return;
+    const src = cellSource(c);
+    if (o.committed && firstCode) {
+      if (!/\bnotebookScale\s*[<(]/.test(src) || !/\bscale\b/.test(src)) {
+        out.push(`${rel}: the first code cell must hold the hyperparameters, with \`const scale = notebookScale(...)\` (smoke | paper)`);
+      }
+    }
+    firstCode = false;
+    for (const m of src.matchAll(/from\s+['"](\.{1,2}\/[^'"]*)['"]/g)) {
+      const spec = m[1];
+      const target = path.resolve(path.dirname(path.resolve(file)), spec);
+      if (spec.startsWith('../')) out.push(`${rel}: cell ${i} imports '${spec}': tslab only compiles files under the notebook's folder; import the kit as './lib/index'`);
+      else if (!existsSync(`${target}.ts`) && existsSync(target) && statSync(target).isDirectory()) {
+        out.push(`${rel}: cell ${i} imports '${spec}', a folder: tslab does not resolve directory imports; write '${spec.replace(/\/$/, '')}/index'`);
+      }
+    }
+    const sf = ts.createSourceFile(`cell${i}.ts`, src, ts.ScriptTarget.ES2022, true, ts.ScriptKind.TS);
+    const local = allDeclaredNames(sf);
+    const visit = (n: ts.Node): void => {
+      if (ts.isShorthandPropertyAssignment(n)) {
+        const name = n.name.text;
+        if (earlier.has(name) && !local.has(name)) {
+          const { line } = sf.getLineAndCharacterOfPosition(n.getStart(sf));
+          out.push(
+            `${rel}: cell ${i} line ${line + 1}: shorthand property '{ ${name} }' uses '${name}' from cell ${earlier.get(name)}; ` +
+              `tslab fails on this at run time (ReferenceError): write '${name}: ${name}'`,
+          );
+        }
+      }
+      ts.forEachChild(n, visit);
+    };
+    visit(sf);
+    topLevelNames(sf).forEach((x) => earlier.set(x, i));
+  });
+  return out;
+}
+
+/** The notebook without outputs and execution counts (and without per-cell execution timing metadata). */
+export function stripNotebook(nb: Notebook): Notebook {
+  return {
+    ...nb,
+    cells: nb.cells.map((c) => {
+      if (c.cell_type !== 'code') return c;
+      const { execution: _e, ...meta } = (c.metadata ?? {}) as Record<string, unknown>;
+      return { ...c, outputs: [], execution_count: null, metadata: meta };
+    }),
+  };
+}
+
+/** The committed notebooks: `notebooks/*.ipynb`. */
+export function committedNotebooks(): string[] {
+  const dir = path.join(ROOT, 'notebooks');
+  return readdirSync(dir)
+    .filter((f) => f.endsWith('.ipynb'))
+    .sort()
+    .map((f) => path.join(dir, f));
+}
+
+function main(argv: string[]): number {
+  const [cmd, ...files] = argv;
+  const list = files.length ? files.map((f) => path.resolve(f)) : committedNotebooks();
+  if (cmd === 'check' || cmd === 'lint') {
+    const problems = list.flatMap((f) => notebookProblems(f, readNotebook(f), { committed: cmd === 'check' }));
+    problems.forEach((p) => console.error(p));
+    console.error(`notebooks: ${list.length} checked, ${problems.length} problem(s)`);
+    return problems.length ? 1 : 0;
+  }
+  if (cmd === 'strip') {
+    for (const f of list) {
+      const nb = readNotebook(f);
+      writeFileSync(f, `${JSON.stringify(stripNotebook(nb), null, 1)}\n`);
+      console.error(`stripped ${path.relative(ROOT, f)}`);
+    }
+    return 0;
+  }
+  console.error('usage: tsx environment/notebooks.ts check|lint|strip [notebook.ipynb ...]');
+  return 2;
+}
+
+if (require.main === module) process.exit(main(process.argv.slice(2)));
