@@ -42,7 +42,7 @@ export const SOURCE_MAE_MODEL = {
 
 /** The pre-training recipe (MAE's, shortened): AdamW (0.9, 0.95), wd 0.05, warm-up then half-cycle cosine. */
 export const SOURCE_MAE_TRAIN = {
-  steps: 3000,
+  steps: 1200,
   batch: 64,
   lr: 1.5e-3,
   minLr: 0,
