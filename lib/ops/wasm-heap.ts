@@ -17,10 +17,19 @@
  */
 import * as tf from '@tensorflow/tfjs';
 
+/**
+ * The WebAssembly memory as the kit uses it. Declared locally rather than as `WebAssembly.Memory`: tslab compiles the
+ * library for notebooks with its own TypeScript settings, whose lib has no `WebAssembly` namespace.
+ */
+export interface WasmMemoryLike {
+  readonly buffer: ArrayBuffer;
+  grow(deltaPages: number): number;
+}
+
 /** The emscripten module of the wasm backend (the members we use). */
 interface WasmModule {
   HEAPU8: Uint8Array;
-  asm?: { memory?: WebAssembly.Memory };
+  asm?: { memory?: WasmMemoryLike };
   _malloc(bytes: number): number;
   _free(ptr: number): void;
   cwrap(name: string, ret: null, args: string[]): (...args: unknown[]) => void;
@@ -144,7 +153,7 @@ export class Heap {
   }
 
   /** The backend's WebAssembly.Memory (for kernels that import it, lib/ops/wasm-simd.ts). */
-  memory(): WebAssembly.Memory | undefined {
+  memory(): WasmMemoryLike | undefined {
     return this.be.wasm.asm?.memory;
   }
 
