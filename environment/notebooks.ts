@@ -10,7 +10,8 @@
  * `notebooks/lib -> ../lib` and `notebooks/data-loaders -> ../data-loaders` (tslab neither compiles files outside the
  * kernel's folder nor resolves directory imports); and the tslab pitfall of shorthand
  * properties: `{ x }` where `x` is a variable of an *earlier* cell compiles but throws `ReferenceError: x is not
- * defined` at run time (tslab 1.0.22 rewrites `x` to `exports.x` everywhere except in shorthand properties).
+ * defined` at run time (tslab 1.0.22 rewrites `x` to `exports.x` everywhere except in shorthand properties), and
+ * top-level object destructuring with renamed or nested properties (`const { a: b } = o` becomes a SyntaxError).
  */
 import { readFileSync, writeFileSync, readdirSync, existsSync, statSync } from 'fs';
 import * as path from 'path';
@@ -130,6 +131,19 @@ export function notebookProblems(file: string, nb: Notebook, o: { committed?: bo
       ts.forEachChild(n, visit);
     };
     visit(sf);
+    // tslab 1.0.22 rewrites a top-level `const { a: b } = o` (renamed or nested object pattern) to
+    // `const { exports, a: b } = exports.o`: SyntaxError "Identifier 'exports' has already been declared".
+    for (const st of sf.statements) {
+      if (!ts.isVariableStatement(st)) continue;
+      for (const d of st.declarationList.declarations) {
+        if (!ts.isObjectBindingPattern(d.name) || !d.name.elements.some((e) => e.propertyName !== undefined)) continue;
+        const { line } = sf.getLineAndCharacterOfPosition(d.getStart(sf));
+        out.push(
+          `${rel}: cell ${i} line ${line + 1}: top-level object destructuring with renamed or nested properties ('${d.name.getText(sf)}'); ` +
+            `tslab fails on this (SyntaxError: Identifier 'exports' has already been declared): declare each name with its own const`,
+        );
+      }
+    }
     topLevelNames(sf).forEach((x) => earlier.set(x, i));
   });
   return out;

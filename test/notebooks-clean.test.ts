@@ -93,6 +93,17 @@ describe('notebooks: the hygiene checker can fail', () => {
     assert.match(p[1], /'\{ f \}' uses 'f' from cell 0/);
   });
 
+  it('flags top-level object destructuring with renamed or nested properties (tslab SyntaxError), not plain or local ones', () => {
+    const n = nb([
+      "const scale = notebookScale('smoke');\nconst o = { a: 1, b: { c: 2 } };",
+      'const { a } = o;\nconst [x, y] = [1, 2];\nconst { a: A } = o;\nconst { b: { c } } = o;\nfunction f() { const { a: z } = o; return z; }',
+    ]);
+    const p = notebookProblems(file, n, { committed: true });
+    assert.equal(p.length, 2, p.join('\n'));
+    assert.match(p[0], /cell 1 line 3: top-level object destructuring with renamed or nested properties \('\{ a: A \}'\).*SyntaxError/);
+    assert.match(p[1], /cell 1 line 4: .*'\{ b: \{ c \} \}'/);
+  });
+
   it('flags kit imports tslab cannot compile', () => {
     const n = nb(["import { init } from '../lib/index';\nimport { tf } from './lib';\nimport { x } from './lib/report/table';\nconst scale = notebookScale('smoke');"]);
     const p = notebookProblems(file, n, { committed: true });

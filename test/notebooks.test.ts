@@ -89,6 +89,36 @@ describe('notebooks through the real tslab kernel', function () {
     assert.equal(readFileSync(path.join(tmp, 'runs', runs[0], 'metrics.jsonl'), 'utf8').trim().split('\n').length, 30);
   });
 
+  it('01-explora-mae: counts, invariants, runs with checkpoints, charts, reconstructions, and nothing on stderr', function () {
+    if (!selected('01-explora-mae.ipynb')) this.skip();
+    const cells = executedCells(path.join(tmp, 'out', '01-explora-mae.ipynb'));
+    cells.forEach((c, i) => assert.equal(streamText(c, 'stderr'), '', `cell ${i} wrote to stderr`));
+    const all = cells.flatMap(mimes);
+    assert.ok(all.filter((m) => m === 'application/vnd.plotly.v1+json').length >= 3, 'source loss, Fig. 3 and loss-curve charts');
+    assert.ok(all.includes('image/png'), 'sample grid and reconstructions');
+    const text = cells.map((c) => `${streamText(c, 'stdout')}\n${displayText(c)}`).join('\n');
+    assert.match(text, /counts check: ours = formula for all three recipes; ViT-L\/16 M-ExPLoRA-\[L\]-r64 = 18,722,816/);
+    assert.match(text, /LoRA = identity at init \(max \|Δ CLS\|\)\s+0\s+0\s+true/);
+    assert.match(text, /frozen parameters changed \(of \d+\)\s+0\s+0\s+true/);
+    assert.match(text, /merged == base \+ LoRA after training \(max \|Δ CLS\|\)\s+\S+\s+\S+\s+true/);
+    assert.match(text, /source-mae-d96x6-p4-32px-1200s-seed0\.safetensors/, 'the committed source checkpoint was loaded');
+    assert.match(text, /paper's linear-probe ordering/);
+    // Four pre-training runs recorded under VITPEFT_RUNS_DIR, done, with no leak and their checkpoints.
+    for (const name of ['explora', 'unfreeze', 'lora', 'scratch']) {
+      const dirs = readdirSync(path.join(tmp, 'runs')).filter((d) => d.startsWith(`nb01-${name}-`));
+      assert.equal(dirs.length, 1, `one nb01-${name} run`);
+      const info = JSON.parse(readFileSync(path.join(tmp, 'runs', dirs[0], 'run.json'), 'utf8'));
+      assert.equal(info.status, 'done');
+      assert.equal(info.config.scale, 'ci');
+      assert.equal(info.summary.leakedTensors, 0);
+      assert.ok(info.summary.probeTest >= 0 && info.summary.probeTest <= 1);
+      const ckpts = readdirSync(path.join(tmp, 'runs', dirs[0], 'checkpoints'));
+      assert.ok(ckpts.some((f) => /^encoder-step\d+\.safetensors$/.test(f)), `${name}: a merged-encoder checkpoint`);
+      const lines = readFileSync(path.join(tmp, 'runs', dirs[0], 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+      assert.ok(lines.some((l) => typeof l.loss === 'number') && lines.some((l) => typeof l.probeTest === 'number'), `${name}: step and evaluation metrics`);
+    }
+  });
+
   it('the exported HTML draws the plotly chart in headless Chromium (no network)', function () {
     if (!selected('00-quickstart.ipynb')) this.skip();
     const chromium = chromiumPath();
