@@ -60,3 +60,5 @@ export * from './report/runs';
 export * from './report/notebook';
 export * from './report/params';
 export * from './report/steps';
+export * from './train/supervised';
+export * from './train/source-vit';
