@@ -20,6 +20,8 @@ import * as tf from '@tensorflow/tfjs';
 import * as os from 'os';
 import { execFileSync } from 'child_process';
 import { registerWasmKernels } from './wasm-kernels';
+import { fastPath } from './ops/fast';
+import { FUSED_KERNELS } from './ops/wasm-fused';
 
 /** The candidates, in the order `init()` tries them. */
 export const BACKEND_CANDIDATES = ['tfjs-node-gpu', 'tfjs-node', 'wasm', 'cpu'] as const;
@@ -58,6 +60,8 @@ export interface BackendReport {
   cpus: number;
   cpuModel: string;
   customKernels: string[];
+  /** Which implementation the ViT's hot ops use (lib/ops/fast.ts): the wasm fused kernels, or the plain ops and why. */
+  fastOps: string;
 }
 
 let report: BackendReport | null = null;
@@ -158,6 +162,8 @@ async function doInit(opt: InitOptions): Promise<BackendReport> {
     throw new Error(`init(): no backend could be started${forced ? ` (forced '${forced}')` : ''}: ${lines}`);
   }
   const customKernels = chosen.name === 'wasm' ? registerWasmKernels() : [];
+  const fp = fastPath(); // on wasm: installs the fused kernels and the kernel replacements (lib/ops/fast.ts)
+  const fastOps = fp.path === 'wasm-fused' ? `wasm-fused: BatchMatMul (2-D XNNPACK), Slice, SplitV, Identity, ${FUSED_KERNELS.join(', ')}` : `plain (${fp.reason})`;
   quietCpuBanner();
   const versions: Record<string, string> = { 'tfjs-core': tf.version_core };
   for (const p of ['@tensorflow/tfjs-backend-wasm', '@tensorflow/tfjs-node-gpu', '@tensorflow/tfjs-node']) {
@@ -188,6 +194,7 @@ async function doInit(opt: InitOptions): Promise<BackendReport> {
     cpus: cpuList.length,
     cpuModel: cpuList[0]?.model ?? 'unknown',
     customKernels,
+    fastOps,
   };
   if (opt.verbose) console.log(`vitpeft: backend ${report.backend} via ${report.via}`);
   return report;

@@ -60,5 +60,7 @@ export * from './report/runs';
 export * from './report/notebook';
 export * from './report/params';
 export * from './report/steps';
+export * from './ops/fast';
+export * from './vit/checkpoint';
 export * from './train/supervised';
 export * from './train/source-vit';

@@ -16,10 +16,12 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { Rng } from '../rng';
-import { dense, layerNorm, gelu, dropPath, multiHeadAttention } from '../ops/nn';
+import { dropPath } from '../ops/nn';
+import { linear as dense, layerNormFast as layerNorm, geluFast as gelu, attentionQKV } from '../ops/fast';
 import { VitConfig, imgHW, posGridHW, dropPathRates } from './config';
 import { BlockParams, LinearParams, NormParams, Vit, VitParams } from './params';
 import { resizeGridEmbed, sincos2d } from './posembed';
+import { CheckpointOptions, checkpointedBlock } from './checkpoint';
 
 /** Tokens flowing through the blocks. ToMe adds sizes (patches each token stands for) and sources (for visualisation). */
 export interface TokenState {
@@ -68,6 +70,12 @@ export interface VitForwardOptions {
   returnLayers?: number;
   /** Override the model's stochastic-depth rate for this call. */
   dropPathRate?: number;
+  /**
+   * Activation recomputation per block (lib/vit/checkpoint.ts): keep only block inputs in the forward, recompute each
+   * block in the backward. Pass the trainable set given to `trainStep`; variables named under `blocks.i.` get
+   * gradients through block i. Not with a merge hook.
+   */
+  checkpoint?: CheckpointOptions | null;
 }
 
 export interface BlockOutputs {
@@ -134,11 +142,11 @@ export function blockForward(p: BlockParams, state: TokenState, o: BlockOptions,
   // --- attention ---
   const h = norm(p.norm1, x, eps);
   const qkv = linearSite(env, `${prefix}.attn.qkv`, p.attn.qkv, h) as tf.Tensor3D; // [B,N,3D]
-  const [q, k, v] = tf.split(qkv, 3, 2) as [tf.Tensor3D, tf.Tensor3D, tf.Tensor3D]; // rows Q; K; V of the fused weight
   const keyBias =
     env.hooks.propAttn && state.size ? (tf.log(state.size.reshape([B, N])) as tf.Tensor2D) : null; // [B,N]
   const wantKeys = env.hooks.merge !== undefined;
-  const { out, keyMean } = multiHeadAttention(q, k, v, o.numHeads, keyBias, wantKeys);
+  // columns Q | K | V of the fused weight; the wasm fast path never splits (lib/ops/fast.ts)
+  const { out, keyMean } = attentionQKV(qkv, o.numHeads, keyBias, wantKeys);
   let a = linearSite(env, `${prefix}.attn.proj`, p.attn.proj, out);
   if (p.ls1) a = tf.mul(a, p.ls1.gamma);
   let next: TokenState = { ...state, x: tf.add(x, dropPath(a, o.dropPath, env.training, env.rng)) as tf.Tensor3D };
@@ -247,7 +255,7 @@ export function runBlocks(
   vit: Vit,
   tokens: tf.Tensor3D,
   env: ForwardEnv,
-  opts: { returnLayers?: number; dropPathRate?: number } = {},
+  opts: { returnLayers?: number; dropPathRate?: number; checkpoint?: CheckpointOptions | null } = {},
 ): { state: TokenState; layers: tf.Tensor3D[] } {
   const cfg = vit.config;
   const rates = dropPathRates({ ...cfg, dropPathRate: opts.dropPathRate ?? cfg.dropPathRate });
@@ -258,7 +266,8 @@ export function runBlocks(
   let state: TokenState = { x: tokens, size: null, source: null };
   const layers: tf.Tensor3D[] = [];
   vit.params.blocks.forEach((bp, i) => {
-    state = blockForward(bp, state, { prefix: `blocks.${i}`, index: i, numHeads: cfg.numHeads, eps: cfg.normEps, dropPath: rates[i] }, env);
+    const bo: BlockOptions = { prefix: `blocks.${i}`, index: i, numHeads: cfg.numHeads, eps: cfg.normEps, dropPath: rates[i] };
+    state = opts.checkpoint ? checkpointedBlock(blockForward, bp, state, bo, env, opts.checkpoint) : blockForward(bp, state, bo, env);
     if (i >= cfg.depth - n) layers.push(state.x);
   });
   return { state, layers };
