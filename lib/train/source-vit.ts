@@ -38,7 +38,7 @@ const SPEC_KEYS: readonly (keyof SourceVitSpec)[] = ['tag', 'preset', 'overrides
 
 /** 32 px, patch 4 → 8×8 = 64 patch tokens + cls (enough tokens for merging to matter); d_head 32. */
 const SMALL_VIT = { imgSize: 32, patchSize: 4, depth: 6, mlpRatio: 4, numClasses: 10, pool: 'cls', dropPathRate: 0.1 } as const;
-const NATURAL = { dataset: 'embedded-natural', seed: 0, size: 32, naturalPerClass: 100 } as const;
+const NATURAL = { dataset: 'embedded-natural', seed: 0, size: 32, naturalPerClass: 300 } as const;
 
 /**
  * The backbones the ToMe/PYRA notebook uses: a D = 128 ViT (the "large" model that gets merged) and a D = 64 ViT of the
