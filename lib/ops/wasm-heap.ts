@@ -17,10 +17,18 @@
  */
 import * as tf from '@tensorflow/tfjs';
 
+/**
+ * The backend's `WebAssembly.Memory`, as far as the kit uses it. Declared here rather than named through the global
+ * `WebAssembly` namespace: tslab compiles notebooks with a TypeScript lib that has no WebAssembly types.
+ */
+export interface WasmMemory {
+  readonly buffer: ArrayBuffer;
+}
+
 /** The emscripten module of the wasm backend (the members we use). */
 interface WasmModule {
   HEAPU8: Uint8Array;
-  asm?: { memory?: WebAssembly.Memory };
+  asm?: { memory?: WasmMemory };
   _malloc(bytes: number): number;
   _free(ptr: number): void;
   cwrap(name: string, ret: null, args: string[]): (...args: unknown[]) => void;
@@ -144,7 +152,7 @@ export class Heap {
   }
 
   /** The backend's WebAssembly.Memory (for kernels that import it, lib/ops/wasm-simd.ts). */
-  memory(): WebAssembly.Memory | undefined {
+  memory(): WasmMemory | undefined {
     return this.be.wasm.asm?.memory;
   }
 
