@@ -10,7 +10,9 @@
  * `notebooks/lib -> ../lib` and `notebooks/data-loaders -> ../data-loaders` (tslab neither compiles files outside the
  * kernel's folder nor resolves directory imports); and the tslab pitfall of shorthand
  * properties: `{ x }` where `x` is a variable of an *earlier* cell compiles but throws `ReferenceError: x is not
- * defined` at run time (tslab 1.0.22 rewrites `x` to `exports.x` everywhere except in shorthand properties).
+ * defined` at run time (tslab 1.0.22 rewrites `x` to `exports.x` everywhere except in shorthand properties); and object
+ * rest destructuring (`const { a, ...rest } = v`) in a cell that uses earlier cells' variables (tslab inserts an
+ * `exports` binding into the pattern, which shadows the module's `exports`).
  */
 import { readFileSync, writeFileSync, readdirSync, existsSync, statSync } from 'fs';
 import * as path from 'path';
@@ -116,7 +118,23 @@ export function notebookProblems(file: string, nb: Notebook, o: { committed?: bo
     }
     const sf = ts.createSourceFile(`cell${i}.ts`, src, ts.ScriptTarget.ES2022, true, ts.ScriptKind.TS);
     const local = allDeclaredNames(sf);
+    let usesEarlier = false;
+    const scan = (n: ts.Node): void => {
+      if (ts.isIdentifier(n) && earlier.has(n.text) && !local.has(n.text)) usesEarlier = true;
+      ts.forEachChild(n, scan);
+    };
+    scan(sf);
     const visit = (n: ts.Node): void => {
+      // tslab adds a binding named `exports` to every object-rest pattern of a cell that uses earlier cells' names
+      // (`const { exports, a, ...rest } = exports.HP.x`): the pattern's scope then sees that const instead of the
+      // module's exports (TDZ ReferenceError in the initializer, or a wrong value after it).
+      if (usesEarlier && ts.isObjectBindingPattern(n) && n.elements.some((e) => e.dotDotDotToken)) {
+        const { line } = sf.getLineAndCharacterOfPosition(n.getStart(sf));
+        out.push(
+          `${rel}: cell ${i} line ${line + 1}: object rest destructuring '${n.getText(sf)}' in a cell that uses earlier cells' variables; ` +
+            `tslab shadows 'exports' in such patterns (ReferenceError): pick the fields explicitly`,
+        );
+      }
       if (ts.isShorthandPropertyAssignment(n)) {
         const name = n.name.text;
         if (earlier.has(name) && !local.has(name)) {

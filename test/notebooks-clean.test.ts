@@ -93,6 +93,17 @@ describe('notebooks: the hygiene checker can fail', () => {
     assert.match(p[1], /'\{ f \}' uses 'f' from cell 0/);
   });
 
+  it('flags object rest destructuring in cells that use earlier cells’ variables (tslab shadows exports)', () => {
+    const n = nb([
+      "import { init } from './lib/index';\nconst scale = notebookScale('smoke');\nconst HP = { t: { a: 1, b: 2 } };",
+      'for (const k of [1]) {\n  const { a: _a, ...opts } = HP.t;\n}',
+      'const x = { a: 1, b: 2 };\nconst { a: _a, ...rest } = x;\nconst [p, ...q] = [1, 2];',
+    ]);
+    const p = notebookProblems(file, n, { committed: true });
+    assert.equal(p.length, 1, p.join('\n'));
+    assert.match(p[0], /cell 1 line 2: object rest destructuring '\{ a: _a, \.\.\.opts \}' in a cell that uses earlier cells' variables/);
+  });
+
   it('flags kit imports tslab cannot compile', () => {
     const n = nb(["import { init } from '../lib/index';\nimport { tf } from './lib';\nimport { x } from './lib/report/table';\nconst scale = notebookScale('smoke');"]);
     const p = notebookProblems(file, n, { committed: true });
