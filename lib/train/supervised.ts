@@ -43,14 +43,14 @@ const RECIPE_KEYS: readonly (keyof SupervisedRecipe)[] = [
 
 /** A small-data from-scratch recipe (DeiT-like, scaled down): tweak with a spread, `{...SUPERVISED_RECIPE, steps: 50}`. */
 export const SUPERVISED_RECIPE: SupervisedRecipe = Object.freeze({
-  steps: 400,
+  steps: 800,
   batch: 64,
   lr: 1e-3,
   minLr: 1e-5,
-  warmupSteps: 30,
+  warmupSteps: 40,
   weightDecay: 0.05,
   labelSmoothing: 0.1,
-  rrcScale: [0.35, 1] as const,
+  rrcScale: [0.7, 1] as const,
   hflip: true,
   clipGradNorm: 1,
 });
