@@ -94,9 +94,9 @@ export function attentionKernel({ inputs, backend, attrs }: KernelArgs): tf.Tens
     const vs = heap.alloc(blk); // [N,dh]
     const os = heap.alloc(blk); // [N,dh]
     const pOff = heap.offset(probs);
-    const src = heap.offset(qkv) >> 2;
-    const outOff = heap.offset(out) >> 2;
-    const kb = keyBias ? heap.offset(keyBias) >> 2 : -1;
+    const src = heap.offset(qkv) >>> 2;
+    const outOff = heap.offset(out) >>> 2;
+    const kb = keyBias ? heap.offset(keyBias) >>> 2 : -1;
     const scale = 1 / Math.sqrt(dh);
     const D3 = 3 * D;
     for (let b = 0; b < B; b++) {
@@ -104,13 +104,13 @@ export function attentionKernel({ inputs, backend, attrs }: KernelArgs): tf.Tens
       for (let hh = 0; hh < h; hh++) {
         const pb = pOff + (b * h + hh) * NN * 4;
         let H = heap.f32();
-        gatherHead(H, rows, D3, hh * dh, qs >> 2, N, dh, 'nd', scale);
-        gatherHead(H, rows, D3, D + hh * dh, kt >> 2, N, dh, 'dn', 1);
-        gatherHead(H, rows, D3, 2 * D + hh * dh, vs >> 2, N, dh, 'nd', 1);
+        gatherHead(H, rows, D3, hh * dh, qs >>> 2, N, dh, 'nd', scale);
+        gatherHead(H, rows, D3, D + hh * dh, kt >>> 2, N, dh, 'dn', 1);
+        gatherHead(H, rows, D3, 2 * D + hh * dh, vs >>> 2, N, dh, 'nd', 1);
         heap.matmul(qs, N, dh, kt, N, pb);
         if (kb >= 0) {
           H = heap.f32();
-          const p4 = pb >> 2;
+          const p4 = pb >>> 2;
           const kbo = kb + b * N;
           for (let i = 0; i < N; i++) {
             const o = p4 + i * N;
@@ -119,7 +119,7 @@ export function attentionKernel({ inputs, backend, attrs }: KernelArgs): tf.Tens
         }
         heap.softmax(pb, pb, N, N);
         heap.matmul(pb, N, N, vs, dh, os);
-        scatterHead(heap.f32(), os >> 2, outOff + b * N * D, D, hh * dh, N, dh, 'nd', 1);
+        scatterHead(heap.f32(), os >>> 2, outOff + b * N * D, D, hh * dh, N, dh, 'nd', 1);
       }
     }
   } finally {
@@ -158,11 +158,11 @@ export function attentionGradKernel({ inputs, backend, attrs }: KernelArgs): tf.
     const dP = heap.alloc(NN); // dP, then dS in place
     const tT = heap.alloc(NN); // transpose of dS or P
     const rd = heap.alloc(N); // Σ_j P_ij·dP_ij = dO_i·O_i
-    const src = heap.offset(qkv) >> 2;
-    const dyo = heap.offset(dy) >> 2;
-    const oo = heap.offset(outT) >> 2;
+    const src = heap.offset(qkv) >>> 2;
+    const dyo = heap.offset(dy) >>> 2;
+    const oo = heap.offset(outT) >>> 2;
     const pOff = heap.offset(probs);
-    const oOff = heap.offset(out) >> 2;
+    const oOff = heap.offset(out) >>> 2;
     const D3 = 3 * D;
     if (!wantQkv) heap.f32().fill(0, oOff, oOff + B * N);
     for (let b = 0; b < B; b++) {
@@ -172,9 +172,9 @@ export function attentionGradKernel({ inputs, backend, attrs }: KernelArgs): tf.
       for (let hh = 0; hh < h; hh++) {
         const pb = pOff + (b * h + hh) * NN * 4;
         let H = heap.f32();
-        gatherHead(H, dRows, D, hh * dh, dO >> 2, N, dh, 'nd', 1);
-        gatherHead(H, rows, D3, 2 * D + hh * dh, vt >> 2, N, dh, 'dn', 1);
-        const r4 = rd >> 2;
+        gatherHead(H, dRows, D, hh * dh, dO >>> 2, N, dh, 'nd', 1);
+        gatherHead(H, rows, D3, 2 * D + hh * dh, vt >>> 2, N, dh, 'dn', 1);
+        const r4 = rd >>> 2;
         for (let n = 0; n < N; n++) {
           const a = dRows + n * D + hh * dh;
           const o = oRows + n * D + hh * dh;
@@ -186,8 +186,8 @@ export function attentionGradKernel({ inputs, backend, attrs }: KernelArgs): tf.
         heap.matmul(dO, N, dh, vt, N, dP);
         // dS = P ⊙ (dP − rowDot), in place
         H = heap.f32();
-        const p4 = pb >> 2;
-        const s4 = dP >> 2;
+        const p4 = pb >>> 2;
+        const s4 = dP >>> 2;
         for (let i = 0; i < N; i++) {
           const pr = p4 + i * N;
           const sr = s4 + i * N;
@@ -202,20 +202,20 @@ export function attentionGradKernel({ inputs, backend, attrs }: KernelArgs): tf.
           }
           continue;
         }
-        gatherHead(H, rows, D3, D + hh * dh, kk >> 2, N, dh, 'nd', 1);
-        gatherHead(H, rows, D3, hh * dh, qq >> 2, N, dh, 'nd', 1);
+        gatherHead(H, rows, D3, D + hh * dh, kk >>> 2, N, dh, 'nd', 1);
+        gatherHead(H, rows, D3, hh * dh, qq >>> 2, N, dh, 'nd', 1);
         const dst = oOff + b * N * D3;
         // dq = s · dS · k
         heap.matmul(dP, N, N, kk, dh, t1);
-        scatterHead(heap.f32(), t1 >> 2, dst, D3, hh * dh, N, dh, 'nd', scale);
+        scatterHead(heap.f32(), t1 >>> 2, dst, D3, hh * dh, N, dh, 'nd', scale);
         // dk = s · dSᵀ · q
         heap.transpose(dP, 1, N, N, tT);
         heap.matmul(tT, N, N, qq, dh, t1);
-        scatterHead(heap.f32(), t1 >> 2, dst, D3, D + hh * dh, N, dh, 'nd', scale);
+        scatterHead(heap.f32(), t1 >>> 2, dst, D3, D + hh * dh, N, dh, 'nd', scale);
         // dv = Pᵀ · dO
         heap.transpose(pb, 1, N, N, tT);
         heap.matmul(tT, N, N, dO, dh, t1);
-        scatterHead(heap.f32(), t1 >> 2, dst, D3, 2 * D + hh * dh, N, dh, 'nd', 1);
+        scatterHead(heap.f32(), t1 >>> 2, dst, D3, 2 * D + hh * dh, N, dh, 'nd', 1);
       }
     }
   } finally {

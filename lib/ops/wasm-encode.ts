@@ -29,8 +29,13 @@ export function sleb(n: number): number[] {
   }
 }
 
+/** A name (ASCII only: the kit's export and import names), length-prefixed. */
 export function str(s: string): number[] {
-  const b = Array.from(new TextEncoder().encode(s));
+  const b = Array.from(s, (c) => {
+    const code = c.charCodeAt(0);
+    if (code > 0x7f) throw new Error(`wasm-encode: non-ASCII name '${s}'`);
+    return code;
+  });
   return [...uleb(b.length), ...b];
 }
 

@@ -83,7 +83,7 @@ function geluKernel({ inputs, backend }: KernelArgs): tf.TensorInfo {
   const head = k ? n - (n % 16) : 0; // SIMD for multiples of 16, JS table for the rest
   if (head > 0) k!.gelu(xo, oo, head);
   const H = heap.f32();
-  geluForward(H, (xo >> 2) + head, H, (oo >> 2) + head, n - head);
+  geluForward(H, (xo >>> 2) + head, H, (oo >>> 2) + head, n - head);
   return out;
 }
 
@@ -100,7 +100,7 @@ function geluGradKernel({ inputs, backend }: KernelArgs): tf.TensorInfo {
   const head = k ? n - (n % 16) : 0;
   if (head > 0) k!.geluGrad(dyo, xo, oo, head);
   const H = heap.f32();
-  geluBackward(H, (dyo >> 2) + head, H, (xo >> 2) + head, H, (oo >> 2) + head, n - head);
+  geluBackward(H, (dyo >>> 2) + head, H, (xo >>> 2) + head, H, (oo >>> 2) + head, n - head);
   return out;
 }
 
@@ -128,12 +128,12 @@ function layerNormKernel({ inputs, backend, attrs }: KernelArgs): tf.TensorInfo[
     return [y, mean, rstd];
   }
   const H = heap.f32();
-  const xo = heap.offset(x) >> 2;
-  const yo = heap.offset(y) >> 2;
-  const go = heap.offset(gamma) >> 2;
-  const bo = heap.offset(beta) >> 2;
-  const mo = heap.offset(mean) >> 2;
-  const ro = heap.offset(rstd) >> 2;
+  const xo = heap.offset(x) >>> 2;
+  const yo = heap.offset(y) >>> 2;
+  const go = heap.offset(gamma) >>> 2;
+  const bo = heap.offset(beta) >>> 2;
+  const mo = heap.offset(mean) >>> 2;
+  const ro = heap.offset(rstd) >>> 2;
   for (let m = 0; m < M; m++) {
     const r = xo + m * D;
     let s = 0;
@@ -168,7 +168,7 @@ function layerNormGradKernel({ inputs, backend, attrs }: KernelArgs): tf.TensorI
     if (mode === 'x') {
       k.layerNormGradX(heap.offset(dy), heap.offset(x), heap.offset(gamma), heap.offset(mean), heap.offset(rstd), heap.offset(out), M, D);
     } else {
-      const oo = heap.offset(out) >> 2;
+      const oo = heap.offset(out) >>> 2;
       heap.f32().fill(0, oo, oo + D);
       if (mode === 'gamma') k.layerNormGradGamma(heap.offset(dy), heap.offset(x), heap.offset(mean), heap.offset(rstd), heap.offset(out), M, D);
       else k.layerNormGradBeta(heap.offset(dy), heap.offset(out), M, D);
@@ -176,14 +176,14 @@ function layerNormGradKernel({ inputs, backend, attrs }: KernelArgs): tf.TensorI
     return out;
   }
   const H = heap.f32();
-  const dyo = heap.offset(dy) >> 2;
-  const xo = heap.offset(x) >> 2;
-  const oo = heap.offset(out) >> 2;
-  const mo = heap.offset(mean) >> 2;
-  const ro = heap.offset(rstd) >> 2;
+  const dyo = heap.offset(dy) >>> 2;
+  const xo = heap.offset(x) >>> 2;
+  const oo = heap.offset(out) >>> 2;
+  const mo = heap.offset(mean) >>> 2;
+  const ro = heap.offset(rstd) >>> 2;
   if (mode === 'x') {
     // dx = rstd · (g − mean(g) − x̂ · mean(g ⊙ x̂)),  g = dy ⊙ γ
-    const go = heap.offset(gamma) >> 2;
+    const go = heap.offset(gamma) >>> 2;
     for (let m = 0; m < M; m++) {
       const r = xo + m * D;
       const dr = dyo + m * D;

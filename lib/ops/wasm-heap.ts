@@ -18,17 +18,18 @@
 import * as tf from '@tensorflow/tfjs';
 
 /**
- * The backend's `WebAssembly.Memory`, as far as the kit uses it. Declared here rather than named through the global
- * `WebAssembly` namespace: tslab compiles notebooks with a TypeScript lib that has no WebAssembly types.
+ * The WebAssembly memory as the kit uses it. Declared locally rather than as `WebAssembly.Memory`: tslab compiles the
+ * library for notebooks with its own TypeScript settings, whose lib has no `WebAssembly` namespace.
  */
-export interface WasmMemory {
+export interface WasmMemoryLike {
   readonly buffer: ArrayBuffer;
+  grow(deltaPages: number): number;
 }
 
 /** The emscripten module of the wasm backend (the members we use). */
 interface WasmModule {
   HEAPU8: Uint8Array;
-  asm?: { memory?: WasmMemory };
+  asm?: { memory?: WasmMemoryLike };
   _malloc(bytes: number): number;
   _free(ptr: number): void;
   cwrap(name: string, ret: null, args: string[]): (...args: unknown[]) => void;
@@ -152,7 +153,7 @@ export class Heap {
   }
 
   /** The backend's WebAssembly.Memory (for kernels that import it, lib/ops/wasm-simd.ts). */
-  memory(): WasmMemory | undefined {
+  memory(): WasmMemoryLike | undefined {
     return this.be.wasm.asm?.memory;
   }
 

@@ -73,7 +73,7 @@ export function batchMatMulWasm({ inputs, backend, attrs }: KernelArgs): tf.Tens
   const batch = sizeOf(outer);
   if (batch * M * N === 0) return out;
   if (K === 0) {
-    heap.f32().fill(0, heap.offset(out) >> 2, (heap.offset(out) >> 2) + batch * M * N);
+    heap.f32().fill(0, heap.offset(out) >>> 2, (heap.offset(out) >>> 2) + batch * M * N);
     return out;
   }
   try {
@@ -92,7 +92,7 @@ export function batchMatMulWasm({ inputs, backend, attrs }: KernelArgs): tf.Tens
     }
     const outOff = heap.offset(out);
     if (M * K * N <= 512) {
-      smallProducts(heap.f32(), aOff >> 2, bOff >> 2, outOff >> 2, M, K, N, batch, outer, outerA, outerB);
+      smallProducts(heap.f32(), aOff >>> 2, bOff >>> 2, outOff >>> 2, M, K, N, batch, outer, outerA, outerB);
       return out;
     }
     if (batchB === 1 && batchA === batch) {

@@ -7,7 +7,7 @@
  * Where WebAssembly SIMD is unavailable or the module does not validate, `simdKernels` returns null and callers use
  * their JS loops.
  */
-import type { WasmMemory } from './wasm-heap';
+import type { WasmMemoryLike } from './wasm-heap';
 import { I32, moduleBytes } from './wasm-encode';
 import { geluBody, geluGradBody } from './wasm-simd-gelu';
 import { layerNormBody, layerNormGradBetaBody, layerNormGradGammaBody, layerNormGradXBody } from './wasm-simd-ln';
@@ -42,27 +42,26 @@ export function simdModuleBytes(): Uint8Array {
   ]);
 }
 
-/** The WebAssembly JS API members used here (typed locally: tslab's TypeScript lib has no WebAssembly types). */
+/** The global WebAssembly API (typed locally: tslab's TypeScript lib has no `WebAssembly` namespace). */
 interface WasmApi {
   validate(bytes: Uint8Array): boolean;
   Module: new (bytes: Uint8Array) => object;
-  Instance: new (module: object, imports: Record<string, Record<string, unknown>>) => { exports: unknown };
+  Instance: new (module: object, imports: object) => { exports: unknown };
 }
-const wasmApi = (): WasmApi => (globalThis as unknown as { WebAssembly: WasmApi }).WebAssembly;
+const WA = (globalThis as unknown as { WebAssembly: WasmApi }).WebAssembly;
 
-const cache = new WeakMap<WasmMemory, SimdKernels | null>();
+const cache = new WeakMap<WasmMemoryLike, SimdKernels | null>();
 
 /**
  * The kernels instantiated over `memory` (once per memory), or null where WebAssembly SIMD is unavailable or the
  * module does not validate (the callers then use their JS loops).
  */
-export function simdKernels(memory: WasmMemory | undefined): SimdKernels | null {
+export function simdKernels(memory: WasmMemoryLike | undefined): SimdKernels | null {
   if (!memory) return null;
   if (cache.has(memory)) return cache.get(memory)!;
   let k: SimdKernels | null = null;
   try {
     const bytes = simdModuleBytes();
-    const WA = wasmApi();
     if (WA.validate(bytes)) {
       const inst = new WA.Instance(new WA.Module(bytes), { env: { memory } });
       k = inst.exports as unknown as SimdKernels;
