@@ -10,8 +10,9 @@
  * `notebooks/lib -> ../lib` and `notebooks/data-loaders -> ../data-loaders` (tslab neither compiles files outside the
  * kernel's folder nor resolves directory imports); and the tslab pitfall of shorthand
  * properties: `{ x }` where `x` is a variable of an *earlier* cell compiles but throws `ReferenceError: x is not
- * defined` at run time (tslab 1.0.22 rewrites `x` to `exports.x` everywhere except in shorthand properties), and
- * top-level object destructuring with renamed or nested properties (`const { a: b } = o` becomes a SyntaxError).
+ * defined` at run time (tslab 1.0.22 rewrites `x` to `exports.x` everywhere except in shorthand properties);
+ * object destructuring with renamed, nested or rest elements outside a function in a cell that uses earlier cells'
+ * variables (tslab inserts an `exports` binding into the pattern: SyntaxError at top level, ReferenceError in a block).
  */
 import { readFileSync, writeFileSync, readdirSync, existsSync, statSync } from 'fs';
 import * as path from 'path';
@@ -69,6 +70,12 @@ function topLevelNames(sf: ts.SourceFile): Set<string> {
   return names;
 }
 
+/** Whether `n` lies in a function, arrow, method or accessor (its parameters included). */
+function insideFunction(n: ts.Node): boolean {
+  for (let p = n.parent; p; p = p.parent) if (ts.isFunctionLike(p)) return true;
+  return false;
+}
+
 /** Every name declared anywhere in a cell (any scope): parameters, locals, destructuring, functions... */
 function allDeclaredNames(sf: ts.SourceFile): Set<string> {
   const names = new Set<string>();
@@ -117,7 +124,32 @@ export function notebookProblems(file: string, nb: Notebook, o: { committed?: bo
     }
     const sf = ts.createSourceFile(`cell${i}.ts`, src, ts.ScriptTarget.ES2022, true, ts.ScriptKind.TS);
     const local = allDeclaredNames(sf);
+    let usesEarlier = false;
+    const scan = (n: ts.Node): void => {
+      if (ts.isIdentifier(n) && earlier.has(n.text) && !local.has(n.text)) usesEarlier = true;
+      ts.forEachChild(n, scan);
+    };
+    scan(sf);
     const visit = (n: ts.Node): void => {
+      // In a cell that uses earlier cells' names, tslab 1.0.22 adds a binding named `exports` to every object pattern
+      // declared outside a function whose elements are renamed, nested or rest (`const { a: b } = o` becomes
+      // `const { exports, a: b } = exports.o`): a SyntaxError at top level ("Identifier 'exports' has already been
+      // declared"), a TDZ ReferenceError inside a top-level block or loop. Measured fine: plain `const { a } = o`,
+      // any pattern in a cell that uses no earlier names, and patterns in parameters or function bodies.
+      if (
+        usesEarlier &&
+        ts.isObjectBindingPattern(n) &&
+        ts.isVariableDeclaration(n.parent) &&
+        n.elements.some((e) => e.dotDotDotToken || e.propertyName !== undefined) &&
+        !insideFunction(n)
+      ) {
+        const { line } = sf.getLineAndCharacterOfPosition(n.getStart(sf));
+        out.push(
+          `${rel}: cell ${i} line ${line + 1}: object destructuring '${n.getText(sf)}' (renamed, nested or rest) outside a function ` +
+            `in a cell that uses earlier cells' variables; tslab rewrites it to '{ exports, … } = exports.…' ` +
+            `(SyntaxError or ReferenceError): declare each name with its own const`,
+        );
+      }
       if (ts.isShorthandPropertyAssignment(n)) {
         const name = n.name.text;
         if (earlier.has(name) && !local.has(name)) {
@@ -131,19 +163,6 @@ export function notebookProblems(file: string, nb: Notebook, o: { committed?: bo
       ts.forEachChild(n, visit);
     };
     visit(sf);
-    // tslab 1.0.22 rewrites a top-level `const { a: b } = o` (renamed or nested object pattern) to
-    // `const { exports, a: b } = exports.o`: SyntaxError "Identifier 'exports' has already been declared".
-    for (const st of sf.statements) {
-      if (!ts.isVariableStatement(st)) continue;
-      for (const d of st.declarationList.declarations) {
-        if (!ts.isObjectBindingPattern(d.name) || !d.name.elements.some((e) => e.propertyName !== undefined)) continue;
-        const { line } = sf.getLineAndCharacterOfPosition(d.getStart(sf));
-        out.push(
-          `${rel}: cell ${i} line ${line + 1}: top-level object destructuring with renamed or nested properties ('${d.name.getText(sf)}'); ` +
-            `tslab fails on this (SyntaxError: Identifier 'exports' has already been declared): declare each name with its own const`,
-        );
-      }
-    }
     topLevelNames(sf).forEach((x) => earlier.set(x, i));
   });
   return out;

@@ -69,3 +69,5 @@ export * from './dino/masking';
 export * from './dino/ema';
 export * from './dino/dinov2';
 export * from './dino/explora-dino';
+export * from './train/supervised';
+export * from './train/source-vit';

@@ -93,15 +93,28 @@ describe('notebooks: the hygiene checker can fail', () => {
     assert.match(p[1], /'\{ f \}' uses 'f' from cell 0/);
   });
 
-  it('flags top-level object destructuring with renamed or nested properties (tslab SyntaxError), not plain or local ones', () => {
+  it('flags object destructuring with renamed or nested properties outside functions (tslab SyntaxError), not plain or local ones', () => {
     const n = nb([
       "const scale = notebookScale('smoke');\nconst o = { a: 1, b: { c: 2 } };",
       'const { a } = o;\nconst [x, y] = [1, 2];\nconst { a: A } = o;\nconst { b: { c } } = o;\nfunction f() { const { a: z } = o; return z; }',
     ]);
     const p = notebookProblems(file, n, { committed: true });
     assert.equal(p.length, 2, p.join('\n'));
-    assert.match(p[0], /cell 1 line 3: top-level object destructuring with renamed or nested properties \('\{ a: A \}'\).*SyntaxError/);
+    assert.match(p[0], /cell 1 line 3: object destructuring '\{ a: A \}' \(renamed, nested or rest\) outside a function in a cell that uses earlier cells' variables.*SyntaxError/);
     assert.match(p[1], /cell 1 line 4: .*'\{ b: \{ c \} \}'/);
+  });
+
+  it('flags object rest destructuring outside functions in cells that use earlier cells’ variables, not in parameters or bodies', () => {
+    const n = nb([
+      "import { init } from './lib/index';\nconst scale = notebookScale('smoke');\nconst HP = { t: { a: 1, b: 2 } };",
+      'for (const k of [1]) {\n  const { a: _a, ...opts } = HP.t;\n}',
+      'const x = { a: 1, b: 2 };\nconst { a: _a, ...rest } = x;\nconst [p, ...q] = [1, 2];',
+      // Parameters and function bodies are fine (measured through the kernel).
+      'const r1 = [HP.t].map(({ a, ...r }) => r);\nfunction g() { const { a, ...rest } = HP.t; return rest; }',
+    ]);
+    const p = notebookProblems(file, n, { committed: true });
+    assert.equal(p.length, 1, p.join('\n'));
+    assert.match(p[0], /cell 1 line 2: object destructuring '\{ a: _a, \.\.\.opts \}' \(renamed, nested or rest\) outside a function/);
   });
 
   it('flags kit imports tslab cannot compile', () => {

@@ -119,6 +119,29 @@ describe('notebooks through the real tslab kernel', function () {
     }
   });
 
+  it('02-tome-pyra: token counts, MACs, identity at init, six fine-tuning runs, plots and parameter counts; nothing on stderr', function () {
+    if (!selected('02-tome-pyra.ipynb')) this.skip();
+    const cells = executedCells(path.join(tmp, 'out', '02-tome-pyra.ipynb'));
+    cells.forEach((c, i) => assert.equal(streamText(c, 'stderr'), '', `cell ${i} wrote to stderr`));
+    const text = cells.map((c) => `${streamText(c, 'stdout')}\n${displayText(c)}`).join('\n');
+    assert.match(text, /high\s+\[26,15,10,5,3,1\]\s+65 → 39, 24, 14, 9, 6, 5\s+65 → 39, 24, 14, 9, 6, 5\s+true/, 'tokens per block = schedule');
+    assert.match(text, /vit_base_patch16_224\s+high\s+5\s+5\.071\s+5\.07/, "ViT-B high MACs as the paper's");
+    assert.equal((text.match(/= ToMe \+ LoRA (low|high)\s+0\s+true/g) ?? []).length, 2, 'PYRA = ToMe + LoRA at init, both schedules');
+    assert.match(text, /pyra_vit_b16_low\s+85798656\s+294912\s+9402/);
+    const charts = cells.flatMap(mimes).filter((m) => m === 'application/vnd.plotly.v1+json').length;
+    assert.ok(charts >= 2, `accuracy curves and accuracy-vs-throughput charts (${charts})`);
+    const runs = readdirSync(path.join(tmp, 'runs'));
+    for (const m of ['lora', 'tome-low', 'tome-high', 'pyra-low', 'pyra-high', 'small-lora']) {
+      const dirs = runs.filter((d) => d.startsWith(`tome-pyra-${m}-`));
+      assert.equal(dirs.length, 1, `one run of ${m}: ${runs.join(', ')}`);
+      const info = JSON.parse(readFileSync(path.join(tmp, 'runs', dirs[0], 'run.json'), 'utf8'));
+      assert.equal(info.status, 'done');
+      assert.equal(info.config.scale, 'ci');
+      assert.ok(info.summary.finalTestAcc >= 0 && info.summary.finalTestAcc <= 1);
+      if (m.startsWith('pyra')) assert.equal(info.summary.lastBlockWD, 0, 'the last merging block\'s W_D never moves');
+    }
+  });
+
   it('the exported HTML draws the plotly chart in headless Chromium (no network)', function () {
     if (!selected('00-quickstart.ipynb')) this.skip();
     const chromium = chromiumPath();
