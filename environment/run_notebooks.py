@@ -138,7 +138,26 @@ def cell_seconds(cell):
         return None
 
 
-def run_one(path, args):
+def run_one(path, args, attempts=3):
+    """Run one notebook; a kernel that fails to *start* (no cell reached) is retried with a fresh kernel.
+
+    tslab 1.0.22 over zeromq sometimes fails its first kernel_info reply under load ("Socket is blocked by a bind or
+    unbind operation", EBUSY; seen on the 2-core machines) and never answers: that is not the notebook's fault.
+    """
+    for attempt in range(1, attempts + 1):
+        try:
+            return run_attempt(path, args)
+        except KernelStartError as e:
+            if attempt == attempts:
+                raise SystemExit(f'run_notebooks: {path}: the kernel did not start after {attempts} attempts: {e}')
+            print(f'run_notebooks: {path}: the kernel did not start ({e}); retrying with a fresh kernel', file=sys.stderr)
+
+
+class KernelStartError(Exception):
+    pass
+
+
+def run_attempt(path, args):
     nb = nbformat.read(path, as_version=4)
     ks = nb.metadata.get('kernelspec', {}).get('name')
     if ks and ks != args.kernel:
@@ -164,6 +183,7 @@ def run_one(path, args):
         resources={'metadata': {'path': cwd}},
         on_cell_error=on_error,
         on_cell_execute=on_execute,
+        startup_timeout=120,
     )
     t0 = time.time()
     error = None
@@ -172,10 +192,16 @@ def run_one(path, args):
     except CellTimeoutError as e:
         error = f"{path}: cell {current.get('index')} exceeded the {args.timeout} s timeout\n{str(e).strip()[:2000]}"
     except DeadKernelError as e:
+        if 'index' not in current:
+            raise KernelStartError(str(e).strip()[:300]) from e
         error = f'{path}: the kernel died ({e}); see the kernel output above'
     except CellExecutionError:
         idx = failed.get('index')
         error = cell_error_message(path, nb.cells[idx], idx) if idx is not None else f'{path}: a cell failed'
+    except RuntimeError as e:  # nbclient: "Kernel didn't respond in N seconds" while starting
+        if 'index' not in current:
+            raise KernelStartError(str(e).strip()[:300]) from e
+        raise
     if error is None and args.allow_errors and 'index' in failed:
         idx = failed['index']
         error = cell_error_message(path, nb.cells[idx], idx)
