@@ -71,3 +71,4 @@ export * from './dino/dinov2';
 export * from './dino/explora-dino';
 export * from './train/supervised';
 export * from './train/source-vit';
+export * from './io/timm';

@@ -14,8 +14,8 @@
 import * as tf from '@tensorflow/tfjs';
 import { ParamTree, flattenTree } from '../tree';
 import { Optimizer } from '../train/optim';
-import { readSafetensors, writeSafetensors, TensorToWrite, SafeTensor } from './safetensors';
-import { resizeGridEmbed } from '../vit/posembed';
+import { readSafetensors, writeSafetensors, TensorToWrite, SafeTensor, SafeFile } from './safetensors';
+import { resizeGridEmbed, ResizeSpec } from '../vit/posembed';
 
 export const CHECKPOINT_FORMAT = 'vitpeft/1';
 
@@ -110,6 +110,8 @@ export interface LoadOptions {
   stripPrefixes?: string[];
   /** Resize `pos_embed` tables of another square grid bicubically (CLS slot kept) instead of refusing them. */
   resizePosEmbed?: boolean;
+  /** Interpolation for `resizePosEmbed`: 'size' (default; MAE's interpolate_pos_embed) or 'size-antialias' (timm's). */
+  resizeMode?: ResizeSpec['mode'];
 }
 
 export interface LoadReport {
@@ -140,7 +142,20 @@ export function loadCheckpoint(
   into: { params: ParamTree | ReadonlyMap<string, tf.Variable>; optimizer?: Optimizer },
   opts: LoadOptions = {},
 ): LoadReport {
-  const { tensors, metadata } = readSafetensors(file);
+  return loadTensors(readSafetensors(file), file, into, opts);
+}
+
+/**
+ * `loadCheckpoint` on tensors already in memory (e.g. a converted timm state dict, see io/timm.ts): same validation,
+ * same all-or-nothing assignment. `file` only names the source in error messages.
+ */
+export function loadTensors(
+  source: SafeFile,
+  file: string,
+  into: { params: ParamTree | ReadonlyMap<string, tf.Variable>; optimizer?: Optimizer },
+  opts: LoadOptions = {},
+): LoadReport {
+  const { tensors, metadata } = source;
   let meta: Record<string, unknown> = {};
   if (metadata.vitpeft) {
     try {
@@ -208,7 +223,7 @@ export function loadCheckpoint(
         const r = tf.tidy(() => {
           const D = t.shape[2] as number;
           const cls = t.slice([0, 0, 0], [1, 1, D]);
-          const grid = resizeGridEmbed(t.slice([0, 1, 0], [1, fromN, D]) as tf.Tensor3D, { from: [fg, fg], to: [tg, tg], mode: 'size' });
+          const grid = resizeGridEmbed(t.slice([0, 1, 0], [1, fromN, D]) as tf.Tensor3D, { from: [fg, fg], to: [tg, tg], mode: opts.resizeMode ?? 'size' });
           return tf.concat([cls, grid], 1);
         });
         t.dispose();

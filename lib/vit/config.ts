@@ -31,8 +31,12 @@ export interface VitConfig {
   posEmbed: 'learned' | 'sincos';
   /** Grid side the stored position embedding was made for (DINOv2: 37 = 518/14). Default: the input grid. */
   posEmbedGrid: number | readonly [number, number] | null;
-  /** How a learned pos-embed is resized to another grid: PyTorch bicubic by output 'size', or DINOv2's scale factor with +0.1 'offset'. */
-  posEmbedInterp: 'size' | 'dinov2-offset';
+  /**
+   * How a learned pos-embed is resized to another grid: 'size-antialias' = timm's `resample_abs_pos_embed`
+   * (PyTorch bicubic with antialias=True; timm presets), 'size' = PyTorch bicubic without antialias (MAE's
+   * interpolate_pos_embed), 'dinov2-offset' = DINOv2's scale factor with +0.1 (DINOv2 presets).
+   */
+  posEmbedInterp: 'size' | 'size-antialias' | 'dinov2-offset';
   /** LayerNorm epsilon (1e-6 in DINOv2, MAE, SatMAE, timm ViT). */
   normEps: number;
   /** 'cls' → norm then CLS token; 'avg' → mean of patch tokens (pre-norm) then fc_norm (MAE fine-tune, ExPLoRA fine-tune). */
@@ -67,7 +71,7 @@ const BASE: VitConfig = {
   maskToken: false,
   posEmbed: 'learned',
   posEmbedGrid: null,
-  posEmbedInterp: 'size',
+  posEmbedInterp: 'size-antialias',
   normEps: 1e-6,
   pool: 'cls',
   numClasses: 0,
@@ -93,7 +97,7 @@ const DINOV2 = {
   dropPathMode: 'uniform',
 } as const;
 
-const MAE = { posEmbed: 'sincos', init: 'mae' } as const;
+const MAE = { posEmbed: 'sincos', init: 'mae', posEmbedInterp: 'size' } as const;
 
 /** Named presets (timm-style names). */
 export const VIT_PRESETS = {
@@ -174,7 +178,7 @@ export function validateVitConfig(cfg: VitConfig): VitConfig {
     if (!valid.includes(cfg[k])) throw new Error(`VitConfig.${k}: expected one of ${valid.join(', ')}, got ${String(cfg[k])}`);
   };
   oneOf('posEmbed', ['learned', 'sincos']);
-  oneOf('posEmbedInterp', ['size', 'dinov2-offset']);
+  oneOf('posEmbedInterp', ['size', 'size-antialias', 'dinov2-offset']);
   oneOf('pool', ['cls', 'avg']);
   oneOf('dropPathMode', ['linear', 'uniform']);
   oneOf('init', ['timm', 'dinov2', 'mae']);

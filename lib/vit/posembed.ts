@@ -7,7 +7,12 @@
  *
  * Bicubic (PyTorch `F.interpolate(mode='bicubic', align_corners=False)`): cubic convolution with a = -0.75, source
  * coordinate (dst + 0.5)·scale − 0.5 where scale = in/out (size mode) or 1/scale_factor (DINOv2's scale-factor mode,
- * with scale_factor = (out + 0.1)/in), taps clamped at the borders. The resize of a [h·w, D] table is one matMul by
+ * with scale_factor = (out + 0.1)/in), taps clamped at the borders.
+ *
+ * Antialiased bicubic (PyTorch `F.interpolate(..., antialias=True)`, what timm's `resample_abs_pos_embed` uses by
+ * default, both for `dynamic_img_size` and when loading a checkpoint at another size): Keys' cubic with a = -0.5
+ * (Pillow's), centre (dst + 0.5)·scale, support 2·max(scale, 1) (the kernel is stretched by `scale` when shrinking),
+ * taps outside the input dropped and the remaining weights renormalised to sum 1 (no border clamping). The resize of a [h·w, D] table is one matMul by
  * the Kronecker product of the two 1-D interpolation matrices, so it is differentiable and runs on any backend.
  */
 import * as tf from '@tensorflow/tfjs';
@@ -77,6 +82,39 @@ export function bicubicMatrix(inSize: number, outSize: number, scaleFactor?: num
   return m;
 }
 
+/**
+ * 1-D antialiased bicubic matrix [outSize, inSize] (PyTorch `antialias=True`, align_corners=False, size mode):
+ * scale = in/out; taps j ∈ [max(0, ⌊c − s + 0.5⌋), min(in, ⌊c + s + 0.5⌋)) with c = (o + 0.5)·scale, s = 2·max(scale, 1),
+ * weight cubic_{-0.5}((j − c + 0.5)/max(scale, 1)), normalised per row.
+ */
+export function bicubicMatrixAA(inSize: number, outSize: number): Float32Array {
+  const m = new Float32Array(outSize * inSize);
+  const scale = inSize / outSize;
+  const support = 2 * Math.max(scale, 1);
+  const inv = scale >= 1 ? 1 / scale : 1;
+  const filt = (x: number): number => {
+    const t = Math.abs(x);
+    const a = -0.5;
+    if (t < 1) return ((a + 2) * t - (a + 3)) * t * t + 1;
+    if (t < 2) return ((a * t - 5 * a) * t + 8 * a) * t - 4 * a;
+    return 0;
+  };
+  for (let o = 0; o < outSize; o++) {
+    const c = scale * (o + 0.5);
+    const lo = Math.max(Math.trunc(c - support + 0.5), 0);
+    const hi = Math.min(Math.trunc(c + support + 0.5), inSize);
+    const w: number[] = [];
+    let total = 0;
+    for (let j = lo; j < hi; j++) {
+      const v = filt((j - c + 0.5) * inv);
+      w.push(v);
+      total += v;
+    }
+    for (let j = lo; j < hi; j++) m[o * inSize + j] = total !== 0 ? w[j - lo] / total : w[j - lo];
+  }
+  return m;
+}
+
 /** Kronecker product of [a, b] and [c, d] row-major matrices → [a·c, b·d]. */
 function kron(A: Float32Array, ar: number, ac: number, B: Float32Array, br: number, bc: number): Float32Array {
   const out = new Float32Array(ar * br * ac * bc);
@@ -94,8 +132,11 @@ function kron(A: Float32Array, ar: number, ac: number, B: Float32Array, br: numb
 export interface ResizeSpec {
   from: [number, number];
   to: [number, number];
-  /** 'size': PyTorch size-based; 'dinov2-offset': DINOv2's scale factor (to + 0.1)/from. */
-  mode: 'size' | 'dinov2-offset';
+  /**
+   * 'size': PyTorch bicubic by output size (MAE's interpolate_pos_embed); 'size-antialias': the same with
+   * antialias=True (timm's resample_abs_pos_embed default); 'dinov2-offset': DINOv2's scale factor (to + 0.1)/from.
+   */
+  mode: 'size' | 'size-antialias' | 'dinov2-offset';
 }
 
 const matrixCache = new Map<string, Float32Array>();
@@ -108,8 +149,9 @@ export function gridResizeMatrix(spec: ResizeSpec): Float32Array {
     const [fh, fw] = spec.from;
     const [th, tw] = spec.to;
     const sf = (t: number, f: number): number | undefined => (spec.mode === 'dinov2-offset' ? (t + 0.1) / f : undefined);
-    const rh = bicubicMatrix(fh, th, sf(th, fh));
-    const rw = bicubicMatrix(fw, tw, sf(tw, fw));
+    const aa = spec.mode === 'size-antialias';
+    const rh = aa ? bicubicMatrixAA(fh, th) : bicubicMatrix(fh, th, sf(th, fh));
+    const rw = aa ? bicubicMatrixAA(fw, tw) : bicubicMatrix(fw, tw, sf(tw, fw));
     m = kron(rh, th, fh, rw, tw, fw);
     matrixCache.set(key, m);
   }
