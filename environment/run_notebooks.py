@@ -51,8 +51,11 @@ def ensure_kernel(kernel_name):
     ok = False
     if os.path.exists(spec):
         with open(spec) as f:
-            argv = json.load(f).get('argv', [])
-        ok = bool(argv) and os.path.abspath(argv[0]) == TSLAB and os.path.exists(argv[0])
+            ks = json.load(f)
+        argv = ks.get('argv', [])
+        preload = os.path.join(ROOT, 'environment', 'tslab-preload.js')
+        ok = (bool(argv) and os.path.abspath(argv[0]) == TSLAB and os.path.exists(argv[0])
+              and preload in ks.get('env', {}).get('NODE_OPTIONS', ''))
     if not ok:
         if not os.path.exists(TSLAB):
             die(f'{TSLAB} not found: run `npm ci` first')

@@ -6,7 +6,7 @@
  */
 import { strict as assert } from 'assert';
 import { spawnSync } from 'child_process';
-import { mkdtempSync, readFileSync, rmSync, realpathSync } from 'fs';
+import { mkdtempSync, readFileSync, rmSync, realpathSync, writeFileSync } from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { ROOT, PYTHON, JUPYTER_PATH, jupyterMissing, chromiumPath, runNotebooks, executedCells, streamText, mimes } from './notebook-harness';
@@ -33,6 +33,32 @@ describe('notebook runner and kernel (real tslab kernel)', function () {
     const spec = JSON.parse(readFileSync(path.join(JUPYTER_PATH, 'kernels', 'tslab', 'kernel.json'), 'utf8'));
     assert.deepEqual(spec.argv, [path.join(ROOT, 'node_modules', '.bin', 'tslab'), 'kernel', '--config-path', '{connection_file}']);
     assert.equal(spec.language, 'typescript');
+    assert.equal(spec.env?.NODE_OPTIONS, `--require ${JSON.stringify(path.join(ROOT, 'environment', 'tslab-preload.js'))}`);
+  });
+
+  it('the kernel runs with zeromq sends serialised (preload) and delivers a burst of output in order', () => {
+    const nb = {
+      cells: [
+        `const z = require(require.resolve('zeromq', { paths: [${JSON.stringify(path.join(ROOT, 'node_modules', 'tslab'))}] }));\n` +
+          "let o = z.Publisher.prototype;\nwhile (!Object.prototype.hasOwnProperty.call(o, 'send')) o = Object.getPrototypeOf(o);\n" +
+          "console.log('serialised', Boolean((z.Publisher.prototype.send as any)[Symbol.for('vitpeft.zmqSerialSend')]));",
+        "for (let i = 0; i < 300; i++) console.log('line ' + i);",
+      ].map((source, i) => ({ cell_type: 'code', id: `c${i}`, metadata: {}, source, outputs: [], execution_count: null })),
+      metadata: { kernelspec: { display_name: 'TypeScript', language: 'typescript', name: 'tslab' } },
+      nbformat: 4,
+      nbformat_minor: 5,
+    };
+    const dir = mkdtempSync(path.join(tmp, 'burst-'));
+    const file = path.join(dir, 'burst.ipynb');
+    writeFileSync(file, JSON.stringify(nb));
+    const r = runNotebooks(['--no-html', file], path.join(tmp, 'burst-out'));
+    assert.equal(r.status, 0, r.stderr);
+    assert.doesNotMatch(r.stderr, /tslab-preload: zeromq sends not serialised/);
+    const cells = JSON.parse(readFileSync(path.join(tmp, 'burst-out', 'burst.ipynb'), 'utf8')).cells;
+    const text = (c: { outputs: { text?: string | string[] }[] }) => c.outputs.map((o) => [o.text ?? ''].flat().join('')).join('');
+    assert.equal(text(cells[0]).trim(), 'serialised true');
+    const lines = text(cells[1]).trim().split('\n');
+    assert.deepEqual(lines, Array.from({ length: 300 }, (_, i) => `line ${i}`));
   });
 
   it('a failing cell fails the run with the real message: a thrown error and a type error', () => {
