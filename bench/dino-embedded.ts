@@ -13,7 +13,7 @@ import * as tf from '@tensorflow/tfjs';
 import { init, backendReport } from '../lib/backend';
 import { loadEmbedded } from '../data-loaders/embedded';
 import { Loader } from '../data-loaders/dataset';
-import { createExploraDino, dExploraConfig, exploraDinoViews, trainExploraDino } from '../lib/dino/explora-dino';
+import { createExploraDino, dExploraConfig, exploraDinoViews, trainExploraDino } from '../recipes/explora-dino';
 import { CENTERING, SINKHORN_KNOPP } from '../lib/dino/teacher';
 
 function envInt(name: string, dflt: number): number {

@@ -4,7 +4,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { init } from '../lib/backend';
-import { createExploraDino } from '../lib/dino/explora-dino';
+import { createExploraDino } from '../recipes/explora-dino';
 import { formatTrainSummary } from '../lib/peft/trainable';
 (async () => {
   await init();

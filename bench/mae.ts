@@ -11,7 +11,7 @@ import * as tf from '@tensorflow/tfjs';
 import { init, backendReport } from '../lib/backend';
 import { Rng } from '../lib/rng';
 import { createMae, maeForward, maeVariables, disposeMae } from '../lib/mae/mae';
-import { setupExploraMae } from '../lib/mae/explora-mae';
+import { setupExploraMae } from '../recipes/explora-mae';
 import { Optimizer, ADAMW_MAE } from '../lib/train/optim';
 import { trainStep } from '../lib/train/step';
 

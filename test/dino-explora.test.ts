@@ -26,7 +26,7 @@ import {
   mergeExploraDinoEncoder,
   DExploraConfig,
   DExploraRun,
-} from '../lib/dino/explora-dino';
+} from '../recipes/explora-dino';
 import { SINKHORN_KNOPP } from '../lib/dino/teacher';
 import { scheduleAt } from '../lib/train/schedule';
 import { readSafetensors } from '../lib/io/safetensors';

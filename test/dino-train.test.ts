@@ -15,7 +15,7 @@ import { strict as assert } from 'assert';
 import { loadEmbedded } from '../data-loaders/embedded';
 import { Loader } from '../data-loaders/dataset';
 import { SINKHORN_KNOPP } from '../lib/dino/teacher';
-import { createExploraDino, dExploraConfig, exploraDinoViews, trainExploraDino, DinoStepMetrics } from '../lib/dino/explora-dino';
+import { createExploraDino, dExploraConfig, exploraDinoViews, trainExploraDino, DinoStepMetrics } from '../recipes/explora-dino';
 
 const STEPS = 24;
 

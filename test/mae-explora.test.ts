@@ -20,7 +20,7 @@ import {
   exploraMaeLr,
   exploraMaeTrain,
   EXPLORA_MAE_TRAIN,
-} from '../lib/mae/explora-mae';
+} from '../recipes/explora-mae';
 import { exploraRecipe } from '../lib/peft/explora';
 import { formatTrainSummary } from '../lib/peft/trainable';
 import { scheduleAt } from '../lib/train/schedule';

@@ -7,7 +7,7 @@ import { scheduleAt } from '../lib/train/schedule';
 import { vitShapes } from '../lib/peft/shapes';
 import { planLora, loraPlanCount, loraConfig, qvTarget, loraVariables } from '../lib/peft/lora';
 import { classifyParams } from '../lib/peft/trainable';
-import { EXPLORA_FINETUNE, FINETUNE_SPEC, finetuneVitOverrides, setupFinetune } from '../lib/peft/finetune';
+import { EXPLORA_FINETUNE, FINETUNE_SPEC, finetuneVitOverrides, setupFinetune } from '../recipes/finetune';
 import { maxAbsDiff, randArray } from './util';
 
 const MICRO = { imgSize: 16, patchSize: 8, embedDim: 32, depth: 2, numHeads: 2 } as const;

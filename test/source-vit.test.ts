@@ -13,11 +13,11 @@ import { makeImg } from '../data-loaders/image';
 import { Rng } from '../lib/rng';
 import { vitForward } from '../lib/vit/forward';
 import { disposeVit, vitVariables } from '../lib/vit/params';
-import { SUPERVISED_RECIPE, trainSupervised, datasetAccuracy, checkRecipe } from '../lib/train/supervised';
+import { SUPERVISED_RECIPE, trainSupervised, datasetAccuracy, checkRecipe } from '../recipes/supervised';
 import {
   SOURCE_VIT_SPECS, SourceVitSpec, sourceVitSpec, sourceVitFile, pretrainSourceVit, saveSourceVit, loadSourceVit,
   sourceVitMismatch, readSourceVitRecord, readSourceVitSidecar, jsonDiff,
-} from '../lib/train/source-vit';
+} from '../recipes/source-vit';
 
 /** Two classes at 8 px: a bright vs a dark square in the top-left quadrant, on noise. */
 function toyDataset(n: number, seed: number, name: string): Dataset {

@@ -14,7 +14,7 @@ import { loraParamCount } from '../lib/peft/lora';
 import { countPyraParams } from '../lib/tome/pyra';
 import { tomeHooks, finalSizes } from '../lib/tome/hooks';
 import { measureModelThroughput } from '../lib/tome/throughput';
-import { PYRA_PRESETS, pyraParamReport, buildPyraModel, mergeForInference, pyraPreset, PyraPresetConfig, presetSchedule } from '../lib/tome/presets';
+import { PYRA_PRESETS, pyraParamReport, buildPyraModel, mergeForInference, pyraPreset, PyraPresetConfig, presetSchedule } from '../recipes/pyra-presets';
 import { saveCheckpoint, loadCheckpoint } from '../lib/io/checkpoint';
 import { readSafetensors } from '../lib/io/safetensors';
 import * as fs from 'fs';

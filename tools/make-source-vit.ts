@@ -12,7 +12,7 @@ import { mkdirSync } from 'fs';
 import { execFileSync } from 'child_process';
 import { init } from '../lib/backend';
 import { disposeVit } from '../lib/vit/params';
-import { SOURCE_VIT_SPECS, SourceVitName, SourceVitSpec, sourceVitSpec, sourceVitFile, pretrainSourceVit, saveSourceVit } from '../lib/train/source-vit';
+import { SOURCE_VIT_SPECS, SourceVitName, SourceVitSpec, sourceVitSpec, sourceVitFile, pretrainSourceVit, saveSourceVit } from '../recipes/source-vit';
 
 function arg(name: string): string | undefined {
   const i = process.argv.indexOf(`--${name}`);

@@ -16,17 +16,17 @@
  *   await trainLoop({params: ft.selection.trainable, optimizer: ft.optimizer(), loss: ft.loss, lr: ft.lrSchedule(itersPerEpoch), ...});
  */
 import * as tf from '@tensorflow/tfjs';
-import { Rng } from '../rng';
-import { fillInit } from '../init';
-import { checkKeys } from '../check';
-import { Vit } from '../vit/params';
-import { VitConfig } from '../vit/config';
-import { vitForward } from '../vit/forward';
-import { crossEntropy } from '../train/loss';
-import { Optimizer, OptimizerConfig, ADAMW_DEFAULTS, layerDecayScale } from '../train/optim';
-import { Schedule, scaledLr } from '../train/schedule';
-import { LoraAdapters, createLora, qvTarget, QkvSlice, loraHooks, disposeLora } from './lora';
-import { TrainSelection, selectTrainable, FREEZE_REST, TrainSpec } from './trainable';
+import { Rng } from '../lib/rng';
+import { fillInit } from '../lib/init';
+import { checkKeys } from '../lib/check';
+import { Vit } from '../lib/vit/params';
+import { VitConfig } from '../lib/vit/config';
+import { vitForward } from '../lib/vit/forward';
+import { crossEntropy } from '../lib/train/loss';
+import { Optimizer, OptimizerConfig, ADAMW_DEFAULTS, layerDecayScale } from '../lib/train/optim';
+import { Schedule, scaledLr } from '../lib/train/schedule';
+import { LoraAdapters, createLora, qvTarget, QkvSlice, loraHooks, disposeLora } from '../lib/peft/lora';
+import { TrainSelection, selectTrainable, FREEZE_REST, TrainSpec } from '../lib/peft/trainable';
 
 export interface FinetunePreset {
   rank: number;

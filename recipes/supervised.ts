@@ -8,17 +8,17 @@
  * normalisation; evaluation: normalisation only.
  */
 import * as tf from '@tensorflow/tfjs';
-import { checkKeys } from '../check';
-import { Vit, vitVariables } from '../vit/params';
-import { imgHW } from '../vit/config';
-import { vitForward, VitHooks } from '../vit/forward';
-import { Optimizer, ADAMW_DEFAULTS } from './optim';
-import { trainLoop, StepInfo } from './step';
-import { crossEntropy } from './loss';
-import { Schedule } from './schedule';
-import { Dataset, Loader, disposeBatch, SampleTransform } from '../../data-loaders/dataset';
-import { compose, normalizeWith, randomHFlip, randomResizedCrop } from '../../data-loaders/augment';
-import { NormStats, IMAGENET_STATS } from '../../data-loaders/transforms';
+import { checkKeys } from '../lib/check';
+import { Vit, vitVariables } from '../lib/vit/params';
+import { imgHW } from '../lib/vit/config';
+import { vitForward, VitHooks } from '../lib/vit/forward';
+import { Optimizer, ADAMW_DEFAULTS } from '../lib/train/optim';
+import { trainLoop, StepInfo } from '../lib/train/step';
+import { crossEntropy } from '../lib/train/loss';
+import { Schedule } from '../lib/train/schedule';
+import { Dataset, Loader, disposeBatch, SampleTransform } from '../data-loaders/dataset';
+import { compose, normalizeWith, randomHFlip, randomResizedCrop } from '../data-loaders/augment';
+import { NormStats, IMAGENET_STATS } from '../data-loaders/transforms';
 
 export interface SupervisedRecipe {
   steps: number;

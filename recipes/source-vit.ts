@@ -10,16 +10,16 @@
  * notebook never fine-tunes a backbone made with other settings by accident.
  */
 import { existsSync, readFileSync } from 'fs';
-import { checkKeys, lookup } from '../check';
-import { VitConfig, VitPresetName, vitConfig } from '../vit/config';
-import { Vit, createVit, disposeVit } from '../vit/params';
-import { saveCheckpoint, loadCheckpoint } from '../io/checkpoint';
-import { readSafetensors, writeFileAtomic } from '../io/safetensors';
-import { backendReport } from '../backend';
+import { checkKeys, lookup } from '../lib/check';
+import { VitConfig, VitPresetName, vitConfig } from '../lib/vit/config';
+import { Vit, createVit, disposeVit } from '../lib/vit/params';
+import { saveCheckpoint, loadCheckpoint } from '../lib/io/checkpoint';
+import { readSafetensors, writeFileAtomic } from '../lib/io/safetensors';
+import { backendReport } from '../lib/backend';
 import { SupervisedRecipe, SupervisedResult, SUPERVISED_RECIPE, checkRecipe, trainSupervised } from './supervised';
-import { StepInfo } from './step';
-import { loadEmbedded } from '../../data-loaders/embedded';
-import { Dataset } from '../../data-loaders/dataset';
+import { StepInfo } from '../lib/train/step';
+import { loadEmbedded } from '../data-loaders/embedded';
+import { Dataset } from '../data-loaders/dataset';
 
 export interface SourceVitSpec {
   /** Names the file: `source-vit-<tag>.safetensors`. */

@@ -19,18 +19,18 @@
  * batch, so `itersPerEpoch` = dataset size / effective batch.
  */
 import * as tf from '@tensorflow/tfjs';
-import { checkKeys, lookup } from '../check';
-import { Rng } from '../rng';
-import { ParamTree } from '../tree';
-import { Optimizer, OptimizerConfig, ADAMW_MAE } from '../train/optim';
-import { Schedule, scaledLr, checkSchedule } from '../train/schedule';
-import { VitHooks } from '../vit/forward';
-import { Vit } from '../vit/params';
-import { applyExplora, exploraRecipe, ExploraRecipe, ExploraSetup, EXPLORA_PRESETS } from '../peft/explora';
-import { loraHooks, mergeLora } from '../peft/lora';
-import { Mae, maeForward } from './mae';
-import { SatMaeGroup, satMaeGroupForward } from './satmae-group';
-import { SatMaeTemporal, satMaeTemporalForward, Timestamps } from './satmae-temporal';
+import { checkKeys, lookup } from '../lib/check';
+import { Rng } from '../lib/rng';
+import { ParamTree } from '../lib/tree';
+import { Optimizer, OptimizerConfig, ADAMW_MAE } from '../lib/train/optim';
+import { Schedule, scaledLr, checkSchedule } from '../lib/train/schedule';
+import { VitHooks } from '../lib/vit/forward';
+import { Vit } from '../lib/vit/params';
+import { applyExplora, exploraRecipe, ExploraRecipe, ExploraSetup, EXPLORA_PRESETS } from '../lib/peft/explora';
+import { loraHooks, mergeLora } from '../lib/peft/lora';
+import { Mae, maeForward } from '../lib/mae/mae';
+import { SatMaeGroup, satMaeGroupForward } from '../lib/mae/satmae-group';
+import { SatMaeTemporal, satMaeTemporalForward, Timestamps } from '../lib/mae/satmae-temporal';
 
 /** MAE-objective optimisation settings of an ExPLoRA run. */
 export interface ExploraMaeTrain {

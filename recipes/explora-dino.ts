@@ -28,26 +28,26 @@
  * one iteration later).
  */
 import * as tf from '@tensorflow/tfjs';
-import { checkKeys, lookup } from '../check';
-import { Rng } from '../rng';
-import { ParamTree, newScope, flattenTree } from '../tree';
-import { VitConfig, VitPresetName } from '../vit/config';
-import { Vit, createVit, disposeVit } from '../vit/params';
-import { VitHooks, checkImages } from '../vit/forward';
-import { Optimizer, OptimizerConfig, ADAMW_DEFAULTS, layerId } from '../train/optim';
-import { Schedule, checkSchedule, scheduleAt } from '../train/schedule';
-import { clipByGlobalNorm } from '../train/step';
-import { applyExplora, ExploraRecipe, ExploraSetup, exploraRecipe, countExplora } from '../peft/explora';
-import { vitShapes } from '../peft/shapes';
-import { TrainSummary } from '../peft/trainable';
-import { LoraAdapters, cloneLora, disposeLora, loraHooks, loraVariables, mergeLora } from '../peft/lora';
-import { saveCheckpoint, loadCheckpoint, LoadReport } from '../io/checkpoint';
-import { dinoMultiCrop, MultiCropOptions } from '../../data-loaders/augment';
-import { Loader, ViewsTransform, disposeBatch } from '../../data-loaders/dataset';
-import { DinoHeads, createDinoHeads, disposeDinoHeads, dinoHeadVariables, isLastLayer } from './head';
-import { teacherTempSchedule } from './teacher';
-import { IbotMasks, ibotMasks } from './masking';
-import { EmaPair, emaPairs, emaUpdate, teacherMomentumSchedule } from './ema';
+import { checkKeys, lookup } from '../lib/check';
+import { Rng } from '../lib/rng';
+import { ParamTree, newScope, flattenTree } from '../lib/tree';
+import { VitConfig, VitPresetName } from '../lib/vit/config';
+import { Vit, createVit, disposeVit } from '../lib/vit/params';
+import { VitHooks, checkImages } from '../lib/vit/forward';
+import { Optimizer, OptimizerConfig, ADAMW_DEFAULTS, layerId } from '../lib/train/optim';
+import { Schedule, checkSchedule, scheduleAt } from '../lib/train/schedule';
+import { clipByGlobalNorm } from '../lib/train/step';
+import { applyExplora, ExploraRecipe, ExploraSetup, exploraRecipe, countExplora } from '../lib/peft/explora';
+import { vitShapes } from '../lib/peft/shapes';
+import { TrainSummary } from '../lib/peft/trainable';
+import { LoraAdapters, cloneLora, disposeLora, loraHooks, loraVariables, mergeLora } from '../lib/peft/lora';
+import { saveCheckpoint, loadCheckpoint, LoadReport } from '../lib/io/checkpoint';
+import { dinoMultiCrop, MultiCropOptions } from '../data-loaders/augment';
+import { Loader, ViewsTransform, disposeBatch } from '../data-loaders/dataset';
+import { DinoHeads, createDinoHeads, disposeDinoHeads, dinoHeadVariables, isLastLayer } from '../lib/dino/head';
+import { teacherTempSchedule } from '../lib/dino/teacher';
+import { IbotMasks, ibotMasks } from '../lib/dino/masking';
+import { EmaPair, emaPairs, emaUpdate, teacherMomentumSchedule } from '../lib/dino/ema';
 import {
   Dinov2Objective,
   Dinov2ObjectiveOverrides,
@@ -62,7 +62,7 @@ import {
   dinov2Targets,
   dinov2StudentLoss,
   collapseMetrics,
-} from './dinov2';
+} from '../lib/dino/dinov2';
 
 /** Optimisation settings of a DINOv2-objective run (upstream `optim.*`, `train.*`, `teacher.*`). */
 export interface DinoTrain {

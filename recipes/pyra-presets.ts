@@ -16,17 +16,17 @@
  * +24,766 / 24,768 (0.40 %).
  */
 import * as tf from '@tensorflow/tfjs';
-import { checkKeys, lookup } from '../check';
-import { VitPresetName, VitConfig } from '../vit/config';
-import { Vit } from '../vit/params';
-import { VitHooks } from '../vit/forward';
-import { countParams } from '../tree';
-import { vitShapes } from '../peft/shapes';
-import { createLora, disposeLora, loraHooks, LoraAdapters, LoraConfig, LoraInit, loraPlanCount, planLora, loraConfig, mergeLora } from '../peft/lora';
-import { selectTrainable, FREEZE_REST, TrainSummary } from '../peft/trainable';
-import { RSchedule, resolveSchedule, pyraSchedule, PyraSchedulePreset, PYRA_SCHEDULES } from './schedule';
-import { createPyra, disposePyra, Pyra, pyraParamCount } from './pyra';
-import { tomeHooks, pyraHooks } from './hooks';
+import { checkKeys, lookup } from '../lib/check';
+import { VitPresetName, VitConfig } from '../lib/vit/config';
+import { Vit } from '../lib/vit/params';
+import { VitHooks } from '../lib/vit/forward';
+import { countParams } from '../lib/tree';
+import { vitShapes } from '../lib/peft/shapes';
+import { createLora, disposeLora, loraHooks, LoraAdapters, LoraConfig, LoraInit, loraPlanCount, planLora, loraConfig, mergeLora } from '../lib/peft/lora';
+import { selectTrainable, FREEZE_REST, TrainSummary } from '../lib/peft/trainable';
+import { RSchedule, resolveSchedule, pyraSchedule, PyraSchedulePreset, PYRA_SCHEDULES } from '../lib/tome/schedule';
+import { createPyra, disposePyra, Pyra, pyraParamCount } from '../lib/tome/pyra';
+import { tomeHooks, pyraHooks } from '../lib/tome/hooks';
 
 export type PyraMethod = 'pyra' | 'tome' | 'lora';
 
