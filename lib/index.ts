@@ -16,6 +16,7 @@ export * from './vit/posembed';
 export * from './vit/forward';
 export * from './ops/nn';
 export * from './train/optim';
+export * from './train/groups';
 export * from './train/schedule';
 export * from './train/loss';
 export * from './train/step';

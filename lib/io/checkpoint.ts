@@ -93,10 +93,70 @@ export function saveCheckpoint(file: string, parts: SaveParts): void {
   const meta = {
     format: CHECKPOINT_FORMAT,
     layout: 'torch',
-    ...(parts.optimizer ? { step: parts.optimizer.step, optimizer: parts.optimizer.config } : {}),
+    ...(parts.optimizer ? optimizerMeta(parts.optimizer) : {}),
     ...(parts.meta ?? {}),
   };
   writeSafetensors(file, out, { vitpeft: JSON.stringify(meta) });
+}
+
+/**
+ * What a checkpoint records about its optimizer, so that a resume can check it is continuing the same optimisation:
+ * `step` (updates applied), `skipped` (non-finite steps skipped), `optimizer` (the main configuration), `optimizers`
+ * (every configuration by name, when there are several) and `paramGroups` (the fused parameter groups with their
+ * paths: lr scale, decay, frozen iterations, clip group, configuration — hence also the trainable paths).
+ */
+export function optimizerMeta(opt: Optimizer): Record<string, unknown> {
+  return {
+    step: opt.step,
+    ...(opt.skipped ? { skipped: opt.skipped } : {}),
+    optimizer: opt.config,
+    ...(opt.configs.size > 1 ? { optimizers: Object.fromEntries(opt.configs) } : {}),
+    paramGroups: opt.groups(),
+  };
+}
+
+const SETTING_KEYS = ['lrScale', 'decay', 'freezeIters', 'clip', 'optimizer'] as const;
+
+/**
+ * Differences between the optimizer a checkpoint was saved with (its metadata) and `opt` (configurations, trainable
+ * paths, per-path group settings), as readable lines; [] when they agree or the file records nothing to compare.
+ */
+export function optimizerDifferences(meta: Record<string, unknown>, opt: Optimizer): string[] {
+  const out: string[] = [];
+  const show = (x: unknown): string => JSON.stringify(x);
+  const cmpConfig = (name: string, saved: unknown, cur: unknown): void => {
+    if (saved === undefined) return;
+    if (saved === null || typeof saved !== 'object' || cur === undefined) {
+      out.push(`optimizer '${name}': ${show(saved)} (checkpoint) vs ${show(cur)} (now)`);
+      return;
+    }
+    const s = saved as Record<string, unknown>;
+    const c = cur as Record<string, unknown>;
+    for (const k of [...new Set([...Object.keys(s), ...Object.keys(c)])]) {
+      if (s[k] !== c[k]) out.push(`optimizer '${name}' ${k}: ${show(s[k])} (checkpoint) vs ${show(c[k])} (now)`);
+    }
+  };
+  cmpConfig('main', meta.optimizer, opt.config);
+  if (meta.optimizers !== undefined && meta.optimizers !== null && typeof meta.optimizers === 'object') {
+    const saved = meta.optimizers as Record<string, unknown>;
+    for (const n of new Set([...Object.keys(saved), ...opt.configs.keys()])) if (n !== 'main') cmpConfig(n, saved[n], opt.configs.get(n));
+  } else if (meta.optimizer !== undefined && opt.configs.size > 1) {
+    out.push(`optimizer configurations: only 'main' (checkpoint) vs ${[...opt.configs.keys()].join(', ')} (now)`);
+  }
+  if (!Array.isArray(meta.paramGroups)) return out;
+  const saved = new Map<string, Record<string, unknown>>();
+  for (const g of meta.paramGroups as Array<Record<string, unknown>>) for (const p of (g.paths as string[]) ?? []) saved.set(p, g);
+  const list = (xs: string[]): string => xs.slice(0, 5).map((x) => `'${x}'`).join(', ') + (xs.length > 5 ? `, … (${xs.length} in all)` : '');
+  const onlySaved = [...saved.keys()].filter((p) => !opt.settings.has(p));
+  const onlyNow = [...opt.settings.keys()].filter((p) => !saved.has(p));
+  if (onlySaved.length) out.push(`trainable paths in the checkpoint but not in this optimizer: ${list(onlySaved)}`);
+  if (onlyNow.length) out.push(`trainable paths in this optimizer but not in the checkpoint: ${list(onlyNow)}`);
+  for (const [p, s] of opt.settings) {
+    const g = saved.get(p);
+    if (!g) continue;
+    for (const k of SETTING_KEYS) if (g[k] !== undefined && g[k] !== s[k]) out.push(`parameter group of '${p}' ${k}: ${show(g[k])} (checkpoint) vs ${show(s[k])} (now)`);
+  }
+  return out;
 }
 
 export interface LoadOptions {
@@ -112,6 +172,11 @@ export interface LoadOptions {
   resizePosEmbed?: boolean;
   /** Interpolation for `resizePosEmbed`: 'size' (default; MAE's interpolate_pos_embed) or 'size-antialias' (timm's). */
   resizeMode?: ResizeSpec['mode'];
+  /**
+   * Load optimizer state although the checkpoint's optimizer differs (configuration, trainable paths, parameter
+   * groups). Default false: a resume with another optimizer is an error listing the differences.
+   */
+  allowOptimizerChange?: boolean;
 }
 
 export interface LoadReport {
@@ -165,6 +230,13 @@ export function loadTensors(
     }
   }
   if (meta.layout !== undefined && meta.layout !== 'torch') throw new Error(`${file}: unsupported layout '${String(meta.layout)}'`);
+  if (into.optimizer && !opts.allowOptimizerChange) {
+    const diff = optimizerDifferences(meta, into.optimizer);
+    if (diff.length) {
+      const shown = diff.slice(0, 8).join('; ') + (diff.length > 8 ? `; … (${diff.length} differences)` : '');
+      throw new Error(`${file}: resuming with another optimizer than the checkpoint's: ${shown} (pass allowOptimizerChange: true to load anyway)`);
+    }
+  }
   const targets = new Map<string, tf.Variable>(asMap(into.params));
   if (into.optimizer) for (const [k, v] of into.optimizer.stateTensors()) targets.set(`optim.${k}`, v);
   // Map file keys to target keys.
@@ -246,6 +318,7 @@ export function loadTensors(
     k.dispose();
   }
   if (into.optimizer && typeof meta.step === 'number') into.optimizer.step = meta.step;
+  if (into.optimizer) into.optimizer.skipped = typeof meta.skipped === 'number' ? meta.skipped : 0;
   return {
     loaded: [...byTarget.keys()],
     missing,
