@@ -65,4 +65,5 @@ export * from './dino/loss';
 export * from './dino/masking';
 export * from './dino/ema';
 export * from './dino/dinov2';
+export * from './dino/param-groups';
 export * from './io/timm';

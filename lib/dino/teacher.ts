@@ -17,6 +17,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { makeVariable, newScope } from '../tree';
 import { Schedule, checkSchedule } from '../train/schedule';
+import type { StateUpdate } from '../train/step';
 
 /** How teacher logits become targets. */
 export type TeacherTargetMode = { kind: 'centering'; momentum: number } | { kind: 'sinkhorn_knopp'; iterations: number };
@@ -44,13 +45,15 @@ export interface CenterState {
   /** [1, K], starts at zero (a non-trainable variable; save it in checkpoints). */
   readonly center: tf.Variable;
   readonly momentum: number;
+  /** Its checkpoint key (e.g. 'dino_loss.center'), used in messages. */
+  readonly path?: string;
 }
 
 /** A zero center of width K under `path` (e.g. 'dino_loss.center'). */
 export function createCenter(K: number, momentum = 0.9, path = 'dino_loss.center'): CenterState {
   if (!Number.isInteger(K) || K <= 0) throw new Error(`createCenter: K (prototypes) must be a positive integer, got ${K}`);
   if (!(momentum >= 0 && momentum < 1)) throw new Error(`createCenter: momentum must be in [0, 1), got ${momentum}`);
-  return { center: makeVariable(newScope('dino-center'), path, new Float32Array(K), [1, K], false), momentum };
+  return { center: makeVariable(newScope('dino-center'), path, new Float32Array(K), [1, K], false), momentum, path };
 }
 
 /**
@@ -74,15 +77,24 @@ function checkTemp(temp: number, what: string): void {
 /**
  * Centering targets P = softmax((T − c)/τ) with the current center, then c ← m·c + (1 − m)·mean_rows(T) (used from the
  * next call on). T [n, K] → P [n, K]. Gradient-free (the result is wrapped in `stopGradient`).
+ * With `pending`, the center is not assigned: its new value is pushed as a state update for the train step to apply
+ * after its finiteness check (and, with gradient accumulation, averaged over the micro-batches — the full-batch
+ * update for equal micro-batches). Call inside a tidy then.
  */
-export function centerTargets(state: CenterState, teacher: tf.Tensor2D, temp: number): tf.Tensor2D {
+export function centerTargets(state: CenterState, teacher: tf.Tensor2D, temp: number, pending?: StateUpdate[]): tf.Tensor2D {
   checkLogits(teacher, 'centerTargets', state.center.shape[1]);
   checkTemp(temp, 'centerTargets');
   const p = tf.tidy(() => stopGradient(tf.softmax(tf.div(tf.sub(teacher, state.center), temp), -1)) as tf.Tensor2D);
-  tf.tidy(() => {
+  const next = tf.tidy(() => {
     const mean = tf.mean(teacher, 0, true); // [1, K]
-    state.center.assign(tf.add(tf.mul(state.center, state.momentum), tf.mul(mean, 1 - state.momentum)));
+    return tf.add(tf.mul(state.center, state.momentum), tf.mul(mean, 1 - state.momentum));
   });
+  if (pending) {
+    pending.push({ path: state.path ?? state.center.name, variable: state.center, value: next });
+  } else {
+    state.center.assign(next);
+    next.dispose();
+  }
   return p;
 }
 
@@ -106,11 +118,11 @@ export function sinkhornKnopp(teacher: tf.Tensor2D, temp: number, iterations = 3
   });
 }
 
-/** Targets for teacher logits by mode: centering (updates `center`) or Sinkhorn-Knopp (no state). */
-export function teacherTargets(mode: TeacherTargetMode, teacher: tf.Tensor2D, temp: number, center: CenterState | null): tf.Tensor2D {
+/** Targets for teacher logits by mode: centering (updates `center`, or proposes the update in `pending`) or Sinkhorn-Knopp (no state). */
+export function teacherTargets(mode: TeacherTargetMode, teacher: tf.Tensor2D, temp: number, center: CenterState | null, pending?: StateUpdate[]): tf.Tensor2D {
   if (mode.kind === 'centering') {
     if (!center) throw new Error('teacherTargets: centering mode needs a CenterState');
-    return centerTargets(center, teacher, temp);
+    return centerTargets(center, teacher, temp, pending);
   }
   return sinkhornKnopp(teacher, temp, mode.iterations);
 }
