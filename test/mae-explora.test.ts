@@ -134,6 +134,30 @@ describe('ExPLoRA-MAE', () => {
     disposeMae(mae);
   });
 
+  it('gradient accumulation: accumIter micro-batches of effectiveBatch / accumIter images, one optimizer step each, no leaks', async () => {
+    assert.throws(() => exploraMaeTrain({ effectiveBatch: 8, accumIter: 3 }), /ExploraMaeTrain.accumIter: effectiveBatch 8 is not a multiple of accumIter 3/);
+    assert.throws(() => exploraMaeTrain({ optimizer: { kind: 'adamw', beta1: 0.9, beta2: 1, eps: 1e-8 } }), /ExploraMaeTrain.optimizer\(adamw\)\.beta2: expected a number in \[0, 1\), got 1/);
+    const mae = createMae('mae_vit_base_patch16', { encoder: MICRO, decoder: MICRO_DEC, seed: 2 });
+    const run = setupExploraMae(mae, exploraRecipe('M-ExPLoRA-[L]-r4', { decoderRank: 2 }), { seed: 1, train: { effectiveBatch: 8, accumIter: 2, blr: 0.05 } });
+    assert.deepEqual([run.accumulate, run.microBatch], [2, 4]);
+    const x = rampImages(8, 16, 5);
+    const asked: string[] = [];
+    const counts: number[] = [];
+    const infos = await trainLoop({
+      params: run.trainable, optimizer: run.optimizer, steps: 3, seed: 0, lr: run.schedule(1), weightDecay: run.weightDecay, accumulate: run.accumulate,
+      batch: (step, micro) => (asked.push(`${step}.${micro}`), x.slice([micro * run.microBatch, 0, 0, 0], [run.microBatch, -1, -1, -1]) as tf.Tensor4D),
+      loss: (b, rng) => run.loss(b, rng),
+      onStep: () => void counts.push(tf.memory().numTensors),
+    });
+    assert.deepEqual(asked, ['0.0', '0.1', '1.0', '1.1', '2.0', '2.1']);
+    assert.equal(run.optimizer.step, 3);
+    assert.ok(infos.every((i) => Number.isFinite(i.loss) && i.gradNorm > 0));
+    assert.equal(new Set(counts).size, 1, `live tensors per step ${counts}`);
+    x.dispose();
+    run.dispose();
+    disposeMae(mae);
+  });
+
   it('micro SatMAE temporal model: trainLoop over {images, timestamps} batches, identity at init, only trainable moves', async () => {
     const m = createSatMaeTemporal('satmae_temporal_vit_base_patch16', {
       imgSize: 8, patchSize: 4, embedDim: 24, depth: 2, numHeads: 2, timeEmbedDim: 4,
