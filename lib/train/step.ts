@@ -283,7 +283,10 @@ function computeGradients(params: TrainableSet, loss: StepLoss, k: number, kept:
   const c = acc!;
   if (k > 1) {
     c.value = tf.div(c.value, k) as tf.Scalar;
-    for (const [p, g] of c.grads) c.grads.set(p, tf.div(g, k));
+    for (const [p, g] of c.grads) {
+      c.grads.set(p, tf.div(g, k));
+      g.dispose(); // not one more copy of every gradient until the end of the step
+    }
     for (const [n, m] of c.metrics) c.metrics.set(n, typeof m === 'number' ? m / k : (tf.div(m, k) as tf.Scalar));
     for (const [p, u] of c.updates) c.updates.set(p, { ...u, value: tf.div(u.value, k) });
   }
@@ -303,6 +306,8 @@ function checkLossOutput(r: LossOutput): LossOutput {
     if (u.variable.shape.length !== u.value.shape.length || u.variable.shape.some((d, i) => d !== u.value.shape[i])) {
       throw new Error(`trainStep: state update '${u.path}' has shape [${u.value.shape}], its variable [${u.variable.shape}]`);
     }
+    if (u.value.dtype !== u.variable.dtype) throw new Error(`trainStep: state update '${u.path}' has dtype ${u.value.dtype}, its variable ${u.variable.dtype}`);
+    if (u.variable.isDisposed) throw new Error(`trainStep: the variable of state update '${u.path}' is disposed`);
   }
   return r;
 }
