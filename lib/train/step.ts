@@ -176,6 +176,18 @@ function checkSameSet(params: TrainableSet, opt: Optimizer): void {
 
 const fmt = (x: number): string => (Number.isFinite(x) && x !== 0 && (Math.abs(x) < 1e-3 || Math.abs(x) >= 1e4) ? x.toExponential(3) : String(x));
 
+/**
+ * Read named scalars with one `dataSync` (tensors of size 1, or plain numbers kept as float64). Inside a tidy.
+ */
+function readScalars(entries: ReadonlyArray<[string, tf.Tensor | number]>): Map<string, number> {
+  const tensors = entries.filter(([, v]) => v instanceof tf.Tensor) as Array<[string, tf.Tensor]>;
+  const vals = tensors.length ? tf.stack(tensors.map(([, t]) => tf.reshape(t, []))).dataSync() : new Float32Array(0);
+  const out = new Map<string, number>();
+  let i = 0;
+  for (const [name, v] of entries) out.set(name, v instanceof tf.Tensor ? vals[i++] : v);
+  return out;
+}
+
 /** Number of NaN and ±Inf entries of a tensor (a sync read; only used to diagnose a failed check). */
 function countNonFinite(t: tf.Tensor): { nan: number; inf: number } {
   return tf.tidy(() => {
@@ -381,44 +393,37 @@ export function trainStep(a: StepArgs): StepResult {
       }
       const metricNames = [...c.metrics.keys()];
       const updates = [...c.updates.values()];
-      const scalars: tf.Tensor[] = [c.value];
-      for (const n of metricNames) {
-        const m = c.metrics.get(n)!;
-        scalars.push(typeof m === 'number' ? tf.scalar(m) : tf.reshape(m, []));
-      }
-      scalars.push(...norms);
-      for (const u of updates) scalars.push(tf.sum(tf.mul(u.value, 0))); // 0 if every entry is finite, NaN otherwise
-      const vals = tf.stack(scalars).dataSync();
-      // JS numbers of number-valued metrics keep their float64 value
+      // one read for everything the check and the result need, addressed by name
+      const read = readScalars([
+        ['loss', c.value],
+        ...metricNames.map((n): [string, tf.Tensor | number] => [`metric:${n}`, c.metrics.get(n)!]),
+        ...groupNames.map((n, i): [string, tf.Tensor | number] => [`norm:${n}`, norms[i]]),
+        ...updates.map((u): [string, tf.Tensor | number] => [`update:${u.path}`, tf.sum(tf.mul(u.value, 0))]), // 0 if finite, else NaN
+      ]);
       const metrics: Record<string, number> = {};
-      metricNames.forEach((n, i) => {
-        const m = c.metrics.get(n)!;
-        metrics[n] = typeof m === 'number' ? m : vals[1 + i];
-      });
-      const g0 = 1 + metricNames.length;
+      for (const n of metricNames) metrics[n] = read.get(`metric:${n}`)!;
       const gradNorms: Record<string, number> = {};
-      groupNames.forEach((n, i) => (gradNorms[n] = vals[g0 + i]));
-      const gradNorm = groupNames.length === 1 ? vals[g0] : Math.sqrt(groupNames.reduce((s, _n, i) => s + vals[g0 + i] * vals[g0 + i], 0));
-      result = { loss: vals[0], gradNorm, gradNorms, metrics };
+      for (const n of groupNames) gradNorms[n] = read.get(`norm:${n}`)!;
+      const gradNorm = groupNames.length === 1 ? gradNorms[groupNames[0]] : Math.sqrt(groupNames.reduce((sum, n) => sum + gradNorms[n] * gradNorms[n], 0));
+      const loss = read.get('loss')!;
+      result = { loss, gradNorm, gradNorms, metrics };
       // ---- the check, before any state changes ----
-      if (!Number.isFinite(vals[0])) bad = `the loss is ${vals[0]}`;
+      if (!Number.isFinite(loss)) bad = `the loss is ${loss}`;
       for (const n of metricNames) if (!bad && !Number.isFinite(metrics[n])) bad = `metric '${n}' is ${metrics[n]}`;
-      groupNames.forEach((n, i) => {
-        if (bad || Number.isFinite(vals[g0 + i])) return;
+      for (const n of groupNames) {
+        if (bad || Number.isFinite(gradNorms[n])) continue;
         for (const p of groups.get(n)!) {
           const g = grads.get(p);
           if (!g) continue;
           const { nan, inf } = countNonFinite(g);
           if (nan + inf > 0) {
             bad = `the gradient of '${p}' has ${nan} NaN and ${inf} ±Inf entries (of ${g.size})`;
-            return;
+            break;
           }
         }
-        bad = `the gradient norm of clip group '${n}' is ${vals[g0 + i]} although every gradient is finite (overflow)`;
-      });
-      updates.forEach((u, i) => {
-        if (!bad && !Number.isFinite(vals[g0 + groupNames.length + i])) bad = `the state update of '${u.path}' is non-finite`;
-      });
+        bad ??= `the gradient norm of clip group '${n}' is ${gradNorms[n]} although every gradient is finite (overflow)`;
+      }
+      for (const u of updates) if (!bad && !Number.isFinite(read.get(`update:${u.path}`)!)) bad = `the state update of '${u.path}' is non-finite`;
       if (bad) {
         if (policy === 'error') stop(bad);
         return;
