@@ -79,3 +79,5 @@ export * from './io/keymaps/big-vision';
 export * from './io/keymaps/timm';
 export * from './io/hf-config';
 export * from './io/convert';
+export * from './io/hub';
+export * from './io/pretrained';
