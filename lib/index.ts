@@ -81,3 +81,5 @@ export * from './io/hf-config';
 export * from './io/convert';
 export * from './io/hub';
 export * from './io/pretrained';
+export * from './io/peft';
+export * from './io/hf-export';
