@@ -17,6 +17,7 @@ import {
   keyReportRows, keyReportSummary, flattenTree, VitConfig, detectKeyMap, disposeTree,
 } from '../lib';
 import { maxAbsDiff } from './util';
+import { loadImage, preprocess8, IMAGENET_STATS, normalize, centerCrop, resizeShorter, Img } from '../data-loaders/index';
 
 const CK = path.join(__dirname, 'fixtures', 'ckpt');
 const gold = JSON.parse(fs.readFileSync(path.join(CK, 'keymaps_golden.json'), 'utf8'));
@@ -300,6 +301,22 @@ describe('io: key maps against PyTorch-written checkpoints', () => {
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
     }
+  });
+
+  it('an image file through the 8-bit (Pillow) preprocessing reproduces the PyTorch tokens; the float path does not', async () => {
+    const vit = createVit(vitConfigFromHf(gold.hf_dinov2_reg2_config as HfModelConfig).vit, {}, { skipInit: true });
+    loadConverted(path.join(CK, 'hf_dinov2_reg2_micro.safetensors'), vit.params);
+    const img = await loadImage(path.join(__dirname, 'fixtures', 'pil-resample8.png'));
+    const ref = tok('hf_dinov2_reg2_image');
+    const cls = (x: Img): Float32Array => tf.tidy(() => vitForward(vit, tf.tensor4d(x.data, [1, 16, 16, 3])).cls.dataSync() as Float32Array);
+    const exact = cls(preprocess8(img, { resize: 20, crop: 16, interp: 'bicubic', stats: IMAGENET_STATS }));
+    const float = cls(normalize(centerCrop(resizeShorter(img, 20, 'bicubic'), 16), IMAGENET_STATS));
+    const e8 = maxAbsDiff(exact, ref.values.slice(0, dim));
+    const ef = maxAbsDiff(float, ref.values.slice(0, dim));
+    if (process.env.VITPEFT_VERBOSE) console.log(`      CLS vs PyTorch: 8-bit path ${e8}, float path ${ef}`);
+    assert.ok(e8 < 2e-5, `8-bit path: CLS differs from PyTorch by ${e8}`);
+    assert.ok(ef > 100 * e8 && ef > 1e-4, `float path unexpectedly close (${ef} vs ${e8})`);
+    disposeVit(vit);
   });
 
   it('detects the key map from key names and prints a key report', () => {
