@@ -257,7 +257,8 @@ describe('io: hub cache and fromPretrained (local fake hub)', function () {
     assert.equal(p.kind, 'timm');
     assert.equal(p.vit.config.numRegisters, 4);
     assert.equal(p.report.counts.kept, 0);
-    assert.ok(p.report.rows.some((r) => r.target === 'register_tokens' && r.status === 'converted'));
+    assert.ok(p.report.rows.some((r) => r.target === 'register_tokens' && r.status === 'loaded' && /reg_token/.test(r.note ?? '')));
+    assert.ok(p.report.rows.some((r) => r.target === 'pos_embed' && r.status === 'converted'));
     const [B, C, H, W] = cs.input.shape;
     const logits = tf.tidy(() => {
       const x = tf.tensor4d(randArray(B * C * H * W, cs.input.rand_array_seed), [B, C, H, W]).transpose([0, 2, 3, 1]) as tf.Tensor4D;

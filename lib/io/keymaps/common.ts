@@ -14,6 +14,12 @@ import { LoadOptions, LoadReport, loadTensors, torchShape } from '../checkpoint'
 import { ParamTree, flattenTree } from '../../tree';
 import { numel } from '../dtype';
 
+/**
+ * loaded: the tensor as stored (possibly renamed); converted: its data rearranged (q/k/v fused or split, kernels
+ * transposed, a layout folded); resized: a position table interpolated; kept: not in the file, the model keeps its own;
+ * ignored: in the file, deliberately not loaded (the note says why); unexpected: no place found; checked: verified
+ * against another tensor of the file and not loaded separately.
+ */
 export type KeyStatus = 'loaded' | 'converted' | 'resized' | 'kept' | 'ignored' | 'unexpected' | 'checked';
 
 /** One line of a key report. */

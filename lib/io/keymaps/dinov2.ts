@@ -58,18 +58,18 @@ export const dinov2KeyMap: KeyMap<Dinov2MapOptions> = {
       }
       if (k !== s.key) parts.add(k.slice(0, k.length - s.key.length));
       if (s.head) {
-        if (opts.heads) b.put(s.key, t, [k], k === s.key ? 'loaded' : 'converted', k === s.key ? undefined : 'prefix removed');
+        if (opts.heads) b.put(s.key, t, [k], 'loaded', k === s.key ? undefined : 'prefix removed');
         else b.skip(k, 'ignored', 'DINO/iBOT head (pass heads: true to load it into the kit head)');
         continue;
       }
       const c = /^blocks\.(\d+)\.(\d+)\.(.*)$/.exec(s.key);
       if (c) {
         chunked = Math.max(chunked, Number(c[1]) + 1);
-        b.put(`blocks.${c[2]}.${c[3]}`, t, [k], 'converted', `block chunk ${c[1]} unchunked`);
+        b.put(`blocks.${c[2]}.${c[3]}`, t, [k], 'loaded', `renamed (block chunk ${c[1]} unchunked)`);
         continue;
       }
       if (s.key === 'register_tokens') registers = t.shape[1] ?? 0;
-      b.put(s.key, t, [k], k === s.key ? 'loaded' : 'converted', k === s.key ? undefined : `prefix '${k.slice(0, k.length - s.key.length)}' removed`);
+      b.put(s.key, t, [k], 'loaded', k === s.key ? undefined : `prefix '${k.slice(0, k.length - s.key.length)}' removed`);
     }
     return b.finish({ info: { blockChunks: chunked, registers, prefixes: [...parts], part } });
   },

@@ -40,7 +40,7 @@ export const maeKeyMap: KeyMap<MaeMapOptions> = {
           continue;
         }
       }
-      b.put(k, t, [k0], k === k0 ? 'loaded' : 'converted', k === k0 ? undefined : "prefix 'module.' removed");
+      b.put(k, t, [k0], 'loaded', k === k0 ? undefined : "prefix 'module.' removed");
     }
     const group = [...src.keys()].some((k) => /^patch_embed\.\d+\.proj\./.test(k));
     return b.finish({ info: { decoderKeys: decoder, satmaeGroup: group, channelEmbed: src.has('channel_embed') } });

@@ -22,8 +22,14 @@ export const timmKeyMap: KeyMap<TimmMapOptions> = {
     const conv = timmToKit({ tensors: new Map(src), metadata: {} }, opts, 'timm state dict');
     const b = new MapBuilder(src, 'timm state dict');
     for (const [k, t] of conv.file.tensors) {
-      if (k === 'register_tokens') b.put(k, t, ['reg_token', ...(conv.noEmbedClass ? [] : ['pos_embed'])], 'converted', conv.noEmbedClass ? "renamed from 'reg_token'" : 'reg_token + its pos_embed rows');
-      else if (k === 'pos_embed') b.put(k, t, ['pos_embed'], 'converted', conv.noEmbedClass ? 'no_embed_class: zero CLS row prepended' : conv.numRegisters ? 'register rows moved into register_tokens' : 'as stored');
+      if (k === 'register_tokens') {
+        if (conv.noEmbedClass) b.put(k, t, ['reg_token'], 'loaded', "renamed from 'reg_token'");
+        else b.put(k, t, ['reg_token', 'pos_embed'], 'converted', 'reg_token + its pos_embed rows');
+      } else if (k === 'pos_embed') {
+        if (conv.noEmbedClass) b.put(k, t, ['pos_embed'], 'converted', 'no_embed_class: zero CLS row prepended');
+        else if (conv.numRegisters) b.put(k, t, ['pos_embed'], 'converted', 'register rows moved into register_tokens');
+        else b.put(k, t, ['pos_embed']);
+      }
       else b.put(k, t, [k]);
     }
     return b.finish({ info: { noEmbedClass: conv.noEmbedClass, registers: conv.numRegisters } });
