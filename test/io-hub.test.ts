@@ -14,7 +14,7 @@ import * as crypto from 'crypto';
 import { AddressInfo } from 'net';
 import * as tf from '@tensorflow/tfjs';
 import { strict as assert } from 'assert';
-import { hubDownload, hubDownloadFirst, HubEntryNotFound, hubCacheDir, fromPretrained, vitForward } from '../lib';
+import { hubDownload, hubDownloadFirst, HubEntryNotFound, hubCacheDir, fromPretrained, vitForward, vitShapes, VitConfig, vitConfigFromTimm, vitConfigFromHf, timmArchKwargs } from '../lib';
 import { randArray, maxAbsDiff } from './util';
 
 const FX = path.join(__dirname, 'fixtures');
@@ -241,6 +241,25 @@ describe('io: hub cache and fromPretrained (local fake hub)', function () {
     await assert.rejects(hubDownload('private/model', 'nope.bin'), (e: Error) => e instanceof HubEntryNotFound);
     await assert.rejects(hubDownload('../etc', 'passwd'), /not a valid repo id/);
     await assert.rejects(hubDownload('org/x', '../../escape'), /not a valid file path/);
+  });
+
+  it("the real repos' config.json contents resolve to the released models (parameter counts from shapes)", () => {
+    const count = (cfg: VitConfig): number => [...vitShapes(cfg)].reduce((a, [, v]) => a + v.shape.reduce((x, y) => x * y, 1), 0);
+    // timm/vit_large_patch14_dinov2.lvd142m: architecture + pretrained_cfg (input 518, no head); timm keeps no mask_token
+    const kw = { ...timmArchKwargs('vit_large_patch14_dinov2'), img_size: 518, num_classes: 0 };
+    const c = vitConfigFromTimm(kw);
+    assert.equal(count(c), 304_368_640 - 1024);
+    assert.equal(count(vitConfigFromTimm({ ...timmArchKwargs('vit_base_patch16_224'), num_classes: 0 })), 85_798_656);
+    assert.equal(vitConfigFromTimm({ ...timmArchKwargs('vit_small_patch14_reg4_dinov2'), img_size: 518 }).numRegisters, 4);
+    assert.throws(() => timmArchKwargs('vit_giant_patch14_dinov2'), /not one the kit maps/);
+    // facebook/dinov2-large (transformers Dinov2Config values)
+    const hf = vitConfigFromHf({ model_type: 'dinov2', hidden_size: 1024, num_hidden_layers: 24, num_attention_heads: 16, mlp_ratio: 4, image_size: 518, patch_size: 14, layer_norm_eps: 1e-6, layerscale_value: 1.0, use_swiglu_ffn: false, qkv_bias: true, hidden_act: 'gelu' });
+    assert.equal(count(hf.vit), 304_368_640);
+    assert.throws(() => vitConfigFromHf({ model_type: 'dinov2', hidden_size: 1536, num_hidden_layers: 40, num_attention_heads: 24, use_swiglu_ffn: true }), /use_swiglu_ffn/);
+    // facebook/vit-mae-large: eps 1e-12, decoder 512 × 8
+    const mae = vitConfigFromHf({ model_type: 'vit_mae', hidden_size: 1024, num_hidden_layers: 24, num_attention_heads: 16, intermediate_size: 4096, image_size: 224, patch_size: 16, layer_norm_eps: 1e-12, decoder_hidden_size: 512, decoder_num_hidden_layers: 8, decoder_num_attention_heads: 16, decoder_intermediate_size: 2048 });
+    assert.equal(count(mae.vit), 303_301_632);
+    assert.deepEqual([mae.decoder!.embedDim, mae.decoder!.depth, mae.decoder!.normEps], [512, 8, 1e-12]);
   });
 
   it('fromPretrained on a timm repo reproduces real timm (reg4, no_embed_class) logits through the cache', async () => {
