@@ -225,6 +225,7 @@ export class TorchCheckpoint {
   readonly format: 'zip' | 'legacy';
   private readonly zip: ZipReader | null;
   private readonly prefix: string;
+  private readonly checkCrc: boolean;
   /** legacy: byte range of each storage */
   private readonly legacyData = new Map<string, { offset: number; nbytes: number } | { error: string }>();
 
@@ -236,6 +237,7 @@ export class TorchCheckpoint {
     const globals = globalsFor(opts);
     const storages = new Map<string, StorageRef>();
     const checkCrc = opts.checkCrc ?? true;
+    this.checkCrc = checkCrc;
     if (looksLikeZip(src)) {
       this.format = 'zip';
       this.zip = new ZipReader(src, file);
@@ -382,7 +384,7 @@ export class TorchCheckpoint {
       if (!e) throw new Error(`${where}: storage entry '${name}' is missing from the archive${this.zip.truncated ? ' (its directory is lost: truncated or damaged file)' : ''}`);
       if (e.size < nb) throw new Error(`${where}: storage '${s.key}' has ${e.size} bytes, ${s.numel} ${s.dtype} values need ${nb} (truncated or mismatched)`);
       try {
-        return this.zip.read(name).subarray(0, nb);
+        return this.zip.read(name, { checkCrc: this.checkCrc }).subarray(0, nb);
       } catch (err) {
         throw new Error(`${where}: ${(err as Error).message}`);
       }
