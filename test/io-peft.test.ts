@@ -14,7 +14,7 @@ import { strict as assert } from 'assert';
 import {
   createVit, disposeVit, vitForward, loadConverted, vitConfigFromHf, HfModelConfig, loadPeftAdapter, savePeftAdapter,
   peftAdapterFiles, createLora, loraHooks, disposeLora, qvTarget, loraVariables, LoraAdapters, createMae, disposeMae,
-  saveHfPretrained, readStateDict, sameTensor, mergeLora, disposeTree, VitConfig, maeVariables, fromPretrained,
+  saveHfPretrained, readStateDict, sameTensor, mergeLora, disposeTree, VitConfig, maeVariables,
 } from '../lib';
 import { maxAbsDiff } from './util';
 

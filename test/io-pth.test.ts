@@ -9,7 +9,7 @@ import * as os from 'os';
 import * as path from 'path';
 import { strict as assert } from 'assert';
 import {
-  readTorchCheckpoint, describeTorchCheckpoint, openTorchCheckpoint, unpickle, TORCH_GLOBALS, PyDict, PyTuple, decodeNpy,
+  readTorchCheckpoint, describeTorchCheckpoint, unpickle, TORCH_GLOBALS, PyDict, PyTuple, decodeNpy,
   readStateDict, fileSource, ZipReader,
 } from '../lib';
 

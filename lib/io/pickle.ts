@@ -133,16 +133,16 @@ function latin1(s: string): Uint8Array {
 function keyOf(k: unknown, at: string): unknown {
   if (k === null || ['string', 'number', 'bigint', 'boolean'].includes(typeof k)) return k;
   if (k instanceof PyTuple) return k; // tuples compare by identity only
-  throw new Error(`${at}: unhashable dict key of type ${describe(k)}`);
+  throw new Error(`${at}: unhashable dict key of type ${pyTypeName(k)}`);
 }
 
 function setAttrs(obj: unknown, state: unknown, at: string): unknown {
-  if (!(obj instanceof PyDict)) throw new Error(`${at}: BUILD on ${describe(obj)}`);
+  if (!(obj instanceof PyDict)) throw new Error(`${at}: BUILD on ${pyTypeName(obj)}`);
   // (dict_state, slots_state) or dict_state
   const parts = state instanceof PyTuple ? state.items : [state];
   for (const p of parts) {
     if (p === null) continue;
-    if (!(p instanceof PyDict)) throw new Error(`${at}: BUILD state of an OrderedDict is ${describe(p)}`);
+    if (!(p instanceof PyDict)) throw new Error(`${at}: BUILD state of an OrderedDict is ${pyTypeName(p)}`);
     obj.attrs = obj.attrs ?? {};
     for (const [k, v] of p.map) obj.attrs[String(k)] = v;
   }
@@ -150,7 +150,7 @@ function setAttrs(obj: unknown, state: unknown, at: string): unknown {
 }
 
 /** A short type description for errors. */
-export function describe(v: unknown): string {
+export function pyTypeName(v: unknown): string {
   if (v === null) return 'None';
   if (v instanceof PyGlobal) return `global ${v.path}`;
   if (v instanceof PyTuple) return `tuple(${v.items.length})`;
@@ -251,12 +251,12 @@ export function unpickle(buf: Uint8Array, opts: PickleOptions): Unpickled {
     return Number(v);
   };
   const callable = (fn: unknown, what: string): PyGlobal => {
-    if (!(fn instanceof PyGlobal)) throw new Error(`${where()}: ${what} on ${describe(fn)} (only allowed globals can be called)`);
+    if (!(fn instanceof PyGlobal)) throw new Error(`${where()}: ${what} on ${pyTypeName(fn)} (only allowed globals can be called)`);
     return fn;
   };
   const argsOf = (a: unknown, what: string): unknown[] => {
     if (a instanceof PyTuple) return a.items;
-    throw new Error(`${where()}: ${what} arguments are ${describe(a)}, not a tuple`);
+    throw new Error(`${where()}: ${what} arguments are ${pyTypeName(a)}, not a tuple`);
   };
   const decodeLong = (b: Uint8Array): number | bigint => {
     if (b.length === 0) return 0;
@@ -349,14 +349,14 @@ export function unpickle(buf: Uint8Array, opts: PickleOptions): Unpickled {
       case 0x61: { // APPEND
         const v = pop();
         const l = top();
-        if (!Array.isArray(l)) throw new Error(`${where()}: APPEND to ${describe(l)}`);
+        if (!Array.isArray(l)) throw new Error(`${where()}: APPEND to ${pyTypeName(l)}`);
         l.push(v);
         break;
       }
       case 0x65: { // APPENDS
         const items = popMark();
         const l = top();
-        if (!Array.isArray(l)) throw new Error(`${where()}: APPENDS to ${describe(l)}`);
+        if (!Array.isArray(l)) throw new Error(`${where()}: APPENDS to ${pyTypeName(l)}`);
         for (const v of items) l.push(v);
         break;
       }
@@ -364,14 +364,14 @@ export function unpickle(buf: Uint8Array, opts: PickleOptions): Unpickled {
         const v = pop();
         const k = pop();
         const d = top();
-        if (!(d instanceof PyDict)) throw new Error(`${where()}: SETITEM on ${describe(d)}`);
+        if (!(d instanceof PyDict)) throw new Error(`${where()}: SETITEM on ${pyTypeName(d)}`);
         d.map.set(keyOf(k, where()), v);
         break;
       }
       case 0x75: { // SETITEMS
         const items = popMark();
         const d = top();
-        if (!(d instanceof PyDict)) throw new Error(`${where()}: SETITEMS on ${describe(d)}`);
+        if (!(d instanceof PyDict)) throw new Error(`${where()}: SETITEMS on ${pyTypeName(d)}`);
         if (items.length % 2) throw new Error(`${where()}: SETITEMS with an odd number of items`);
         for (let i = 0; i < items.length; i += 2) d.map.set(keyOf(items[i], where()), items[i + 1]);
         break;
@@ -379,7 +379,7 @@ export function unpickle(buf: Uint8Array, opts: PickleOptions): Unpickled {
       case 0x90: { // ADDITEMS
         const items = popMark();
         const s = top();
-        if (!(s instanceof Set)) throw new Error(`${where()}: ADDITEMS on ${describe(s)}`);
+        if (!(s instanceof Set)) throw new Error(`${where()}: ADDITEMS on ${pyTypeName(s)}`);
         for (const v of items) s.add(v);
         break;
       }
@@ -442,7 +442,7 @@ export function unpickle(buf: Uint8Array, opts: PickleOptions): Unpickled {
         } else if (obj instanceof PyDict) {
           setAttrs(obj, state, where());
         } else {
-          throw new Error(`${where()}: BUILD on ${describe(obj)} is not allowed`);
+          throw new Error(`${where()}: BUILD on ${pyTypeName(obj)} is not allowed`);
         }
         break;
       }
@@ -453,7 +453,7 @@ export function unpickle(buf: Uint8Array, opts: PickleOptions): Unpickled {
       }
       case 0x6f: { // OBJ
         const items = popMark();
-        throw new Error(`${where()}: refused OBJ of ${items.length ? describe(items[0]) : 'nothing'} — loading never runs code`);
+        throw new Error(`${where()}: refused OBJ of ${items.length ? pyTypeName(items[0]) : 'nothing'} — loading never runs code`);
       }
       case 0x82: // EXT1
       case 0x83: // EXT2

@@ -21,7 +21,7 @@
  * truncated or mismatched file is an error naming the tensor, its shape and dtype, and the storage.
  */
 import { ByteSource, ZipReader, fileSource, looksLikeZip } from './zip';
-import { BASE_GLOBALS, GlobalSpec, PyDict, PyGlobal, PyObject, PyTuple, describe, unpickle } from './pickle';
+import { BASE_GLOBALS, GlobalSpec, PyDict, PyGlobal, PyObject, PyTuple, pyTypeName, unpickle } from './pickle';
 import { DTYPE_BYTES, decodeRaw, gatherStrided, numel } from './dtype';
 import type { SafeDtype, SafeFile, SafeTensor } from './safetensors';
 
@@ -81,14 +81,14 @@ export class TensorRef {
 const intList = (v: unknown, what: string, at: string): number[] => {
   const items = v instanceof PyTuple ? v.items : Array.isArray(v) ? v : null;
   if (!items || !items.every((x) => typeof x === 'number' && Number.isInteger(x) && x >= 0)) {
-    throw new Error(`${at}: tensor ${what} ${describe(v)} is not a tuple of non-negative integers`);
+    throw new Error(`${at}: tensor ${what} ${pyTypeName(v)} is not a tuple of non-negative integers`);
   }
   return items as number[];
 };
 
 function rebuildTensor(args: unknown[], at: string): TensorRef {
   const [storage, offset, size, stride, requiresGrad] = args;
-  if (!(storage instanceof StorageRef)) throw new Error(`${at}: tensor storage is ${describe(storage)}`);
+  if (!(storage instanceof StorageRef)) throw new Error(`${at}: tensor storage is ${pyTypeName(storage)}`);
   if (typeof offset !== 'number' || !Number.isInteger(offset) || offset < 0) throw new Error(`${at}: bad storage offset ${String(offset)}`);
   const shape = intList(size, 'size', at);
   const strides = intList(stride, 'stride', at);
@@ -103,7 +103,7 @@ export const TORCH_GLOBALS: Readonly<Record<string, GlobalSpec>> = (() => {
   g['torch._utils._rebuild_tensor'] = { reduce: (a, at) => rebuildTensor(a, at) };
   const param = (a: unknown[], at: string): TensorRef => {
     const t = a[0];
-    if (!(t instanceof TensorRef)) throw new Error(`${at}: Parameter data is ${describe(t)}`);
+    if (!(t instanceof TensorRef)) throw new Error(`${at}: Parameter data is ${pyTypeName(t)}`);
     t.isParameter = true;
     return t;
   };
@@ -112,11 +112,11 @@ export const TORCH_GLOBALS: Readonly<Record<string, GlobalSpec>> = (() => {
   g['torch._tensor._rebuild_from_type_v2'] = {
     reduce: (a, at) => {
       const [fn, newType, args] = a;
-      if (!(fn instanceof PyGlobal) || !fn.spec.reduce) throw new Error(`${at}: rebuild function is ${describe(fn)}`);
+      if (!(fn instanceof PyGlobal) || !fn.spec.reduce) throw new Error(`${at}: rebuild function is ${pyTypeName(fn)}`);
       if (!(newType instanceof PyGlobal) || !['torch.Tensor', 'torch.nn.parameter.Parameter'].includes(newType.path)) {
-        throw new Error(`${at}: tensor subclass ${describe(newType)} is not supported`);
+        throw new Error(`${at}: tensor subclass ${pyTypeName(newType)} is not supported`);
       }
-      if (!(args instanceof PyTuple)) throw new Error(`${at}: rebuild arguments are ${describe(args)}`);
+      if (!(args instanceof PyTuple)) throw new Error(`${at}: rebuild arguments are ${pyTypeName(args)}`);
       return fn.spec.reduce(args.items, at);
     },
   };
@@ -125,7 +125,7 @@ export const TORCH_GLOBALS: Readonly<Record<string, GlobalSpec>> = (() => {
   g['torch.Size'] = {
     reduce: (a, at) => {
       const items = a[0] instanceof PyTuple ? a[0].items : Array.isArray(a[0]) ? a[0] : null;
-      if (!items) throw new Error(`${at}: torch.Size(...) of ${describe(a[0])}`);
+      if (!items) throw new Error(`${at}: torch.Size(...) of ${pyTypeName(a[0])}`);
       return new PyTuple(items);
     },
   };
@@ -170,7 +170,7 @@ function numpyGlobals(): Record<string, GlobalSpec> {
   const scalar: GlobalSpec = {
     reduce: (a, at) => {
       const [dt, raw] = a;
-      if (!(dt instanceof PyObject) || dt.cls !== 'numpy.dtype' || !(raw instanceof Uint8Array)) throw new Error(`${at}: numpy scalar of ${describe(dt)}`);
+      if (!(dt instanceof PyObject) || dt.cls !== 'numpy.dtype' || !(raw instanceof Uint8Array)) throw new Error(`${at}: numpy scalar of ${pyTypeName(dt)}`);
       const code = String(dt.args[0]);
       const [n, read] = NP[code];
       const st = dt.state instanceof PyTuple ? dt.state.items : [];
@@ -256,7 +256,7 @@ export class TorchCheckpoint {
         refuseHint: HINT,
         persistentLoad: (pid, at) => {
           const t = pid instanceof PyTuple ? pid.items : null;
-          if (!t || t[0] !== 'storage' || t.length < 5) throw new Error(`${at}: unknown persistent id ${describe(pid)}`);
+          if (!t || t[0] !== 'storage' || t.length < 5) throw new Error(`${at}: unknown persistent id ${pyTypeName(pid)}`);
           const [, type, key, location, n] = t;
           return this.storageRef(storages, type, String(key), String(location), n, null, at);
         },
@@ -302,9 +302,9 @@ export class TorchCheckpoint {
     this.root = next('object graph', {
       persistentLoad: (pid, at) => {
         const t = pid instanceof PyTuple ? pid.items : null;
-        if (!t) throw new Error(`${at}: unknown persistent id ${describe(pid)}`);
+        if (!t) throw new Error(`${at}: unknown persistent id ${pyTypeName(pid)}`);
         if (t[0] === 'module') throw new Error(`${at}: the checkpoint pickles a whole nn.Module (torch.save(model)); save model.state_dict() instead`);
-        if (t[0] !== 'storage' || t.length < 6) throw new Error(`${at}: unknown persistent id ${describe(pid)}`);
+        if (t[0] !== 'storage' || t.length < 6) throw new Error(`${at}: unknown persistent id ${pyTypeName(pid)}`);
         const [, type, key, location, n, view] = t;
         let v: { key: string; offset: number; size: number } | null = null;
         if (view instanceof PyTuple) v = { key: String(view.items[0]), offset: Number(view.items[1]), size: Number(view.items[2]) };
@@ -312,7 +312,7 @@ export class TorchCheckpoint {
       },
     });
     const keys = next('storage keys');
-    if (!Array.isArray(keys)) throw new Error(`${file}: storage key list is ${describe(keys)}`);
+    if (!Array.isArray(keys)) throw new Error(`${file}: storage key list is ${pyTypeName(keys)}`);
     for (const k of keys.map(String)) {
       const s = storages.get(k);
       if (!s) {
@@ -348,7 +348,7 @@ export class TorchCheckpoint {
   ): StorageRef {
     if (type instanceof PyGlobal && typeof type.spec.value === 'string') type = type.spec.value;
     if (typeof type !== 'string' || !(Object.values(STORAGE_DTYPES) as string[]).includes(type)) {
-      const name = type instanceof PyGlobal ? type.path : describe(type);
+      const name = type instanceof PyGlobal ? type.path : pyTypeName(type);
       const unsup = UNSUPPORTED_STORAGES.find((u) => name.endsWith(u));
       throw new Error(`${at}: storage '${key}' has type ${name}${unsup ? ' (complex / quantized tensors are not supported)' : ''}`);
     }
@@ -525,7 +525,7 @@ export interface ReadPthOptions extends PthOptions {
 export function selectPath(root: unknown, path: string, file: string): unknown {
   let v = root;
   for (const part of path ? path.split('.') : []) {
-    if (!(v instanceof PyDict)) throw new Error(`${file}: cannot select '${path}': '${part}' is inside ${describe(v)}`);
+    if (!(v instanceof PyDict)) throw new Error(`${file}: cannot select '${path}': '${part}' is inside ${pyTypeName(v)}`);
     if (!v.map.has(part)) {
       const keys = [...v.map.keys()].map(String);
       throw new Error(`${file}: no '${path}' in the checkpoint (keys here: ${keys.slice(0, 12).join(', ')}${keys.length > 12 ? ', …' : ''})`);
