@@ -6,6 +6,8 @@
  */
 export * as tf from '@tensorflow/tfjs';
 export * from './backend';
+export * from './webgpu';
+export * from './tensorflow-node';
 export * from './rng';
 export * from './init';
 export * from './tree';
