@@ -7,9 +7,9 @@
  * Never use the fMoW-baseline 63-entry order (`false_detection` first): labels here index `FMOW_CLASSES`. When an
  * image path contains a category folder, it must agree with the label (this catches CSVs written in the other order).
  */
-import { promises as fsp } from 'fs';
 import * as path from 'path';
 import { Rng } from '../../lib/rng';
+import { writeFileAtomic } from '../../lib/io/atomic';
 import { RecordDataset, Sample, SampleInfo, SampleTransform } from '../dataset';
 import { loadImage, readFileChecked } from '../decode';
 import { Img } from '../image';
@@ -293,6 +293,5 @@ export async function writeFmowMetadata(
     bounding_boxes: m.boxes.map((b) => ({ ID: b.id, box: b.box, category: b.category })),
     ...(m.extra ?? {}),
   };
-  await fsp.mkdir(path.dirname(jsonPath), { recursive: true });
-  await fsp.writeFile(jsonPath, JSON.stringify(j));
+  writeFileAtomic(jsonPath, JSON.stringify(j));
 }

@@ -5,8 +5,8 @@
  * rasterio does with `all_touched=False`: a pixel is building iff its centre lies inside a polygon (even–odd rule over
  * the polygon's rings, so holes stay background). An empty GeoJSON file or one without features is an all-zero mask.
  */
-import { promises as fsp } from 'fs';
 import * as path from 'path';
+import { writeFileAtomic } from '../../lib/io/atomic';
 import { RecordDataset, SampleInfo } from '../dataset';
 import { GeoInfo, loadGeoTiff, readFileChecked } from '../decode';
 import { Img, makeImg } from '../image';
@@ -155,6 +155,5 @@ export async function writeGeojson(file: string, polys: Polygon[]): Promise<void
     type: 'FeatureCollection',
     features: polys.map((p, k) => ({ type: 'Feature', properties: { id: k }, geometry: { type: 'Polygon', coordinates: p } })),
   };
-  await fsp.mkdir(path.dirname(file), { recursive: true });
-  await fsp.writeFile(file, JSON.stringify(fc));
+  writeFileAtomic(file, JSON.stringify(fc));
 }

@@ -4,11 +4,13 @@
  * "__metadata__": {string: string}}`, then the raw little-endian tensor bytes. Data only: loading never executes code.
  *
  * Reading validates everything before returning (header bounds, JSON, dtype, byte sizes, offsets inside the file,
- * no overlaps) and names the file and tensor in every error. Writing goes to a temporary file in the same folder, is
- * fsynced and then renamed, so a reader never sees a half-written file.
+ * no overlaps) and names the file and tensor in every error. Writing goes through `writeFileAtomic` (io/atomic.ts):
+ * checked writes to a temporary file, fsync, rename; a full disk or a kill never leaves a half-written file.
  */
 import * as fs from 'fs';
-import * as path from 'path';
+import { writeFileAtomic } from './atomic';
+
+export { writeFileAtomic };
 
 export type SafeDtype = 'F64' | 'F32' | 'F16' | 'BF16' | 'I64' | 'I32' | 'I16' | 'I8' | 'U8' | 'BOOL';
 
@@ -195,31 +197,6 @@ export function encodeSafetensors(tensors: ReadonlyMap<string, TensorToWrite>, m
     pos += bytes.length;
   }
   return out;
-}
-
-/** Write `data` to `file` atomically: temporary file in the same folder, fsync, rename. */
-export function writeFileAtomic(file: string, data: Buffer | string): void {
-  const dir = path.dirname(path.resolve(file));
-  fs.mkdirSync(dir, { recursive: true });
-  const tmp = path.join(dir, `.${path.basename(file)}.${process.pid}.${Math.random().toString(36).slice(2)}.tmp`);
-  try {
-    const fd = fs.openSync(tmp, 'w');
-    try {
-      if (typeof data === 'string') fs.writeSync(fd, data);
-      else fs.writeSync(fd, data);
-      fs.fsyncSync(fd);
-    } finally {
-      fs.closeSync(fd);
-    }
-    fs.renameSync(tmp, file);
-  } catch (e) {
-    try {
-      fs.unlinkSync(tmp);
-    } catch {
-      /* already gone */
-    }
-    throw e;
-  }
 }
 
 /** Write a safetensors file atomically. */

@@ -9,11 +9,12 @@
  *
  * The root is `VITPEFT_RUNS_DIR` if set, else `<project>/runs` (git-ignored).
  */
-import { appendFileSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync } from 'fs';
 import * as path from 'path';
 import { execFileSync } from 'child_process';
 import { BackendReport, backendReport, isInitialised } from '../backend';
 import { saveCheckpoint, SaveParts } from '../io/checkpoint';
+import { appendFileChecked, writeFileAtomic } from '../io/atomic';
 import { projectRoot } from './paths';
 
 export const RUN_FORMAT = 'vitpeft-run/1';
@@ -62,9 +63,7 @@ export function assertJsonable(what: string, v: unknown, at = what, seen: Set<un
 }
 
 function writeJsonAtomic(file: string, data: unknown): void {
-  const tmp = `${file}.${process.pid}.tmp`;
-  writeFileSync(tmp, `${JSON.stringify(data, null, 2)}\n`);
-  renameSync(tmp, file);
+  writeFileAtomic(file, `${JSON.stringify(data, null, 2)}\n`);
 }
 
 function stamp(d: Date): string {
@@ -133,7 +132,7 @@ export class RunRecord {
     };
     const rec = new RunRecord(dir, info);
     rec.persist();
-    writeFileSync(path.join(dir, 'metrics.jsonl'), '');
+    writeFileAtomic(path.join(dir, 'metrics.jsonl'), '');
     return rec;
   }
 
@@ -168,7 +167,7 @@ export class RunRecord {
       row[k] = typeof v === 'number' && !Number.isFinite(v) ? null : v;
     }
     row.time = new Date().toISOString();
-    appendFileSync(path.join(this.dir, 'metrics.jsonl'), `${JSON.stringify(row)}\n`);
+    appendFileChecked(path.join(this.dir, 'metrics.jsonl'), `${JSON.stringify(row)}\n`, { jsonl: true });
   }
 
   /** The metrics logged so far. */
