@@ -1,11 +1,13 @@
 /**
- * ImageFolder (torchvision): `root/<class>/<file>`; classes are the sub-folder names sorted by code point, label =
- * position; files sorted within each class. A class folder without any image file is an error (as torchvision).
+ * ImageFolder (torchvision): `root/<class>/[sub/...]<file>`; classes are the sub-folder names sorted by code point, label =
+ * position; the files of a class are found recursively in torchvision's order (folders sorted by path, then file
+ * names), following symbolic links to folders and files as torchvision does (a link loop or a broken link is an error
+ * naming it). A class folder without any image file is an error (as torchvision).
  */
 import * as path from 'path';
 import { RecordDataset, SampleInfo } from '../dataset';
 import { DecodeOptions, IMAGE_EXTENSIONS, loadImage } from '../decode';
-import { listDir } from './common';
+import { listDir, walkFiles } from './common';
 
 export interface ImageFolderOptions {
   /** Accepted extensions, lower case with dot (default: .jpg .jpeg .png .webp .tif .tiff). */
@@ -32,12 +34,11 @@ export async function imageFolder(root: string, opt: ImageFolderOptions = {}): P
   const records: SampleInfo[] = [];
   for (let label = 0; label < classes.length; label++) {
     const dir = path.join(root, classes[label]);
-    const { files } = await listDir(dir, 'class folder');
-    const imgs = files.filter((f) => exts.has(path.extname(f).toLowerCase()));
+    const imgs = (await walkFiles(dir, 'class folder')).filter((f) => exts.has(path.extname(f).toLowerCase()));
     if (imgs.length === 0) {
       throw new Error(`${dir}: class '${classes[label]}' has no image file (extensions: ${[...exts].join(' ')})`);
     }
-    for (const f of imgs) records.push({ path: path.join(dir, f), label });
+    for (const f of imgs) records.push({ path: f, label });
   }
   return new RecordDataset(
     opt.name ?? `imagefolder:${path.basename(root)}`,
