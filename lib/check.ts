@@ -16,6 +16,23 @@ export function checkKeys(what: string, obj: object, valid: readonly string[]): 
   }
 }
 
+/**
+ * A value as an error message should show it: strings quoted and marked as strings (so '224' is not mistaken for the
+ * number 224), NaN / Infinity / undefined as such, arrays and objects as JSON.
+ * @example fmtValue('1e-6') // "'1e-6' (a string)"
+ */
+export function fmtValue(v: unknown): string {
+  if (typeof v === 'string') return `'${v}' (a string)`;
+  if (typeof v === 'number' || typeof v === 'boolean' || v === null || v === undefined) return String(v);
+  if (typeof v === 'bigint') return `${v}n (a bigint)`;
+  if (typeof v === 'function' || typeof v === 'symbol') return `a ${typeof v}`;
+  try {
+    return JSON.stringify(v, (_k, x) => (typeof x === 'number' && !Number.isFinite(x) ? String(x) : x)) ?? String(v);
+  } catch {
+    return Object.prototype.toString.call(v);
+  }
+}
+
 /** Resolve `name` in a registry, throwing an error listing the valid names. */
 export function lookup<T>(what: string, registry: Readonly<Record<string, T>>, name: string): T {
   if (!Object.prototype.hasOwnProperty.call(registry, name)) {

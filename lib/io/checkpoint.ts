@@ -8,11 +8,13 @@
  * - everything else is stored as is.
  * Metadata: `__metadata__.vitpeft` holds JSON {format, layout, step, seed, optimizer, ...user fields}.
  *
- * Loading validates the whole file against the target (names, shapes after layout conversion, dtypes) before
- * assigning anything: an error names the tensor and both shapes and leaves the model untouched.
+ * Loading validates the whole file against the target (names, shapes after layout conversion, dtypes, and no NaN/Inf
+ * in float tensors unless `allowNonFinite`) before assigning anything: an error names the tensor (and both shapes, or
+ * the first non-finite value) and leaves the model untouched. Saving or loading a disposed model is an error naming
+ * the disposed parameter.
  */
 import * as tf from '@tensorflow/tfjs';
-import { ParamTree, flattenTree } from '../tree';
+import { ParamTree, flattenTree, assertLive } from '../tree';
 import { Optimizer } from '../train/optim';
 import { readSafetensors, writeSafetensors, TensorToWrite, SafeTensor, SafeFile } from './safetensors';
 import { resizeGridEmbed, ResizeSpec } from '../vit/posembed';
@@ -77,6 +79,8 @@ export interface SaveParts {
 
 /** Save parameters (+ optimizer state) to `file` atomically. */
 export function saveCheckpoint(file: string, parts: SaveParts): void {
+  assertLive(asMap(parts.params), 'saveCheckpoint', 'the model was disposed before saving');
+  if (parts.optimizer) assertLive(parts.optimizer.stateTensors(), 'saveCheckpoint (optimizer state)', 'the optimizer was disposed before saving');
   const out = new Map<string, TensorToWrite>();
   const add = (key: string, v: tf.Tensor): void => {
     const t = tf.tidy(() => kitToTorch(key, v));
@@ -112,6 +116,8 @@ export interface LoadOptions {
   resizePosEmbed?: boolean;
   /** Interpolation for `resizePosEmbed`: 'size' (default; MAE's interpolate_pos_embed) or 'size-antialias' (timm's). */
   resizeMode?: ResizeSpec['mode'];
+  /** Load float tensors holding NaN or ±Inf (default false: such a file is refused, naming the tensor and value). */
+  allowNonFinite?: boolean;
 }
 
 export interface LoadReport {
@@ -123,6 +129,30 @@ export interface LoadReport {
   /** Keys resized on load. */
   resized: string[];
   meta: Record<string, unknown>;
+}
+
+/** Throw naming the tensor, the count and the first non-finite value (with its index) of a float tensor. */
+function checkFinite(key: string, t: SafeTensor, file: string): void {
+  if (!(t.data instanceof Float32Array)) return;
+  const d = t.data;
+  let first = -1;
+  let count = 0;
+  for (let i = 0; i < d.length; i++) {
+    if (!Number.isFinite(d[i])) {
+      if (first < 0) first = i;
+      count++;
+    }
+  }
+  if (first < 0) return;
+  const idx: number[] = [];
+  let rest = first;
+  for (let k = t.shape.length - 1; k >= 0; k--) {
+    idx.unshift(rest % t.shape[k]);
+    rest = Math.floor(rest / t.shape[k]);
+  }
+  throw new Error(
+    `${file}: tensor '${key}' [${t.shape}] holds ${count} non-finite value${count > 1 ? 's' : ''} (first: ${d[first]} at [${idx}]); refusing to load a diverged or corrupt checkpoint (pass allowNonFinite: true to load it anyway)`,
+  );
 }
 
 function toTensor(key: string, t: SafeTensor, file: string): tf.Tensor {
@@ -167,6 +197,7 @@ export function loadTensors(
   if (meta.layout !== undefined && meta.layout !== 'torch') throw new Error(`${file}: unsupported layout '${String(meta.layout)}'`);
   const targets = new Map<string, tf.Variable>(asMap(into.params));
   if (into.optimizer) for (const [k, v] of into.optimizer.stateTensors()) targets.set(`optim.${k}`, v);
+  assertLive(targets, `loadCheckpoint(${file})`, 'the target was disposed; assigning would silently revive it');
   // Map file keys to target keys.
   const byTarget = new Map<string, [string, SafeTensor]>();
   const unexpected: string[] = [];
@@ -197,6 +228,7 @@ export function loadTensors(
     const list = unexpected.slice(0, 8).join(', ') + (unexpected.length > 8 ? `, … (${unexpected.length} in all)` : '');
     throw new Error(`${file}: ${unexpected.length} tensor(s) with no place in the target: ${list} (pass strict: false or ignore to skip them)`);
   }
+  if (!opts.allowNonFinite) for (const [, [rawKey, st]] of byTarget) checkFinite(rawKey, st, file);
   // Build every converted tensor first; assign only when all are valid.
   const ready: Array<[tf.Variable, tf.Tensor]> = [];
   const resized: string[] = [];

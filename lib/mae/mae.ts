@@ -14,7 +14,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { Rng } from '../rng';
-import { flattenTree, disposeTree, countParams } from '../tree';
+import { flattenTree, disposeTree, countParams, assertLive } from '../tree';
 import { checkKeys } from '../check';
 import { VitConfig, VitPresetName, gridHW, vitConfig, dropPathRates } from '../vit/config';
 import { createVit, ParamFactory, Vit } from '../vit/params';
@@ -200,6 +200,7 @@ export interface MaeOutput {
  */
 export function maeForward(mae: Mae, images: tf.Tensor4D, opts: MaeForwardOptions = {}): MaeOutput {
   checkKeys('maeForward options', opts, ['plan', 'rng', 'maskRatio', 'training', 'hooks']);
+  assertLive(maeVariables(mae), 'maeForward', 'disposeMae was called on this model');
   const grid = maeGrid(mae, images);
   let plan = opts.plan;
   if (!plan) {

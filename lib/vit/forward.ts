@@ -16,6 +16,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { Rng } from '../rng';
+import { assertLive } from '../tree';
 import { dropPath } from '../ops/nn';
 import { linear as dense, layerNormFast as layerNorm, geluFast as gelu, attentionQKV } from '../ops/fast';
 import { VitConfig, imgHW, posGridHW, dropPathRates } from './config';
@@ -164,6 +165,7 @@ export function blockForward(p: BlockParams, state: TokenState, o: BlockOptions,
 
 /** Check an image batch against the model: [B, H, W, C] with C = inChans and H, W divisible by the patch. */
 export function checkImages(cfg: VitConfig, images: tf.Tensor): [number, number] {
+  if (images.isDisposed) throw new Error(`ViT input: the images tensor [${images.shape}] was disposed before the forward`);
   if (images.rank !== 4) {
     throw new Error(`ViT input: expected images [B, H, W, C] (NHWC), got rank ${images.rank} shape [${images.shape}]`);
   }
@@ -185,6 +187,7 @@ export function checkImages(cfg: VitConfig, images: tf.Tensor): [number, number]
  */
 export function patchEmbed(vit: Vit, images: tf.Tensor4D, env: ForwardEnv): tf.Tensor3D {
   const [gh, gw] = checkImages(vit.config, images);
+  assertLive(vit.params, 'ViT forward', 'disposeVit was called on this ViT, or the tree it came from was disposed');
   const { patchSize: p, inChans: C, embedDim: D } = vit.config;
   const B = images.shape[0];
   // [B, H, W, C] → [B·gh, p(ky), gw, p·C (kx,c)] → [B·gh, gw, ky, (kx,c)] → [B·N, p·p·C]
