@@ -17,6 +17,7 @@ import sharp from 'sharp';
 import * as GeoTIFF from 'geotiff';
 import { Img, imgFromInts, makeImg } from './image';
 import { DecodePlan, checkDecodePlan, decodeBytes, decodeLimits, withDecodeMemory } from './limits';
+import { checkKeys, checkNumber, checkOneOf, fmtValue } from '../lib/check';
 
 /** Georeferencing of a GeoTIFF (north-up affine; `resolution[1]` is negative for north-up rasters). */
 export interface GeoInfo {
@@ -62,6 +63,21 @@ export async function readFileChecked(file: string, what = 'file'): Promise<Buff
   }
 }
 
+const DECODE_KEYS = ['mode', 'bands', 'scale', 'maxPixels', 'maxExpansion'] as const;
+
+/** Validate decode options (`source` names the file): unknown keys, strings where numbers belong, NaN limits. */
+export function checkDecodeOptions(opt: DecodeOptions, source: string): void {
+  const what = `${source}: DecodeOptions`;
+  checkKeys(what, opt, DECODE_KEYS);
+  if (opt.mode !== undefined) checkOneOf(`${what}.mode`, opt.mode, ['rgb', 'keep']);
+  if (opt.bands !== undefined) checkNumber(`${what}.bands`, opt.bands, { integer: true, min: 1 });
+  if (opt.scale !== undefined) checkNumber(`${what}.scale`, opt.scale, { gt: 0 });
+  for (const k of ['maxPixels', 'maxExpansion'] as const) {
+    const v = opt[k];
+    if (v !== undefined && !(typeof v === 'number' && v > 0)) throw new Error(`${what}.${k}: expected a number > 0 (Infinity allowed), got ${fmtValue(v)}`);
+  }
+}
+
 /** `readFileChecked` for an image: a file larger than the decode memory budget is refused before it is read. */
 async function readImageFile(file: string, what: string): Promise<Buffer> {
   const budget = decodeLimits().memoryBudget;
@@ -84,6 +100,7 @@ function checkBands(img: Img, source: string, bands: number | undefined): Img {
  * 16-bit as stored. `source` names it in errors.
  */
 export async function decodeWithSharp(buf: Buffer, source: string, opt: DecodeOptions = {}): Promise<Img> {
+  checkDecodeOptions(opt, source);
   const mode = opt.mode ?? 'rgb';
   const maxPixels = opt.maxPixels ?? decodeLimits().maxPixels;
   // the header is read without sharp's own pixel limit so that our check (with its clearer message) decides
@@ -143,6 +160,7 @@ export async function decodeGeoTiff(
   source: string,
   opt: DecodeOptions = {},
 ): Promise<{ img: Img; geo: GeoInfo | null }> {
+  checkDecodeOptions(opt, source);
   const ab = buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.byteLength) as ArrayBuffer;
   let img: Img;
   let geo: GeoInfo | null = null;
@@ -236,6 +254,7 @@ export function isTiff(file: string): boolean {
  * Missing files, corrupt data and band-count mismatches are errors naming the file.
  */
 export async function loadImage(file: string, opt: DecodeOptions = {}): Promise<Img> {
+  checkDecodeOptions(opt, file);
   const buf = await readImageFile(file, 'image');
   if (buf.length === 0) throw new Error(`${file}: empty file`);
   if (isTiff(file)) return (await decodeGeoTiff(buf, file, opt)).img;
@@ -244,6 +263,7 @@ export async function loadImage(file: string, opt: DecodeOptions = {}): Promise<
 
 /** Load a GeoTIFF with its georeferencing. */
 export async function loadGeoTiff(file: string, opt: DecodeOptions = {}): Promise<{ img: Img; geo: GeoInfo | null }> {
+  checkDecodeOptions(opt, file);
   const buf = await readImageFile(file, 'GeoTIFF');
   if (buf.length === 0) throw new Error(`${file}: empty file`);
   return decodeGeoTiff(buf, file, opt);

@@ -16,8 +16,8 @@
 import { promises as fsp } from 'fs';
 import * as path from 'path';
 import { Rng } from '../lib/rng';
-import { checkKeys } from '../lib/check';
-import { tempOwnerTag, writerGone } from '../lib/io/atomic';
+import { checkKeys, fmtValue } from '../lib/check';
+import { ensureDir, tempOwnerTag, writerGone } from '../lib/io/atomic';
 import { Dataset, Progress } from './dataset';
 import { encodeGeoTiff, encodeImage } from './encode';
 import { EUROSAT_CLASSES, EUROSAT_DIRS, eurosat } from './formats/eurosat';
@@ -83,9 +83,10 @@ function resolved(opt: EmbeddedOptions): Required<Pick<EmbeddedOptions, 'seed' |
     satellitePerClass: opt.satellitePerClass ?? 100,
     naturalPerClass: opt.naturalPerClass ?? 100,
   };
-  if (!Number.isInteger(r.size) || r.size < 8 || r.size > 512) throw new Error(`embedded: size must be an integer in [8, 512], got ${r.size}`);
+  if (!Number.isInteger(r.seed)) throw new Error(`embedded: seed must be an integer, got ${fmtValue(r.seed)}`);
+  if (!Number.isInteger(r.size) || r.size < 8 || r.size > 512) throw new Error(`embedded: size must be an integer in [8, 512], got ${fmtValue(r.size)}`);
   for (const k of ['satellitePerClass', 'naturalPerClass'] as const) {
-    if (!Number.isInteger(r[k]) || r[k] < 5) throw new Error(`embedded: ${k} must be an integer ≥ 5, got ${r[k]}`);
+    if (!Number.isInteger(r[k]) || r[k] < 5) throw new Error(`embedded: ${k} must be an integer ≥ 5, got ${fmtValue(r[k])}`);
   }
   return r;
 }
@@ -139,8 +140,12 @@ export async function generateEmbedded(dir: string, opt: EmbeddedOptions = {}): 
     if (opt.onProgress && (done % 50 === 0 || done === total)) opt.onProgress({ phase: 'generate embedded', done, total });
   };
   const write = async (file: string, data: Buffer | string): Promise<void> => {
-    await fsp.mkdir(path.dirname(file), { recursive: true });
-    await fsp.writeFile(file, data);
+    try {
+      await fsp.mkdir(path.dirname(file), { recursive: true });
+      await fsp.writeFile(file, data); // (fs.writeFile retries short writes and reports ENOSPC)
+    } catch (e) {
+      throw new Error(`embedded: cannot write ${file} (${(e as Error).message}); the partial dataset is discarded`);
+    }
     files++;
   };
   // satellite: EuroSAT layout, RGB JPEG + 13-band GeoTIFF of the same scene
@@ -230,7 +235,7 @@ export async function ensureEmbedded(opt: EmbeddedOptions = {}): Promise<Embedde
   const dir = path.join(cache, embeddedName(opt));
   const existing = await readManifest(dir);
   if (!opt.force && matches(existing, r)) return pathsFor(dir, existing);
-  await fsp.mkdir(cache, { recursive: true });
+  ensureDir(cache, 'embedded: cache folder');
   // clean up the temporary (and replaced) folders of interrupted runs of this configuration whose generator is gone (io/atomic.ts)
   for (const e of await fsp.readdir(cache)) {
     const pre = [`${path.basename(dir)}.tmp-`, `${path.basename(dir)}.old-`].find((p) => e.startsWith(p));

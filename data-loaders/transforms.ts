@@ -9,6 +9,7 @@
  * Rounding helpers reproduce Python's `round` (half to even), which torchvision uses for crop sizes and offsets.
  */
 import { Img, makeImg, shapeOf } from './image';
+import { fmtValue } from '../lib/check';
 
 export type Interpolation = 'bicubic' | 'bilinear' | 'nearest';
 
@@ -100,7 +101,7 @@ export interface Box {
 export function resizedCrop(img: Img, box: Box, outH: number, outW: number, interp: Interpolation = 'bicubic'): Img {
   if (!(box.height > 0 && box.width > 0)) throw new Error(`resizedCrop: empty box ${JSON.stringify(box)}`);
   if (!Number.isInteger(outH) || !Number.isInteger(outW) || outH <= 0 || outW <= 0) {
-    throw new Error(`resizedCrop: output size must be positive integers, got ${outH}×${outW}`);
+    throw new Error(`resizedCrop: output size must be positive integers, got ${fmtValue(outH)}×${outW}`);
   }
   const { height: H, width: W, channels: C, data } = img;
   const out = makeImg(outH, outW, C);
@@ -268,6 +269,11 @@ export const NORM_PRESETS = { imagenet: IMAGENET_STATS, fmow: FMOW_RGB_STATS, se
 function checkStats(img: Img, s: NormStats, what: string): void {
   if (s.mean.length !== img.channels || s.std.length !== img.channels) {
     throw new Error(`${what}: statistics for ${s.mean.length} channels, image has ${img.channels} (${shapeOf(img)})`);
+  }
+  for (let c = 0; c < img.channels; c++) {
+    if (!Number.isFinite(s.mean[c]) || !(Number.isFinite(s.std[c]) && s.std[c] > 0)) {
+      throw new Error(`${what}: channel ${c} has mean ${s.mean[c]}, std ${s.std[c]}; expected a finite mean and a finite std > 0`);
+    }
   }
 }
 

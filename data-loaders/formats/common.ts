@@ -4,6 +4,7 @@
  */
 import { promises as fsp } from 'fs';
 import * as path from 'path';
+import { fmtValue } from '../../lib/check';
 
 const byCodePoint = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
 
@@ -108,7 +109,7 @@ export async function readListFile(file: string, sep: 'space' | 'whitespace' = '
     const line = raw.trim();
     if (!line) return;
     const parts = sep === 'space' ? line.split(' ') : line.split(/\s+/);
-    if (parts.length > 2) throw new Error(`${file}: line ${k + 1}: expected 'path label', got ${parts.length} fields: '${line}'`);
+    if (parts.length > 2) throw new Error(`${file}: line ${k + 1}: expected 'path label', got ${fmtValue(parts.length)} fields: '${line}'`);
     const e: ListEntry = { path: parts[0], line: k + 1 };
     if (parts.length === 2) {
       if (!/^-?\d+$/.test(parts[1])) throw new Error(`${file}: line ${k + 1}: label '${parts[1]}' is not an integer`);

@@ -16,6 +16,7 @@ import { columns, readCsv, strCell } from '../csv';
 import { SENTINEL2_STATS, maskBands } from '../transforms';
 import { FMOW_CLASSES } from './fmow';
 import { resolveUnder } from './common';
+import { checkKeys, checkNumber, fmtValue } from '../../lib/check';
 
 export interface FmowSentinelRecord extends SampleInfo {
   path: string;
@@ -86,6 +87,7 @@ export interface FmowSentinelOptions {
 
 /** Read and sort the rows of an fMoW-Sentinel CSV (errors name file, line and column). */
 export async function readFmowSentinelCsv(csvPath: string, opt: FmowSentinelOptions = {}): Promise<FmowSentinelRecord[]> {
+  checkFmowSentinelOptions(opt);
   const t = await readCsv(csvPath);
   const col = columns(t, ['category', 'location_id', 'image_id', 'timestamp']);
   const hasPath = t.header.includes('image_path');
@@ -133,6 +135,15 @@ export async function readFmowSentinelCsv(csvPath: string, opt: FmowSentinelOpti
     a.rec.meta.category < b.rec.meta.category ? -1 : a.rec.meta.category > b.rec.meta.category ? 1
       : a.rec.meta.locationId - b.rec.meta.locationId || a.when.ms - b.when.ms || a.when.ns - b.when.ns;
   return kept.map((r, k) => ({ r, k })).sort((x, y) => cmp(x.r, y.r) || x.k - y.k).map((x) => x.r.rec);
+}
+
+function checkFmowSentinelOptions(opt: FmowSentinelOptions): void {
+  checkKeys('FmowSentinelOptions', opt, ['imageRoot', 'split', 'years', 'maskedBands', 'name']);
+  if (opt.years !== undefined && opt.years !== null) {
+    if (!Array.isArray(opt.years) || opt.years.length === 0) throw new Error(`FmowSentinelOptions.years: expected a non-empty list of years or null, got ${fmtValue(opt.years)}`);
+    opt.years.forEach((y, i) => checkNumber(`FmowSentinelOptions.years[${i}]`, y, { integer: true }));
+  }
+  (opt.maskedBands ?? []).forEach((b, i) => checkNumber(`FmowSentinelOptions.maskedBands[${i}]`, b, { integer: true, min: 0, max: 12 }));
 }
 
 /** fMoW-Sentinel dataset: raw 13-band images (band count checked), label, metadata. */

@@ -142,11 +142,16 @@ export async function readFmowMetadata(jsonPath: string): Promise<FmowImageMeta>
     if (typeof category !== 'string') throw new Error(`${jsonPath}: bounding_boxes[${k}].category must be a string`);
     return { id: typeof b.ID === 'number' ? b.ID : k, box: box as [number, number, number, number], category };
   });
+  const positive = (k: string, integer: boolean): number => {
+    const v = num(k);
+    if (!(v > 0) || (integer && !Number.isInteger(v))) throw new Error(`${jsonPath}: field '${k}' must be a positive ${integer ? 'integer' : 'number'}, got ${v}`);
+    return v;
+  };
   return {
-    gsd: num('gsd'),
+    gsd: positive('gsd', false),
     timestamp: ts,
-    imgWidth: num('img_width'),
-    imgHeight: num('img_height'),
+    imgWidth: positive('img_width', true),
+    imgHeight: positive('img_height', true),
     cloudCover: typeof j.cloud_cover === 'number' ? j.cloud_cover : undefined,
     utm: typeof j.utm === 'string' ? j.utm : undefined,
     boxes,

@@ -8,6 +8,7 @@ import * as path from 'path';
 import { RecordDataset, SampleInfo } from '../dataset';
 import { DecodeOptions, IMAGE_EXTENSIONS, loadImage } from '../decode';
 import { listDir, walkFiles } from './common';
+import { checkKeys, fmtValue } from '../../lib/check';
 
 export interface ImageFolderOptions {
   /** Accepted extensions, lower case with dot (default: .jpg .jpeg .png .webp .tif .tiff). */
@@ -20,6 +21,18 @@ export interface ImageFolderOptions {
 
 /** Build an ImageFolder dataset (scans the folders once). */
 export async function imageFolder(root: string, opt: ImageFolderOptions = {}): Promise<RecordDataset<SampleInfo>> {
+  checkKeys('ImageFolderOptions', opt, ['extensions', 'classes', 'decode', 'name']);
+  for (const e of opt.extensions ?? []) {
+    if (typeof e !== 'string' || !/^\.[^./\\]+$/.test(e)) throw new Error(`ImageFolderOptions.extensions: expected entries like '.png' (with the dot), got ${fmtValue(e)}`);
+  }
+  if (opt.classes) {
+    const seen = new Set<string>();
+    for (const c of opt.classes) {
+      if (typeof c !== 'string' || c === '') throw new Error(`ImageFolderOptions.classes: expected folder names, got ${fmtValue(c)}`);
+      if (seen.has(c)) throw new Error(`ImageFolderOptions.classes: '${c}' is listed twice (labels would shift)`);
+      seen.add(c);
+    }
+  }
   const exts = new Set((opt.extensions ?? IMAGE_EXTENSIONS).map((e) => e.toLowerCase()));
   const { dirs } = await listDir(root, 'ImageFolder root');
   if (dirs.length === 0) throw new Error(`${root}: no class folders (ImageFolder expects root/<class>/<image>)`);

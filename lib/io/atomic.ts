@@ -111,6 +111,17 @@ export function removeOrphanTemps(file: string): string[] {
   return removed;
 }
 
+/** `mkdir -p dir`, with an error naming the folder and why (a file in the way, permissions) instead of a bare EEXIST. */
+export function ensureDir(dir: string, what = 'folder'): void {
+  try {
+    fs.mkdirSync(dir, { recursive: true });
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    const why = code === 'EEXIST' || code === 'ENOTDIR' ? 'a file is in the way of the folder path' : describe(e);
+    throw new Error(`${what} ${dir}: cannot create the folder (${why})`);
+  }
+}
+
 function describe(e: unknown): string {
   const err = e as NodeJS.ErrnoException;
   return err.code ? `${err.code}: ${err.message.replace(/^[A-Z]+: /, '')}` : String(err?.message ?? e);
@@ -155,7 +166,7 @@ export function writeFileAtomic(file: string, data: Uint8Array | string, opt: At
   const buf = typeof data === 'string' ? Buffer.from(data, 'utf8') : data;
   const abs = path.resolve(file);
   const dir = path.dirname(abs);
-  fs.mkdirSync(dir, { recursive: true });
+  ensureDir(dir, `${file}: its folder`);
   removeOrphanTemps(abs);
   const tmp = tempPathFor(abs);
   let fd: number | null = null;

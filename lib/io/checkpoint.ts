@@ -15,6 +15,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { ParamTree, flattenTree, assertLive } from '../tree';
+import { assertJsonable, checkBoolean, checkKeys, checkOneOf, fmtValue } from '../check';
 import { Optimizer } from '../train/optim';
 import { readSafetensors, writeSafetensors, TensorToWrite, SafeTensor, SafeFile } from './safetensors';
 import { resizeGridEmbed, ResizeSpec } from '../vit/posembed';
@@ -75,16 +76,41 @@ export interface SaveParts {
   optimizer?: Optimizer;
   /** Extra JSON-serialisable metadata (preset, config, seed, ...). `step` defaults to the optimizer's step. */
   meta?: Record<string, unknown>;
+  /**
+   * Save parameters holding NaN or ±Inf (default false: refused before anything is written, so a diverged run cannot
+   * overwrite the last good checkpoint).
+   */
+  allowNonFinite?: boolean;
 }
+
+/** Metadata keys the format owns: a user `meta` may not replace them (the file would not load back). */
+const RESERVED_META = ['format', 'layout'];
 
 /** Save parameters (+ optimizer state) to `file` atomically. */
 export function saveCheckpoint(file: string, parts: SaveParts): void {
   assertLive(asMap(parts.params), 'saveCheckpoint', 'the model was disposed before saving');
   if (parts.optimizer) assertLive(parts.optimizer.stateTensors(), 'saveCheckpoint (optimizer state)', 'the optimizer was disposed before saving');
+  checkKeys('saveCheckpoint parts', parts, ['params', 'optimizer', 'meta', 'allowNonFinite']);
+  if (parts.meta !== undefined) {
+    if (parts.meta === null || typeof parts.meta !== 'object' || Array.isArray(parts.meta)) throw new Error(`saveCheckpoint(${file}): meta must be an object, got ${fmtValue(parts.meta)}`);
+    assertJsonable(`saveCheckpoint(${file}) meta`, parts.meta, 'meta');
+    const clash = Object.keys(parts.meta).filter((k) => RESERVED_META.includes(k));
+    if (clash.length) throw new Error(`saveCheckpoint(${file}): meta key${clash.length > 1 ? 's' : ''} ${clash.map((k) => `'${k}'`).join(', ')} belong to the file format; use another name`);
+  }
   const out = new Map<string, TensorToWrite>();
   const add = (key: string, v: tf.Tensor): void => {
     const t = tf.tidy(() => kitToTorch(key, v));
     const data = t.dataSync();
+    if (!parts.allowNonFinite && v.dtype !== 'int32') {
+      for (let i = 0; i < data.length; i++) {
+        if (!Number.isFinite(data[i])) {
+          t.dispose();
+          throw new Error(
+            `saveCheckpoint(${file}): '${key}' holds a non-finite value (${data[i]} at flat index ${i} of torch shape [${t.shape}]); nothing was written, the previous file is unchanged (pass allowNonFinite: true to save it anyway)`,
+          );
+        }
+      }
+    }
     out.set(key, {
       dtype: v.dtype === 'int32' ? 'I32' : 'F32',
       shape: t.shape,
@@ -129,6 +155,23 @@ export interface LoadReport {
   /** Keys resized on load. */
   resized: string[];
   meta: Record<string, unknown>;
+}
+
+const LOAD_KEYS = ['strict', 'allowMissing', 'ignore', 'stripPrefixes', 'resizePosEmbed', 'resizeMode', 'allowNonFinite'] as const;
+
+/** Validate LoadOptions (a string where a RegExp belongs would otherwise fail deep inside, or match per character). */
+function checkLoadOptions(opts: LoadOptions, file: string): void {
+  const what = `loadCheckpoint(${file}) options`;
+  checkKeys(what, opts, LOAD_KEYS);
+  for (const k of ['strict', 'resizePosEmbed', 'allowNonFinite'] as const) if (opts[k] !== undefined) checkBoolean(`${what}.${k}`, opts[k]);
+  for (const k of ['allowMissing', 'ignore'] as const) {
+    if (opts[k] !== undefined && !(opts[k] instanceof RegExp)) throw new Error(`${what}.${k}: expected a RegExp (e.g. /^head\\./), got ${fmtValue(opts[k])}`);
+  }
+  const sp = opts.stripPrefixes;
+  if (sp !== undefined && !(Array.isArray(sp) && sp.every((p) => typeof p === 'string' && p.length > 0))) {
+    throw new Error(`${what}.stripPrefixes: expected a list of non-empty strings (e.g. ['module.']), got ${fmtValue(sp)}`);
+  }
+  if (opts.resizeMode !== undefined) checkOneOf(`${what}.resizeMode`, opts.resizeMode, ['size', 'size-antialias', 'dinov2-offset']);
 }
 
 /** Throw naming the tensor, the count and the first non-finite value (with its index) of a float tensor. */
@@ -185,6 +228,7 @@ export function loadTensors(
   into: { params: ParamTree | ReadonlyMap<string, tf.Variable>; optimizer?: Optimizer },
   opts: LoadOptions = {},
 ): LoadReport {
+  checkLoadOptions(opts, file);
   const { tensors, metadata } = source;
   let meta: Record<string, unknown> = {};
   if (metadata.vitpeft) {

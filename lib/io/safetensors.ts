@@ -116,7 +116,10 @@ export function decodeSafetensors(buf: Buffer, source = '<buffer>'): SafeFile {
   const spans: Array<[number, number, string]> = [];
   for (const [name, rawInfo] of Object.entries(header)) {
     if (name === '__metadata__') {
-      for (const [k, v] of Object.entries((rawInfo ?? {}) as Record<string, unknown>)) {
+      if (rawInfo === null || typeof rawInfo !== 'object' || Array.isArray(rawInfo)) {
+        throw new Error(`${source}: __metadata__ must be an object of strings, got ${JSON.stringify(rawInfo)}`);
+      }
+      for (const [k, v] of Object.entries(rawInfo as Record<string, unknown>)) {
         if (typeof v !== 'string') throw new Error(`${source}: __metadata__.${k} is not a string`);
         metadata[k] = v;
       }
@@ -147,9 +150,17 @@ export function decodeSafetensors(buf: Buffer, source = '<buffer>'): SafeFile {
     spans.push([b, e, name]);
     tensors.set(name, { dtype, shape, data: decodeData(dtype, buf.subarray(dataStart + b, dataStart + e), count, where) });
   }
-  spans.sort((x, y) => x[0] - y[0]);
-  for (let i = 1; i < spans.length; i++) {
-    if (spans[i][0] < spans[i - 1][1]) throw new Error(`${source}: tensors '${spans[i - 1][2]}' and '${spans[i][2]}' overlap`);
+  // as the reference implementation (safetensors' Metadata::validate): the tensors tile the data section exactly
+  spans.sort((x, y) => x[0] - y[0] || x[1] - y[1]);
+  let end = 0;
+  for (let i = 0; i < spans.length; i++) {
+    const [b, e, name] = spans[i];
+    if (b < end) throw new Error(`${source}: tensors '${spans[i - 1][2]}' and '${name}' overlap`);
+    if (b > end) throw new Error(`${source}: data bytes ${end}–${b} belong to no tensor (before '${name}'); not a valid safetensors file`);
+    end = e;
+  }
+  if (end !== dataLen) {
+    throw new Error(`${source}: ${dataLen - end} trailing data bytes after the last tensor (data section ${dataLen} bytes, tensors end at ${end}); not a valid safetensors file`);
   }
   return { tensors, metadata };
 }

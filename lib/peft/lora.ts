@@ -37,7 +37,7 @@ import * as tf from '@tensorflow/tfjs';
 import { Rng } from '../rng';
 import { fillInit, Init } from '../init';
 import { ParamTree, flattenTree, makeVariable, newScope, disposeTree, forEachLeaf } from '../tree';
-import { checkKeys } from '../check';
+import { checkKeys, checkNumber } from '../check';
 import { dropout as dropoutOp } from '../ops/nn';
 import type { ForwardEnv, VitHooks } from '../vit/forward';
 import { PathPattern, matchAny, describePattern, layerIndexOf, patternList, LAYER_INDEX_PATTERN } from './patterns';
@@ -96,8 +96,17 @@ export function loraConfig(c: Partial<LoraConfig> & { targets: readonly LoraTarg
   checkKeys('LoraConfig', c, CONFIG_KEYS);
   const cfg: LoraConfig = { ...LORA_DEFAULTS, ...c };
   if (!Array.isArray(cfg.targets) || cfg.targets.length === 0) throw new Error('LoraConfig.targets: expected at least one target');
+  /** Types here (a string is never coerced); ranges that depend on the site (rank ≤ width) are checked by planLora. */
+  const numbers = (where: string, o: Partial<Pick<LoraConfig, 'rank' | 'alpha' | 'scaling' | 'dropout'>>): void => {
+    if (o.rank !== undefined) checkNumber(`${where}.rank`, o.rank);
+    if (o.alpha !== undefined) checkNumber(`${where}.alpha`, o.alpha);
+    if (o.scaling !== undefined && o.scaling !== null) checkNumber(`${where}.scaling`, o.scaling);
+    if (o.dropout !== undefined) checkNumber(`${where}.dropout`, o.dropout);
+  };
+  numbers('LoraConfig', cfg);
   cfg.targets.forEach((t: LoraTarget, i: number) => {
     checkKeys(`LoraConfig.targets[${i}]`, t, TARGET_KEYS);
+    numbers(`LoraConfig.targets[${i}]`, t);
     const kind = t.kind ?? 'linear';
     if (!['linear', 'qkv', 'shared-qkv'].includes(kind)) {
       throw new Error(`LoraConfig.targets[${i}].kind: expected one of linear, qkv, shared-qkv, got '${kind}'`);

@@ -17,6 +17,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { Rng } from '../rng';
 import { assertLive } from '../tree';
+import { checkKeys, fmtValue } from '../check';
 import { dropPath } from '../ops/nn';
 import { linear as dense, layerNormFast as layerNorm, geluFast as gelu, attentionQKV } from '../ops/fast';
 import { VitConfig, imgHW, posGridHW, dropPathRates } from './config';
@@ -165,11 +166,16 @@ export function blockForward(p: BlockParams, state: TokenState, o: BlockOptions,
 
 /** Check an image batch against the model: [B, H, W, C] with C = inChans and H, W divisible by the patch. */
 export function checkImages(cfg: VitConfig, images: tf.Tensor): [number, number] {
+  // duck-typed: a second copy of tfjs-core (e.g. under tfjs-node) has its own Tensor class
+  if (!images || !Array.isArray(images.shape) || typeof images.dataSync !== 'function') {
+    throw new Error(`ViT input: expected a tf.Tensor [B, H, W, C], got ${fmtValue(images)}`);
+  }
   if (images.isDisposed) throw new Error(`ViT input: the images tensor [${images.shape}] was disposed before the forward`);
   if (images.rank !== 4) {
     throw new Error(`ViT input: expected images [B, H, W, C] (NHWC), got rank ${images.rank} shape [${images.shape}]`);
   }
-  const [, H, W, C] = images.shape;
+  const [B, H, W, C] = images.shape;
+  if (B === 0) throw new Error(`ViT input: empty batch (shape [${images.shape}])`);
   if (C !== cfg.inChans) {
     throw new Error(`ViT input: expected ${cfg.inChans} channels (NHWC, last axis), got ${C} (shape [${images.shape}])`);
   }
@@ -295,6 +301,7 @@ function finalNorm(params: VitParams, x: tf.Tensor3D, eps: number): tf.Tensor3D 
  * @example const out = vitForward(vit, x); out.cls // [B, D]
  */
 export function vitForward(vit: Vit, images: tf.Tensor4D, opts: VitForwardOptions = {}): VitOutput {
+  checkKeys('vitForward options', opts, ['training', 'rng', 'hooks', 'masks', 'returnLayers', 'dropPathRate', 'checkpoint']);
   const cfg = vit.config;
   const env = makeEnv(opts);
   const tokens = prepareTokens(vit, images, env, opts.masks);
