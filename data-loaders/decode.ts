@@ -16,7 +16,7 @@ import * as path from 'path';
 import sharp from 'sharp';
 import * as GeoTIFF from 'geotiff';
 import { Img, imgFromInts, makeImg } from './image';
-import { DecodePlan, checkDecodePlan, decodeBytes, decodeLimits, withDecodeMemory } from './limits';
+import { DecodeLimitError, DecodePlan, checkDecodePlan, decodeBytes, decodeLimits, withDecodeMemory } from './limits';
 import { checkKeys, checkNumber, checkOneOf, fmtValue } from '../lib/check';
 
 /** Georeferencing of a GeoTIFF (north-up affine; `resolution[1]` is negative for north-up rasters). */
@@ -173,11 +173,7 @@ export async function decodeGeoTiff(
     checkStrips(image, ab.byteLength, source);
     const bytesPerSample = Math.max(1, ...Array.from({ length: channels }, (_, i) => image.getSampleByteSize(i)));
     const plan: DecodePlan = { height, width, channels, bytesPerSample, fileBytes: buf.length };
-    try {
-      checkDecodePlan(plan, source, opt);
-    } catch (e) {
-      throw Object.assign(e as Error, { limit: true });
-    }
+    checkDecodePlan(plan, source, opt);
     img = await withDecodeMemory(decodeBytes(plan), async () => {
       const rasters = (await image.readRasters({ interleave: true })) as unknown as ArrayLike<number>;
       if (rasters.length !== width * height * channels) {
@@ -190,7 +186,7 @@ export async function decodeGeoTiff(
     });
     geo = geoInfo(image);
   } catch (e) {
-    if ((e as { limit?: boolean }).limit) throw e;
+    if (e instanceof DecodeLimitError) throw e;
     const msg = (e as Error).message.split('\n')[0];
     throw new Error(`${source}: cannot decode GeoTIFF (${msg})`);
   }
@@ -254,7 +250,6 @@ export function isTiff(file: string): boolean {
  * Missing files, corrupt data and band-count mismatches are errors naming the file.
  */
 export async function loadImage(file: string, opt: DecodeOptions = {}): Promise<Img> {
-  checkDecodeOptions(opt, file);
   const buf = await readImageFile(file, 'image');
   if (buf.length === 0) throw new Error(`${file}: empty file`);
   if (isTiff(file)) return (await decodeGeoTiff(buf, file, opt)).img;
@@ -263,7 +258,6 @@ export async function loadImage(file: string, opt: DecodeOptions = {}): Promise<
 
 /** Load a GeoTIFF with its georeferencing. */
 export async function loadGeoTiff(file: string, opt: DecodeOptions = {}): Promise<{ img: Img; geo: GeoInfo | null }> {
-  checkDecodeOptions(opt, file);
   const buf = await readImageFile(file, 'GeoTIFF');
   if (buf.length === 0) throw new Error(`${file}: empty file`);
   return decodeGeoTiff(buf, file, opt);

@@ -70,27 +70,30 @@ export function decodeBytes(p: DecodePlan): number {
   return p.fileBytes + p.height * p.width * p.channels * (p.bytesPerSample + 4);
 }
 
+/** A decode refused by a limit (kept apart from decoder errors so its message reaches the caller unwrapped). */
+export class DecodeLimitError extends Error {}
+
 /** Throw (naming `source`) if the decode of `p` breaks a limit; `over` holds per-call overrides. */
 export function checkDecodePlan(p: DecodePlan, source: string, over: Partial<Pick<DecodeLimits, 'maxPixels' | 'maxExpansion'>> = {}): void {
   const maxPixels = over.maxPixels ?? limits.maxPixels;
   const maxExpansion = over.maxExpansion ?? limits.maxExpansion;
   const shape = `${p.height}×${p.width}×${p.channels}`;
-  if (!(p.height > 0 && p.width > 0 && p.channels > 0)) throw new Error(`${source}: image header declares an empty image (${shape})`);
+  if (!(p.height > 0 && p.width > 0 && p.channels > 0)) throw new DecodeLimitError(`${source}: image header declares an empty image (${shape})`);
   const pixels = p.height * p.width;
   if (pixels > maxPixels) {
-    throw new Error(
+    throw new DecodeLimitError(
       `${source}: ${p.height}×${p.width} = ${pixels.toLocaleString('en')} pixels is over the limit of ${maxPixels.toLocaleString('en')} (maxPixels; raise it with setDecodeLimits or DecodeOptions if the image is genuine)`,
     );
   }
   const out = p.height * p.width * p.channels * p.bytesPerSample;
   if (out > EXPANSION_FLOOR && out > maxExpansion * p.fileBytes) {
-    throw new Error(
+    throw new DecodeLimitError(
       `${source}: a ${p.fileBytes.toLocaleString('en')}-byte file declares ${shape} samples (${fmtBytes(out)} decoded, ${Math.round(out / p.fileBytes)}× its size): refused as a decompression bomb (maxExpansion ${maxExpansion}; raise it with setDecodeLimits or DecodeOptions if the image is genuine)`,
     );
   }
   const need = decodeBytes(p);
   if (need > limits.memoryBudget) {
-    throw new Error(
+    throw new DecodeLimitError(
       `${source}: decoding ${shape} needs ≈ ${fmtBytes(need)}, more than the decode memory budget of ${fmtBytes(limits.memoryBudget)} (setDecodeLimits({memoryBudget}))`,
     );
   }
