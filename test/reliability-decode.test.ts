@@ -101,7 +101,7 @@ describe('decode limits (issue 19.3)', () => {
     setDecodeLimits({ memoryBudget: 2 * one + 64 * 1024 });
     decodeMemoryStats(true);
     const ds = new RecordDataset('mid', files.map((p, i) => ({ path: p, label: i })), async (r) => ({ image: await loadImage(r.path!), label: r.label }));
-    const loader = new Loader(ds, { batchSize: 8, shuffle: false, concurrency: 8 });
+    const loader = new Loader(ds, { batchSize: 8, shuffle: false, concurrency: 8, prefetch: 0 });
     const b = await loader.batchAt(0);
     const red = Array.from(b.images!.slice([0, 0, 0, 0], [8, 1, 1, 1]).dataSync()).map((v) => Math.round(v * 255));
     disposeBatch(b);
