@@ -3,8 +3,9 @@
  *
  * Every decode reads the image header first and checks, before anything large is allocated:
  * - `maxPixels` (H × W, default 178,956,970): Pillow's DecompressionBombError threshold. The papers' reference loaders
- *   (SatMAE/ExPLoRA, torchvision ImageFolder) open every image through Pillow, so an image they can train on is below
- *   it, including the largest fMoW-RGB frames; a 4000² 13-band GeoTIFF (16 M pixels) passes this check on purpose.
+ *   (SatMAE/ExPLoRA, torchvision ImageFolder) open images through Pillow, so an image they can train on with Pillow's
+ *   default is below it (large fMoW-RGB frames included); a 4000² 13-band GeoTIFF (16 M pixels) passes this check on
+ *   purpose.
  * - `maxExpansion` (default 1000): a decode of more than 64 MiB that is over 1000× its file size is refused as a
  *   decompression bomb (e.g. a 136 KB deflate GeoTIFF claiming 4000² × 13 float samples: 12,000×). Real imagery
  *   compresses ~2–20× (JPEG, PNG, deflate rasters); large flat synthetic images are the case to raise it for.
