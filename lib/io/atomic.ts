@@ -26,7 +26,7 @@ export type WriteFn = (fd: number, buf: Uint8Array, offset: number, length: numb
 export interface AtomicWriteOptions {
   /** Replacement for `fs.writeSync` (fault injection in tests: short counts, ENOSPC). */
   write?: WriteFn;
-  /** File mode of the new file (default 0o644, as `fs.writeFileSync` with the usual umask). */
+  /** File mode of the new file before the umask (default 0o666, as `fs.writeFileSync`). */
   mode?: number;
 }
 
@@ -171,7 +171,7 @@ export function writeFileAtomic(file: string, data: Uint8Array | string, opt: At
   const tmp = tempPathFor(abs);
   let fd: number | null = null;
   try {
-    fd = fs.openSync(tmp, 'wx', opt.mode ?? 0o644); // 'wx': never clobber an existing file
+    fd = fs.openSync(tmp, 'wx', opt.mode ?? 0o666); // 'wx': never clobber an existing file
     writeAll(fd, buf, opt.write ?? fs.writeSync, file);
     fs.fsyncSync(fd);
     const size = fs.fstatSync(fd).size;
