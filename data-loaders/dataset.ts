@@ -14,6 +14,7 @@ import * as tf from '@tensorflow/tfjs';
 import { Rng } from '../lib/rng';
 import { checkBoolean, checkKeys, checkNumber, fmtValue } from '../lib/check';
 import { Img, checkImg, shapeOf } from './image';
+import { checkStatsValues } from './transforms';
 
 /** Metadata attached to a sample (format specific: timestamps, hospital, bounding boxes, ...). */
 export type Meta = Record<string, unknown>;
@@ -447,12 +448,6 @@ export function stackImages(imgs: Img[], what: string, indices?: number[]): tf.T
     buf.set(img.data, r * n);
   });
   return tf.tensor4d(buf, [imgs.length, h, w, c]);
-}
-
-/** Throw unless every mean is finite and every std finite and > 0 (a zero std turns a channel into NaN). */
-export function checkStatsValues(stats: { mean: readonly number[]; std: readonly number[] }, what: string): void {
-  stats.mean.forEach((m, c) => checkNumber(`${what}: mean[${c}]`, m));
-  stats.std.forEach((s, c) => checkNumber(`${what}: std[${c}]`, s, { gt: 0 }));
 }
 
 /** Convenience: `new Loader(ds, opt)`. */

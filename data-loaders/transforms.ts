@@ -9,7 +9,7 @@
  * Rounding helpers reproduce Python's `round` (half to even), which torchvision uses for crop sizes and offsets.
  */
 import { Img, makeImg, shapeOf } from './image';
-import { fmtValue } from '../lib/check';
+import { checkNumber, fmtValue } from '../lib/check';
 
 export type Interpolation = 'bicubic' | 'bilinear' | 'nearest';
 
@@ -270,11 +270,13 @@ function checkStats(img: Img, s: NormStats, what: string): void {
   if (s.mean.length !== img.channels || s.std.length !== img.channels) {
     throw new Error(`${what}: statistics for ${s.mean.length} channels, image has ${img.channels} (${shapeOf(img)})`);
   }
-  for (let c = 0; c < img.channels; c++) {
-    if (!Number.isFinite(s.mean[c]) || !(Number.isFinite(s.std[c]) && s.std[c] > 0)) {
-      throw new Error(`${what}: channel ${c} has mean ${s.mean[c]}, std ${s.std[c]}; expected a finite mean and a finite std > 0`);
-    }
-  }
+  checkStatsValues(s, what);
+}
+
+/** Throw unless every mean is finite and every std finite and > 0 (a zero std turns a channel into NaN). */
+export function checkStatsValues(stats: { mean: readonly number[]; std: readonly number[] }, what: string): void {
+  stats.mean.forEach((m, c) => checkNumber(`${what}: mean[${c}]`, m));
+  stats.std.forEach((s, c) => checkNumber(`${what}: std[${c}]`, s, { gt: 0 }));
 }
 
 /** (x − mean) / std per channel. */
