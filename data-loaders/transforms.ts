@@ -9,6 +9,7 @@
  * Rounding helpers reproduce Python's `round` (half to even), which torchvision uses for crop sizes and offsets.
  */
 import { Img, makeImg, shapeOf } from './image';
+import { checkNumber, fmtValue } from '../lib/check';
 
 export type Interpolation = 'bicubic' | 'bilinear' | 'nearest';
 
@@ -100,7 +101,7 @@ export interface Box {
 export function resizedCrop(img: Img, box: Box, outH: number, outW: number, interp: Interpolation = 'bicubic'): Img {
   if (!(box.height > 0 && box.width > 0)) throw new Error(`resizedCrop: empty box ${JSON.stringify(box)}`);
   if (!Number.isInteger(outH) || !Number.isInteger(outW) || outH <= 0 || outW <= 0) {
-    throw new Error(`resizedCrop: output size must be positive integers, got ${outH}×${outW}`);
+    throw new Error(`resizedCrop: output size must be positive integers, got ${fmtValue(outH)}×${outW}`);
   }
   const { height: H, width: W, channels: C, data } = img;
   const out = makeImg(outH, outW, C);
@@ -269,6 +270,13 @@ function checkStats(img: Img, s: NormStats, what: string): void {
   if (s.mean.length !== img.channels || s.std.length !== img.channels) {
     throw new Error(`${what}: statistics for ${s.mean.length} channels, image has ${img.channels} (${shapeOf(img)})`);
   }
+  checkStatsValues(s, what);
+}
+
+/** Throw unless every mean is finite and every std finite and > 0 (a zero std turns a channel into NaN). */
+export function checkStatsValues(stats: { mean: readonly number[]; std: readonly number[] }, what: string): void {
+  stats.mean.forEach((m, c) => checkNumber(`${what}: mean[${c}]`, m));
+  stats.std.forEach((s, c) => checkNumber(`${what}: std[${c}]`, s, { gt: 0 }));
 }
 
 /** (x − mean) / std per channel. */

@@ -14,9 +14,10 @@
  * object destructuring with renamed, nested or rest elements outside a function in a cell that uses earlier cells'
  * variables (tslab inserts an `exports` binding into the pattern: SyntaxError at top level, ReferenceError in a block).
  */
-import { readFileSync, writeFileSync, readdirSync, existsSync, statSync } from 'fs';
+import { readFileSync, readdirSync, existsSync, statSync } from 'fs';
 import * as path from 'path';
 import * as ts from 'typescript';
+import { writeFileAtomic } from '../lib/io/atomic';
 
 export interface NotebookCell {
   cell_type: 'code' | 'markdown' | 'raw';
@@ -201,7 +202,7 @@ function main(argv: string[]): number {
   if (cmd === 'strip') {
     for (const f of list) {
       const nb = readNotebook(f);
-      writeFileSync(f, `${JSON.stringify(stripNotebook(nb), null, 1)}\n`);
+      writeFileAtomic(f, `${JSON.stringify(stripNotebook(nb), null, 1)}\n`);
       console.error(`stripped ${path.relative(ROOT, f)}`);
     }
     return 0;

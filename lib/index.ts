@@ -23,6 +23,7 @@ export * from './train/schedule';
 export * from './train/loss';
 export * from './train/step';
 export * from './io/safetensors';
+export * from './io/atomic';
 export * from './io/checkpoint';
 export * from './peft/patterns';
 export * from './peft/lora';

@@ -14,7 +14,7 @@
  *   npx tsx tools/make-source-mae.ts --help
  */
 import { createHash } from 'crypto';
-import { readFileSync, writeFileSync, mkdirSync } from 'fs';
+import { readFileSync, mkdirSync } from 'fs';
 import * as path from 'path';
 import { execFileSync } from 'child_process';
 import { init, backendReport } from '../lib/backend';
@@ -23,6 +23,7 @@ import { Optimizer, ADAMW_MAE } from '../lib/train/optim';
 import { trainLoop } from '../lib/train/step';
 import { Schedule } from '../lib/train/schedule';
 import { saveCheckpoint } from '../lib/io/checkpoint';
+import { writeFileAtomic } from '../lib/io/atomic';
 import { extractFeatures, disposeFeatures, LabelledBatch } from '../lib/eval/features';
 import { knnEvaluate } from '../lib/eval/knn';
 import { loadEmbedded } from '../data-loaders/embedded';
@@ -199,7 +200,7 @@ async function main(): Promise<void> {
   saveCheckpoint(a.out, { params: maeVariables(mae), meta });
   const sha256 = createHash('sha256').update(readFileSync(a.out)).digest('hex');
   const sidecar = a.out.replace(/\.safetensors$/, '') + '.json';
-  writeFileSync(sidecar, `${JSON.stringify({ file: path.basename(a.out), sha256, ...meta }, null, 2)}\n`);
+  writeFileAtomic(sidecar, `${JSON.stringify({ file: path.basename(a.out), sha256, ...meta }, null, 2)}\n`);
   console.log(`wrote ${a.out} (${(readFileSync(a.out).length / 1e6).toFixed(2)} MB, sha256 ${sha256.slice(0, 16)}…) and ${sidecar}; ${seconds.toFixed(0)} s on ${backend.backend}`);
   optimizer.dispose();
   disposeMae(mae);

@@ -7,6 +7,7 @@ import * as path from 'path';
 import { RecordDataset, SampleInfo } from '../dataset';
 import { loadImage } from '../decode';
 import { checkLabel, listDir, readListFile, resolveUnder } from './common';
+import { checkKeys, fmtValue } from '../../lib/check';
 
 /** The 10 classes, label = index. */
 export const EUROSAT_CLASSES = [
@@ -58,8 +59,9 @@ export function eurosatClassOf(file: string): string | null {
 
 /** Build a EuroSAT dataset (RGB in [0, 1]; MS raw 13-band values, band count checked). */
 export async function eurosat(root: string, opt: EuroSatOptions): Promise<RecordDataset<SampleInfo>> {
+  checkKeys('EuroSatOptions', opt ?? {}, ['variant', 'split', 'name']);
   const variant = opt.variant;
-  if (variant !== 'rgb' && variant !== 'ms') throw new Error(`eurosat: variant must be 'rgb' or 'ms', got '${variant}'`);
+  if (variant !== 'rgb' && variant !== 'ms') throw new Error(`eurosat: variant must be 'rgb' or 'ms', got ${fmtValue(variant)}`);
   const base = path.join(root, EUROSAT_DIRS[variant]);
   const classes = EUROSAT_CLASSES as readonly string[];
   const records: SampleInfo[] = [];

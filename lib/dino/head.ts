@@ -18,7 +18,7 @@
  * K 131,072 and bottleneck 384 with a separate iBOT head).
  */
 import * as tf from '@tensorflow/tfjs';
-import { checkKeys } from '../check';
+import { checkKeys, fmtValue, checkNumber } from '../check';
 import { ParamFactory, LinearParams } from '../vit/params';
 import { dense, gelu } from '../ops/nn';
 import { countParams, disposeTree, flattenTree } from '../tree';
@@ -55,9 +55,9 @@ export function dinoHeadConfig(c: Partial<DinoHeadConfig> & Pick<DinoHeadConfig,
   checkKeys('DinoHeadConfig', c, DINO_HEAD_KEYS);
   const cfg: DinoHeadConfig = { ...DINO_HEAD_DEFAULTS, ...c };
   for (const k of ['inDim', 'hiddenDim', 'bottleneckDim', 'outDim', 'nlayers'] as const) {
-    if (!Number.isInteger(cfg[k]) || cfg[k] <= 0) throw new Error(`DinoHeadConfig.${k}: expected a positive integer, got ${String(cfg[k])}`);
+    if (!Number.isInteger(cfg[k]) || cfg[k] <= 0) throw new Error(`DinoHeadConfig.${k}: expected a positive integer, got ${fmtValue(cfg[k])}`);
   }
-  if (!(cfg.normEps > 0)) throw new Error(`DinoHeadConfig.normEps: expected > 0, got ${cfg.normEps}`);
+  checkNumber('DinoHeadConfig.normEps', cfg.normEps, { gt: 0 });
   return Object.freeze(cfg);
 }
 

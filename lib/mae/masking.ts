@@ -17,6 +17,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { Rng } from '../rng';
+import { fmtValue } from '../check';
 
 export type MaskKind = 'random' | 'spatial' | 'frames';
 
@@ -39,7 +40,7 @@ export interface MaskPlan {
 /** Validate a mask ratio: a number strictly inside (0, 1). */
 export function checkMaskRatio(ratio: number, what = 'maskRatio'): number {
   if (typeof ratio !== 'number' || !Number.isFinite(ratio) || ratio <= 0 || ratio >= 1) {
-    throw new Error(`${what}: expected a number strictly between 0 and 1, got ${String(ratio)}`);
+    throw new Error(`${what}: expected a number strictly between 0 and 1, got ${fmtValue(ratio)}`);
   }
   return ratio;
 }
@@ -47,7 +48,7 @@ export function checkMaskRatio(ratio: number, what = 'maskRatio'): number {
 /** ⌊n·(1 − ratio)⌋, checked to keep at least one token. */
 export function keepCount(n: number, ratio: number, what = 'masking'): number {
   checkMaskRatio(ratio, `${what}: mask ratio`);
-  if (!Number.isInteger(n) || n <= 0) throw new Error(`${what}: token count must be a positive integer, got ${n}`);
+  if (!Number.isInteger(n) || n <= 0) throw new Error(`${what}: token count must be a positive integer, got ${fmtValue(n)}`);
   // Python's int(L * (1 - r)) on a float64 product, as MAE computes it.
   const k = Math.floor(n * (1 - ratio));
   if (k < 1) throw new Error(`${what}: mask ratio ${ratio} keeps ⌊${n}·${1 - ratio}⌋ = 0 of ${n} tokens; lower the ratio`);
@@ -78,7 +79,7 @@ export function planFromShuffle(kind: MaskKind, batch: number, numTokens: number
     throw new Error(`planFromShuffle: idsShuffle has ${idsShuffle.length} entries, expected B·N = ${batch}·${N}`);
   }
   if (!Number.isInteger(lenKeep) || lenKeep < 1 || lenKeep > N) {
-    throw new Error(`planFromShuffle: lenKeep must be an integer in [1, ${N}], got ${lenKeep}`);
+    throw new Error(`planFromShuffle: lenKeep must be an integer in [1, ${N}], got ${fmtValue(lenKeep)}`);
   }
   const idsRestore = new Int32Array(batch * N).fill(-1);
   const mask = new Float32Array(batch * N);
@@ -127,7 +128,7 @@ export function frameMasking(rng: Rng, batch: number, frames: number, cells: num
 
 /** Shared layout of spatial / frame masking: copies × cells tokens, kept part copy-major then removed part copy-major. */
 function tiledPlan(kind: MaskKind, rng: Rng, batch: number, copies: number, cells: number, k: number): MaskPlan {
-  if (!Number.isInteger(copies) || copies < 1) throw new Error(`${kind} masking: expected ≥ 1 groups/frames, got ${copies}`);
+  if (!Number.isInteger(copies) || copies < 1) throw new Error(`${kind} masking: expected ≥ 1 groups/frames, got ${fmtValue(copies)}`);
   const N = copies * cells;
   const shuffle = new Int32Array(batch * N);
   for (let b = 0; b < batch; b++) {

@@ -22,7 +22,7 @@
  *   from a SatMAE checkpoint's decoder heads.
  */
 import * as tf from '@tensorflow/tfjs';
-import { checkKeys, lookup } from '../check';
+import { checkKeys, lookup, fmtValue } from '../check';
 import { Rng } from '../rng';
 import { flattenTree, disposeTree, countParams } from '../tree';
 import { BlockParams, createBlockParams, LinearParams, NormParams, ParamFactory } from '../vit/params';
@@ -167,7 +167,7 @@ export function satMaeGroupConfig(preset: SatMaeGroupPresetName | SatMaeGroupCon
   const c: SatMaeGroupConfig = { ...base, ...rest, decoder: decoderConfig({ ...base.decoder, ...(dOver ?? {}) }) };
   checkKeys('SatMaeGroupConfig', c, KEYS);
   const posInt = (k: string, v: number): void => {
-    if (!Number.isInteger(v) || v <= 0) throw new Error(`SatMaeGroupConfig.${k}: expected a positive integer, got ${v}`);
+    if (!Number.isInteger(v) || v <= 0) throw new Error(`SatMaeGroupConfig.${k}: expected a positive integer, got ${fmtValue(v)}`);
   };
   for (const k of ['patchSize', 'embedDim', 'depth', 'numHeads', 'channelEmbedDim', 'decoderChannelEmbedDim'] as const) posInt(k, c[k]);
   const [h, w] = imgHW(c);
@@ -184,7 +184,7 @@ export function satMaeGroupConfig(preset: SatMaeGroupPresetName | SatMaeGroupCon
     throw new Error(`SatMaeGroupConfig: decoder.embedDim ${c.decoder.embedDim} − decoderChannelEmbedDim ${c.decoderChannelEmbedDim} = ${dw} must be a positive multiple of 4 (and decoderChannelEmbedDim even)`);
   }
   checkMaskRatio(c.maskRatio, 'SatMaeGroupConfig.maskRatio');
-  if (!['grouped', 'satmae'].includes(c.targetAlign)) throw new Error(`SatMaeGroupConfig.targetAlign: expected 'grouped' or 'satmae', got ${String(c.targetAlign)}`);
+  if (!['grouped', 'satmae'].includes(c.targetAlign)) throw new Error(`SatMaeGroupConfig.targetAlign: expected 'grouped' or 'satmae', got ${fmtValue(c.targetAlign)}`);
   bandLayout(c);
   return Object.freeze(c);
 }
@@ -307,7 +307,7 @@ export function selectKeptBands(m: SatMaeGroup, images: tf.Tensor4D): tf.Tensor4
   }
   if (C === kept.length) return images;
   throw new Error(
-    `SatMAE group input: got ${C} bands; expected ${c.bands.length} (${c.bands.join(', ')}; ${c.dropBands.join(', ')} dropped here) or the ${kept.length} kept bands (${kept.join(', ')}) that the ${m.layout.groups.length} groups use`,
+    `SatMAE group input: got ${fmtValue(C)} bands; expected ${c.bands.length} (${c.bands.join(', ')}; ${c.dropBands.join(', ')} dropped here) or the ${kept.length} kept bands (${kept.join(', ')}) that the ${m.layout.groups.length} groups use`,
   );
 }
 

@@ -23,7 +23,7 @@ import { LoraConfig, LoraTarget, LoraAdapters, createLora, loraConfig, planLora,
 import { PathPattern } from './patterns';
 import { TrainRule, TrainSpec, FREEZE_REST, TrainSelection, selectTrainable, classifyParams, TrainSummary, ClassifyOptions } from './trainable';
 import { ParamTree } from '../tree';
-import { checkKeys } from '../check';
+import { checkKeys, fmtValue } from '../check';
 
 /** Initial-weights family: D = DINOv2, M = MAE (SatMAE for multispectral / temporal). */
 export type ExploraFamily = 'D' | 'M';
@@ -118,9 +118,9 @@ export function exploraRecipe(base: string | (Partial<ExploraRecipe> & Pick<Expl
   const fam = (overrides.family ?? head.family) as ExploraFamily;
   if (fam !== 'D' && fam !== 'M') throw new Error(`ExploraRecipe.family: expected 'D' (DINOv2) or 'M' (MAE), got '${String(fam)}'`);
   const r: ExploraRecipe = { ...EXPLORA_FAMILY_DEFAULTS[fam], ...head, ...overrides };
-  if (r.rank !== null && (!Number.isInteger(r.rank) || r.rank <= 0)) throw new Error(`ExploraRecipe.rank: expected a positive integer or null, got ${r.rank}`);
+  if (r.rank !== null && (!Number.isInteger(r.rank) || r.rank <= 0)) throw new Error(`ExploraRecipe.rank: expected a positive integer or null, got ${fmtValue(r.rank)}`);
   if (r.decoderRank !== null && (!Number.isInteger(r.decoderRank) || r.decoderRank <= 0)) {
-    throw new Error(`ExploraRecipe.decoderRank: expected a positive integer or null, got ${r.decoderRank}`);
+    throw new Error(`ExploraRecipe.decoderRank: expected a positive integer or null, got ${fmtValue(r.decoderRank)}`);
   }
   r.unfrozen.forEach((b) => parseBlockRef(String(b), formatExploraNotation(r)));
   return Object.freeze(r);

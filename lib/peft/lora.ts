@@ -37,7 +37,7 @@ import * as tf from '@tensorflow/tfjs';
 import { Rng } from '../rng';
 import { fillInit, Init } from '../init';
 import { ParamTree, flattenTree, makeVariable, newScope, disposeTree, forEachLeaf } from '../tree';
-import { checkKeys } from '../check';
+import { checkKeys, checkNumber } from '../check';
 import { dropout as dropoutOp } from '../ops/nn';
 import type { ForwardEnv, VitHooks } from '../vit/forward';
 import { PathPattern, matchAny, describePattern, layerIndexOf, patternList, LAYER_INDEX_PATTERN } from './patterns';
@@ -96,8 +96,17 @@ export function loraConfig(c: Partial<LoraConfig> & { targets: readonly LoraTarg
   checkKeys('LoraConfig', c, CONFIG_KEYS);
   const cfg: LoraConfig = { ...LORA_DEFAULTS, ...c };
   if (!Array.isArray(cfg.targets) || cfg.targets.length === 0) throw new Error('LoraConfig.targets: expected at least one target');
+  /** Types here (a string is never coerced); ranges that depend on the site (rank ≤ width) are checked by planLora. */
+  const numbers = (where: string, o: Partial<Pick<LoraConfig, 'rank' | 'alpha' | 'scaling' | 'dropout'>>): void => {
+    if (o.rank !== undefined) checkNumber(`${where}.rank`, o.rank);
+    if (o.alpha !== undefined) checkNumber(`${where}.alpha`, o.alpha);
+    if (o.scaling !== undefined && o.scaling !== null) checkNumber(`${where}.scaling`, o.scaling);
+    if (o.dropout !== undefined) checkNumber(`${where}.dropout`, o.dropout);
+  };
+  numbers('LoraConfig', cfg);
   cfg.targets.forEach((t: LoraTarget, i: number) => {
     checkKeys(`LoraConfig.targets[${i}]`, t, TARGET_KEYS);
+    numbers(`LoraConfig.targets[${i}]`, t);
     const kind = t.kind ?? 'linear';
     if (!['linear', 'qkv', 'shared-qkv'].includes(kind)) {
       throw new Error(`LoraConfig.targets[${i}].kind: expected one of linear, qkv, shared-qkv, got '${kind}'`);
@@ -354,11 +363,23 @@ export function disposeLora(adapters: LoraAdapters): void {
   disposeTree(adapters.params);
 }
 
+/** Throw naming the module and matrix if an adapter of `m` was disposed (tfjs would only say "Tensor is disposed"). */
+function checkLoraLive(m: LoraModule, what: string): void {
+  for (const s of m.slices) {
+    for (const [k, v] of [['A', s.A], ['B', s.B]] as const) {
+      if (v.isDisposed) {
+        throw new Error(`${what}: the ${k} matrix of the adapter at '${m.site}'${m.slices.length > 1 ? ` (slice at column ${s.offset})` : ''} was disposed (disposeLora was called on these adapters)`);
+      }
+    }
+  }
+}
+
 /**
  * The adapter output Δy for a module: x [M, in] → [M, out] (zeros in the columns of slices without an adapter).
  * Dropout on x is applied when `env.training` and the module has dropout > 0. Call inside a tidy.
  */
 export function loraDelta(m: LoraModule, x: tf.Tensor2D, env: Pick<ForwardEnv, 'training' | 'rng'>): tf.Tensor2D {
+  checkLoraLive(m, 'LoRA forward');
   const M = x.shape[0];
   if (x.shape[1] !== m.din) throw new Error(`LoRA at '${m.site}': input width ${x.shape[1]}, expected ${m.din}`);
   const xin = m.dropout > 0 ? (dropoutOp(x, m.dropout, env.training, env.rng) as tf.Tensor2D) : x;
@@ -403,6 +424,7 @@ export function composeLinearHooks(...hooks: Array<VitHooks['linear'] | undefine
 
 /** ΔW = s·A·B of one module in kit layout [in, out] (zero columns for slices without an adapter). Call in a tidy. */
 export function loraDeltaWeight(m: LoraModule): tf.Tensor2D {
+  checkLoraLive(m, 'LoRA merge');
   const parts: tf.Tensor2D[] = [];
   let col = 0;
   for (const s of m.slices) {

@@ -13,7 +13,7 @@
  * never merged. `tokenCounts` applies that cap ('cap', ToMe's behaviour) or refuses a schedule that needs it ('error';
  * PYRA sizes W_r by r_l, so its schedule must be feasible as written).
  */
-import { checkKeys, lookup } from '../check';
+import { checkKeys, lookup, fmtValue } from '../check';
 
 /** r schedule: constant r, ToMe's (r, inflection) pair, or an explicit per-layer list. */
 export type RSchedule = number | { readonly r: number; readonly inflect: number } | readonly number[];
@@ -23,7 +23,7 @@ export type CapPolicy = 'cap' | 'error';
 
 function checkR(what: string, r: unknown): number {
   if (typeof r !== 'number' || !Number.isInteger(r) || r < 0) {
-    throw new Error(`${what}: expected a non-negative integer number of tokens to merge, got ${String(r)}`);
+    throw new Error(`${what}: expected a non-negative integer number of tokens to merge, got ${fmtValue(r)}`);
   }
   return r;
 }
@@ -34,7 +34,7 @@ function checkR(what: string, r: unknown): number {
  * @example resolveSchedule({r: 8, inflect: -1}, 12) // [16, 14, 13, 11, 10, 8, 7, 5, 4, 2, 1, 0]
  */
 export function resolveSchedule(schedule: RSchedule, depth: number): number[] {
-  if (!Number.isInteger(depth) || depth <= 0) throw new Error(`r schedule: depth must be a positive integer, got ${depth}`);
+  if (!Number.isInteger(depth) || depth <= 0) throw new Error(`r schedule: depth must be a positive integer, got ${fmtValue(depth)}`);
   if (Array.isArray(schedule)) {
     const list = schedule as readonly number[];
     if (list.length > depth) {
@@ -55,10 +55,10 @@ export function resolveSchedule(schedule: RSchedule, depth: number): number[] {
     r = checkR('r schedule.r', pair.r);
     inflect = pair.inflect;
     if (typeof inflect !== 'number' || !(inflect >= -1 && inflect <= 1)) {
-      throw new Error(`r schedule.inflect: expected a number in [-1, 1], got ${String(inflect)}`);
+      throw new Error(`r schedule.inflect: expected a number in [-1, 1], got ${fmtValue(inflect)}`);
     }
   } else {
-    throw new Error(`r schedule: expected a number, {r, inflect} or a per-layer list, got ${String(schedule)}`);
+    throw new Error(`r schedule: expected a number, {r, inflect} or a per-layer list, got ${fmtValue(schedule)}`);
   }
   const lo = Math.trunc(r * (1.0 - inflect));
   const hi = 2 * r - lo;
@@ -99,10 +99,10 @@ export function tokenCounts(schedule: RSchedule, depth: number, opts: TokenCount
   const rs = resolveSchedule(schedule, depth);
   const prot = opts.protectedTokens ?? 1;
   if (!Number.isInteger(opts.numTokens) || opts.numTokens <= prot) {
-    throw new Error(`tokenCounts: numTokens must be an integer > protectedTokens (${prot}), got ${opts.numTokens}`);
+    throw new Error(`tokenCounts: numTokens must be an integer > protectedTokens (${prot}), got ${fmtValue(opts.numTokens)}`);
   }
   const policy = opts.onCap ?? 'cap';
-  if (policy !== 'cap' && policy !== 'error') throw new Error(`tokenCounts.onCap: expected 'cap' or 'error', got ${String(policy)}`);
+  if (policy !== 'cap' && policy !== 'error') throw new Error(`tokenCounts.onCap: expected 'cap' or 'error', got ${fmtValue(policy)}`);
   let n = opts.numTokens;
   const tokens = [n];
   const applied: number[] = [];
@@ -183,6 +183,6 @@ export type CompressionLevel = 'low' | 'high';
  */
 export function pyraSchedule(backbone: PyraSchedulePreset, level: CompressionLevel): number[] {
   const p: SchedulePreset = lookup('PYRA schedule backbone', PYRA_SCHEDULES, backbone);
-  if (level !== 'low' && level !== 'high') throw new Error(`PYRA schedule level: expected 'low' or 'high', got ${String(level)}`);
+  if (level !== 'low' && level !== 'high') throw new Error(`PYRA schedule level: expected 'low' or 'high', got ${fmtValue(level)}`);
   return [...p[level]];
 }

@@ -16,6 +16,8 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { Rng } from '../rng';
+import { assertLive } from '../tree';
+import { checkKeys, fmtValue } from '../check';
 import { dropPath } from '../ops/nn';
 import { linear as dense, layerNormFast as layerNorm, geluFast as gelu, attentionQKV } from '../ops/fast';
 import { VitConfig, imgHW, posGridHW, dropPathRates } from './config';
@@ -174,10 +176,16 @@ export function blockForward(p: BlockParams, state: TokenState, o: BlockOptions,
 
 /** Check an image batch against the model: [B, H, W, C] with C = inChans and H, W divisible by the patch. */
 export function checkImages(cfg: VitConfig, images: tf.Tensor): [number, number] {
+  // duck-typed: a second copy of tfjs-core (e.g. under tfjs-node) has its own Tensor class
+  if (!images || !Array.isArray(images.shape) || typeof images.dataSync !== 'function') {
+    throw new Error(`ViT input: expected a tf.Tensor [B, H, W, C], got ${fmtValue(images)}`);
+  }
+  if (images.isDisposed) throw new Error(`ViT input: the images tensor [${images.shape}] was disposed before the forward`);
   if (images.rank !== 4) {
     throw new Error(`ViT input: expected images [B, H, W, C] (NHWC), got rank ${images.rank} shape [${images.shape}]`);
   }
-  const [, H, W, C] = images.shape;
+  const [B, H, W, C] = images.shape;
+  if (B === 0) throw new Error(`ViT input: empty batch (shape [${images.shape}])`);
   if (C !== cfg.inChans) {
     throw new Error(`ViT input: expected ${cfg.inChans} channels (NHWC, last axis), got ${C} (shape [${images.shape}])`);
   }
@@ -195,6 +203,7 @@ export function checkImages(cfg: VitConfig, images: tf.Tensor): [number, number]
  */
 export function patchEmbed(vit: Vit, images: tf.Tensor4D, env: ForwardEnv): tf.Tensor3D {
   const [gh, gw] = checkImages(vit.config, images);
+  assertLive(vit.params, 'ViT forward', 'disposeVit was called on this ViT, or the tree it came from was disposed');
   const { patchSize: p, inChans: C, embedDim: D } = vit.config;
   const B = images.shape[0];
   // [B, H, W, C] → [B·gh, p(ky), gw, p·C (kx,c)] → [B·gh, gw, ky, (kx,c)] → [B·N, p·p·C]
@@ -303,6 +312,7 @@ function finalNorm(params: VitParams, x: tf.Tensor3D, eps: number): tf.Tensor3D 
  * @example const out = vitForward(vit, x); out.cls // [B, D]
  */
 export function vitForward(vit: Vit, images: tf.Tensor4D, opts: VitForwardOptions = {}): VitOutput {
+  checkKeys('vitForward options', opts, ['training', 'rng', 'hooks', 'masks', 'returnLayers', 'dropPathRate', 'checkpoint']);
   const cfg = vit.config;
   const env = makeEnv(opts);
   const tokens = prepareTokens(vit, images, env, opts.masks);
