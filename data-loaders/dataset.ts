@@ -442,11 +442,6 @@ export function stackImages(imgs: Img[], what: string, indices?: number[]): tf.T
   return tf.tensor4d(buf, [imgs.length, h, w, c]);
 }
 
-/** Convenience: `new Loader(ds, opt)`. */
-export function createLoader(ds: Dataset, opt: LoaderOptions): Loader {
-  return new Loader(ds, opt);
-}
-
 /**
  * Visit every sample of a dataset (decoded, untransformed) with bounded concurrency, reporting progress, e.g. to
  * compute per-band statistics. `fn` is called in index order.

@@ -87,10 +87,3 @@ export function disposeTree(tree: ParamTree): void {
     if (!v.isDisposed) v.dispose();
   });
 }
-
-/** Look up a leaf by path; throws naming the path if absent. */
-export function getLeaf(tree: ParamTree, path: string): tf.Variable {
-  const v = flattenTree(tree).get(path);
-  if (!v) throw new Error(`getLeaf: no parameter '${path}'`);
-  return v;
-}

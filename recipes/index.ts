@@ -2,6 +2,7 @@
  * vitpeft recipes — the paper configurations and the code that runs them: the only layer that imports both the
  * primitives (`lib/`) and the data loaders (`data-loaders/`).
  */
+export * from './explora-presets';
 export * from './finetune';
 export * from './pyra-presets';
 export * from './explora-mae';

@@ -14,8 +14,9 @@ import { vitShapes } from '../lib/peft/shapes';
 import { loraHooks, mergeLora, disposeLora, loraVariables } from '../lib/peft/lora';
 import { formatTrainSummary } from '../lib/peft/trainable';
 import {
-  parseExploraNotation, formatExploraNotation, exploraRecipe, resolveBlocks, countExplora, applyExplora, EXPLORA_PRESETS,
+  parseExploraNotation, formatExploraNotation, exploraRecipe, resolveBlocks, countExplora, applyExplora,
 } from '../lib/peft/explora';
+import { EXPLORA_PRESETS } from '../recipes/explora-presets';
 import { maxAbsDiff, randArray } from './util';
 
 function shapesEqual(a: Map<string, { shape: readonly number[] }>, b: Map<string, { shape: readonly number[] }>): void {

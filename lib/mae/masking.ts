@@ -184,8 +184,3 @@ export function restoreTokens(visible: tf.Tensor3D, maskToken: tf.Tensor, plan: 
 export function maskTensor(plan: MaskPlan): tf.Tensor2D {
   return tf.tensor2d(plan.mask, [plan.batch, plan.numTokens]);
 }
-
-/** Row b of a plan's mask as a plain array (for display and tests). */
-export function maskRow(plan: MaskPlan, b: number): Float32Array {
-  return plan.mask.subarray(b * plan.numTokens, (b + 1) * plan.numTokens);
-}

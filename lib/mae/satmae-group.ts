@@ -37,7 +37,7 @@ import { normPixTarget } from './loss';
 import { denormalizePatches, reconstructionViews, ReconViews } from './recon';
 import type { LoadOptions } from '../io/checkpoint';
 
-/** Sentinel-2 bands in the order of the fMoW-Sentinel / EuroSAT-MS files (same list as data-loaders' `SENTINEL2_BANDS`). */
+/** Sentinel-2 bands in the order of the fMoW-Sentinel / EuroSAT-MS files. */
 export const SATMAE_SENTINEL2_BANDS = ['B1', 'B2', 'B3', 'B4', 'B5', 'B6', 'B7', 'B8', 'B8A', 'B9', 'B10', 'B11', 'B12'] as const;
 
 export interface SatMaeGroupConfig {

@@ -126,19 +126,6 @@ export function exploraRecipe(base: string | (Partial<ExploraRecipe> & Pick<Expl
   return Object.freeze(r);
 }
 
-/** Presets named by their notation, as run in the paper (explora.md §2.2, §2.5). */
-export const EXPLORA_PRESETS = {
-  /** DINOv2 ViT-L/14 on fMoW-RGB (the main setting; ViT-B: same recipe). */
-  'D-ExPLoRA-[L]-r64': exploraRecipe('D-ExPLoRA-[L]-r64'),
-  'D-ExPLoRA-[L]': exploraRecipe('D-ExPLoRA-[L]'),
-  'D-ExPLoRA-[1,L]-r64': exploraRecipe('D-ExPLoRA-[1,L]-r64'),
-  'D-ExPLoRA-[1,L-1,L]-r64': exploraRecipe('D-ExPLoRA-[1,L-1,L]-r64'),
-  /** MAE ViT-L/16 on fMoW-RGB: encoder r64 on Q,V of blocks 0–22, decoder r8 on Q,V. */
-  'M-ExPLoRA-[L]-r64': exploraRecipe('M-ExPLoRA-[L]-r64'),
-  /** SatMAE group-channel ViT-L/16 on fMoW-Sentinel: patch embeddings train too (exact extra set UNCONFIRMED, §2.4). */
-  'M-ExPLoRA-[1,L]-r32': exploraRecipe('M-ExPLoRA-[1,L]-r32', { unfreezeEmbed: true }),
-} as const;
-
 /** Resolve paper block refs (1-based, L = depth) to sorted, distinct 0-based indices; throws when out of range. */
 export function resolveBlocks(refs: readonly BlockRef[], depth: number): number[] {
   const out = new Set<number>();

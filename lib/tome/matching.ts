@@ -125,8 +125,3 @@ export function bipartiteSoftMatching(metric: tf.Tensor3D, r: number, opts: Matc
   packed.dispose();
   return { n: N, na, nb, r: rr, src, dst, unm, classToken, distillToken };
 }
-
-/** Dispose the index tensors of a matching (when not inside a tidy). */
-export function disposeMatching(m: Matching | null): void {
-  if (m) tf.dispose([m.src, m.dst, m.unm]);
-}
