@@ -55,7 +55,12 @@ export interface VitParams {
   head?: LinearParams;
 }
 
-/** A model: its resolved config, its parameter tree and the tfjs scope its variables live in. */
+/**
+ * A model: its resolved config, its parameter tree and a scope name. For a `createVit` model `scope` is the tfjs
+ * variable scope of its parameters; for a derived model it is only a label: `mergeLora` (and the D-ExPLoRA teacher
+ * copies) make new variables in scopes of their own, so `{...vit, params: mergeLora(vit.params, lora)}` keeps the old
+ * model's `scope` while none of its variables live there.
+ */
 export interface Vit {
   readonly config: VitConfig;
   readonly params: VitParams;
