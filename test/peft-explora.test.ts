@@ -70,7 +70,7 @@ describe('peft/explora: notation', () => {
   });
 });
 
-describe('peft/explora: exact trainable counts (encoder only, explora.md §2.4)', () => {
+describe('peft/explora: exact trainable counts (encoder only, as the paper: 12.7M / 18.7M / 43.4M)', () => {
   const L = vitShapes('vit_large_patch14_dinov2');
   const B = vitShapes('vit_base_patch14_dinov2');
   const rows: Array<[string, number, number]> = [

@@ -1,5 +1,5 @@
 /**
- * SatMAE group-channel masked autoencoder for multispectral (Sentinel-2) input (explora.md §5.1;
+ * SatMAE group-channel masked autoencoder for multispectral (Sentinel-2) input (SatMAE
  * `models_mae_group_channels.py`).
  *
  * - Bands: the input carries `bands` (default the 13 Sentinel-2 bands B1…B12 in file order); `dropBands` (default
@@ -190,10 +190,10 @@ export function satMaeGroupConfig(preset: SatMaeGroupPresetName | SatMaeGroupCon
 }
 
 /**
- * `loadCheckpoint` options to start a group model from an RGB MAE checkpoint (ExPLoRA M- multispectral, §2.2): the
- * RGB patch embedding, decoder head and position tables do not fit and are skipped; the group patch embeddings,
- * per-group heads and the group / position codes keep their own (fresh or fixed) values; every block, norm, the CLS
- * token, decoder embed, mask token and decoder blocks load.
+ * `loadCheckpoint` options to start a group model from an RGB MAE checkpoint (ExPLoRA M- multispectral:
+ * `mae/pretrain.py` drops the keys whose shapes do not fit): the RGB patch embedding, decoder head and position tables
+ * do not fit and are skipped; the group patch embeddings, per-group heads and the group / position codes keep their own
+ * (fresh or fixed) values; every block, norm, the CLS token, decoder embed, mask token and decoder blocks load.
  * @example loadCheckpoint('mae_visualize_vit_large.safetensors', {params: satMaeGroupVariables(m)}, SATMAE_GROUP_FROM_RGB_MAE)
  */
 export const SATMAE_GROUP_FROM_RGB_MAE: Readonly<LoadOptions> = Object.freeze({

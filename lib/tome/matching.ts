@@ -1,5 +1,5 @@
 /**
- * ToMe bipartite soft matching, exactly as the reference `bipartite_soft_matching` (pyra.md §1.2–§1.3).
+ * ToMe bipartite soft matching, exactly as the reference `bipartite_soft_matching` (ToMe `tome/merge.py`).
  *
  * For the current token order (N tokens):
  * 1. A = even positions (cls = A[0]), B = odd positions (a DeiT distillation token = B[0]);

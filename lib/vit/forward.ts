@@ -1,7 +1,7 @@
 /**
  * The ViT forward pass as pure functions over a parameter tree, with named sites where LoRA, ToMe and PYRA attach.
  *
- * Block (pre-norm, timm / DINOv2 / MAE, explora.md §1.2):
+ * Block (pre-norm; timm `vision_transformer.py` `Block`, DINOv2 `dinov2/layers/block.py`, MAE via timm):
  *   y = x + DropPath(LS1(Attn(LN1(x))))
  *   [merge site: ToMe / PYRA reduce the tokens of y here]
  *   z = y + DropPath(LS2(MLP(LN2(y))))
