@@ -90,6 +90,92 @@ function lineCol(text: string, pos: number): string {
   return `line ${before.length}, column ${before[before.length - 1].length + 1}`;
 }
 
+/**
+ * Offset of the first JSON syntax error in `text` (a small recursive-descent scan; `JSON.parse` does not always say
+ * where), or -1 when there is none.
+ */
+export function jsonErrorOffset(text: string): number {
+  let i = 0;
+  class Stop extends Error {}
+  const ws = (): void => {
+    while (i < text.length && ' \t\n\r'.includes(text[i])) i++;
+  };
+  const fail = (): never => {
+    throw new Stop();
+  };
+  const lit = (w: string): void => {
+    if (text.startsWith(w, i)) i += w.length;
+    else fail();
+  };
+  const str = (): void => {
+    if (text[i] !== '"') fail();
+    i++;
+    while (i < text.length && text[i] !== '"') {
+      if (text.charCodeAt(i) < 0x20) fail();
+      i += text[i] === '\\' ? 2 : 1;
+    }
+    if (i >= text.length) fail();
+    i++;
+  };
+  const value = (): void => {
+    ws();
+    const c = text[i];
+    if (c === '{') {
+      i++;
+      ws();
+      if (text[i] === '}') {
+        i++;
+        return;
+      }
+      for (;;) {
+        ws();
+        str();
+        ws();
+        lit(':');
+        value();
+        ws();
+        if (text[i] === ',') i++;
+        else if (text[i] === '}') {
+          i++;
+          return;
+        } else fail();
+      }
+    } else if (c === '[') {
+      i++;
+      ws();
+      if (text[i] === ']') {
+        i++;
+        return;
+      }
+      for (;;) {
+        value();
+        ws();
+        if (text[i] === ',') i++;
+        else if (text[i] === ']') {
+          i++;
+          return;
+        } else fail();
+      }
+    } else if (c === '"') str();
+    else if (c === 't') lit('true');
+    else if (c === 'f') lit('false');
+    else if (c === 'n') lit('null');
+    else {
+      const m = /^-?(0|[1-9]\d*)(\.\d+)?([eE][+-]?\d+)?/.exec(text.slice(i));
+      if (!m) fail();
+      i += m![0].length;
+    }
+  };
+  try {
+    value();
+    ws();
+    return i < text.length ? i : -1;
+  } catch (e) {
+    if (e instanceof Stop) return Math.min(i, text.length);
+    throw e;
+  }
+}
+
 /** Read and validate a recipe file; errors name the file and the key path. */
 export function readRecipeFile(file: string): Recipe {
   let text: string;
@@ -102,8 +188,8 @@ export function readRecipeFile(file: string): Recipe {
   try {
     raw = JSON.parse(text);
   } catch (e) {
-    const m = /position (\d+)/.exec((e as Error).message);
-    throw new Error(`${file}: not valid JSON${m ? ` at ${lineCol(text, Number(m[1]))}` : ''} (${(e as Error).message})`);
+    const at = jsonErrorOffset(text);
+    throw new Error(`${file}: not valid JSON${at >= 0 ? ` at ${lineCol(text, at)}` : ''} (${(e as Error).message})`);
   }
   try {
     return checkRecipe(raw);

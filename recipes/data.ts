@@ -9,7 +9,7 @@ import { Dataset, SampleTransform, ViewsTransform, concatDatasets, subset } from
 import { compose, dinoMultiCrop, normalizeWith, randomHFlip, randomResizedCrop } from '../data-loaders/augment';
 import { NORM_PRESETS } from '../data-loaders/transforms';
 import { fmowEval, fmowTrain, linearProbeEval, maePretrain, sentinelEval, sentinelTrain, vtab } from '../data-loaders/presets';
-import { EmbeddedDatasets, loadEmbedded } from '../data-loaders/embedded';
+import { EmbeddedDatasets, defaultCacheDir, loadEmbedded } from '../data-loaders/embedded';
 import { imageFolder } from '../data-loaders/formats/imagefolder';
 import { eurosat } from '../data-loaders/formats/eurosat';
 import { VTAB_SPLITS, VtabSplit, vtab1k } from '../data-loaders/formats/vtab';
@@ -47,7 +47,7 @@ export function openSource(spec: SourceSpec): DataSource {
     case 'embedded': {
       const splits = spec.domain === 'natural' ? ['train', 'val'] : ['train', 'val', 'test'];
       const opts = { seed: spec.seed, size: spec.size, satellitePerClass: spec.satellitePerClass, naturalPerClass: spec.naturalPerClass };
-      const key = JSON.stringify(opts);
+      const key = JSON.stringify({ ...opts, cache: defaultCacheDir() });
       const load = (): Promise<EmbeddedDatasets> => {
         let p = embeddedCache.get(key);
         if (!p) {

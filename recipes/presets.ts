@@ -321,5 +321,3 @@ export const RECIPES = {
     checkpointEvery: 0,
   }),
 } satisfies Record<string, Recipe>;
-
-export type RecipeName = keyof typeof RECIPES;

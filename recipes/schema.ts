@@ -266,13 +266,3 @@ export function delegate<T>(what: string, f: (v: unknown) => T): Check<T> {
     }
   };
 }
-
-/** Apply a further test to a checked value (`refine(num(), (x) => x % 2 === 0 || 'expected an even number')`). */
-export function refine<T>(c: Check<T>, test: (v: T) => true | string): Check<T> {
-  return (v, path) => {
-    const out = c(v, path);
-    const r = test(out);
-    if (r !== true) fail(path, `${r}, got ${shown(v)}`);
-    return out;
-  };
-}

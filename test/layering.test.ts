@@ -8,6 +8,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { describeCycles, findCycles, importSpecifiers, layeringReport, nodeOf } from '../tools/layering';
+import { deadExports } from '../tools/dead-exports';
 
 const ROOT = path.resolve(__dirname, '..');
 
@@ -84,5 +85,28 @@ describe('layering: primitives ← data ← recipes, no folder cycles', () => {
     }
     assert.deepEqual(findCycles([{ from: 'a', to: 'b' }, { from: 'b', to: 'c' }, { from: 'c', to: 'a' }, { from: 'c', to: 'd' }]), [['a', 'b', 'c']]);
     assert.deepEqual(findCycles([{ from: 'a', to: 'b' }, { from: 'b', to: 'c' }]), []);
+  });
+});
+
+describe('dead exports', () => {
+  it('every name the kit exports is used by another file (module, test, notebook, bench, tool)', function () {
+    this.timeout(120000);
+    const dead = deadExports(ROOT).filter((e) => !e.usedLocally);
+    assert.deepEqual(dead.map((e) => `${e.file}: ${e.name}`), []);
+  });
+
+  it('finds an export nobody uses (and not one a test or a notebook uses)', () => {
+    const dir = tree({
+      'lib/a.ts': 'export function used(): number { return 1; }\nexport const unused = 2;\nexport interface T { x: number }\n// unused in a comment does not count\n',
+      'lib/index.ts': "export * from './a';\nexport { unused } from './a';\n",
+      'data-loaders/b.ts': "export const nbOnly = 3;\nexport const s = 'unused';\n",
+      'test/a.test.ts': "import { used } from '../lib/a';\nused();\n",
+      'notebooks/n.ipynb': JSON.stringify({ cells: [{ cell_type: 'code', source: ['import { nbOnly } from \'./data-loaders/b\';\n', 'nbOnly;'] }, { cell_type: 'markdown', source: 's' }] }),
+    });
+    try {
+      assert.deepEqual(deadExports(dir).map((e) => `${e.file}: ${e.name} (${e.kind})`).sort(), ['data-loaders/b.ts: s (value)', 'lib/a.ts: T (type)', 'lib/a.ts: unused (value)']);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
