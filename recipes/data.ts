@@ -4,8 +4,9 @@
  * seed, so a run folder rebuilds the same batches.
  */
 import * as path from 'path';
+import * as tf from '@tensorflow/tfjs';
 import { Rng } from '../lib/rng';
-import { Dataset, SampleTransform, ViewsTransform, concatDatasets, subset } from '../data-loaders/dataset';
+import { Dataset, Loader, SampleTransform, ViewsTransform, concatDatasets, subset } from '../data-loaders/dataset';
 import { compose, dinoMultiCrop, normalizeWith, randomHFlip, randomResizedCrop } from '../data-loaders/augment';
 import { NORM_PRESETS } from '../data-loaders/transforms';
 import { fmowEval, fmowTrain, linearProbeEval, maePretrain, sentinelEval, sentinelTrain, vtab } from '../data-loaders/presets';
@@ -176,4 +177,44 @@ export function itersPerEpoch(r: Pick<Recipe, 'epochLength' | 'batch'>, n: numbe
   const k = Math.floor(n / r.batch);
   if (k < 1) throw new RecipeError('recipe.batch', `${n} training images make no full batch of ${r.batch}`);
   return k;
+}
+
+/**
+ * Decode samples of a dataset once into tensors (a notebook's figures and checks): images [N, H, W, C] after the
+ * transform and labels [N] (or null when unlabelled). `indices` picks samples (default: all, in order).
+ */
+export async function decodeImages(ds: Dataset, transform: TransformSpec, indices?: readonly number[]): Promise<{ x: tf.Tensor4D; y: tf.Tensor1D | null }> {
+  const pick = indices ? subset(ds, indices) : ds;
+  const loader = new Loader(pick, { batchSize: Math.min(100, pick.length), shuffle: false, transform: sampleTransform(transform, 'transform'), prefetch: 0 });
+  const xs: tf.Tensor4D[] = [];
+  const ys: tf.Tensor1D[] = [];
+  let labelled = true;
+  for await (const b of loader.epoch(0)) {
+    xs.push(b.images!);
+    if (b.labels) ys.push(b.labels);
+    else labelled = false;
+  }
+  const x = xs.length === 1 ? xs[0] : (tf.concat(xs) as tf.Tensor4D);
+  const y = labelled ? (ys.length === 1 ? ys[0] : (tf.concat(ys) as tf.Tensor1D)) : null;
+  if (xs.length > 1) tf.dispose(xs);
+  if (ys.length > 1 || !labelled) tf.dispose(ys.filter((t) => t !== y));
+  return { x, y };
+}
+
+/** Index of the first sample of each class, in class order (`limit` classes at most). */
+export function firstOfEachClass(ds: Dataset, limit = Infinity): number[] {
+  const first = new Map<number, number>();
+  for (let i = 0; i < ds.length; i++) {
+    const l = ds.info(i).label;
+    if (typeof l === 'number' && !first.has(l)) first.set(l, i);
+  }
+  return [...first.entries()].sort((a, b) => a[0] - b[0]).slice(0, limit).map(([, i]) => i);
+}
+
+/**
+ * A split set whose every split is a seeded subset of `n` images (the notebooks' `ci` scale): drawn by
+ * `Rng.derive(seed, 'subset', key ?? split's dataset name)`, in index order when `sorted`.
+ */
+export function withSubset(set: SplitSet, n: number, o: { key?: string | null; sorted?: boolean } = {}): SplitSet {
+  return { ...set, splits: set.splits.map((s) => ({ ...s, subset: { n, key: o.key ?? null, sorted: o.sorted ?? false } })) };
 }

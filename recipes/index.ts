@@ -20,3 +20,6 @@ export * from './session';
 export * from './run';
 export * from './presets';
 export * from './source-mae';
+export * from './report';
+export * from './explora-compare';
+export * from './pyra-compare';

@@ -94,6 +94,14 @@ function assetMismatch(r: Recipe, meta: Record<string, unknown>, file: string): 
   return null;
 }
 
+/** Why a recipe's kit asset cannot be used (missing, or recorded for another model), or null when it fits. */
+export function assetProblem(r: Recipe): string | null {
+  if (r.weights.kind !== 'asset') return null;
+  const file = assetFile(r.weights.name);
+  if (!existsSync(file)) return `${file} not found`;
+  return assetMismatch(r, fileMeta(file), file);
+}
+
 /** What `loadWeights` loaded (for the run record and notebook tables). */
 export interface WeightsOrigin {
   kind: Recipe['weights']['kind'];

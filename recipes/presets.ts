@@ -17,11 +17,12 @@ import { PYRA_PRESETS, PYRA_TRAIN_RECIPE, PyraPresetName } from './pyra-presets'
 import { SATMAE_GROUP_FROM_RGB_MAE } from '../lib/mae/satmae-group';
 import { formatExploraNotation, exploraRecipe } from '../lib/peft/explora';
 import { DINOV2_LINEAR_PROBE } from '../lib/eval/linear-probe';
-import { DataSpec, EvalSpec, ProbeSpec, Recipe, RECIPE_FORMAT, SourceSpec, SplitSet, recipe } from './recipe';
+import { DataSpec, EvalSpec, OptimizerSpec, ProbeSpec, Recipe, RECIPE_FORMAT, SourceSpec, SplitSet, recipe } from './recipe';
 import { sourceMaeRecipe, SOURCE_MAE_ASSET, SOURCE_MAE_MODEL } from './source-mae';
+import { SOURCE_VIT_SPECS } from './source-vit';
 
-const ADAMW = { kind: 'adamw', betas: [0.9, 0.999], eps: 1e-8, layerDecay: 1, patchEmbedLrMult: 1 } as const;
-const ADAMW_MAE = { ...ADAMW, betas: [0.9, 0.95] } as const;
+const ADAMW: Extract<OptimizerSpec, { kind: 'adamw' }> = { kind: 'adamw', betas: [0.9, 0.999], eps: 1e-8, layerDecay: 1, patchEmbedLrMult: 1 };
+const ADAMW_MAE: Extract<OptimizerSpec, { kind: 'adamw' }> = { ...ADAMW, betas: [0.9, 0.95] };
 
 /** The DINOv2 linear-probe grid (lib/eval/linear-probe.ts) as recipe data. */
 export const DINOV2_PROBE: ProbeSpec = {
@@ -36,6 +37,9 @@ export const DINOV2_PROBE: ProbeSpec = {
   initStd: DINOV2_LINEAR_PROBE.initStd,
 };
 
+/** The probe evaluation (narrowed, so a spread preset's `eval.probe` type-checks). */
+export type ProbeEval = Extract<EvalSpec, { kind: 'probe' }>;
+
 // -- data --------------------------------------------------------------------------------------------------------
 
 /** fMoW-RGB through SatMAE/ExPLoRA's CSVs (ExPLoRA evaluates on `val_62classes.csv`, which it calls test). */
@@ -49,7 +53,12 @@ const all = (...splits: string[]): SplitSet['splits'] => splits.map((split) => (
 const set = (transform: SplitSet['transform'], ...splits: string[]): SplitSet => ({ splits: all(...splits), transform });
 
 /** The linear probe + kNN of ExPLoRA's Table 3 protocol on a source (train / val / test splits, one eval transform). */
-export function probeEval(t: SplitSet['transform'], splits: { train: string; val: string; test: string }, probe: ProbeSpec = DINOV2_PROBE, at: Extract<EvalSpec, { kind: 'probe' }>['at'] = { steps: [] }): EvalSpec {
+export function probeEval(
+  t: SplitSet['transform'],
+  splits: { train: string; val: string; test: string },
+  probe: ProbeSpec = DINOV2_PROBE,
+  at: ProbeEval['at'] = { steps: [] },
+): ProbeEval {
   return {
     kind: 'probe',
     train: set(t, splits.train),
@@ -296,7 +305,7 @@ export const RECIPES = {
   /** The source MAE of notebook 01 (tools/make-source-mae.ts as a recipe). */
   source_mae: sourceMaeRecipe(),
   /** Notebook 01's M-ExPLoRA run at `smoke` scale: the source MAE, [L]-r8 + decoder r2, 12 epochs of the satellite images. */
-  m_explora_small: recipe({
+  m_explora_small: {
     format: RECIPE_FORMAT,
     name: 'nb01-explora',
     description: 'M-ExPLoRA-[L]-r8 (decoder r2) on the kit source MAE, embedded satellite domain, 32 px (notebook 01, smoke scale)',
@@ -319,5 +328,33 @@ export const RECIPES = {
     clipGrad: 0,
     eval: probeEval(norm, { train: 'train', val: 'val', test: 'test' }, { ...DINOV2_PROBE, epochs: 10, itersPerEpoch: 20, batchSize: 256 }, { epochs: [0, 4, 12] }),
     checkpointEvery: 0,
-  }),
+  } satisfies Recipe,
+  /**
+   * Notebook 02's LoRA run at `smoke` scale: LoRA r8 in PYRA's released form on the d128×6 source ViT (a new 10-class
+   * head), 100 steps of 32 on the embedded satellite train ∪ val (VTAB-style: direct resize, no augmentation), test
+   * accuracy every 25 steps. lr 1e-2: the release's 1e-3 is meant for 100 epochs (LOG.md, notebook 02).
+   */
+  tome_pyra_small: {
+    format: RECIPE_FORMAT,
+    name: 'tome-pyra-lora',
+    description: 'LoRA (PYRA release form) on the d128x6 source ViT, embedded satellite domain, 32 px (notebook 02, smoke scale)',
+    tags: {},
+    seed: 0,
+    model: { kind: 'vit', preset: SOURCE_VIT_SPECS.d128x6.preset, overrides: { ...SOURCE_VIT_SPECS.d128x6.overrides, numClasses: 10 } },
+    weights: { kind: 'asset', name: 'source-vit-d128x6', head: 'reinit' },
+    adapters: { kind: 'pyra', method: 'lora', backbone: SOURCE_VIT_SPECS.d128x6.preset, schedule: null, loraRank: 8, loraInit: 'kaiming', loraDropout: 0.1, propAttn: true, trainHead: true },
+    objective: { kind: 'supervised', labelSmoothing: 0 },
+    data: { source: EMBEDDED_SATELLITE, train: set({ name: 'vtab', size: 32 }, 'train', 'val') },
+    batch: 32,
+    steps: 100,
+    epochs: null,
+    epochLength: null,
+    optimizer: ADAMW,
+    lr: 1e-2,
+    schedule: { kind: 'cosine', warmup: { steps: 10 }, minLr: 1e-5, warmupStart: 1e-6 },
+    weightDecay: 1e-4,
+    clipGrad: 0,
+    eval: { kind: 'accuracy', test: set({ name: 'vtab', size: 32 }, 'test'), at: { every: 25 }, batch: 100 },
+    checkpointEvery: 0,
+  } satisfies Recipe,
 } satisfies Record<string, Recipe>;
