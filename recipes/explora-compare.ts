@@ -254,14 +254,6 @@ export function exploraVerdicts(results: readonly ExploraResultRow[], o: { nTest
   ].join('\n');
 }
 
-/** The test images the comparison evaluates on and their number (for the noise statement and figures). */
-export async function exploraTestSet(c: ExploraComparison): Promise<{ n: number; classes: readonly string[] }> {
-  const e = c.explora.eval;
-  if (e.kind !== 'probe') throw new Error('exploraTestSet: the comparison evaluates with the probe');
-  const ds = await splitSetData(openSource(c.explora.data.source), e.test, c.explora.seed, 'recipe.eval.test');
-  return { n: ds.length, classes: ds.classes ?? [] };
-}
-
 /** The MAE of an M-ExPLoRA session with every adapter merged (encoder and decoder): what ExPLoRA hands on. */
 export function mergedMae(s: RecipeSession): Mae {
   const run = s.parts.exploraMae;

@@ -76,7 +76,10 @@ const FINETUNE_KEYS = new Set(['numClasses', 'dropPathRate', 'dropPathMode', 'po
 function assetMismatch(r: Recipe, meta: Record<string, unknown>, file: string): string | null {
   const m = r.model;
   if (meta.kind === 'source-vit' && m.kind === 'vit') {
-    const stored = meta.vitConfig as VitConfig;
+    // The recorded spec resolved with today's presets (a kit default that does not change the weights, such as the
+    // position-embedding resize mode, does not make an asset stale).
+    const spec = meta.spec as { preset: VitPresetName; overrides: Partial<VitConfig> } | undefined;
+    const stored = spec ? vitConfig(spec.preset, spec.overrides) : (meta.vitConfig as VitConfig);
     const want = vitConfig(m.preset, m.overrides);
     const diff = jsonDiff(stored, want).filter((d) => !FINETUNE_KEYS.has(d.split(':')[0]));
     return diff.length ? `${file} holds a backbone made with other settings (stored ≠ recipe): ${diff.join('; ')}` : null;

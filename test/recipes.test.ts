@@ -36,6 +36,12 @@ import { setupExploraMae } from '../recipes/explora-mae';
 import { createExploraDino, dExploraConfig, exploraDinoViews, trainExploraDino, D_EXPLORA_SMALL } from '../recipes/explora-dino';
 import { buildPyraModel, pyraParamReport, PyraPresetConfig } from '../recipes/pyra-presets';
 import { dExploraRecipe } from '../recipes/presets';
+import { exploraComparison } from '../recipes/explora-compare';
+import { pyraComparison, pyraPaperExperiments, sourceVitRecipe, PYRA_METHODS } from '../recipes/pyra-compare';
+import { recipeTables } from '../recipes/report';
+import { withSubset } from '../recipes/data';
+import { assetProblem } from '../recipes/model';
+import { SOURCE_VIT_SPECS } from '../recipes/source-vit';
 
 const EMB = { kind: 'embedded', domain: 'satellite-rgb', seed: 3, size: 16, satellitePerClass: 5, naturalPerClass: 5 } as const;
 const EMB_OPTS = { seed: 3, size: 16, satellitePerClass: 5, naturalPerClass: 5 };
@@ -432,5 +438,81 @@ describe('recipes: runRecipe gives the hand-written code path its numbers', func
       prepareRecipe({ ...RECIPES.m_explora_small, model: { ...RECIPES.m_explora_small.model, encoder: { imgSize: 32, patchSize: 4, embedDim: 64, depth: 6, numHeads: 2 } } as Recipe['model'] }),
       /recipe\.weights: .*source-mae-d96x6-p4-32px-1200s-seed0\.safetensors holds an MAE made with other settings \(stored ≠ recipe\): encoder\.embedDim: 96 ≠ 64/,
     );
+  });
+});
+
+describe("recipes: the notebooks' experiments derive their runs from one recipe", () => {
+  it('exploraComparison (notebook 01): only what the comparison varies changes between the five runs', () => {
+    const scratch = { lr: { base: 6e-3, scale: 'linear-256' as const }, weightDecay: 0.05, warmup: { epochs: 1 } };
+    const c = exploraComparison(RECIPES.m_explora_small, { prefix: 'nb01', scratch });
+    assert.deepEqual(Object.values(c).map((r) => r.name).sort(), ['nb01-explora', 'nb01-lora', 'nb01-scratch', 'nb01-source', 'nb01-unfreeze']);
+    const notation = (r: Recipe): string => (r.adapters as { notation: string }).notation;
+    assert.equal(notation(c.explora), 'M-ExPLoRA-[L]-r8');
+    assert.equal(notation(c.unfreeze), 'M-ExPLoRA-[L]');
+    assert.equal(notation(c.lora), 'M-ExPLoRA-[]-r8');
+    for (const r of [c.explora, c.unfreeze, c.lora]) assert.deepEqual((r.adapters as { overrides: unknown }).overrides, { decoderRank: 2 });
+    for (const r of [c.unfreeze, c.lora, c.scratch]) {
+      for (const k of ['data', 'batch', 'epochs', 'optimizer', 'seed', 'objective', 'model'] as const) assert.deepEqual(r[k], c.explora[k], `${r.name}.${k}`);
+    }
+    assert.deepEqual(c.explora.eval.kind === 'probe' && c.explora.eval.at, { epochs: [0, 4, 12] });
+    for (const r of [c.unfreeze, c.lora, c.source]) assert.deepEqual(r.eval.kind === 'probe' && r.eval.at, { steps: [] });
+    assert.deepEqual([c.source.adapters.kind, c.source.steps, c.source.epochs], ['frozen', 0, null]);
+    assert.deepEqual([c.scratch.weights, c.scratch.adapters, c.scratch.lr, c.scratch.weightDecay], [{ kind: 'init' }, { kind: 'full' }, scratch.lr, 0.05]);
+    assert.deepEqual(c.scratch.schedule, { ...c.explora.schedule, warmup: { epochs: 1 } });
+    assert.deepEqual(c.unfreeze.weights, c.explora.weights);
+  });
+
+  it('pyraComparison (notebook 02): six runs, the schedules and the smaller model; nothing else changes', () => {
+    const e = {
+      name: 'ours',
+      main: { label: 'd128', recipe: RECIPES.tome_pyra_small },
+      small: { label: 'd64', model: { kind: 'vit' as const, preset: SOURCE_VIT_SPECS.d64x6.preset, overrides: { ...SOURCE_VIT_SPECS.d64x6.overrides, numClasses: 10 } }, weights: { kind: 'asset' as const, name: 'source-vit-d64x6', head: 'reinit' as const }, loraRank: 4 },
+      low: [10, 10, 10, 10, 10, 7],
+      high: [26, 15, 10, 5, 3, 1],
+    };
+    const runs = pyraComparison(e, { tags: { scale: 'ci' } });
+    assert.deepEqual(Object.keys(runs), [...PYRA_METHODS]);
+    const ad = (m: keyof typeof runs) => runs[m].adapters as Extract<Recipe['adapters'], { kind: 'pyra' }>;
+    assert.deepEqual(PYRA_METHODS.map((m) => [runs[m].name, ad(m).method, ad(m).schedule, ad(m).loraRank]), [
+      ['tome-pyra-lora', 'lora', null, 8],
+      ['tome-pyra-tome-low', 'tome', e.low, 8],
+      ['tome-pyra-tome-high', 'tome', e.high, 8],
+      ['tome-pyra-pyra-low', 'pyra', e.low, 8],
+      ['tome-pyra-pyra-high', 'pyra', e.high, 8],
+      ['tome-pyra-small-lora', 'lora', null, 4],
+    ]);
+    assert.deepEqual(runs['small-lora'].model, e.small.model);
+    assert.deepEqual(runs['small-lora'].weights, e.small.weights);
+    for (const m of PYRA_METHODS) {
+      assert.deepEqual(runs[m].tags, { scale: 'ci', experiment: 'ours', method: m, model: m === 'small-lora' ? 'd64' : 'd128' });
+      for (const k of ['data', 'batch', 'steps', 'lr', 'schedule', 'weightDecay', 'eval', 'seed'] as const) assert.deepEqual(runs[m][k], RECIPES.tome_pyra_small[k], `${m}.${k}`);
+    }
+    assert.equal(pyraPaperExperiments().length, 2);
+  });
+
+  it('recipe tables, subsets and the committed assets', () => {
+    const t = recipeTables({ a: recipe(tinyLora()), b: recipe(tinyLora({ lr: 2e-2, seed: 4 })) });
+    assert.deepEqual(t.differing, [{ key: 'seed', a: 1, b: 4 }, { key: 'lr', a: 1e-2, b: 2e-2 }]);
+    assert.ok(t.common.some((r) => r.key === 'model.overrides.embedDim' && r.value === 32));
+    const s = withSubset(RECIPES.tome_pyra_small.data.train, 32);
+    assert.deepEqual(s.splits.map((x) => x.subset), [{ n: 32, key: null, sorted: false }, { n: 32, key: null, sorted: false }]);
+    assert.equal(assetProblem(RECIPES.tome_pyra_small), null, 'the committed d128x6 source ViT fits its recipe');
+    assert.equal(assetProblem(RECIPES.m_explora_small), null, 'the committed source MAE fits its recipe');
+    const other = { ...RECIPES.tome_pyra_small, model: { ...RECIPES.tome_pyra_small.model, overrides: { ...RECIPES.tome_pyra_small.model.overrides, depth: 4 } } };
+    assert.match(String(assetProblem(other)), /source-vit-d128x6\.safetensors holds a backbone made with other settings \(stored ≠ recipe\): depth: 6 ≠ 4$/);
+    // a fine-tuning head and regularisation may differ from the pre-training
+    const head = { ...RECIPES.tome_pyra_small, model: { ...RECIPES.tome_pyra_small.model, overrides: { ...RECIPES.tome_pyra_small.model.overrides, numClasses: 3, dropPathRate: 0.2 } } };
+    assert.equal(assetProblem(head), null);
+  });
+
+  it('sourceVitRecipe is the source-ViT spec as a recipe (trained by the same code, see trainSupervised above)', () => {
+    const spec = SOURCE_VIT_SPECS.d64x6;
+    const r = sourceVitRecipe('d64x6');
+    assert.deepEqual([r.batch, r.steps, r.lr, r.weightDecay, r.clipGrad, r.seed], [spec.recipe.batch, spec.recipe.steps, spec.recipe.lr, spec.recipe.weightDecay, spec.recipe.clipGradNorm, spec.seed]);
+    assert.deepEqual(r.schedule, { kind: 'cosine', warmup: { steps: spec.recipe.warmupSteps }, minLr: spec.recipe.minLr, warmupStart: 0 });
+    assert.deepEqual(r.data.train.transform, { name: 'supervised', size: 32, rrcScale: [0.7, 1], hflip: true, stats: 'imagenet' });
+    assert.deepEqual((r.model as { overrides: unknown }).overrides, spec.overrides);
+    const short = sourceVitRecipe('d64x6', { steps: 30, batch: 8 });
+    assert.deepEqual([short.steps, short.batch, (short.schedule as { warmup: unknown }).warmup], [30, 8, { steps: 3 }]);
   });
 });

@@ -18,7 +18,7 @@ import * as tf from '@tensorflow/tfjs';
 import { Rng } from '../rng';
 import { dropPath } from '../ops/nn';
 import { linear as dense, layerNormFast as layerNorm, geluFast as gelu, attentionQKV } from '../ops/fast';
-import { VitConfig, imgHW, posGridHW, dropPathRates } from './config';
+import { VitConfig, posGridHW, dropPathRates } from './config';
 import { BlockParams, LinearParams, NormParams, Vit, VitParams } from './params';
 import { resizeGridEmbed, sincos2d } from './posembed';
 import { CheckpointOptions, checkpointedBlock } from './checkpoint';
@@ -319,9 +319,4 @@ export function vitForward(vit: Vit, images: tf.Tensor4D, opts: VitForwardOption
   }
   const logits = vit.params.head ? (linearSite(env, 'head', vit.params.head, pooled) as tf.Tensor2D) : null;
   return { cls, patchTokens, prenorm: x, intermediates, pooled, logits, state };
-}
-
-/** Input size [H, W] the model was configured for. */
-export function inputSize(vit: Vit): [number, number] {
-  return imgHW(vit.config);
 }
