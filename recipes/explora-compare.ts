@@ -24,6 +24,7 @@ import type { RecipeSession } from './session';
 import { decodeImages, firstOfEachClass, openSource, splitSetData } from './data';
 import { Dataset, Loader } from '../data-loaders/dataset';
 import { mergeExploraMaeEncoder } from './explora-mae';
+import { DINOV2_PROBE, RECIPES, probeEval } from './presets';
 import { assetFile, assetProblem } from './model';
 import { runRecipe, RunOptions } from './run';
 import { sourceMaeRecipe, SOURCE_MAE_FORMAT, SOURCE_MAE_MODEL } from './source-mae';
@@ -83,6 +84,28 @@ export function exploraComparison(explora: Recipe, o: { prefix: string; scratch:
       weightDecay: o.scratch.weightDecay,
       schedule: { ...r.schedule, warmup: o.scratch.warmup },
     }),
+  };
+}
+
+/**
+ * Notebook 01 at the paper's scale (ExPLoRA `scripts/pretrain_mae.sh`, `scripts/linprobe.sh`): M-ExPLoRA-[L]-r64 with
+ * decoder r8 on MAE ViT-L/16 at 224 px from `mae_visualize_vit_large` (expected converted at
+ * `notebooks/assets/mae_visualize_vit_large.safetensors`), blr 4.5e-4 × 1024/256, 400 epochs, evaluated after 0,
+ * 100, 200 and 400 epochs with the DINOv2 probe (10 × 1500 iterations), on the embedded satellite domain at 224 px;
+ * from scratch with MAE's own recipe (blr 1.5e-4, wd 0.05, 40 warm-up epochs). A GPU job.
+ */
+export function exploraPaperScale(): { explora: Recipe; scratch: { lr: LrSpec; weightDecay: number; warmup: Length } } {
+  const m = RECIPES.m_explora_l_r64;
+  const small = RECIPES.m_explora_small;
+  return {
+    explora: recipe({
+      ...m,
+      name: 'nb01-explora',
+      weights: { kind: 'checkpoint', path: 'assets/mae_visualize_vit_large.safetensors', head: 'keep', stripPrefixes: [], ignore: null, allowMissing: null },
+      data: { source: { ...small.data.source, size: 224, satellitePerClass: 2000 }, train: { ...small.data.train, transform: { name: 'mae-pretrain', size: 224, stats: 'imagenet' } } },
+      eval: probeEval({ name: 'normalize', stats: 'imagenet' }, { train: 'train', val: 'val', test: 'test' }, DINOV2_PROBE, { epochs: [0, 100, 200, 400] }),
+    }),
+    scratch: { lr: { base: 1.5e-4, scale: 'linear-256' }, weightDecay: 0.05, warmup: { epochs: 40 } },
   };
 }
 
@@ -320,7 +343,7 @@ export async function reconstructionRows(
 }
 
 /** The images of the comparison: source pre-training (natural), target pre-training (unlabelled) and the probe splits. */
-export async function exploraDataRows(c: ExploraComparison): Promise<{ rows: Array<{ split: string; images: number }>; pretrain: number; test: number }> {
+export async function exploraDataRows(c: ExploraComparison): Promise<{ rows: Array<{ split: string; images: number }>; pretrain: number; test: number; size: number | null }> {
   const r = c.explora;
   const e = r.eval;
   if (e.kind !== 'probe') throw new Error('exploraDataRows: the comparison evaluates with the probe');
@@ -339,6 +362,7 @@ export async function exploraDataRows(c: ExploraComparison): Promise<{ rows: Arr
     ],
     pretrain,
     test,
+    size: r.data.source.kind === 'embedded' ? r.data.source.size : null,
   };
 }
 
