@@ -109,6 +109,46 @@ export function subset(ds: Dataset, indices: readonly number[], name = `${ds.nam
   };
 }
 
+/**
+ * The samples of several datasets one after another (re-indexed 0..Σn−1; the classes must agree), e.g. VTAB-1k's
+ * train800 + val200 or the embedded train + val splits.
+ */
+export function concatDatasets(parts: readonly Dataset[], name = parts.map((d) => d.name).join('+')): Dataset {
+  if (parts.length === 0) throw new Error('concatDatasets: no dataset');
+  if (parts.length === 1) return parts[0];
+  const classes = parts[0].classes;
+  for (const d of parts.slice(1)) {
+    if (JSON.stringify(d.classes ?? null) !== JSON.stringify(classes ?? null)) {
+      throw new Error(`concatDatasets(${name}): ${d.name} has classes [${(d.classes ?? []).join(', ')}], ${parts[0].name} has [${(classes ?? []).join(', ')}]`);
+    }
+  }
+  const starts: number[] = [];
+  let n = 0;
+  for (const d of parts) {
+    starts.push(n);
+    n += d.length;
+  }
+  const locate = (i: number): [Dataset, number] => {
+    checkIndex(name, i, n);
+    let k = parts.length - 1;
+    while (starts[k] > i) k--;
+    return [parts[k], i - starts[k]];
+  };
+  return {
+    name,
+    length: n,
+    classes,
+    info: (i: number) => {
+      const [d, j] = locate(i);
+      return d.info(j);
+    },
+    get: async (i: number, rng?: Rng) => {
+      const [d, j] = locate(i);
+      return { ...(await d.get(j, rng)), index: i };
+    },
+  };
+}
+
 /** Samples of `ds` whose info satisfies `pred` (e.g. a WILDS split id), as a subset. */
 export function filterDataset(ds: Dataset, pred: (info: SampleInfo, i: number) => boolean, name?: string): Dataset {
   const keep: number[] = [];
@@ -448,11 +488,6 @@ export function stackImages(imgs: Img[], what: string, indices?: number[]): tf.T
     buf.set(img.data, r * n);
   });
   return tf.tensor4d(buf, [imgs.length, h, w, c]);
-}
-
-/** Convenience: `new Loader(ds, opt)`. */
-export function createLoader(ds: Dataset, opt: LoaderOptions): Loader {
-  return new Loader(ds, opt);
 }
 
 /**

@@ -28,11 +28,6 @@ export function makeImg(height: number, width: number, channels: number, data?: 
   return { data: data ?? new Float32Array(n), height, width, channels };
 }
 
-/** A deep copy. */
-export function cloneImg(img: Img): Img {
-  return { data: img.data.slice(), height: img.height, width: img.width, channels: img.channels };
-}
-
 /** Shape as a string `H×W×C` for messages. */
 export function shapeOf(img: Img): string {
   return `${img.height}×${img.width}×${img.channels}`;
@@ -71,14 +66,4 @@ export function toUint8(img: Img): Uint8Array {
     out[i] = v < 0 ? 0 : v > 255 ? 255 : v;
   }
   return out;
-}
-
-/** Per-channel mean of an image (length C). */
-export function channelMeans(img: Img): Float64Array {
-  const m = new Float64Array(img.channels);
-  const c = img.channels;
-  for (let i = 0; i < img.data.length; i++) m[i % c] += img.data[i];
-  const n = img.height * img.width;
-  for (let k = 0; k < c; k++) m[k] /= n;
-  return m;
 }

@@ -258,8 +258,6 @@ export const SENTINEL2_STATS: NormStats = {
     1364.38688993, 472.37967789, 14.3114637, 1310.36996126, 1087.6020813,
   ],
 };
-/** Sentinel-2 band names in file order (index = band position in a 13-band tile). */
-export const SENTINEL2_BANDS = ['B1', 'B2', 'B3', 'B4', 'B5', 'B6', 'B7', 'B8', 'B8A', 'B9', 'B10', 'B11', 'B12'] as const;
 /** SatMAE/ExPLoRA default dropped bands: B1, B9, B10. */
 export const SENTINEL2_DROPPED_BANDS = [0, 9, 10] as const;
 

@@ -1,7 +1,6 @@
 /**
  * Small runtime checks with error messages that name the thing, what was expected and what came.
  */
-import * as tf from '@tensorflow/tfjs';
 
 /**
  * Throw if `obj` has keys outside `valid`. `what` names the config in the message.
@@ -39,24 +38,6 @@ export function lookup<T>(what: string, registry: Readonly<Record<string, T>>, n
     throw new Error(`unknown ${what} '${name}'; valid: ${Object.keys(registry).join(', ')}`);
   }
   return registry[name];
-}
-
-/**
- * Assert a tensor's shape. `null` entries in `expected` match anything.
- * @example assertShape(x, [null, 197, 768], 'block input')
- */
-export function assertShape(t: tf.Tensor | tf.TensorInfo, expected: ReadonlyArray<number | null>, what: string): void {
-  const s = t.shape;
-  const ok = s.length === expected.length && expected.every((e, i) => e === null || e === s[i]);
-  if (!ok) {
-    const exp = expected.map((e) => (e === null ? '*' : String(e))).join(', ');
-    throw new Error(`${what}: expected shape [${exp}], got [${s.join(', ')}]`);
-  }
-}
-
-/** Throw unless `cond`, with a lazily built message. */
-export function invariant(cond: unknown, msg: () => string): asserts cond {
-  if (!cond) throw new Error(msg());
 }
 
 /** Bounds for `checkNumber`: `min`/`max` inclusive, `gt`/`lt` exclusive; `integer` for whole numbers. */

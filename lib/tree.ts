@@ -100,10 +100,3 @@ export function assertLive(tree: ParamTree | ReadonlyMap<string, tf.Variable>, w
   if (tree instanceof Map) tree.forEach((v, k) => check(k, v));
   else forEachLeaf(tree as ParamTree, check);
 }
-
-/** Look up a leaf by path; throws naming the path if absent. */
-export function getLeaf(tree: ParamTree, path: string): tf.Variable {
-  const v = flattenTree(tree).get(path);
-  if (!v) throw new Error(`getLeaf: no parameter '${path}'`);
-  return v;
-}

@@ -23,20 +23,6 @@ export const EUROSAT_CLASSES = [
   'SeaLake',
 ] as const;
 
-/** Images per class in the full dataset (27,000 in total). */
-export const EUROSAT_COUNTS: Readonly<Record<(typeof EUROSAT_CLASSES)[number], number>> = {
-  AnnualCrop: 3000,
-  Forest: 3000,
-  HerbaceousVegetation: 3000,
-  Highway: 2500,
-  Industrial: 2500,
-  Pasture: 2000,
-  PermanentCrop: 2500,
-  Residential: 3000,
-  River: 2500,
-  SeaLake: 3000,
-};
-
 /** Folder of each variant under the dataset root. */
 export const EUROSAT_DIRS = {
   rgb: '2750',

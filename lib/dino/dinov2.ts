@@ -1,5 +1,5 @@
 /**
- * The DINOv2 objective assembled like upstream's SSL meta-architecture (explora.md §3; DINOv2 `ssl_meta_arch.py`):
+ * The DINOv2 objective assembled like upstream's SSL meta-architecture (DINOv2 `dinov2/train/ssl_meta_arch.py`):
  *
  *   teacher (no gradient): backbone on the 2 global crops (unmasked) → CLS [2B, D] and patch tokens [2B, N, D] →
  *     head on CLS, iBOT head (shared by default) on the patch tokens at the masked positions → targets by centering

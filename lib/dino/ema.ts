@@ -1,5 +1,6 @@
 /**
- * Teacher EMA (explora.md §2.3, §3.6, fact 8; DINOv2 `update_teacher`): after every optimizer step
+ * Teacher EMA (DINOv2 `ssl_meta_arch.py` `update_teacher`; ExPLoRA gives the teacher its own LoRA modules,
+ * `dinov2/layers/attention.py`): after every optimizer step
  *   θ_t ← m·θ_t + (1 − m)·θ_s
  * over every student parameter that can change — backbone parameters that train, the LoRA A and B matrices **as
  * separate parameters** (so the teacher's ΔW = s·EMA(A)·EMA(B), not EMA(s·A·B)), and the heads. Frozen parameters

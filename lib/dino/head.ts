@@ -1,5 +1,5 @@
 /**
- * DINO / iBOT projection heads (DINOv2 `dinov2/layers/dino_head.py`; explora.md §3.2, fact 8).
+ * DINO / iBOT projection heads (DINOv2 `dinov2/layers/dino_head.py`).
  *
  *   x [M, in] → mlp.0 Linear in→hidden → GELU → mlp.2 Linear hidden→hidden → GELU → mlp.4 Linear hidden→bottleneck
  *     → L2-normalise (eps 1e-12) → last_layer: weight-normalised Linear bottleneck→K, no bias → logits [M, K]
@@ -175,11 +175,6 @@ export function dinoHeadVariables(h: DinoHeads | DinoHeadsParams): Map<string, t
 /** Parameter count of the heads. */
 export function dinoHeadParamCount(h: DinoHeads): number {
   return countParams(h.params);
-}
-
-/** Whether a path is a head's weight-normalised last layer (lr 0 during `freezeLastLayerEpochs`). */
-export function isLastLayer(path: string): boolean {
-  return /(^|\.)last_layer\./.test(path);
 }
 
 export function disposeDinoHeads(h: DinoHeads): void {

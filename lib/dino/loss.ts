@@ -1,5 +1,5 @@
 /**
- * The three DINOv2 losses with upstream's bookkeeping (explora.md §3.4, facts 6–7; DINOv2 `dino_clstoken_loss.py`,
+ * The three DINOv2 losses with upstream's bookkeeping (DINOv2 `dinov2/loss/dino_clstoken_loss.py`,
  * `ibot_patch_loss.py`, `koleo_loss.py`, `ssl_meta_arch.py`). H(p, s) = −Σ_k p_k log softmax(s/τ_s)_k, τ_s = 0.1.
  *
  * - **DINO (CLS)**: teacher = the 2 global crops only. Pairs: every (teacher g_i, student local l_j) and the two

@@ -1,5 +1,5 @@
 /**
- * iBOT masks for the student's global crops (explora.md §3.5, fact 7; DINOv2 `data/masking.py`, `data/collate.py`).
+ * iBOT masks for the student's global crops (DINOv2 `dinov2/data/masking.py`, `dinov2/data/collate.py`).
  *
  * Per batch of n = 2B global-crop images (crop-major: g1 of every image, then g2):
  * - ⌊n·p⌋ images get a mask (`maskProbability` p = 0.5); the i-th of them targets ⌊N·U(r_i, r_{i+1})⌋ patches with

@@ -1,5 +1,5 @@
 /**
- * Teacher targets of the DINOv2 objective (explora.md §3.3, fact 6; DINOv2 `dino_clstoken_loss.py`,
+ * Teacher targets of the DINOv2 objective (DINOv2 `dinov2/loss/dino_clstoken_loss.py`,
  * `ibot_patch_loss.py`). Both modes run outside the gradient tape (call them before `tf.variableGrads`, or on
  * teacher outputs, which depend on non-trainable variables only); both return row-stochastic targets P [n, K].
  *

@@ -1,7 +1,8 @@
 /**
  * Frozen-backbone features for the evaluation protocols (linear probe, kNN), computed once per image and cached.
  *
- * What is cached (DINOv2 `get_intermediate_layers(n, return_class_token=True, norm=True)`, explora.md §1.2 / §2.7):
+ * What is cached (DINOv2 `get_intermediate_layers(n, return_class_token=True, norm=True)`, as ExPLoRA's
+ * `linprobe/linear.py` calls it):
  * - `cls` [N, n, D]: the CLS token of each of the last n blocks (oldest first), each passed through the final norm
  *   (when the model has one), from `vitForward`'s `intermediates`;
  * - `patchMean` [N, D]: the mean patch token of the last block (same norm), for the `avgpool` probe inputs;

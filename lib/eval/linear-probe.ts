@@ -1,10 +1,10 @@
 /**
- * Linear probing, DINOv2 protocol (`eval/linear.py`, ExPLoRA `linprobe/linear.py`; explora.md §2.7):
- * a grid of linear classifiers over (n last blocks ∈ {1, 4}) × (avgpool ∈ {false, true}) × (lr ∈ {1e-4, 1e-3, 5e-3,
- * 1e-2, 2e-2, 5e-2, 0.1}) trained **simultaneously** on the same batches of frozen features — the loss is the sum of
- * the classifiers' cross-entropies, so each classifier gets exactly its own gradient — with SGD (momentum 0.9, weight
- * decay 0), each lr scaled by batch/256, cosine annealing to 0 over epochs × iterations; weights N(0, 0.01), bias 0.
- * The classifier with the best validation top-1 is reported.
+ * Linear probing, DINOv2 protocol (DINOv2 `dinov2/eval/linear.py`, ExPLoRA `linprobe/linear.py`,
+ * `scripts/linprobe.sh`): a grid of linear classifiers over (n last blocks ∈ {1, 4}) × (avgpool ∈ {false, true}) × (lr
+ * ∈ {1e-4, 1e-3, 5e-3, 1e-2, 2e-2, 5e-2, 0.1}) trained **simultaneously** on the same batches of frozen features — the
+ * loss is the sum of the classifiers' cross-entropies, so each classifier gets exactly its own gradient — with SGD
+ * (momentum 0.9, weight decay 0), each lr scaled by batch/256, cosine annealing to 0 over epochs × iterations; weights
+ * N(0, 0.01), bias 0. The classifier with the best validation top-1 is reported.
  *
  * Modifications vs the reference: features are cached (one backbone pass per image, `extractFeatures`) instead of
  * re-augmenting every iteration, so there is no train-time RandomResizedCrop/flip; default iterations per epoch is

@@ -1,7 +1,7 @@
 /**
- * The MAE decoder as data + pure functions (explora.md §4; `models_mae.py` `forward_decoder`).
+ * The MAE decoder as data + pure functions (MAE `models_mae.py` `forward_decoder`).
  *
- * Parameter tree keyed like MAE checkpoints (`mae_visualize_vit_large.pth`, §7.7):
+ * Parameter tree keyed like MAE checkpoints (`mae_visualize_vit_large.pth` of the MAE README):
  *   decoder_embed.{weight [D, Dd], bias}   Linear encoder width D → decoder width Dd (512)
  *   mask_token [1, 1, Dd]                   learned, N(0, 0.02)
  *   decoder_pos_embed [1, 1 + L, Dp]        fixed 2-D sin-cos (Dp = Dd, or Dd minus the group / time code width)

@@ -1,5 +1,5 @@
 /**
- * Masked autoencoder (MAE, He et al.; explora.md §1.1, §4; `models_mae.py`): a ViT encoder (`Vit` from `createVit`
+ * Masked autoencoder (MAE, He et al.; `models_mae.py`): a ViT encoder (`Vit` from `createVit`
  * with the fixed 2-D sin-cos position table) plus the MAE decoder.
  *
  * forward_encoder: patch embedding (site `patch_embed.proj`) → + sin-cos positions (patch rows of the table) →

@@ -1,5 +1,6 @@
 /**
- * MAE random masking as plain data (explora.md §4, §5.1, §5.2; `models_mae.py` `random_masking`).
+ * MAE random masking as plain data (MAE `models_mae.py` `random_masking`; SatMAE `models_mae_group_channels.py`,
+ * `models_mae_temporal.py`).
  *
  * Per sample: noise ~ U(0,1)^N from a seeded `Rng`; ids_shuffle = argsort(noise) ascending (small = keep);
  * ids_restore = argsort(ids_shuffle); the first lenKeep = ⌊N·(1 − ratio)⌋ shuffled ids are kept; the binary mask
@@ -184,9 +185,4 @@ export function restoreTokens(visible: tf.Tensor3D, maskToken: tf.Tensor, plan: 
 /** The binary mask [B, N] (1 = removed) as a tensor. */
 export function maskTensor(plan: MaskPlan): tf.Tensor2D {
   return tf.tensor2d(plan.mask, [plan.batch, plan.numTokens]);
-}
-
-/** Row b of a plan's mask as a plain array (for display and tests). */
-export function maskRow(plan: MaskPlan, b: number): Float32Array {
-  return plan.mask.subarray(b * plan.numTokens, (b + 1) * plan.numTokens);
 }

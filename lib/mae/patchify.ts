@@ -1,5 +1,6 @@
 /**
- * Patchify / unpatchify: cut NHWC images into non-overlapping p×p patches and back (explora.md §4, §5.1).
+ * Patchify / unpatchify: cut NHWC images into non-overlapping p×p patches and back (MAE `models_mae.py` `patchify`;
+ * SatMAE `models_mae_group_channels.py`).
  *
  * Two flatten orders of a patch vector, one per reference model:
  * - **(ky, kx, c)** — RGB MAE and SatMAE temporal (`models_mae.py` `patchify`: einsum `nchpwq->nhwpqc`): vector index

@@ -1,5 +1,5 @@
 /**
- * SatMAE group-channel masked autoencoder for multispectral (Sentinel-2) input (explora.md §5.1;
+ * SatMAE group-channel masked autoencoder for multispectral (Sentinel-2) input (SatMAE
  * `models_mae_group_channels.py`).
  *
  * - Bands: the input carries `bands` (default the 13 Sentinel-2 bands B1…B12 in file order); `dropBands` (default
@@ -35,9 +35,8 @@ import { MaskPlan, checkMaskRatio, randomMasking, spatialMasking, maskTensor } f
 import { patchify, patchifyBands, unpatchifyBands } from './patchify';
 import { normPixTarget } from './loss';
 import { denormalizePatches, reconstructionViews, ReconViews } from './recon';
-import type { LoadOptions } from '../io/checkpoint';
 
-/** Sentinel-2 bands in the order of the fMoW-Sentinel / EuroSAT-MS files (same list as data-loaders' `SENTINEL2_BANDS`). */
+/** Sentinel-2 bands in the order of the fMoW-Sentinel / EuroSAT-MS files. */
 export const SATMAE_SENTINEL2_BANDS = ['B1', 'B2', 'B3', 'B4', 'B5', 'B6', 'B7', 'B8', 'B8A', 'B9', 'B10', 'B11', 'B12'] as const;
 
 export interface SatMaeGroupConfig {
@@ -190,13 +189,13 @@ export function satMaeGroupConfig(preset: SatMaeGroupPresetName | SatMaeGroupCon
 }
 
 /**
- * `loadCheckpoint` options to start a group model from an RGB MAE checkpoint (ExPLoRA M- multispectral, §2.2): the
- * RGB patch embedding, decoder head and position tables do not fit and are skipped; the group patch embeddings,
- * per-group heads and the group / position codes keep their own (fresh or fixed) values; every block, norm, the CLS
- * token, decoder embed, mask token and decoder blocks load.
+ * `loadCheckpoint` options to start a group model from an RGB MAE checkpoint (ExPLoRA M- multispectral:
+ * `mae/pretrain.py` drops the keys whose shapes do not fit): the RGB patch embedding, decoder head and position tables
+ * do not fit and are skipped; the group patch embeddings, per-group heads and the group / position codes keep their own
+ * (fresh or fixed) values; every block, norm, the CLS token, decoder embed, mask token and decoder blocks load.
  * @example loadCheckpoint('mae_visualize_vit_large.safetensors', {params: satMaeGroupVariables(m)}, SATMAE_GROUP_FROM_RGB_MAE)
  */
-export const SATMAE_GROUP_FROM_RGB_MAE: Readonly<LoadOptions> = Object.freeze({
+export const SATMAE_GROUP_FROM_RGB_MAE: Readonly<{ ignore: RegExp; allowMissing: RegExp }> = Object.freeze({
   ignore: /^(patch_embed\.proj|decoder_pred|pos_embed|decoder_pos_embed)(\.|$)/,
   allowMissing: /^(patch_embed\.\d+|decoder_pred\.\d+|pos_embed|channel_embed|decoder_pos_embed|decoder_channel_embed)(\.|$)/,
 });

@@ -1,5 +1,5 @@
 /**
- * SatMAE temporal masked autoencoder (explora.md §5.2; `models_mae_temporal.py`): T images of one place (fMoW-temporal:
+ * SatMAE temporal masked autoencoder (SatMAE `models_mae_temporal.py`): T images of one place (fMoW-temporal:
  * T = 3 RGB images) go through the **same** patch embedding; tokens are frame-major (token t·L + l, 3·196 at 224/16).
  *
  * - Token code = [2-D sin-cos of the cell (width D − 3·Tc) ‖ sin-cos(year) ‖ sin-cos(month) ‖ sin-cos(hour)], each time

@@ -8,11 +8,12 @@
  *
  * Target kinds:
  * - `linear`: one (A, B) over the whole output (proj, fc1, fc2, decoder sites, …);
- * - `qkv`: per-slice adapters on a **fused** qkv [D → 3D] whose output columns are [Q | K | V] (explora.md §1.2):
- *   by default the Q and V slices get their own (A, B) and K is untouched — loralib's `MergedLinear(enable_lora=
- *   [True, False, True])`, and ExPLoRA's split into `q_proj`/`v_proj` LoRA linears + a frozen `k_proj` (§2.3);
- * - `shared-qkv`: PYRA's released LoRA (pyra.md §2.5): one A [D, r] and one B [r, 3D] whose output is added to q, k
- *   and v; use it with `scaling: 1` (no α/r) to reproduce the release.
+ * - `qkv`: per-slice adapters on a **fused** qkv [D → 3D] whose output columns are [Q | K | V] (timm / DINOv2
+ *   `Attention`): by default the Q and V slices get their own (A, B) and K is untouched — loralib's
+ *   `MergedLinear(enable_lora=[True, False, True])`, and ExPLoRA's split into `q_proj`/`v_proj` LoRA linears + a
+ *   frozen `k_proj` (ExPLoRA `train_lora_util.py`, `vit_lora_util.py`);
+ * - `shared-qkv`: PYRA's released LoRA (PYRA `model/vision_transformer_timm.py` `Attention`): one A [D, r] and one
+ *   B [r, 3D] whose output is added to q, k and v; use it with `scaling: 1` (no α/r) to reproduce the release.
  *
  * Options: rank, α (ExPLoRA: α = 1 ⇒ s = 1/r; loralib's default too; PEFT's default α = 8 is NOT used here), dropout
  * on the adapter input (active only when `env.training`, drawn from `env.rng`), init:
@@ -25,9 +26,9 @@
  *   linear / shared-qkv: `<site>.lora_A.weight` [in, r], `<site>.lora_B.weight` [r, out]
  *   qkv slices:          `<site>.lora_A.q.weight` [D, r], `<site>.lora_B.q.weight` [r, D]   (same for k, v)
  * The slice name sits where PEFT puts its adapter name (`lora_A.default.weight`). ExPLoRA's own modules are named
- * `attn.q_proj` / `attn.v_proj` (§2.3); `exploraLoraKey` maps `blocks.3.attn.qkv.lora_A.q.weight` ↔
- * `blocks.3.attn.q_proj.lora_A.weight` (the exact parameter spelling in ExPLoRA's unreleased sources is UNCONFIRMED;
- * its released checkpoints ship merged weights only).
+ * `attn.q_proj` / `attn.v_proj` (ExPLoRA `train_lora_util.py`); `exploraLoraKey` maps
+ * `blocks.3.attn.qkv.lora_A.q.weight` ↔ `blocks.3.attn.q_proj.lora_A.weight` (the exact parameter spelling in
+ * ExPLoRA's unreleased sources is UNCONFIRMED; its released checkpoints ship merged weights only).
  *
  * Merge / unmerge are pure (`mergeLora(base, adapters)` → a new tree with new variables W + s·A·B); "disable" is simply
  * running the forward without the hook. Merging is the hand-off between ExPLoRA's extended pre-training and the
@@ -325,7 +326,8 @@ export function createLora(base: LoraBase, config: Partial<LoraConfig> & { targe
 
 /**
  * A copy of an adapter set with new variables (same config, sites and values), e.g. the DINO teacher's adapters:
- * ExPLoRA gives the teacher its own LoRA modules loaded from the student and EMAs A and B separately (explora.md §2.3).
+ * ExPLoRA gives the teacher its own LoRA modules loaded from the student and EMAs A and B separately (ExPLoRA
+ * `dinov2/layers/attention.py` + DINOv2 `update_teacher`).
  * `trainable` sets the copies' flag (default false: a teacher is updated by EMA `assign`, not by gradients).
  */
 export function cloneLora(adapters: LoraAdapters, opts: { trainable?: boolean } = {}): LoraAdapters {

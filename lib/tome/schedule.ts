@@ -1,6 +1,6 @@
 /**
  * Token-merging schedules as data (ToMe `parse_r`, PYRA's `get_merging_schedule`), per-layer token counts and the
- * run-time cap (pyra.md §1.3 step 4, §1.6, §2.6).
+ * run-time cap (ToMe `tome/utils.py` `parse_r`, `tome/merge.py`; PYRA `model/tome.py` `get_merging_schedule`).
  *
  * A schedule says how many tokens r_l block l removes. Three forms, as in ToMe:
  * - a number r: the same r in every block;
@@ -144,8 +144,9 @@ const fill = (n: number, v: number): number[] => new Array<number>(n).fill(v);
 const HIGH_B = [40, 34, 30, 24, 18, 14, 10, 8, 4, 4, 3, 3] as const;
 
 /**
- * PYRA's released compression schedules (pyra.md §2.6), keyed by the kit's preset name (the timm name the code used
- * is in `backbone`). No schedule exists for ViT-S / DeiT-S: they serve uncompressed as "smaller model" baselines.
+ * PYRA's released compression schedules (PYRA `model/tome.py` `get_merging_schedule`), keyed by the kit's preset name
+ * (the timm name the code used is in `backbone`). No schedule exists for ViT-S / DeiT-S: they serve uncompressed as
+ * "smaller model" baselines.
  */
 export const PYRA_SCHEDULES = {
   vit_base_patch16_224: {

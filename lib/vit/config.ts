@@ -1,7 +1,8 @@
 /**
  * ViT configuration: one typed record, presets as data, and `vitConfig(preset, overrides)` which validates and fills.
  *
- * Sizes follow timm / DINOv2 / MAE (explora.md §1.4). Presets:
+ * Sizes follow timm / DINOv2 / MAE (timm `vision_transformer.py`, DINOv2 `vision_transformer.py`
+ * `vit_small`…`vit_giant2`, MAE `models_mae.py`). Presets:
  * - timm-style supervised / MAE fine-tune encoders: `vit_{tiny,small,base,large}_patch{16,14}_224`;
  * - DINOv2 backbones as released (img 518, patch 14, LayerScale, mask token): `vit_{small,base,large}_patch14_dinov2`
  *   (+ `_reg4` variants with 4 register tokens);

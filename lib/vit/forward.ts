@@ -1,7 +1,7 @@
 /**
  * The ViT forward pass as pure functions over a parameter tree, with named sites where LoRA, ToMe and PYRA attach.
  *
- * Block (pre-norm, timm / DINOv2 / MAE, explora.md §1.2):
+ * Block (pre-norm; timm `vision_transformer.py` `Block`, DINOv2 `dinov2/layers/block.py`, MAE via timm):
  *   y = x + DropPath(LS1(Attn(LN1(x))))
  *   [merge site: ToMe / PYRA reduce the tokens of y here]
  *   z = y + DropPath(LS2(MLP(LN2(y))))
@@ -20,7 +20,7 @@ import { assertLive } from '../tree';
 import { checkKeys, fmtValue } from '../check';
 import { dropPath } from '../ops/nn';
 import { linear as dense, layerNormFast as layerNorm, geluFast as gelu, attentionQKV } from '../ops/fast';
-import { VitConfig, imgHW, posGridHW, dropPathRates } from './config';
+import { VitConfig, posGridHW, dropPathRates } from './config';
 import { BlockParams, LinearParams, NormParams, Vit, VitParams } from './params';
 import { resizeGridEmbed, sincos2d } from './posembed';
 import { CheckpointOptions, ForwardReplay, checkpointedBlock } from './checkpoint';
@@ -340,9 +340,4 @@ export function vitForward(vit: Vit, images: tf.Tensor4D, opts: VitForwardOption
   }
   const logits = vit.params.head ? (linearSite(env, 'head', vit.params.head, pooled) as tf.Tensor2D) : null;
   return { cls, patchTokens, prenorm: x, intermediates, pooled, logits, state };
-}
-
-/** Input size [H, W] the model was configured for. */
-export function inputSize(vit: Vit): [number, number] {
-  return imgHW(vit.config);
 }
