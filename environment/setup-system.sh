@@ -24,7 +24,8 @@ if [ "$(id -u)" -ne 0 ]; then
   if command -v sudo >/dev/null; then SUDO="sudo"; else echo "setup-system.sh: needs root (apt-get)" >&2; exit 1; fi
 fi
 
-JUPYTER_PKGS=(jupyter-nbconvert python3-nbclient python3-jupyter-client jupyter-notebook python3-ipykernel)
+# jupyter-client: the `jupyter kernelspec` command (python3-jupyter-client is only the library).
+JUPYTER_PKGS=(jupyter-nbconvert python3-nbclient python3-jupyter-client jupyter-client jupyter-notebook python3-ipykernel)
 BROWSER_PKGS=(chromium)
 
 missing() { for p in "$@"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || echo "$p"; done; }
