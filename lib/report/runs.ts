@@ -14,7 +14,7 @@ import * as path from 'path';
 import { execFileSync } from 'child_process';
 import { BackendReport, backendReport, isInitialised } from '../backend';
 import { saveCheckpoint, SaveParts } from '../io/checkpoint';
-import { projectRoot } from './paths';
+import { projectRoot, defaultRunsDir } from './paths';
 
 export const RUN_FORMAT = 'vitpeft-run/1';
 
@@ -40,9 +40,9 @@ export interface RunInfo {
 /** One line of `metrics.jsonl`. */
 export type MetricRow = { step: number; time: string } & Record<string, number | string | null>;
 
-/** The folder runs go to. */
+/** The folder runs go to: `$VITPEFT_RUNS_DIR`, else `<checkout>/runs` (`./runs` for an installed copy of the kit). */
 export function runsRoot(): string {
-  return path.resolve(process.env.VITPEFT_RUNS_DIR || path.join(projectRoot(), 'runs'));
+  return path.resolve(process.env.VITPEFT_RUNS_DIR || defaultRunsDir());
 }
 
 /** Throw naming the first value that JSON cannot represent faithfully (functions, tensors, bigints, cycles). */
