@@ -58,6 +58,7 @@ describe('package: build output and entry points', function () {
       for (const f of [x.types, x.require]) assert.ok(existsSync(path.join(ROOT, f)), `${e.spec}: ${f} is built`);
       if (e.sub !== '.') assert.deepEqual(pkg.typesVersions['*'][e.sub.slice(2)], [x.types.slice(2)], `${e.spec}: typesVersions (Node10) = exports types`);
     }
+    assert.deepEqual(pkg.bin, { vitpeft: 'bin/vitpeft.js', 'vitpeft-kernel': 'environment/install-kernel.sh' });
     for (const b of Object.values(pkg.bin)) assert.ok(existsSync(path.join(ROOT, b)), b);
   });
 
