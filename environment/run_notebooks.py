@@ -123,10 +123,12 @@ def uses_plotly(nb):
     return False
 
 
-def export_html(nb, html_path, inject_plotly):
+def export_html(nb, html_path):
+    """nbconvert's lab template; plotly.js injected once into <head> when a chart needs it and the page lacks it
+    (notebooks never store the bundle: lib/report/plot.ts)."""
     from nbconvert import HTMLExporter
     body, _ = HTMLExporter(template_name='lab').from_notebook_node(nb)
-    if inject_plotly and uses_plotly(nb):
+    if uses_plotly(nb) and 'window.__vitpeftDefine = window.define' not in body:
         at = body.find('</head>')
         if at < 0:
             raise RuntimeError(f'{html_path}: the exported HTML has no </head> to inject plotly.js into')
@@ -327,7 +329,7 @@ def run_attempt(path, args):
     out_html = None
     if not args.no_html:
         out_html = os.path.join(args.out, f'{stem}.html')
-        export_html(nb, out_html, args.plotly == 'inject')
+        export_html(nb, out_html)
     timings = [(i, cell_seconds(c)) for i, c in enumerate(nb.cells) if c.get('cell_type') == 'code']
     slowest = sorted([t for t in timings if t[1] is not None], key=lambda t: -t[1])[:3]
     return {
@@ -350,7 +352,8 @@ def main():
     ap.add_argument('--timeout', type=int, default=900, help='seconds per cell (default 900)')
     ap.add_argument('--scale', choices=['ci', 'smoke', 'paper'], help="set VITPEFT_SCALE (overrides the notebooks' default)")
     ap.add_argument('--plotly', choices=['inject', 'inline'], default='inject',
-                    help='inject plotly.js into the exported HTML (default) or let notebooks inline it')
+                    help="inject: notebooks send no plotly.js (VITPEFT_PLOTLY=external, default); inline: as in an "
+                         "interactive session (sent to the page, not stored). Exported HTML gets plotly.js either way")
     ap.add_argument('--allow-errors', action='store_true', help='run every cell even after an error (still exits 1)')
     ap.add_argument('--error-delay', type=float, default=0.3, help='seconds to wait after a cell error (default 0.3)')
     ap.add_argument('--fail-fast', action='store_true', help='stop at the first failing notebook')
