@@ -66,6 +66,8 @@ def measure(code, cwd, timeout):
             if m['msg_type'] == 'status' and m['content']['execution_state'] == 'idle':
                 break
         reply = kc.get_shell_msg(timeout=timeout)
+        while reply['parent_header'].get('msg_id') != msg_id:  # e.g. a late kernel_info_reply
+            reply = kc.get_shell_msg(timeout=timeout)
         t2 = time.time()
         status = status or reply['content']['status']
         return {'kernel_ready_s': round(t1 - t0, 2), 'first_cell_s': round(t2 - t1, 2), 'total_s': round(t2 - t0, 2), 'status': status}
