@@ -3,6 +3,7 @@
 
     npm run notebooks                                   # every notebooks/*.ipynb
     npm run notebooks -- notebooks/00-quickstart.ipynb  # some of them
+    npm run notebooks -- --export-only --out DIR my.ipynb  # HTML of a notebook saved from Jupyter, as it is
     /usr/bin/python3 environment/run_notebooks.py --help
 
 For each notebook this writes <out>/<name>.ipynb (executed, with outputs) and <out>/<name>.html (nbconvert's lab
@@ -358,6 +359,8 @@ def main():
     ap.add_argument('--error-delay', type=float, default=0.3, help='seconds to wait after a cell error (default 0.3)')
     ap.add_argument('--fail-fast', action='store_true', help='stop at the first failing notebook')
     ap.add_argument('--no-html', action='store_true', help='skip the HTML export')
+    ap.add_argument('--export-only', action='store_true',
+                    help='do not execute: export the notebooks as they are (e.g. saved from Jupyter) to HTML with plotly.js')
     ap.add_argument('--cwd', help="kernel working folder (default: each notebook's folder, as in Jupyter)")
     ap.add_argument('--kernel', default='tslab', help='kernel name (default tslab)')
     ap.add_argument('--quiet', action='store_true', help='no per-cell progress lines')
@@ -371,6 +374,14 @@ def main():
     for p in paths:
         if not os.path.isfile(p):
             die(f'{p}: no such notebook')
+    if args.export_only:
+        os.makedirs(args.out, exist_ok=True)
+        for p in paths:
+            stem = os.path.splitext(os.path.basename(p))[0]
+            html = os.path.join(args.out, f'{stem}.html')
+            export_html(nbformat.read(p, as_version=4), html)
+            print(f'run_notebooks: {os.path.relpath(os.path.abspath(p), ROOT)} -> {os.path.relpath(html, ROOT)} (not executed)', file=sys.stderr)
+        sys.exit(0)
     ensure_kernel(args.kernel)
     os.environ['VITPEFT_PLOTLY'] = 'external' if args.plotly == 'inject' else 'inline'
     if args.scale:

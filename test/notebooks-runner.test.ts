@@ -193,6 +193,11 @@ describe('notebook runner and kernel (real tslab kernel)', function () {
     assert.equal(p.status, 0, p.stderr);
     const seen = JSON.parse(p.stdout.trim().split('\n').pop()!) as { plots: number; divs: number; status: number };
     assert.deepEqual(seen, { plots: 1, divs: 1, status: 200 }, 'the chart of the saved notebook draws after a reload');
+    // Its HTML export, without running it again: plotly.js injected once.
+    const exp = runNotebooks(['--export-only', path.join(folder, 'saved.ipynb')], path.join(tmp, 'exported'));
+    assert.equal(exp.status, 0, exp.stderr);
+    assert.match(exp.stderr, /saved\.ipynb -> .*saved\.html \(not executed\)/);
+    assert.equal(readFileSync(path.join(tmp, 'exported', 'saved.html'), 'utf8').split('window.__vitpeftDefine = window.define').length - 1, 1);
   });
 
   it('a kernel shutdown while the kernel is busy never prints a crash trace (Socket is closed / EBADF)', () => {
