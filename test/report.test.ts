@@ -8,7 +8,7 @@ import {
 } from '../lib/report/display';
 import { tableHtml, tableText, tableData, formatCell, toDataFrame, showTable, keyValueRows } from '../lib/report/table';
 import { figureBundle, lineFigure, scatterFigure, plotlyInit, scriptSafe, plotlyScriptTags, plotlyLoaderScript, showPlot, placeLabels } from '../lib/report/plot';
-import { ProgressBar, track } from '../lib/report/progress';
+import { ProgressBar, track, formatDuration } from '../lib/report/progress';
 import { slot, releaseSlot, releaseAllSlots, slotNames, disposeValue, notebookScale } from '../lib/report/notebook';
 import { paramTable } from '../lib/report/params';
 import { createVit } from '../lib/vit/params';
@@ -158,6 +158,14 @@ describe('report/table', () => {
     assert.equal(shown.length, 1);
     assert.ok((shown[0].bundle['text/html'] as string).includes('<td>b.c</td>'));
     assert.match(shown[0].bundle['text/plain'], /b\.d\s+\[1, 2\]/);
+  });
+});
+
+describe('report/progress: durations', () => {
+  it('rounds once: no 60s or 8m60s at the boundaries', () => {
+    assert.deepEqual([4.24, 9.94, 9.96, 59.4, 59.6, 60, 539.4, 539.6, 3599.6, 3725].map(formatDuration),
+      ['4.2s', '9.9s', '10s', '59s', '1m00s', '1m00s', '8m59s', '9m00s', '1h00m', '1h02m']);
+    assert.equal(formatDuration(NaN), '?');
   });
 });
 
