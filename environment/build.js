@@ -5,8 +5,10 @@
  * data-loaders/ and recipes/ into dist/ (CommonJS JS, .d.ts, source maps) with tslab's own TypeScript 5.0 and the
  * settings notebooks compile with (tsconfig.build.json extends tsconfig.tslab.json), so every declaration file is one a
  * tslab kernel can read. `tsc -b` is incremental: when nothing changed it only compares time stamps (≈ 2 s).
- * Outputs whose source file is gone are removed afterwards, so a deleted or moved module never lingers in dist/ (or in
- * the packed tarball). Extra arguments go to tsc (`npm run build -- --watch`; pruning is skipped then).
+ * Data files next to the sources (anything but .ts and .md, e.g. JSON read at run time relative to `__dirname`) are
+ * copied to the same place under dist/. Outputs whose source file is gone are removed afterwards, so a deleted or
+ * moved module never lingers in dist/ (or in the packed tarball). Extra arguments go to tsc
+ * (`npm run build -- --watch`; copying and pruning are skipped then).
  */
 const { spawnSync } = require('child_process');
 const fs = require('fs');
@@ -22,11 +24,33 @@ const r = spawnSync(process.execPath, [tsc, '-b', path.join(ROOT, 'tsconfig.buil
 if (r.error) throw r.error;
 if (r.status !== 0) process.exit(r.status === null ? 1 : r.status);
 
-/** dist/<dir>/<name>.{js,d.ts,js.map,d.ts.map} → <dir>/<name>.ts */
+const SOURCES = ['lib', 'data-loaders', 'recipes'];
+const isAsset = (name) => !name.endsWith('.ts') && !name.endsWith('.md');
+
+/** dist/<dir>/<name>.{js,d.ts,js.map,d.ts.map} → <dir>/<name>.ts; a data file → itself. */
 function sourceOf(rel) {
+  if (isAsset(rel) && !/\.(?:js|map)$/.test(rel)) return rel;
   const m = /^(.*)\.(?:d\.ts|js)(?:\.map)?$/.exec(rel);
   return m ? `${m[1]}.ts` : null;
 }
+
+let copied = 0;
+function copyAssets(dir) {
+  for (const e of fs.readdirSync(path.join(ROOT, dir), { withFileTypes: true })) {
+    const rel = path.join(dir, e.name);
+    if (e.isDirectory()) copyAssets(rel);
+    else if (isAsset(e.name)) {
+      const from = path.join(ROOT, rel);
+      const to = path.join(DIST, rel);
+      if (!fs.existsSync(to) || fs.statSync(to).mtimeMs < fs.statSync(from).mtimeMs) {
+        fs.mkdirSync(path.dirname(to), { recursive: true });
+        fs.copyFileSync(from, to);
+        copied++;
+      }
+    }
+  }
+}
+SOURCES.filter((d) => fs.existsSync(path.join(ROOT, d))).forEach(copyAssets);
 let pruned = 0;
 function prune(dir) {
   if (!fs.existsSync(dir)) return;
@@ -47,4 +71,5 @@ function prune(dir) {
   }
 }
 prune(DIST);
+if (copied) process.stderr.write(`build: copied ${copied} data file(s) into dist/\n`);
 if (pruned) process.stderr.write(`build: removed ${pruned} file(s) of dist/ whose source is gone\n`);
