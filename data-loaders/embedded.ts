@@ -18,6 +18,7 @@ import * as path from 'path';
 import { Rng } from '../lib/rng';
 import { checkKeys, fmtValue } from '../lib/check';
 import { ensureDir, tempOwnerTag, writerGone } from '../lib/io/atomic';
+import { kitCacheDir } from '../lib/report/paths';
 import { Dataset, Progress } from './dataset';
 import { encodeGeoTiff, encodeImage } from './encode';
 import { EUROSAT_CLASSES, EUROSAT_DIRS, eurosat } from './formats/eurosat';
@@ -36,7 +37,7 @@ export interface EmbeddedOptions {
   satellitePerClass?: number;
   /** Natural images per class (default 100 → 800 train / 200 val). */
   naturalPerClass?: number;
-  /** Cache root (default `$VITPEFT_CACHE_DIR` or `<repo>/.cache/embedded`). */
+  /** Cache root (default `$VITPEFT_CACHE_DIR`, else `<repo>/.cache/embedded`; `~/.cache/vitpeft/embedded` for an installed copy). */
   cacheDir?: string;
   /** Regenerate even if a complete cache exists. */
   force?: boolean;
@@ -73,7 +74,7 @@ export interface EmbeddedPaths {
 
 /** Default cache root. */
 export function defaultCacheDir(): string {
-  return process.env.VITPEFT_CACHE_DIR ?? path.resolve(__dirname, '..', '.cache', 'embedded');
+  return process.env.VITPEFT_CACHE_DIR ?? path.join(kitCacheDir(), 'embedded');
 }
 
 function resolved(opt: EmbeddedOptions): Required<Pick<EmbeddedOptions, 'seed' | 'size' | 'satellitePerClass' | 'naturalPerClass'>> {

@@ -276,3 +276,14 @@ export async function main(argv: readonly string[], io: { out?: (s: string) => v
     return 1;
   }
 }
+
+// Run as a program (bin/vitpeft.js starts dist/recipes/cli.js, or this file through tsx in a changed checkout).
+if (require.main === module) {
+  main(process.argv.slice(2)).then(
+    (code) => process.exit(code),
+    (e) => {
+      console.error(e);
+      process.exit(1);
+    },
+  );
+}

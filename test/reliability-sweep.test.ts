@@ -10,6 +10,7 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import * as L from '../lib/index';
+import * as R from '../lib/report/index';
 import * as D from '../data-loaders/index';
 
 type Case = { kind: 'path' | 'config' | 'tensor'; name: string; run: () => unknown; error: RegExp };
@@ -219,20 +220,20 @@ const cases: Case[] = [
   { kind: 'config', name: 'timm kwargs: embed_dim as a string', run: () => L.vitConfigFromTimm({ embed_dim: '768' }), error: /VitConfig\.embedDim: expected a positive integer, got '768' \(a string\)/ },
   { kind: 'config', name: 'timm kwargs: unknown kwarg', run: () => L.vitConfigFromTimm({ mystery: 1 }), error: /timm VisionTransformer kwargs: unknown key 'mystery'/ },
   // ---- run records
-  { kind: 'config', name: 'RunRecord: name with ..', run: () => L.RunRecord.create('../x', { config: {}, seed: 0, root: tmp }), error: /name '\.\.\/x' must start with a letter or digit/ },
-  { kind: 'config', name: 'RunRecord: seed as a string', run: () => L.RunRecord.create('x', { config: {}, seed: '0' as never, root: tmp }), error: /RunRecord\.create\(x\): seed must be an integer, got '0' \(a string\)/ },
-  { kind: 'config', name: 'RunRecord: config with NaN', run: () => L.RunRecord.create('x', { config: { lr: NaN }, seed: 0, root: tmp }), error: /'config\.lr' is NaN, which JSON cannot store \(it would become null\)/ },
-  { kind: 'config', name: 'RunRecord: config with Infinity', run: () => L.RunRecord.create('x', { config: { sched: { max: Infinity } }, seed: 0, root: tmp }), error: /'config\.sched\.max' is Infinity/ },
-  { kind: 'config', name: 'RunRecord: config with a Date', run: () => L.RunRecord.create('x', { config: { d: new Date() }, seed: 0, root: tmp }), error: /'config\.d' is a Date; store plain data/ },
-  { kind: 'config', name: 'RunRecord: config with a function', run: () => L.RunRecord.create('x', { config: { f: () => 1 }, seed: 0, root: tmp }), error: /'config\.f' is a function/ },
-  { kind: 'path', name: 'RunRecord: root under a file', run: () => L.RunRecord.create('x', { config: {}, seed: 0, root: path.join(png, 'runs') }), error: /RunRecord\.create\(x\): runs root .*a\.png\/runs: cannot create the folder \(a file is in the way/ },
-  { kind: 'path', name: 'RunRecord.open: not a run folder', run: () => L.RunRecord.open(p('norun')), error: /readRun: .*norun\/run\.json does not exist \(not a run folder\)/ },
-  { kind: 'path', name: 'readRun: invalid JSON', run: () => L.readRun(path.dirname(w('badrun/run.json', '{'))), error: /readRun: .*badrun\/run\.json is not valid JSON/ },
-  { kind: 'path', name: 'readRun: another format', run: () => L.readRun(path.dirname(w('badrun2/run.json', '{"format":"x"}'))), error: /badrun2\/run\.json has format 'x', expected 'vitpeft-run\/1'/ },
-  { kind: 'path', name: 'readMetrics: torn line in the middle', run: () => L.readMetrics(path.dirname(w('badrun3/metrics.jsonl', '{"step":0}\n{"st\n{"step":2}\n'))), error: /readMetrics: .*metrics\.jsonl line 2 is not valid JSON/ },
-  { kind: 'path', name: 'listRuns: root is a file', run: () => L.listRuns({ root: png }), error: /listRuns: cannot list the runs root .*a\.png/ },
-  { kind: 'config', name: 'RunRecord.log: step as a string', run: () => L.RunRecord.create('y', { config: {}, seed: 0, root: tmp }).log('1' as never, { a: 1 }), error: /RunRecord\(y\)\.log: step must be an integer ≥ 0, got 1/ },
-  { kind: 'config', name: 'RunRecord: checkpoint tag ../x', run: () => L.RunRecord.create('y', { config: {}, seed: 0, root: tmp }).checkpointPath('../x'), error: /checkpoint tag '\.\.\/x' must use only letters/ },
+  { kind: 'config', name: 'RunRecord: name with ..', run: () => R.RunRecord.create('../x', { config: {}, seed: 0, root: tmp }), error: /name '\.\.\/x' must start with a letter or digit/ },
+  { kind: 'config', name: 'RunRecord: seed as a string', run: () => R.RunRecord.create('x', { config: {}, seed: '0' as never, root: tmp }), error: /RunRecord\.create\(x\): seed must be an integer, got '0' \(a string\)/ },
+  { kind: 'config', name: 'RunRecord: config with NaN', run: () => R.RunRecord.create('x', { config: { lr: NaN }, seed: 0, root: tmp }), error: /'config\.lr' is NaN, which JSON cannot store \(it would become null\)/ },
+  { kind: 'config', name: 'RunRecord: config with Infinity', run: () => R.RunRecord.create('x', { config: { sched: { max: Infinity } }, seed: 0, root: tmp }), error: /'config\.sched\.max' is Infinity/ },
+  { kind: 'config', name: 'RunRecord: config with a Date', run: () => R.RunRecord.create('x', { config: { d: new Date() }, seed: 0, root: tmp }), error: /'config\.d' is a Date; store plain data/ },
+  { kind: 'config', name: 'RunRecord: config with a function', run: () => R.RunRecord.create('x', { config: { f: () => 1 }, seed: 0, root: tmp }), error: /'config\.f' is a function/ },
+  { kind: 'path', name: 'RunRecord: root under a file', run: () => R.RunRecord.create('x', { config: {}, seed: 0, root: path.join(png, 'runs') }), error: /RunRecord\.create\(x\): runs root .*a\.png\/runs: cannot create the folder \(a file is in the way/ },
+  { kind: 'path', name: 'RunRecord.open: not a run folder', run: () => R.RunRecord.open(p('norun')), error: /readRun: .*norun\/run\.json does not exist \(not a run folder\)/ },
+  { kind: 'path', name: 'readRun: invalid JSON', run: () => R.readRun(path.dirname(w('badrun/run.json', '{'))), error: /readRun: .*badrun\/run\.json is not valid JSON/ },
+  { kind: 'path', name: 'readRun: another format', run: () => R.readRun(path.dirname(w('badrun2/run.json', '{"format":"x"}'))), error: /badrun2\/run\.json has format 'x', expected 'vitpeft-run\/1'/ },
+  { kind: 'path', name: 'readMetrics: torn line in the middle', run: () => R.readMetrics(path.dirname(w('badrun3/metrics.jsonl', '{"step":0}\n{"st\n{"step":2}\n'))), error: /readMetrics: .*metrics\.jsonl line 2 is not valid JSON/ },
+  { kind: 'path', name: 'listRuns: root is a file', run: () => R.listRuns({ root: png }), error: /listRuns: cannot list the runs root .*a\.png/ },
+  { kind: 'config', name: 'RunRecord.log: step as a string', run: () => R.RunRecord.create('y', { config: {}, seed: 0, root: tmp }).log('1' as never, { a: 1 }), error: /RunRecord\(y\)\.log: step must be an integer ≥ 0, got 1/ },
+  { kind: 'config', name: 'RunRecord: checkpoint tag ../x', run: () => R.RunRecord.create('y', { config: {}, seed: 0, root: tmp }).checkpointPath('../x'), error: /checkpoint tag '\.\.\/x' must use only letters/ },
   // ---- checkpoint files and options
   { kind: 'path', name: 'checkpoint: a folder', run: () => L.loadCheckpoint(tmp, { params: vit.params }), error: /: cannot read \(EISDIR/ },
   { kind: 'path', name: 'checkpoint: header is a list', run: () => L.readSafetensors(w('h.safetensors', st('[1,2]'))), error: /h\.safetensors: header is not a JSON object/ },
@@ -270,10 +271,10 @@ const cases: Case[] = [
   { kind: 'tensor', name: 'vitForward: returnLayers 5 of depth 2', run: x32((x) => L.vitForward(vit, x, { returnLayers: 5 }).cls), error: /returnLayers: expected an integer in \[0, 2\], got 5/ },
   { kind: 'tensor', name: 'LoRA: input width 5 for 16', run: () => { const lo = L.createLora(vit.params, { rank: 2, targets: [L.qvTarget()] }); try { return tf.tidy(() => L.loraDelta(lo.modules.get('blocks.0.attn.qkv')!, tf.zeros([2, 5]) as tf.Tensor2D, { training: false, rng: null })); } finally { L.disposeLora(lo); } }, error: /LoRA at 'blocks\.0\.attn\.qkv': input width 5, expected 16/ },
   { kind: 'tensor', name: 'mergeLora: adapters of another model', run: () => { const big = L.createVit('vit_tiny_patch16_224', { imgSize: 32, depth: 2, embedDim: 32, numHeads: 2 }); const lo = L.createLora(big.params, { rank: 2, targets: [L.qvTarget()] }); try { L.mergeLora(vit.params, lo); } finally { L.disposeLora(lo); L.disposeVit(big); } }, error: /mergeLora: 'blocks\.0\.attn\.qkv\.weight' has shape \[16,48\] but the adapter was built for \[32,96\]/ },
-  { kind: 'tensor', name: 'tensorToImage: rank 1', run: () => { const t = tf.zeros([3]); try { return L.tensorToImage(t); } finally { t.dispose(); } }, error: /tensorToImage: expected \[H,W\], \[H,W,C\] or \[1,H,W,C\], got \[3\]/ },
-  { kind: 'tensor', name: 'imageGrid: no images', run: () => L.imageGrid([]), error: /imageGrid: no images/ },
-  { kind: 'tensor', name: 'upscale: factor 0', run: () => L.upscale({ width: 1, height: 1, channels: 3, data: new Uint8Array(3) } as never, 0), error: /upscale: factor must be an integer ≥ 1, got 0/ },
-  { kind: 'tensor', name: 'showTable: undefined', run: () => L.tableText(undefined as never), error: /tableData: expected a DataFrame, a Series or an array of row objects, got undefined/ },
+  { kind: 'tensor', name: 'tensorToImage: rank 1', run: () => { const t = tf.zeros([3]); try { return R.tensorToImage(t); } finally { t.dispose(); } }, error: /tensorToImage: expected \[H,W\], \[H,W,C\] or \[1,H,W,C\], got \[3\]/ },
+  { kind: 'tensor', name: 'imageGrid: no images', run: () => R.imageGrid([]), error: /imageGrid: no images/ },
+  { kind: 'tensor', name: 'upscale: factor 0', run: () => R.upscale({ width: 1, height: 1, channels: 3, data: new Uint8Array(3) } as never, 0), error: /upscale: factor must be an integer ≥ 1, got 0/ },
+  { kind: 'tensor', name: 'showTable: undefined', run: () => R.tableText(undefined as never), error: /tableData: expected a DataFrame, a Series or an array of row objects, got undefined/ },
 ];
 
 describe('reliability sweep: bad inputs to loaders and public entry points (issue 19)', function () {

@@ -16,7 +16,7 @@ import { BackendReport, backendReport, isInitialised } from '../backend';
 import { saveCheckpoint, SaveParts } from '../io/checkpoint';
 import { appendFileChecked, ensureDir, writeFileAtomic } from '../io/atomic';
 import { assertJsonable, fmtValue } from '../check';
-import { projectRoot } from './paths';
+import { projectRoot, defaultRunsDir } from './paths';
 
 export const RUN_FORMAT = 'vitpeft-run/1';
 
@@ -42,12 +42,10 @@ export interface RunInfo {
 /** One line of `metrics.jsonl`. */
 export type MetricRow = { step: number; time: string } & Record<string, number | string | null>;
 
-/** The folder runs go to. */
+/** The folder runs go to: `$VITPEFT_RUNS_DIR`, else `<checkout>/runs` (`./runs` for an installed copy of the kit). */
 export function runsRoot(): string {
-  return path.resolve(process.env.VITPEFT_RUNS_DIR || path.join(projectRoot(), 'runs'));
+  return path.resolve(process.env.VITPEFT_RUNS_DIR || defaultRunsDir());
 }
-
-export { assertJsonable }; // (moved to lib/check.ts; kept exported here)
 
 function writeJsonAtomic(file: string, data: unknown): void {
   writeFileAtomic(file, `${JSON.stringify(data, null, 2)}\n`);
