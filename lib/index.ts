@@ -12,6 +12,7 @@ export * from './rng';
 export * from './init';
 export * from './tree';
 export * from './check';
+export * from './reads';
 export * from './vit/config';
 export * from './vit/params';
 export * from './vit/posembed';
