@@ -100,12 +100,6 @@ export async function readAuto<T>(plan: ReadPlan<T>): Promise<T> {
   return syncReads() ? readSync(plan) : readAsync(plan);
 }
 
-/** A plan reading one tensor (not disposed) as its values. */
-export function* readPlan(t: tf.Tensor): ReadPlan<tf.TypedArray> {
-  const [v] = yield [t];
-  return v;
-}
-
 /**
  * Values of a tensor on any backend: `dataSync()` where the backend reads synchronously, else `await data()`.
  * Same numbers either way.

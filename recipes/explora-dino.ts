@@ -52,7 +52,7 @@ import { applyExplora, ExploraRecipe, ExploraSetup, exploraRecipe, countExplora 
 import { vitShapes } from '../lib/peft/shapes';
 import { TrainSummary } from '../lib/peft/trainable';
 import { LoraAdapters, cloneLora, disposeLora, loraHooks, loraVariables, mergeLora } from '../lib/peft/lora';
-import { saveCheckpoint, loadCheckpoint, LoadReport } from '../lib/io/checkpoint';
+import { saveCheckpoint, loadCheckpoint, LoadReport, SaveParts } from '../lib/io/checkpoint';
 import { dinoMultiCrop, MultiCropOptions } from '../data-loaders/augment';
 import { Loader, ViewsTransform, disposeBatch } from '../data-loaders/dataset';
 import { DinoHeads, createDinoHeads, disposeDinoHeads, dinoHeadVariables } from '../lib/dino/head';
@@ -643,7 +643,12 @@ export async function trainExploraDino(
  * configuration and parameter groups in the metadata, so a resume can check it continues the same optimisation).
  */
 export function saveExploraDinoCheckpoint(file: string, run: DExploraRun, meta: Record<string, unknown> = {}): void {
-  saveCheckpoint(file, {
+  saveCheckpoint(file, exploraDinoCheckpointParts(run, meta));
+}
+
+/** What `saveExploraDinoCheckpoint` writes (for `saveCheckpointAsync` on a backend without synchronous reads). */
+export function exploraDinoCheckpointParts(run: DExploraRun, meta: Record<string, unknown> = {}): SaveParts {
+  return {
     params: run.variables({ optimizer: false }),
     optimizer: run.optimizer,
     meta: {
@@ -653,7 +658,7 @@ export function saveExploraDinoCheckpoint(file: string, run: DExploraRun, meta: 
       config: { ...run.config, recipe: run.explora.notation },
       seed: run.seed,
     },
-  });
+  };
 }
 
 /**

@@ -33,6 +33,12 @@ import { setupExploraMae } from '../recipes/explora-mae';
 import { createExploraDino, dExploraConfig, trainExploraDino } from '../recipes/explora-dino';
 import type { Loader } from '../data-loaders/dataset';
 import { randArray } from './util';
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import { runRecipe } from '../recipes/run';
+import type { RecipeInput } from '../recipes/recipe';
+import { readSafetensors } from '../lib/io/safetensors';
 
 /** name → values (outputs, losses, gradients, parameters after a step). */
 export type CaseResults = Record<string, Float32Array>;
@@ -371,7 +377,81 @@ export async function evalHelpers(out: CaseResults): Promise<void> {
   disposeVit(vit);
 }
 
-export const CASES = { vitLoraTome, vitLoraPyra, maeLora, dinoObjective, trainSteps, trainLoopRuns, dinoTrain, maeTrain, evalHelpers } as const;
+/**
+ * `runRecipe` (what the CLI runs) on the active backend: a tiny supervised LoRA recipe (4 steps, accuracy evaluations,
+ * a state checkpoint every 2 steps, the run checks) and a tiny M-ExPLoRA recipe with a linear-probe + kNN evaluation.
+ * On webgpu every read in the run (steps, evaluations, checks, checkpoints) must take its awaited path by itself.
+ */
+export async function recipeRuns(out: CaseResults): Promise<void> {
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'vitpeft-cases-'));
+  const prevCache = process.env.VITPEFT_CACHE_DIR;
+  process.env.VITPEFT_CACHE_DIR = path.join(tmp, 'cache');
+  const EMB = { kind: 'embedded', domain: 'satellite-rgb', seed: 3, size: 16, satellitePerClass: 5, naturalPerClass: 5 } as const;
+  const norm = { name: 'normalize', stats: 'imagenet' } as const;
+  const split = (s: string) => ({ splits: [{ split: s, subset: null }], transform: norm });
+  const runs: Array<[string, RecipeInput]> = [
+    ['recipe.lora', {
+      name: 'cases-lora',
+      seed: 1,
+      model: { kind: 'vit', preset: 'vit_tiny_patch16_224', overrides: { imgSize: 16, patchSize: 4, embedDim: 32, depth: 2, numHeads: 2, numClasses: 10 } },
+      adapters: { kind: 'lora', rank: 4, alpha: 1, dropout: 0, init: 'kaiming', targets: [{ sites: ['attn.qkv'], exclude: [], layers: null, kind: 'qkv', slices: ['q', 'v'], rank: null, alpha: null, scaling: null, dropout: null, init: null }], train: ['head.*'] },
+      objective: { kind: 'supervised', labelSmoothing: 0.1 },
+      data: { source: EMB, train: { splits: [{ split: 'train', subset: null }], transform: { name: 'supervised', size: 16, rrcScale: [0.5, 1], hflip: true, stats: 'imagenet' } } },
+      batch: 8,
+      steps: 4,
+      lr: 1e-2,
+      schedule: { kind: 'cosine', warmup: { steps: 1 }, minLr: 0, warmupStart: 0 },
+      eval: { kind: 'accuracy', test: split('test'), at: { every: 2 }, batch: 5 },
+      checkpointEvery: 2,
+    }],
+    ['recipe.mae', {
+      name: 'cases-mae',
+      seed: 7,
+      model: { kind: 'mae', preset: 'mae_vit_base_patch16', encoder: { imgSize: 16, patchSize: 4, embedDim: 32, depth: 2, numHeads: 2 }, decoder: { embedDim: 16, depth: 1, numHeads: 2 } },
+      adapters: { kind: 'explora', notation: 'M-ExPLoRA-[L]-r4', overrides: { decoderRank: 2 } },
+      objective: { kind: 'mae', maskRatio: 0.75, normPixLoss: true },
+      data: { source: EMB, train: { splits: [{ split: 'train', subset: null }], transform: { name: 'mae-pretrain', size: 16, stats: 'imagenet' } } },
+      batch: 8,
+      steps: 2,
+      optimizer: { kind: 'adamw', betas: [0.9, 0.95], eps: 1e-8, layerDecay: 1, patchEmbedLrMult: 1 },
+      lr: 2e-3,
+      schedule: { kind: 'cosine', warmup: { steps: 1 }, minLr: 0, warmupStart: 0 },
+      eval: {
+        kind: 'probe', train: split('train'), val: split('val'), test: split('test'), at: { steps: [2] }, featureBatch: 10,
+        probe: { nLastBlocks: [1, 2], avgpool: [false, true], lrs: [0.1], batchSize: 10, epochs: 2, itersPerEpoch: 3, momentum: 0.9, weightDecay: 0, initStd: 0.01 },
+        knn: { k: 5, temperature: 0.07 },
+        saveEncoder: false,
+      },
+    }],
+  ];
+  try {
+    for (const [prefix, r] of runs) {
+      const before = tf.memory().numTensors;
+      const res = await runRecipe(r, { root: path.join(tmp, 'runs') });
+      out[`${prefix}.loss`] = Float32Array.from(res.steps.map((s) => s.loss));
+      out[`${prefix}.gradNorm`] = Float32Array.from(res.steps.map((s) => s.gradNorm));
+      for (const k of ['testAcc', 'probeVal', 'probeTest', 'knn'] as const) {
+        const v = res.evals.map((e) => e[k]).filter((x): x is number => typeof x === 'number');
+        if (v.length) out[`${prefix}.eval.${k}`] = Float32Array.from(v);
+      }
+      out[`${prefix}.checksOk`] = Float32Array.from(res.checks.map((c) => (c.ok ? 1 : 0)));
+      out[`${prefix}.done`] = Float32Array.of(res.status === 'done' ? 1 : 0);
+      const state = path.join(res.dir, 'checkpoints', 'state.safetensors');
+      if (fs.existsSync(state)) {
+        // the resumable state (trainable parameters + AdamW moments), every tensor in key order
+        const ts = readSafetensors(state).tensors;
+        out[`${prefix}.state`] = Float32Array.from([...ts.keys()].sort().flatMap((k) => Array.from(ts.get(k)!.data as Float32Array)));
+      }
+      out[`${prefix}.liveTensorsLeft`] = Float32Array.of(tf.memory().numTensors - before);
+    }
+  } finally {
+    if (prevCache === undefined) delete process.env.VITPEFT_CACHE_DIR;
+    else process.env.VITPEFT_CACHE_DIR = prevCache;
+    fs.rmSync(tmp, { recursive: true, force: true });
+  }
+}
+
+export const CASES = { vitLoraTome, vitLoraPyra, maeLora, dinoObjective, trainSteps, trainLoopRuns, dinoTrain, maeTrain, evalHelpers, recipeRuns } as const;
 export type CaseName = keyof typeof CASES;
 
 /** Run the cases on the active backend; also returns each case's wall time (ms) as `time.<case>`. */

@@ -20,13 +20,19 @@ import { createMae, disposeMae } from '../lib/mae/mae';
 import { exploraRecipe } from '../lib/peft/explora';
 import { extractFeatures, featureCache, disposeFeatures, FeatureCache } from '../lib/eval/features';
 import { linearProbe, linearProbeAsync } from '../lib/eval/linear-probe';
-import { knnEvaluate, knnEvaluateAsync } from '../lib/eval/knn';
-import { measureThroughput, measureThroughputAsync } from '../lib/tome/throughput';
+import { knnEvaluate, knnEvaluateAsync, knnClassify, knnClassifyAsync, knnFeatures } from '../lib/eval/knn';
+import { measureThroughput, measureThroughputAsync, compareThroughput, compareThroughputAsync, sweepTome, sweepTomeAsync } from '../lib/tome/throughput';
 import { setupExploraMae } from '../recipes/explora-mae';
 import { createExploraDino, dExploraConfig, trainExploraDino, DExploraConfig, DinoStepMetrics } from '../recipes/explora-dino';
 import { Rng } from '../lib/rng';
 import { randArray } from './util';
 import type { Loader } from '../data-loaders/dataset';
+import { mkdtempSync, readFileSync, rmSync } from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import { runRecipe } from '../recipes/run';
+import type { RecipeInput } from '../recipes/recipe';
+import { saveCheckpoint, saveCheckpointAsync } from '../lib/io/checkpoint';
 
 type Bits = Map<string, Uint32Array>;
 
@@ -361,8 +367,115 @@ describe('reads: the asynchronous step and eval path equal the synchronous one (
     const t2 = await measureThroughputAsync(vit, { mode: 'tome', schedule: 1 }, { batch: 2, warmup: 0, iters: 1 });
     assert.deepEqual({ ...t2, msPerIter: 0, imgPerSec: 0 }, { ...t1, msPerIter: 0, imgPerSec: 0 });
     assert.ok(t2.imgPerSec > 0);
+    const timeless = <T extends { msPerIter: number; imgPerSec: number; speedup?: number }>(rs: T[]) => rs.map((r) => ({ ...r, msPerIter: 0, imgPerSec: 0, speedup: 0 }));
+    const topts = { batch: 2, warmup: 0, iters: 1 };
+    assert.deepEqual(timeless(await compareThroughputAsync(vit, { schedule: 1 }, topts)), timeless(compareThroughput(vit, { schedule: 1 }, topts)));
+    assert.deepEqual(timeless(await sweepTomeAsync(vit, [0, 2], topts)), timeless(sweepTome(vit, [0, 2], topts)));
+    const ky = { features: knnFeatures(tr), labels: tr.labels };
+    assert.deepEqual(await knnClassifyAsync(ky, ky, { k: [1, 3] }), knnClassify(ky, ky, { k: [1, 3] }));
+    ky.features.dispose();
     [fs, tr, va].forEach(disposeFeatures);
     assert.equal(tf.memory().numTensors, before, 'eval helpers left tensors behind');
+    disposeVit(vit);
+  });
+});
+
+describe('reads: runRecipe on the asynchronous path = the synchronous one (wasm)', function () {
+  this.timeout(600000);
+  let tmp = '';
+  let prevCache: string | undefined;
+  before(() => {
+    tmp = mkdtempSync(path.join(os.tmpdir(), 'vitpeft-reads-run-'));
+    prevCache = process.env.VITPEFT_CACHE_DIR;
+    process.env.VITPEFT_CACHE_DIR = path.join(tmp, 'cache');
+  });
+  after(() => {
+    setReadMode('auto');
+    if (prevCache === undefined) delete process.env.VITPEFT_CACHE_DIR;
+    else process.env.VITPEFT_CACHE_DIR = prevCache;
+    rmSync(tmp, { recursive: true, force: true });
+  });
+  const EMB = { kind: 'embedded', domain: 'satellite-rgb', seed: 3, size: 16, satellitePerClass: 5, naturalPerClass: 5 } as const;
+  const norm = { name: 'normalize', stats: 'imagenet' } as const;
+  const split = (s: string) => ({ splits: [{ split: s, subset: null }], transform: norm });
+  /** LoRA + head, accuracy evaluations, state checkpoints; M-ExPLoRA with a linear probe + kNN evaluation. */
+  const recipes = (): RecipeInput[] => [
+    {
+      name: 'reads-lora',
+      seed: 1,
+      model: { kind: 'vit', preset: 'vit_tiny_patch16_224', overrides: { imgSize: 16, patchSize: 4, embedDim: 32, depth: 2, numHeads: 2, numClasses: 10 } },
+      adapters: { kind: 'lora', rank: 4, alpha: 1, dropout: 0, init: 'kaiming', targets: [{ sites: ['attn.qkv'], exclude: [], layers: null, kind: 'qkv', slices: ['q', 'v'], rank: null, alpha: null, scaling: null, dropout: null, init: null }], train: ['head.*'] },
+      objective: { kind: 'supervised', labelSmoothing: 0.1 },
+      data: { source: EMB, train: { splits: [{ split: 'train', subset: null }], transform: { name: 'supervised', size: 16, rrcScale: [0.5, 1], hflip: true, stats: 'imagenet' } } },
+      batch: 8,
+      steps: 4,
+      lr: 1e-2,
+      schedule: { kind: 'cosine', warmup: { steps: 1 }, minLr: 0, warmupStart: 0 },
+      eval: { kind: 'accuracy', test: split('test'), at: { every: 2 }, batch: 4 },
+      checkpointEvery: 2,
+    },
+    {
+      name: 'reads-mae',
+      seed: 7,
+      model: { kind: 'mae', preset: 'mae_vit_base_patch16', encoder: { imgSize: 16, patchSize: 4, embedDim: 32, depth: 2, numHeads: 2 }, decoder: { embedDim: 16, depth: 1, numHeads: 2 } },
+      adapters: { kind: 'explora', notation: 'M-ExPLoRA-[L]-r4', overrides: { decoderRank: 2 } },
+      objective: { kind: 'mae', maskRatio: 0.75, normPixLoss: true },
+      data: { source: EMB, train: { splits: [{ split: 'train', subset: null }], transform: { name: 'mae-pretrain', size: 16, stats: 'imagenet' } } },
+      batch: 8,
+      steps: 3,
+      optimizer: { kind: 'adamw', betas: [0.9, 0.95], eps: 1e-8, layerDecay: 1, patchEmbedLrMult: 1 },
+      lr: 2e-3,
+      schedule: { kind: 'cosine', warmup: { steps: 1 }, minLr: 0, warmupStart: 0 },
+      eval: {
+        kind: 'probe', train: split('train'), val: split('val'), test: split('test'), at: { steps: [3] }, featureBatch: 7,
+        probe: { nLastBlocks: [1, 2], avgpool: [false, true], lrs: [1e-2, 0.1], batchSize: 10, epochs: 2, itersPerEpoch: 3, momentum: 0.9, weightDecay: 0, initStd: 0.01 },
+        knn: { k: 5, temperature: 0.07 },
+        saveEncoder: false,
+      },
+    },
+  ];
+  const strip = (rows: Array<Record<string, unknown>>) => rows.map(({ time: _t, seconds: _s, ...r }) => r);
+
+  it('steps, evaluations (accuracy, linear probe, kNN), checks, diagnostics and the state checkpoint are identical', async () => {
+    for (const r of recipes()) {
+      const runs = [];
+      for (const mode of ['sync', 'async'] as const) {
+        setReadMode(mode);
+        runs.push(await runRecipe(r, { root: path.join(tmp, mode) }));
+      }
+      setReadMode('auto');
+      const [a, b] = runs;
+      assert.equal(b.status, 'done', r.name);
+      assert.deepEqual(strip(b.steps as never), strip(a.steps as never), `${r.name}: steps`);
+      assert.deepEqual(strip(b.evals as never), strip(a.evals as never), `${r.name}: evaluations`);
+      assert.ok(a.evals.length > 0, `${r.name}: evaluated`);
+      assert.deepEqual(b.checks, a.checks, `${r.name}: checks`);
+      assert.ok(a.checks.every((c) => c.ok), `${r.name}: checks ok`);
+      const state = (d: string) => readFileSync(path.join(d, 'checkpoints', 'state.safetensors'));
+      if (r.name === 'reads-lora') assert.ok(state(b.dir).equals(state(a.dir)), 'state checkpoint: the same bytes');
+    }
+  });
+
+  it('saveCheckpointAsync writes the bytes saveCheckpoint writes; a non-finite value is refused the same way, nothing left behind', async () => {
+    const vit = createVit('vit_tiny_patch16_224', { imgSize: 16, patchSize: 8, embedDim: 16, depth: 1, numHeads: 2, numClasses: 3 }, { seed: 2 });
+    const opt = new Optimizer(ADAMW_DEFAULTS, new Map([['head.weight', vit.params.head!.weight]]));
+    const before = tf.memory().numTensors;
+    const f1 = path.join(tmp, 'a.safetensors');
+    const f2 = path.join(tmp, 'b.safetensors');
+    saveCheckpoint(f1, { params: vit.params, optimizer: opt, meta: { x: 1 } });
+    await saveCheckpointAsync(f2, { params: vit.params, optimizer: opt, meta: { x: 1 } });
+    assert.ok(readFileSync(f2).equals(readFileSync(f1)));
+    const v = vit.params.cls_token as tf.Variable;
+    const old = v.clone();
+    const nan = tf.fill(v.shape, NaN);
+    v.assign(nan);
+    nan.dispose();
+    await assert.rejects(saveCheckpointAsync(f2, { params: vit.params }), /'cls_token' holds a non-finite value \(NaN at flat index 0 .*nothing was written/);
+    v.assign(old);
+    old.dispose();
+    assert.ok(readFileSync(f2).equals(readFileSync(f1)), 'the previous file is unchanged');
+    assert.equal(tf.memory().numTensors, before);
+    opt.dispose();
     disposeVit(vit);
   });
 });

@@ -98,6 +98,8 @@ describe('webgpu backend (Dawn; llvmpipe in CI) against wasm', function () {
     assert.equal(rep.adapter!.software, isSoftwareAdapter(rep.adapter!));
     assert.deepEqual(rep.customKernels, ['AddN (chunked to the storage-buffer limit)']);
     console.log(`      adapter: ${rep.adapter!.device} (${rep.adapter!.description}; ${rep.adapter!.software ? 'software' : 'hardware'})`);
+    const times = Object.keys(child!.results).filter((k) => k.startsWith('time.')).map((k) => `${k.slice(5)} ${(child!.results[k][0] / 1000).toFixed(1)} s (wasm ${(wasm![k][0] / 1000).toFixed(1)} s)`);
+    console.log(`      per case on webgpu: ${times.join(', ')}`);
   });
 
   it('a synchronous read of a GPU result fails with a message that says what to do', () => {
@@ -158,6 +160,21 @@ describe('webgpu backend (Dawn; llvmpipe in CI) against wasm', function () {
       console.log(`      ${keys.length} arrays, worst ${worst.toExponential(2)} of scale (K-bias slice |Δ| ${kWorst.toExponential(1)})`);
     });
   }
+
+  it('runRecipe (LoRA with accuracy evaluations and state checkpoints; M-ExPLoRA with a linear probe + kNN) = wasm, checks pass, no tensor left behind', () => {
+    for (const p of ['recipe.lora', 'recipe.mae']) {
+      assert.equal(child!.results[`${p}.done`][0], 1, `${p}: the run finished`);
+      assert.equal(child!.results[`${p}.liveTensorsLeft`][0], 0, `${p}: tensors left behind`);
+      assert.deepEqual(Array.from(child!.results[`${p}.checksOk`]), Array.from(wasm![`${p}.checksOk`]), `${p}: run checks`);
+      assert.ok(wasm![`${p}.checksOk`].every((x) => x === 1), `${p}: run checks pass on wasm`);
+      for (const k of Object.keys(wasm!).filter((x) => x.startsWith(`${p}.`) && !/\.(done|liveTensorsLeft|checksOk)$/.test(x))) {
+        assert.ok(child!.results[k], `webgpu produced no '${k}'`);
+        if (k.includes('.eval.')) assert.deepEqual(Array.from(child!.results[k]), Array.from(wasm![k]), k);
+        else closeToScale(child!.results[k], wasm![k], 1e-4, k);
+      }
+    }
+    assert.ok(wasm!['recipe.lora.state'] && wasm!['recipe.mae.eval.knn'], 'the state checkpoint and the kNN evaluation were compared');
+  });
 
   it('eval helpers (features, linear probe, kNN, accuracy, throughput) give the results of wasm, no tensor left behind', () => {
     assert.equal(child!.results['eval.liveTensorsLeft'][0], 0);
