@@ -195,7 +195,8 @@ function fullSpec(vars: ReadonlyMap<string, tf.Variable>): TrainRule[] {
 
 const FROZEN_SPEC: TrainRule[] = [{ ...FREEZE_REST, group: 'frozen (evaluation only)' }];
 
-function toLoraTarget(t: Extract<Recipe['adapters'], { kind: 'lora' }>['targets'][number]): LoraTarget {
+/** A recipe's LoRA target as the kit's `LoraTarget` (also for planning from shapes, recipes/plan.ts). */
+export function toLoraTarget(t: Extract<Recipe['adapters'], { kind: 'lora' }>['targets'][number]): LoraTarget {
   const out: LoraTarget = { sites: t.sites, kind: t.kind };
   if (t.exclude.length) out.exclude = t.exclude;
   if (t.layers !== null) out.layers = t.layers;
