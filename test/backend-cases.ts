@@ -36,7 +36,6 @@ import { randArray } from './util';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { runRecipe } from '../recipes/run';
 import type { RecipeInput } from '../recipes/recipe';
 import { readSafetensors } from '../lib/io/safetensors';
 
@@ -383,6 +382,8 @@ export async function evalHelpers(out: CaseResults): Promise<void> {
  * On webgpu every read in the run (steps, evaluations, checks, checkpoints) must take its awaited path by itself.
  */
 export async function recipeRuns(out: CaseResults): Promise<void> {
+  // loaded here, not at the top: the recipes reach the image codecs (sharp), which the device pack does not carry
+  const { runRecipe } = await import('../recipes/run');
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'vitpeft-cases-'));
   const prevCache = process.env.VITPEFT_CACHE_DIR;
   process.env.VITPEFT_CACHE_DIR = path.join(tmp, 'cache');
