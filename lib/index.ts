@@ -38,6 +38,7 @@ export * from './tome/merge';
 export * from './tome/pyra';
 export * from './tome/hooks';
 export * from './tome/flops';
+export * from './plan';
 export * from './tome/throughput';
 export * from './tome/vis';
 export * from './eval/features';

@@ -470,7 +470,7 @@ async function build(r: Recipe, disposers: Array<() => void>, cleanup: () => voi
             // follow its merge): W_D gets no gradient and stays exactly 0 (LOG.md, ToMe / PYRA).
             const last = pm.schedule.reduce((acc, rr, i) => (rr > 0 ? i : acc), -1);
             const wd = pm.pyra!.params.blocks[last]!.pyra_b;
-            const m = tf.max(tf.abs(wd));
+            const m = tf.tidy(() => tf.max(tf.abs(wd)));
             try {
               return { lastBlockWD: (await readValues(m))[0] };
             } finally {
