@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The one prepared GPU check for a device machine (NVIDIA H200, no Node, no registry): WebGPU through Dawn's Vulkan
 # (or EGL / OpenGL ES) backend with the NVIDIA driver, the kit's cross-backend cases against wasm, and ViT-B/16@224
-# inference + ExPLoRA step (img/s, peak GPU memory) on webgpu, on wasm, and in PyTorch CUDA fp32 on the same machine.
+# inference + ExPLoRA step (img/s, peak GPU memory) on webgpu, on wasm, and in PyTorch CUDA fp32 on the same machine,
+# and the kit's own trainLoop (ExPLoRA with gradient accumulation; awaited reads) on webgpu with the plan beside it.
 # Everything it needs travels in the folder tools/gpu-pack.sh builds; see environment/GPU.md for the exact call.
 #
 #   bash environment/gpu-device-check.sh [PACK] [--local]
@@ -107,9 +108,9 @@ echo "chosen variant: ${CHOSEN_NAME:-none (no hardware adapter)}"
 note chosen "${CHOSEN_NAME:-none}: ${CHOSEN_ENV}"
 
 if [ "$LOCAL" = 1 ]; then
-  FWD_B=2; TRAIN_B=1; ITERS=1; MODEL=vit_tiny_patch16_224; WASM_FWD_B=2; WASM_TRAIN_B=1
+  FWD_B=2; TRAIN_B=1; ITERS=1; MODEL=vit_tiny_patch16_224; WASM_FWD_B=2; WASM_TRAIN_B=1; ACC=1; TSTEPS=2
 else
-  FWD_B=32; TRAIN_B=16; ITERS=5; MODEL=vit_base_patch16_224; WASM_FWD_B=8; WASM_TRAIN_B=4
+  FWD_B=32; TRAIN_B=16; ITERS=5; MODEL=vit_base_patch16_224; WASM_FWD_B=8; WASM_TRAIN_B=4; ACC=2; TSTEPS=3
 fi
 
 if [ -n "$CHOSEN_NAME" ]; then
@@ -121,6 +122,13 @@ if [ -n "$CHOSEN_NAME" ]; then
   env $CHOSEN_ENV VITPEFT_BACKEND=webgpu timeout "$(left 180)" "${BENCH[@]}" bench --model "$MODEL" --batch "$FWD_B" --train-batch "$TRAIN_B" --iters "$ITERS" 2>&1 \
     | grep -v 'artificially reduced' | tee "$W/tmp/bench-webgpu.txt" | grep '^{"kind":"bench"' >> "$J"
   grep '^{"kind":"bench"' "$W/tmp/bench-webgpu.txt" | cut -c1-400; tail -3 "$W/tmp/bench-webgpu.txt" | grep -v '^{' | cut -c1-400
+fi
+
+if [ -n "$CHOSEN_NAME" ]; then
+  step "webgpu: the kit's trainLoop (ExPLoRA, batch $TRAIN_B as $ACC micro-batches, $TSTEPS steps; the plan beside it)"
+  env $CHOSEN_ENV VITPEFT_BACKEND=webgpu timeout "$(left 120)" "${BENCH[@]}" train --model "$MODEL" --batch "$TRAIN_B" --accumulate "$ACC" --steps "$TSTEPS" 2>&1 \
+    | grep -v 'artificially reduced' | tee "$W/tmp/train-webgpu.txt" | grep '^{"kind":"train"' >> "$J"
+  grep '^{"kind":"train"' "$W/tmp/train-webgpu.txt" | cut -c1-600; tail -3 "$W/tmp/train-webgpu.txt" | grep -v '^{' | cut -c1-400
 fi
 
 step "wasm (one thread) on the same machine: $MODEL inference (batch $WASM_FWD_B) and ExPLoRA step (batch $WASM_TRAIN_B)"

@@ -4,6 +4,8 @@
  *   vitpeft run <recipe.json | run-folder | preset> [--runs-dir DIR] [--until N] [--workers 1] [--no-checks] [--quiet]
  *   vitpeft presets                 the preset recipes, one per line
  *   vitpeft show <preset>           a preset as JSON (a starting point for a recipe file)
+ *   vitpeft plan <recipe.json | preset> [--backend B] [--micro-batch N] [--recompute]
+ *                                   memory and FLOPs of a step from shapes (recipes/plan.ts), nothing allocated
  *
  * `run` on a recipe file (or a preset name) starts a new run folder; on a run folder it resumes the run from its last
  * state checkpoint (a finished run is reported as it is). Progress goes to stderr as a bar (steps, loss, it/s, ETA),
@@ -17,16 +19,21 @@ import { Recipe, recipe as checkRecipe } from './recipe';
 import { RECIPES } from './presets';
 import { RunResult, isRunFolder, resumeRun, runRecipe } from './run';
 import { readRun } from '../lib/report/runs';
+import { planRun, planRows } from './plan';
 
 export const USAGE = `usage: vitpeft run <recipe.json | run-folder | preset> [options]
        vitpeft presets
        vitpeft show <preset>
+       vitpeft plan <recipe.json | preset> [--backend B] [--micro-batch N] [--recompute]
 
   run <recipe.json>   run a recipe file (a new run folder under --runs-dir)
   run <preset>        run a preset recipe by name (see 'vitpeft presets')
   run <run-folder>    resume an interrupted run from its last state checkpoint
   presets             list the preset recipes
   show <preset>       print a preset recipe as JSON
+  plan <recipe>       memory (parameters, optimizer state, gradients, activations) and FLOPs of one step, from
+                      shapes alone; --micro-batch N plans gradient accumulation (batch / N micro-batches),
+                      --recompute activation recomputation, --backend the backend (default wasm)
 
 options:
   --runs-dir DIR      where run folders go (default: $VITPEFT_RUNS_DIR, else <checkout>/runs)
@@ -39,17 +46,20 @@ options:
 class UsageError extends Error {}
 
 interface Args {
-  command: 'run' | 'presets' | 'show' | 'help';
+  command: 'run' | 'presets' | 'show' | 'plan' | 'help';
   target: string | null;
   runsDir: string | null;
   until: number | null;
   workers: number;
   checks: boolean;
   quiet: boolean;
+  backend: string;
+  microBatch: number | null;
+  recompute: boolean;
 }
 
 export function parseArgs(argv: readonly string[]): Args {
-  const a: Args = { command: 'help', target: null, runsDir: null, until: null, workers: 1, checks: true, quiet: false };
+  const a: Args = { command: 'help', target: null, runsDir: null, until: null, workers: 1, checks: true, quiet: false, backend: 'wasm', microBatch: null, recompute: false };
   const rest: string[] = [];
   for (let i = 0; i < argv.length; i++) {
     const k = argv[i];
@@ -70,15 +80,19 @@ export function parseArgs(argv: readonly string[]): Args {
     else if (k === '--workers') a.workers = integer(1);
     else if (k === '--no-checks') a.checks = false;
     else if (k === '--quiet') a.quiet = true;
+    else if (k === '--backend') a.backend = value();
+    else if (k === '--micro-batch') a.microBatch = integer(1);
+    else if (k === '--recompute') a.recompute = true;
     else if (k.startsWith('-')) throw new UsageError(`unknown option '${k}'`);
     else rest.push(k);
   }
   if (rest.length === 0) return a;
   const [cmd, ...targets] = rest;
-  if (cmd !== 'run' && cmd !== 'presets' && cmd !== 'show' && cmd !== 'help') throw new UsageError(`unknown command '${cmd}'; valid: run, presets, show`);
+  if (cmd !== 'run' && cmd !== 'presets' && cmd !== 'show' && cmd !== 'plan' && cmd !== 'help') throw new UsageError(`unknown command '${cmd}'; valid: run, presets, show, plan`);
   a.command = cmd;
-  if (cmd === 'run' || cmd === 'show') {
-    if (targets.length !== 1) throw new UsageError(`${cmd}: expected one ${cmd === 'run' ? 'recipe file, run folder or preset' : 'preset name'}, got ${targets.length}`);
+  if (cmd === 'run' || cmd === 'show' || cmd === 'plan') {
+    const what = cmd === 'run' ? 'recipe file, run folder or preset' : cmd === 'plan' ? 'recipe file or preset' : 'preset name';
+    if (targets.length !== 1) throw new UsageError(`${cmd}: expected one ${what}, got ${targets.length}`);
     a.target = targets[0];
   } else if (targets.length) throw new UsageError(`${cmd}: unexpected argument '${targets[0]}'`);
   return a;
@@ -243,6 +257,14 @@ export async function main(argv: readonly string[], io: { out?: (s: string) => v
       case 'show':
         out(JSON.stringify(preset(a.target!), null, 2));
         return 0;
+      case 'plan': {
+        const target = a.target!;
+        const r = existsSync(target) || /[\\/.]/.test(target) ? readRecipeFile(target) : preset(target);
+        const p = planRun(r, a.backend, { microBatch: a.microBatch ?? undefined, recompute: a.recompute });
+        const w = Math.max(...planRows(p).map((x) => x.item.length));
+        for (const row of planRows(p)) out(`${row.item.padEnd(w)}  ${row.value}`);
+        return 0;
+      }
       case 'run': {
         const target = a.target!;
         const progress = a.quiet ? false : ({ mode: process.stderr.isTTY ? 'tty' : 'lines', stream: process.stderr } as const);

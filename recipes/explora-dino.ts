@@ -11,17 +11,18 @@
  * both models and never change, so the teacher *shares* those variables with the student (exact, and saves a second
  * 300M-parameter copy); it owns copies of the trainable ones (block L, norms, CLS).
  *
- * One step (`run.step(views, it)`) is the kit's generic `trainStep` (one synchronous tidy) with the DINOv2 objective as
- * its loss: multi-crop batch (2 global + n local crops, crop-major) and iBOT masks for the student's global crops →
- * teacher targets (centering or Sinkhorn-Knopp, τ_t schedule; gradient-free, the center updates deferred) → student
- * forward on all crops and the losses (1·DINO + 0.1·KoLeo + 1·iBOT), returned with the parts and collapse diagnostics
- * as named metrics → per sub-module grad clip 3.0 (clip groups backbone incl. LoRA, dino_head, ibot_head) → the
- * finiteness check → AdamW with the DINOv2 parameter groups (`lib/dino/param-groups.ts`): no weight decay on biases /
- * `norm` / LayerScale `gamma` (upstream's name rule; tokens do decay), weight decay cosine 0.04 → 0.4, layer-wise lr
- * decay 0.9^(L+1−layer) on the backbone (heads ×1), patch_embed lr ×0.2, the heads' `last_layer` at lr 0 for the first
- * `freezeLastLayerEpochs` (its Adam moments still update, as upstream's zero-lr param group) → the center updates —
- * then the teacher EMA (momentum cosine 0.992 → 1) in its own tidy (the step's post-update hook). A non-finite loss,
- * metric, gradient or center stops the step before anything changes (or skips it, `nonFinite: 'skip'`).
+ * One step (`run.step(views, it)`) is the kit's generic `trainStep` (one synchronous tidy; `run.stepAsync`, two tidies
+ * around one awaited read, on webgpu) with the DINOv2 objective as its loss: multi-crop batch (2 global + n local
+ * crops, crop-major) and iBOT masks for the student's global crops → teacher targets (centering or Sinkhorn-Knopp, τ_t
+ * schedule; gradient-free, the center updates deferred) → student forward on all crops and the losses (1·DINO +
+ * 0.1·KoLeo + 1·iBOT), returned with the parts and collapse diagnostics as named metrics → per sub-module grad clip 3.0
+ * (clip groups backbone incl. LoRA, dino_head, ibot_head) → the finiteness check → AdamW with the DINOv2 parameter
+ * groups (`lib/dino/param-groups.ts`): no weight decay on biases / `norm` / LayerScale `gamma` (upstream's name rule;
+ * tokens do decay), weight decay cosine 0.04 → 0.4, layer-wise lr decay 0.9^(L+1−layer) on the backbone (heads ×1),
+ * patch_embed lr ×0.2, the heads' `last_layer` at lr 0 for the first `freezeLastLayerEpochs` (its Adam moments still
+ * update, as upstream's zero-lr param group) → the center updates — then the teacher EMA (momentum cosine 0.992 → 1) in
+ * its own tidy (the step's post-update hook). A non-finite loss, metric, gradient or center stops the step before
+ * anything changes (or skips it, `nonFinite: 'skip'`).
  * lr = baseLr·√(batchSize/1024) with linear warm-up and cosine to minLr; schedules are per iteration with an "epoch" of
  * `itersPerEpoch` iterations (upstream OFFICIAL_EPOCH_LENGTH = 1250).
  *
@@ -44,13 +45,14 @@ import { Vit, createVit, disposeVit } from '../lib/vit/params';
 import { VitHooks, checkImages } from '../lib/vit/forward';
 import { Optimizer, OptimizerConfig, ADAMW_DEFAULTS, checkOptimizerConfig } from '../lib/train/optim';
 import { Schedule, checkSchedule, scheduleAt } from '../lib/train/schedule';
-import { trainStep, StateUpdate, NonFinitePolicy } from '../lib/train/step';
+import { trainStep, trainStepAsync, StepArgs, StepResult, StateUpdate, NonFinitePolicy } from '../lib/train/step';
+import { syncReads } from '../lib/reads';
 import { dinov2ParamGroups } from '../lib/dino/param-groups';
 import { applyExplora, ExploraRecipe, ExploraSetup, exploraRecipe, countExplora } from '../lib/peft/explora';
 import { vitShapes } from '../lib/peft/shapes';
 import { TrainSummary } from '../lib/peft/trainable';
 import { LoraAdapters, cloneLora, disposeLora, loraHooks, loraVariables, mergeLora } from '../lib/peft/lora';
-import { saveCheckpoint, loadCheckpoint, LoadReport } from '../lib/io/checkpoint';
+import { saveCheckpoint, loadCheckpoint, LoadReport, SaveParts } from '../lib/io/checkpoint';
 import { dinoMultiCrop, MultiCropOptions } from '../data-loaders/augment';
 import { Loader, ViewsTransform, disposeBatch } from '../data-loaders/dataset';
 import { DinoHeads, createDinoHeads, disposeDinoHeads, dinoHeadVariables } from '../lib/dino/head';
@@ -349,6 +351,11 @@ export interface DExploraRun {
    * micro-batches of one optimizer step (gradient accumulation).
    */
   step(views: readonly tf.Tensor4D[] | readonly (readonly tf.Tensor4D[])[], it: number, opts?: DinoStepOptions): DinoStepMetrics;
+  /**
+   * The same iteration with one awaited read (`trainStepAsync`): runs on every backend, webgpu included; on backends
+   * that read synchronously it gives exactly the numbers of `step`.
+   */
+  stepAsync(views: readonly tf.Tensor4D[] | readonly (readonly tf.Tensor4D[])[], it: number, opts?: DinoStepOptions): Promise<DinoStepMetrics>;
   /** Checkpoint map: `student.backbone.*`, `student.dino_head.*`, `teacher.*`, `dino_loss.center`, `ibot_patch_loss.center`, `optim.*`. */
   variables(opts?: { optimizer?: boolean }): Map<string, tf.Variable>;
   /** Free adapters, heads, teacher copies, optimizer state and centers (and the backbone if the run created it). */
@@ -461,7 +468,8 @@ function build(vit: Vit, cfg: DExploraConfig, opts: ExploraDinoOptions, ownsMode
     const masksFor = (it: number, B: number, grid: [number, number], micro?: number): IbotMasks =>
       ibotMasks(micro === undefined ? Rng.derive(seed, 'ibot-masks', it) : Rng.derive(seed, 'ibot-masks', it, 'micro', micro), 2 * B, grid[0], grid[1], obj.masking);
 
-    const step = (views: readonly tf.Tensor4D[] | readonly (readonly tf.Tensor4D[])[], it: number, so: DinoStepOptions = {}): DinoStepMetrics => {
+    // one step = the generic step's arguments (prepare) and its result turned into the metrics record (finish)
+    const prepare = (views: readonly tf.Tensor4D[] | readonly (readonly tf.Tensor4D[])[], it: number, so: DinoStepOptions): { args: StepArgs; finish: (r: StepResult) => DinoStepMetrics } => {
       const t0 = Date.now();
       checkKeys('D-ExPLoRA step options', so, ['masks', 'nonFinite']);
       if (!Number.isInteger(it) || it < 0) throw new Error(`D-ExPLoRA step: iteration must be an integer ≥ 0, got ${it}`);
@@ -486,7 +494,7 @@ function build(vit: Vit, cfg: DExploraConfig, opts: ExploraDinoOptions, ownsMode
       const temp = scheduleAt(schedules.teacherTemp, it);
       const momentum = scheduleAt(schedules.momentum, it);
       const rngs = micro.map((_v, i) => (k === 1 ? Rng.derive(seed, 'step', it) : Rng.derive(seed, 'step', it, 'micro', i)));
-      const r = trainStep({
+      const args: StepArgs = {
         params: trainable,
         optimizer,
         iteration: it,
@@ -508,29 +516,40 @@ function build(vit: Vit, cfg: DExploraConfig, opts: ExploraDinoOptions, ownsMode
           };
         },
         afterUpdate: () => emaUpdate(ema, momentum),
-      });
-      const m = r.metrics;
-      const g = r.gradNorms;
-      return {
-        step: it,
-        loss: r.loss,
-        dino: m.dino,
-        ibot: m.ibot,
-        koleo: m.koleo,
-        lr,
-        lastLayerLr,
-        weightDecay: wd,
-        teacherTemp: temp,
-        momentum,
-        gradNorm: { backbone: g.backbone, dino_head: g.dino_head, ...(g.ibot_head !== undefined ? { ibot_head: g.ibot_head } : {}) },
-        nMasked: masks.reduce((a, x) => a + x.indices.length, 0),
-        targetEntropy: m.targetEntropy,
-        targetMarginalEntropy: m.targetMarginalEntropy,
-        featureStd: m.featureStd,
-        seconds: (Date.now() - t0) / 1000,
-        ...(k > 1 ? { microBatches: k } : {}),
-        ...(r.skipped ? { skipped: r.skipped } : {}),
       };
+      const finish = (r: StepResult): DinoStepMetrics => {
+        const m = r.metrics;
+        const g = r.gradNorms;
+        return {
+          step: it,
+          loss: r.loss,
+          dino: m.dino,
+          ibot: m.ibot,
+          koleo: m.koleo,
+          lr,
+          lastLayerLr,
+          weightDecay: wd,
+          teacherTemp: temp,
+          momentum,
+          gradNorm: { backbone: g.backbone, dino_head: g.dino_head, ...(g.ibot_head !== undefined ? { ibot_head: g.ibot_head } : {}) },
+          nMasked: masks.reduce((a, x) => a + x.indices.length, 0),
+          targetEntropy: m.targetEntropy,
+          targetMarginalEntropy: m.targetMarginalEntropy,
+          featureStd: m.featureStd,
+          seconds: (Date.now() - t0) / 1000,
+          ...(k > 1 ? { microBatches: k } : {}),
+          ...(r.skipped ? { skipped: r.skipped } : {}),
+        };
+      };
+      return { args, finish };
+    };
+    const step = (views: readonly tf.Tensor4D[] | readonly (readonly tf.Tensor4D[])[], it: number, so: DinoStepOptions = {}): DinoStepMetrics => {
+      const p = prepare(views, it, so);
+      return p.finish(trainStep(p.args));
+    };
+    const stepAsync = async (views: readonly tf.Tensor4D[] | readonly (readonly tf.Tensor4D[])[], it: number, so: DinoStepOptions = {}): Promise<DinoStepMetrics> => {
+      const p = prepare(views, it, so);
+      return p.finish(await trainStepAsync(p.args));
     };
 
     const variables = (vo: { optimizer?: boolean } = {}): Map<string, tf.Variable> => {
@@ -566,6 +585,7 @@ function build(vit: Vit, cfg: DExploraConfig, opts: ExploraDinoOptions, ownsMode
       teacherOwn,
       masksFor,
       step,
+      stepAsync,
       variables,
       dispose: cleanup,
     };
@@ -607,7 +627,8 @@ export async function trainExploraDino(
         if (!b.views) throw new Error(`trainExploraDino: the loader gives no views; build it with {views: exploraDinoViews(run.config)}`);
       }
       const views = bs.map((b) => b.views!);
-      m = run.step(k === 1 ? views[0] : views, it, { nonFinite: opts.nonFinite });
+      const v = k === 1 ? views[0] : views;
+      m = syncReads() ? run.step(v, it, { nonFinite: opts.nonFinite }) : await run.stepAsync(v, it, { nonFinite: opts.nonFinite });
     } finally {
       bs.forEach(disposeBatch);
     }
@@ -622,7 +643,12 @@ export async function trainExploraDino(
  * configuration and parameter groups in the metadata, so a resume can check it continues the same optimisation).
  */
 export function saveExploraDinoCheckpoint(file: string, run: DExploraRun, meta: Record<string, unknown> = {}): void {
-  saveCheckpoint(file, {
+  saveCheckpoint(file, exploraDinoCheckpointParts(run, meta));
+}
+
+/** What `saveExploraDinoCheckpoint` writes (for `saveCheckpointAsync` on a backend without synchronous reads). */
+export function exploraDinoCheckpointParts(run: DExploraRun, meta: Record<string, unknown> = {}): SaveParts {
+  return {
     params: run.variables({ optimizer: false }),
     optimizer: run.optimizer,
     meta: {
@@ -632,7 +658,7 @@ export function saveExploraDinoCheckpoint(file: string, run: DExploraRun, meta: 
       config: { ...run.config, recipe: run.explora.notation },
       seed: run.seed,
     },
-  });
+  };
 }
 
 /**

@@ -18,6 +18,7 @@ export * from './data';
 export * from './model';
 export * from './session';
 export * from './run';
+export * from './plan';
 export * from './presets';
 export * from './source-mae';
 export * from './report';

@@ -16,7 +16,8 @@ import { tokenCounts, PYRA_SCHEDULES } from '../lib/tome/schedule';
 import { tomeHooks } from '../lib/tome/hooks';
 import { vitMacs } from '../lib/tome/flops';
 import { mergeGroups } from '../lib/tome/vis';
-import { measureModelThroughput, ThroughputRecord } from '../lib/tome/throughput';
+import { measureModelThroughput, measureModelThroughputAsync, ThroughputRecord } from '../lib/tome/throughput';
+import { syncReads } from '../lib/reads';
 import { Image, batchToImages, segmentOverlay, upscale, ImageCell } from '../lib/report/image';
 import { PlotlyFigure, lineFigure, scatterFigure } from '../lib/report/plot';
 import { RunRecord } from '../lib/report/runs';
@@ -379,7 +380,8 @@ export async function measureThroughputs(
       const s = await prepareRecipe(runs[m]);
       try {
         const pm = s.parts.pyra!;
-        const rec = measureModelThroughput(s.encoder!, pm, { batch: o.batch, warmup: o.warmup, iters: o.iters, minSeconds: o.minSeconds, seed: runs[m].seed, label: `${o.experiment}/${m}` });
+        const topts = { batch: o.batch, warmup: o.warmup, iters: o.iters, minSeconds: o.minSeconds, seed: runs[m].seed, label: `${o.experiment}/${m}` };
+        const rec = syncReads() ? measureModelThroughput(s.encoder!, pm, topts) : await measureModelThroughputAsync(s.encoder!, pm, topts);
         if (!speed.has(m) || rec.imgPerSec > speed.get(m)!.imgPerSec) speed.set(m, rec);
       } finally {
         s.dispose();

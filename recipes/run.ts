@@ -24,6 +24,7 @@ import * as path from 'path';
 import * as tf from '@tensorflow/tfjs';
 import { backendReport, init, isInitialised } from '../lib/backend';
 import { writeFileAtomic } from '../lib/io/safetensors';
+import { readValues } from '../lib/reads';
 import { RunRecord, RunInfo, MetricRow, readMetrics, readRun, runsRoot } from '../lib/report/runs';
 import { ProgressBar, ProgressMode, ProgressOptions, progressBar } from '../lib/report/progress';
 import { projectRoot } from '../lib/report/paths';
@@ -121,8 +122,8 @@ function appendEnvironment(dir: string, entry: Record<string, unknown>): void {
 }
 
 /** FNV-1a digest of a variable's bytes (frozen parameters must not change). */
-function digest(v: tf.Variable): number {
-  const d = v.dataSync();
+async function digest(v: tf.Variable): Promise<number> {
+  const d = await readValues(v); // dataSync where the backend can, else await data() (webgpu)
   const bytes = new Uint8Array(d.buffer, d.byteOffset, d.byteLength);
   let h = 0x811c9dc5;
   for (let i = 0; i < bytes.length; i++) {
@@ -132,8 +133,10 @@ function digest(v: tf.Variable): number {
   return h;
 }
 
-function digests(vars: ReadonlyMap<string, tf.Variable>): Map<string, number> {
-  return new Map([...vars].map(([k, v]) => [k, digest(v)]));
+async function digests(vars: ReadonlyMap<string, tf.Variable>): Promise<Map<string, number>> {
+  const out = new Map<string, number>();
+  for (const [k, v] of vars) out.set(k, await digest(v));
+  return out;
 }
 
 /** Split metrics rows into training steps (with a loss) and evaluations. */
@@ -260,12 +263,12 @@ async function drive(s: RecipeSession, rec: RunRecord, start: number, opts: RunO
     let frozen0: Map<string, number> | null = null;
     if (checksOn) {
       probeX = await s.probeImages(16);
-      const g = probeX && start === 0 && initIsIdentity(r) ? s.identityGap(probeX) : null;
+      const g = probeX && start === 0 && initIsIdentity(r) ? await s.identityGap(probeX) : null;
       if (g) {
         checks.push({ check: 'LoRA = identity at init (max |Δ CLS|)', value: g.gap, tolerance: 0, ok: g.gap === 0 });
         if (g.gap !== 0) fail(`LoRA is not the identity at initialisation: max |Δ CLS| = ${g.gap}`);
       }
-      frozen0 = digests(s.frozen);
+      frozen0 = await digests(s.frozen);
     }
     if (opts.progress) {
       const po: ProgressOptions = opts.progress === true ? {} : typeof opts.progress === 'string' ? { mode: opts.progress } : opts.progress;
@@ -297,7 +300,7 @@ async function drive(s: RecipeSession, rec: RunRecord, start: number, opts: RunO
           if (opts.onEval) await opts.onEval(e);
         }
       }
-      if (p > 0 && s.trainable.size > 0) s.saveState(statePath, { run: r.name });
+      if (p > 0 && s.trainable.size > 0) await s.saveState(statePath, { run: r.name });
     }
     bar?.done();
     const rows = splitRows(readMetrics(rec.dir));
@@ -305,25 +308,26 @@ async function drive(s: RecipeSession, rec: RunRecord, start: number, opts: RunO
       return { dir: rec.dir, name: r.name, recipe: r, status: 'stopped', steps: rows.steps, evals: rows.evals, checks, summary: { stoppedAt: at } };
     }
     // After the last step: the remaining checks and the summary.
+    const diagnostics = await s.diagnostics();
     if (checksOn) {
-      const frozen1 = digests(s.frozen);
+      const frozen1 = await digests(s.frozen);
       const moved = [...frozen0!].filter(([k, h]) => frozen1.get(k) !== h).map(([k]) => k);
       checks.push({ check: `frozen parameters changed (of ${frozen0!.size})`, value: moved.length, tolerance: 0, ok: moved.length === 0 });
       if (probeX && total > 0) {
-        const g = s.mergeGap(probeX);
+        const g = await s.mergeGap(probeX);
         if (g) {
           const tol = 1e-4 * Math.max(1, g.scale);
           checks.push({ check: 'merged == base + LoRA after training (max |Δ CLS|)', value: g.gap, tolerance: tol, ok: g.gap <= tol });
         }
       }
-      for (const [k, v] of Object.entries(s.diagnostics())) {
+      for (const [k, v] of Object.entries(diagnostics)) {
         if (k === 'lastBlockWD') checks.push({ check: "last merging block's W_D (no gradient path to the cls token)", value: v, tolerance: 0, ok: v === 0 });
       }
     }
     probeX?.dispose();
     const leaked = tf.memory().numTensors - live0;
     checks.push({ check: 'tensors leaked over the run', value: leaked, tolerance: 0, ok: leaked === 0 });
-    const summary = summarize(s, rows, checks, (Date.now() - t0) / 1000);
+    const summary = summarize(s, rows, checks, diagnostics, (Date.now() - t0) / 1000);
     const bad = checks.filter((c) => !c.ok);
     if (bad.length) {
       rec.finish(summary, 'failed');
@@ -354,7 +358,7 @@ function initIsIdentity(r: Recipe): boolean {
   }
 }
 
-function summarize(s: RecipeSession, rows: { steps: StepRow[]; evals: EvalRow[] }, checks: CheckRow[], seconds: number): Record<string, unknown> {
+function summarize(s: RecipeSession, rows: { steps: StepRow[]; evals: EvalRow[] }, checks: CheckRow[], diagnostics: Record<string, number>, seconds: number): Record<string, unknown> {
   const last = rows.evals[rows.evals.length - 1];
   const out: Record<string, unknown> = {
     steps: s.totalSteps,
@@ -371,7 +375,7 @@ function summarize(s: RecipeSession, rows: { steps: StepRow[]; evals: EvalRow[] 
       out.bestTestAcc = Math.max(...rows.evals.map((e) => e.testAcc as number));
     }
   }
-  for (const [k, v] of Object.entries(s.diagnostics())) out[k] = v;
+  for (const [k, v] of Object.entries(diagnostics)) out[k] = v;
   out.leakedTensors = checks.find((c) => c.check === 'tensors leaked over the run')?.value ?? null;
   out.checks = checks;
   out.weights = s.origin.file ? { kind: s.origin.kind, file: s.origin.file, tensors: s.origin.tensors } : { kind: s.origin.kind };

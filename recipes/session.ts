@@ -20,7 +20,8 @@ import { layerId, Optimizer, OptimizerConfig, OptimizerOptions } from '../lib/tr
 import { Schedule, checkSchedule } from '../lib/train/schedule';
 import { StepInfo, trainLoop } from '../lib/train/step';
 import { crossEntropy } from '../lib/train/loss';
-import { saveCheckpoint, loadCheckpoint } from '../lib/io/checkpoint';
+import { saveCheckpoint, saveCheckpointAsync, loadCheckpoint, SaveParts } from '../lib/io/checkpoint';
+import { readValues, syncReads } from '../lib/reads';
 import { ExploraRecipe, ExploraSetup, exploraRecipe } from '../lib/peft/explora';
 import { FREEZE_REST, TrainRule, TrainSummary, selectTrainable } from '../lib/peft/trainable';
 import { LoraAdapters, LoraTarget, createLora, disposeLora, loraHooks, mergeLora } from '../lib/peft/lora';
@@ -28,8 +29,8 @@ import { disposeTree, flattenTree } from '../lib/tree';
 import { maeForward } from '../lib/mae/mae';
 import { satMaeGroupForward } from '../lib/mae/satmae-group';
 import { extractFeatures, disposeFeatures, FeatureCache, LabelledBatch } from '../lib/eval/features';
-import { linearProbe } from '../lib/eval/linear-probe';
-import { knnEvaluate } from '../lib/eval/knn';
+import { linearProbe, linearProbeAsync } from '../lib/eval/linear-probe';
+import { knnEvaluate, knnEvaluateAsync } from '../lib/eval/knn';
 import { Dataset, Loader, disposeBatch } from '../data-loaders/dataset';
 import { RecipeError } from './schema';
 import { Recipe, RecipeInput, SplitSet, peakLr, recipe as checkRecipe, resolveRecipePaths } from './recipe';
@@ -37,7 +38,7 @@ import { DataSource, itersPerEpoch, multiCropViews, openSource, sampleTransform,
 import { BuiltModel, WeightsOrigin, buildModel, disposeModel, loadWeights, modelEncoder, modelVariables } from './model';
 import { ExploraMaeRun, mergeExploraMaeEncoder, setupExploraMae, setupExploraSatMaeGroup } from './explora-mae';
 import {
-  DExploraRun, dinoTrain, loadExploraDinoCheckpoint, mergeExploraDinoEncoder, saveExploraDinoCheckpoint, setupExploraDino, trainExploraDino,
+  DExploraRun, dinoTrain, loadExploraDinoCheckpoint, mergeExploraDinoEncoder, exploraDinoCheckpointParts, setupExploraDino, trainExploraDino,
 } from './explora-dino';
 import { PyraModel, buildPyraModel } from './pyra-presets';
 import { EXPLORA_FINETUNE, FinetuneSetup, setupFinetune } from './finetune';
@@ -106,13 +107,13 @@ export interface RecipeSession {
   /** The first `n` evaluation images (the eval test split, else the training split), transformed, for checks. */
   probeImages(n: number): Promise<tf.Tensor4D | null>;
   /** max |Δ| of the last two blocks' CLS tokens with and without the adapters (null when there are none). */
-  identityGap(x: tf.Tensor4D): { gap: number; scale: number } | null;
+  identityGap(x: tf.Tensor4D): Promise<{ gap: number; scale: number } | null>;
   /** max |Δ| of the last two blocks' CLS tokens between the merged copy and the live model (null when not mergeable). */
-  mergeGap(x: tf.Tensor4D): { gap: number; scale: number } | null;
+  mergeGap(x: tf.Tensor4D): Promise<{ gap: number; scale: number } | null>;
   /** Method-specific end-of-run diagnostics (PYRA: the last merging block's W_D, which gets no gradient). */
-  diagnostics(): Record<string, number>;
+  diagnostics(): Promise<Record<string, number>>;
   /** What a resumable state checkpoint holds. */
-  saveState(file: string, meta: Record<string, unknown>): void;
+  saveState(file: string, meta: Record<string, unknown>): Promise<void>;
   /** Load a state checkpoint; returns the step it was saved at. */
   loadState(file: string): number;
   dispose(): void;
@@ -194,7 +195,8 @@ function fullSpec(vars: ReadonlyMap<string, tf.Variable>): TrainRule[] {
 
 const FROZEN_SPEC: TrainRule[] = [{ ...FREEZE_REST, group: 'frozen (evaluation only)' }];
 
-function toLoraTarget(t: Extract<Recipe['adapters'], { kind: 'lora' }>['targets'][number]): LoraTarget {
+/** A recipe's LoRA target as the kit's `LoraTarget` (also for planning from shapes, recipes/plan.ts). */
+export function toLoraTarget(t: Extract<Recipe['adapters'], { kind: 'lora' }>['targets'][number]): LoraTarget {
   const out: LoraTarget = { sites: t.sites, kind: t.kind };
   if (t.exclude.length) out.exclude = t.exclude;
   if (t.layers !== null) out.layers = t.layers;
@@ -212,10 +214,21 @@ function lastCls(vit: Vit, x: tf.Tensor4D, hooks?: VitHooks): tf.Tensor {
   return tf.tidy(() => tf.stack(vitForward(vit, x, { hooks, returnLayers: Math.min(2, vit.config.depth) }).intermediates.map((l) => l.cls)));
 }
 
-function gapOf(a: tf.Tensor, b: tf.Tensor): { gap: number; scale: number } {
-  const r = tf.tidy(() => ({ gap: tf.max(tf.abs(tf.sub(a, b))).dataSync()[0], scale: tf.max(tf.abs(a)).dataSync()[0] }));
+async function gapOf(a: tf.Tensor, b: tf.Tensor): Promise<{ gap: number; scale: number }> {
+  const both = tf.tidy(() => tf.stack([tf.max(tf.abs(tf.sub(a, b))), tf.max(tf.abs(a))])); // [2]: gap, scale
   tf.dispose([a, b]);
-  return r;
+  try {
+    const [gap, scale] = await readValues(both);
+    return { gap, scale };
+  } finally {
+    both.dispose();
+  }
+}
+
+/** Save a checkpoint with synchronous reads where the backend can, else awaited ones (webgpu): the same bytes. */
+async function saveAuto(file: string, parts: SaveParts): Promise<void> {
+  if (syncReads()) saveCheckpoint(file, parts);
+  else await saveCheckpointAsync(file, parts);
 }
 
 /** Batches of a split set in dataset order (for evaluation). */
@@ -278,7 +291,7 @@ async function build(r: Recipe, disposers: Array<() => void>, cleanup: () => voi
   let lossOf: ((batch: unknown, rng: Rng) => tf.Scalar) | null = null;
   let mergedEncoder: (() => Vit) | null = null;
   let evalHooks: () => { vit: Vit; hooks: VitHooks } | null = () => (encoder ? { vit: encoder, hooks } : null);
-  let diagnostics = (): Record<string, number> => ({});
+  let diagnostics = async (): Promise<Record<string, number>> => ({});
 
   const select = (sources: Parameters<typeof selectTrainable>[0], spec: TrainRule[]): void => {
     const sel = selectTrainable(sources, spec);
@@ -364,7 +377,7 @@ async function build(r: Recipe, disposers: Array<() => void>, cleanup: () => voi
         });
         return out;
       },
-      saveState: (file, meta) => saveExploraDinoCheckpoint(file, run, meta),
+      saveState: (file, meta) => saveAuto(file, exploraDinoCheckpointParts(run, meta)),
       loadState: (file) => {
         const rep = loadExploraDinoCheckpoint(file, run);
         return typeof rep.meta.step === 'number' ? rep.meta.step : 0;
@@ -452,12 +465,17 @@ async function build(r: Recipe, disposers: Array<() => void>, cleanup: () => voi
         parts.optimizer = newOptimizer();
         lossOf = ce(hooks);
         if (a.method === 'pyra') {
-          diagnostics = () => {
+          diagnostics = async () => {
             // With cls pooling the last merging block's PYRA parameters cannot reach the loss (only per-token MLPs
             // follow its merge): W_D gets no gradient and stays exactly 0 (LOG.md, ToMe / PYRA).
             const last = pm.schedule.reduce((acc, rr, i) => (rr > 0 ? i : acc), -1);
             const wd = pm.pyra!.params.blocks[last]!.pyra_b;
-            return { lastBlockWD: tf.tidy(() => tf.max(tf.abs(wd)).dataSync()[0]) };
+            const m = tf.tidy(() => tf.max(tf.abs(wd)));
+            try {
+              return { lastBlockWD: (await readValues(m))[0] };
+            } finally {
+              m.dispose();
+            }
           };
         }
         break;
@@ -572,7 +590,7 @@ async function build(r: Recipe, disposers: Array<() => void>, cleanup: () => voi
       });
       return out;
     },
-    saveState: (file, meta) => saveCheckpoint(file, { params: trainable, optimizer: optimizer ?? undefined, meta: { ...meta, step: optimizer?.step ?? 0 } }),
+    saveState: (file, meta) => saveAuto(file, { params: trainable, optimizer: optimizer ?? undefined, meta: { ...meta, step: optimizer?.step ?? 0 } }),
     loadState: (file) => {
       const rep = loadCheckpoint(file, { params: trainable, optimizer: optimizer ?? undefined });
       return typeof rep.meta.step === 'number' ? rep.meta.step : 0;
@@ -600,12 +618,12 @@ interface SessionParts {
   cleanup: () => void;
   mergedEncoder: (() => Vit) | null;
   evalHooks: () => { vit: Vit; hooks: VitHooks } | null;
-  diagnostics: () => Record<string, number>;
+  diagnostics: () => Promise<Record<string, number>>;
   stepOf: () => number;
   batch: (step: number) => Promise<unknown>;
   loss: (batch: unknown, rng: Rng) => tf.Scalar;
   train: (from: number, to: number, onStep?: (row: StepRow) => void | Promise<void>) => Promise<StepRow[]>;
-  saveState: (file: string, meta: Record<string, unknown>) => void;
+  saveState: (file: string, meta: Record<string, unknown>) => Promise<void>;
   loadState: (file: string) => number;
 }
 
@@ -670,10 +688,12 @@ function session(p: SessionParts): RecipeSession {
         let seen = 0;
         for await (const b of orderedBatches(ds, e.test, e.batch, 'recipe.eval.test')) {
           try {
-            correct += tf.tidy(() => {
-              const pred = tf.argMax(vitForward(live.vit, b.images, { hooks: live.hooks }).logits!, 1);
-              return tf.sum(tf.equal(pred, b.labels)).dataSync()[0];
-            });
+            const hits = tf.tidy(() => tf.sum(tf.equal(tf.argMax(vitForward(live.vit, b.images, { hooks: live.hooks }).logits!, 1), b.labels)));
+            try {
+              correct += (await readValues(hits))[0]; // dataSync where the backend can, else await data() (webgpu)
+            } finally {
+              hits.dispose();
+            }
             seen += b.labels.shape[0];
           } finally {
             tf.dispose([b.images, b.labels]);
@@ -689,10 +709,20 @@ function session(p: SessionParts): RecipeSession {
         for (const k of ['train', 'val', 'test'] as const) {
           f[k] = await extractFeatures(enc.vit, orderedBatches(await dataOf(k, e[k]), e[k], e.featureBatch, `recipe.eval.${k}`), { nLast, hooks: enc.hooks });
         }
-        const probe = linearProbe(f.train!, f.val!, { ...e.probe, seed: r.seed });
-        const row: EvalRow = { step, probeVal: probe.best.valAcc, probeTest: probe.accuracy(f.test!), probeBest: probe.best.name };
-        probe.dispose();
-        if (e.knn) row.knn = knnEvaluate(f.train!, f.test!, { k: Math.min(e.knn.k, f.train!.labels.shape[0]), temperature: e.knn.temperature })[0].top1;
+        // synchronous reads where the backend can (wasm / cpu / tensorflow), awaited ones on webgpu: the same numbers
+        const sync = syncReads();
+        const pcfg = { ...e.probe, seed: r.seed };
+        const probe = sync ? linearProbe(f.train!, f.val!, pcfg) : await linearProbeAsync(f.train!, f.val!, pcfg);
+        let row: EvalRow;
+        try {
+          row = { step, probeVal: probe.best.valAcc, probeTest: sync ? probe.accuracy(f.test!) : await probe.accuracyAsync(f.test!), probeBest: probe.best.name };
+        } finally {
+          probe.dispose();
+        }
+        if (e.knn) {
+          const kcfg = { k: Math.min(e.knn.k, f.train!.labels.shape[0]), temperature: e.knn.temperature };
+          row.knn = (sync ? knnEvaluate(f.train!, f.test!, kcfg) : await knnEvaluateAsync(f.train!, f.test!, kcfg))[0].top1;
+        }
         if (keepEncoder) keepEncoder(enc.vit, row);
         row.seconds = (Date.now() - t0) / 1000;
         return row;
@@ -719,16 +749,16 @@ function session(p: SessionParts): RecipeSession {
       b.labels?.dispose();
       return b.images ?? null;
     },
-    identityGap: (x) => {
+    identityGap: async (x) => {
       if (!p.encoder || !p.hooks.linear) return null;
       return gapOf(lastCls(p.encoder, x, p.hooks), lastCls(p.encoder, x));
     },
-    mergeGap: (x) => {
+    mergeGap: async (x) => {
       if (!p.mergedEncoder) return null;
       const live = p.evalHooks()!;
       const merged = p.mergedEncoder();
       try {
-        return gapOf(lastCls(merged, x), lastCls(live.vit, x, live.hooks));
+        return await gapOf(lastCls(merged, x), lastCls(live.vit, x, live.hooks));
       } finally {
         disposeTree(merged.params);
       }

@@ -15,6 +15,7 @@ import { vitForward, VitHooks } from '../lib/vit/forward';
 import { Optimizer, ADAMW_DEFAULTS } from '../lib/train/optim';
 import { trainLoop, StepInfo, NonFinitePolicy } from '../lib/train/step';
 import { crossEntropy } from '../lib/train/loss';
+import { readValues } from '../lib/reads';
 import { Schedule } from '../lib/train/schedule';
 import { Dataset, Loader, disposeBatch, SampleTransform } from '../data-loaders/dataset';
 import { compose, normalizeWith, randomHFlip, randomResizedCrop } from '../data-loaders/augment';
@@ -94,8 +95,14 @@ export async function datasetAccuracy(
   for await (const b of loader.epoch(0)) {
     try {
       if (!b.labels) throw new Error(`datasetAccuracy(${ds.name}): batch ${b.step} has no labels`);
-      const pred = tf.tidy(() => tf.argMax(vitForward(vit, b.images!, { hooks: opts.hooks }).logits!, 1).dataSync());
-      const y = b.labels.dataSync();
+      const predT = tf.tidy(() => tf.argMax(vitForward(vit, b.images!, { hooks: opts.hooks }).logits!, 1));
+      let pred: tf.TypedArray;
+      try {
+        pred = await readValues(predT); // dataSync where the backend can, else await data() (webgpu)
+      } finally {
+        predT.dispose();
+      }
+      const y = await readValues(b.labels);
       for (let i = 0; i < y.length; i++) correct += pred[i] === y[i] ? 1 : 0;
       seen += y.length;
     } finally {

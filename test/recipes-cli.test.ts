@@ -108,9 +108,11 @@ describe('vitpeft command line (child process)', function () {
   });
 
   it('parses its arguments', () => {
-    assert.deepEqual(parseArgs(['run', 'r.json', '--until', '7', '--quiet']), { command: 'run', target: 'r.json', runsDir: null, until: 7, workers: 1, checks: true, quiet: true });
+    assert.deepEqual(parseArgs(['run', 'r.json', '--until', '7', '--quiet']), { command: 'run', target: 'r.json', runsDir: null, until: 7, workers: 1, checks: true, quiet: true, backend: 'wasm', microBatch: null, recompute: false });
+    assert.deepEqual(parseArgs(['plan', 'd_explora_l_r64', '--micro-batch', '32', '--recompute', '--backend', 'webgpu']), { command: 'plan', target: 'd_explora_l_r64', runsDir: null, until: null, workers: 1, checks: true, quiet: false, backend: 'webgpu', microBatch: 32, recompute: true });
+    assert.throws(() => parseArgs(['plan']), /plan: expected one recipe file or preset, got 0/);
     assert.throws(() => parseArgs(['run']), /run: expected one recipe file, run folder or preset, got 0/);
-    assert.throws(() => parseArgs(['fly']), /unknown command 'fly'; valid: run, presets, show/);
+    assert.throws(() => parseArgs(['fly']), /unknown command 'fly'; valid: run, presets, show, plan/);
     assert.throws(() => parseArgs(['run', 'x', '--until', 'soon']), /--until: expected an integer ≥ 0, got 'soon'/);
     assert.equal(jsonErrorOffset('{"a": [1, 2,]}'), 12);
     assert.equal(jsonErrorOffset('{"a": "b\\"c", "d": [1e5, -0.5, true, null]}'), -1);

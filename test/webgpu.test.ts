@@ -1,7 +1,9 @@
 /**
  * The WebGPU backend (tfjs-backend-webgpu on Dawn) against wasm: tiny ViT + LoRA + ToMe, + PYRA, MAE, the DINOv2
  * losses and two training steps (AdamW + SGD) — outputs, losses and every gradient within 1e-4 of the tensor's
- * scale, parameters after the steps likewise, and no tensor left behind by a step.
+ * scale, parameters after the steps likewise, and no tensor left behind by a step; then the kit's own training and
+ * evaluation entry points, which take their asynchronous read path on webgpu: `trainLoop` (LoRA with accumulation,
+ * ExPLoRA), `trainExploraDino` (D-ExPLoRA), M-ExPLoRA through `trainLoop`, and the eval helpers' async variants.
  *
  * In CI this runs on Mesa's llvmpipe through Dawn's OpenGL ES backend (compatibility mode, headless EGL); the system
  * packages come from environment/setup-system.sh. Skipped, with the reason, where the optional packages are not
@@ -96,6 +98,8 @@ describe('webgpu backend (Dawn; llvmpipe in CI) against wasm', function () {
     assert.equal(rep.adapter!.software, isSoftwareAdapter(rep.adapter!));
     assert.deepEqual(rep.customKernels, ['AddN (chunked to the storage-buffer limit)']);
     console.log(`      adapter: ${rep.adapter!.device} (${rep.adapter!.description}; ${rep.adapter!.software ? 'software' : 'hardware'})`);
+    const times = Object.keys(child!.results).filter((k) => k.startsWith('time.')).map((k) => `${k.slice(5)} ${(child!.results[k][0] / 1000).toFixed(1)} s (wasm ${(wasm![k][0] / 1000).toFixed(1)} s)`);
+    console.log(`      per case on webgpu: ${times.join(', ')}`);
   });
 
   it('a synchronous read of a GPU result fails with a message that says what to do', () => {
@@ -124,5 +128,59 @@ describe('webgpu backend (Dawn; llvmpipe in CI) against wasm', function () {
     assert.ok(keys.length > 10);
     for (const k of keys) closeToScale(child!.results[k], wasm![k], 1e-4, k);
     assert.ok(child!.results['step.loss'][1] < child!.results['step.loss'][0], 'the loss goes down');
+  });
+
+  // trainLoop / trainExploraDino pick the asynchronous step on webgpu (one awaited read between two tidies) and the
+  // synchronous one-tidy step on wasm: the runs must agree, and neither may leave a tensor behind.
+  for (const [prefix, what] of [
+    ['loop.lora', 'trainLoop, LoRA + head, accumulation 2, 3 steps'],
+    ['loop.explora', 'trainLoop, D-ExPLoRA-[L]-r2, 3 steps'],
+    ['dinoTrain', 'trainExploraDino (D-ExPLoRA: DINO + iBOT + KoLeo, centering, EMA), 2 iterations'],
+    ['maeTrain', 'M-ExPLoRA through trainLoop, accumulation 2, 2 steps'],
+  ] as const) {
+    it(`${what}: losses, metrics, parameters and moments match wasm within 1e-4, no tensor left behind`, () => {
+      const live = child!.results[`${prefix}.liveTensors`];
+      assert.ok(live && live.length >= 3 && live.every((n) => n === live[0]), `live tensors before / after each step: ${live}`);
+      const keys = Object.keys(wasm!).filter((k) => k.startsWith(`${prefix}.`) && !k.endsWith('.liveTensors') && !k.includes('.kbias.'));
+      assert.ok(keys.length > 10, `${prefix}: only ${keys.length} results`);
+      let worst = 0;
+      for (const k of keys) {
+        assert.ok(child!.results[k], `webgpu produced no '${k}'`);
+        worst = Math.max(worst, closeToScale(child!.results[k], wasm![k], 1e-4, k));
+      }
+      // the K slice of an unfrozen qkv bias has an exactly-zero gradient: AdamW moves it by lr·g/(|g| + ε) with g
+      // float noise (|g| ≲ ε = 1e-8), a fraction of lr (≤ 1e-2 here) per step on any backend — bounded, not compared
+      let kWorst = 0;
+      for (const k of Object.keys(wasm!).filter((x) => x.startsWith(`${prefix}.kbias.`))) {
+        const a = child!.results[k];
+        const b = wasm![k];
+        for (let i = 0; i < b.length; i++) kWorst = Math.max(kWorst, Math.abs(a[i] - b[i]));
+      }
+      assert.ok(kWorst < 5e-3, `K slice of the unfrozen qkv bias: max |webgpu − wasm| ${kWorst}`);
+      console.log(`      ${keys.length} arrays, worst ${worst.toExponential(2)} of scale (K-bias slice |Δ| ${kWorst.toExponential(1)})`);
+    });
+  }
+
+  it('runRecipe (LoRA with accuracy evaluations and state checkpoints; M-ExPLoRA with a linear probe + kNN) = wasm, checks pass, no tensor left behind', () => {
+    for (const p of ['recipe.lora', 'recipe.mae']) {
+      assert.equal(child!.results[`${p}.done`][0], 1, `${p}: the run finished`);
+      assert.equal(child!.results[`${p}.liveTensorsLeft`][0], 0, `${p}: tensors left behind`);
+      assert.deepEqual(Array.from(child!.results[`${p}.checksOk`]), Array.from(wasm![`${p}.checksOk`]), `${p}: run checks`);
+      assert.ok(wasm![`${p}.checksOk`].every((x) => x === 1), `${p}: run checks pass on wasm`);
+      for (const k of Object.keys(wasm!).filter((x) => x.startsWith(`${p}.`) && !/\.(done|liveTensorsLeft|checksOk)$/.test(x))) {
+        assert.ok(child!.results[k], `webgpu produced no '${k}'`);
+        if (k.includes('.eval.')) assert.deepEqual(Array.from(child!.results[k]), Array.from(wasm![k]), k);
+        else closeToScale(child!.results[k], wasm![k], 1e-4, k);
+      }
+    }
+    assert.ok(wasm!['recipe.lora.state'] && wasm!['recipe.mae.eval.knn'], 'the state checkpoint and the kNN evaluation were compared');
+  });
+
+  it('eval helpers (features, linear probe, kNN, accuracy, throughput) give the results of wasm, no tensor left behind', () => {
+    assert.equal(child!.results['eval.liveTensorsLeft'][0], 0);
+    for (const k of ['eval.features.cls', 'eval.features.patchMean', 'eval.probe.losses']) closeToScale(child!.results[k], wasm![k], 1e-4, k);
+    for (const k of ['eval.accuracy', 'eval.probe.valAcc', 'eval.probe.testAcc', 'eval.knn.top1', 'eval.knn.predictions', 'eval.throughput.tokensOut']) {
+      assert.deepEqual(Array.from(child!.results[k]), Array.from(wasm![k]), k);
+    }
   });
 });

@@ -10,21 +10,26 @@
  *   npx tsx tools/gpu-bench.ts bench [--model M] [--batch B] [--train-batch B] [--iters N]
  *                                                      ViT inference and ExPLoRA (D-[L]-r64 + head, AdamW) step img/s,
  *                                                      peak memory (webgpu: bytes in GPU buffers; wasm: heap)
+ *   npx tsx tools/gpu-bench.ts train [--model M] [--batch B] [--accumulate K] [--steps N]
+ *                                                      trainLoop (ExPLoRA, accumulation) on the backend: losses, s/step,
+ *                                                      peak GPU bytes, live tensors per step, the plan beside them
  * `--require-gpu` exits 2 when the backend computes on no GPU (e.g. TensorFlow registered none).
  */
 import * as tf from '@tensorflow/tfjs';
 import { init, BackendReport } from '../lib/backend';
 import { probeWebgpu } from '../lib/webgpu';
-import { createVit, disposeVit } from '../lib/vit/params';
+import { createVit, disposeVit, vitVariables } from '../lib/vit/params';
 import { VitPresetName } from '../lib/vit/config';
 import { vitForward, VitHooks } from '../lib/vit/forward';
-import { createLora, disposeLora, loraHooks, loraVariables, qvTarget } from '../lib/peft/lora';
+import { createLora, disposeLora, loraHooks, loraVariables, qvTarget, loraPlanCount } from '../lib/peft/lora';
+import { trainLoop } from '../lib/train/step';
+import { planStep } from '../lib/plan';
 import { applyExplora } from '../lib/peft/explora';
 import { tomeHooks } from '../lib/tome/hooks';
 import { Optimizer, ADAMW_DEFAULTS } from '../lib/train/optim';
 import { crossEntropy } from '../lib/train/loss';
 import { Rng } from '../lib/rng';
-import { runCases, CaseResults } from '../test/backend-cases';
+import { runCases, CaseResults, CASES, CaseName } from '../test/backend-cases';
 
 function arg(name: string, dflt: string): string {
   const i = process.argv.indexOf(`--${name}`);
@@ -118,11 +123,20 @@ function compare(a: CaseResults, b: CaseResults): Record<string, number> {
 
 async function check(): Promise<number> {
   wasmPaths();
+  // runRecipe's case reads the embedded images through sharp, which the device pack does not carry
+  let sharp = true;
+  try {
+    require.resolve('sharp');
+  } catch {
+    sharp = false;
+    emit({ kind: 'note', text: "case recipeRuns skipped: 'sharp' (the embedded data's image codec) is not installed here" });
+  }
+  const names = (Object.keys(CASES) as CaseName[]).filter((n) => sharp || n !== 'recipeRuns');
   await init({ backend: 'wasm' });
-  const ref = await runCases();
+  const ref = await runCases(names);
   const rep = await init({ backend: 'webgpu' });
   emit({ kind: 'backend', ...brief(rep) });
-  const got = await runCases();
+  const got = await runCases(names);
   const worst = compare(got, ref);
   const live = Array.from(got['step.liveTensors']);
   const ok = Object.values(worst).every((w) => w <= 1e-4) && live.every((v) => v === live[0]);
@@ -198,7 +212,69 @@ async function bench(): Promise<number> {
   return 0;
 }
 
-const MODES: Record<string, () => Promise<number>> = { smoke, probe, check, bench };
+/**
+ * The kit's own training path on the active backend: `trainLoop` (which takes the awaited-read step on webgpu) with
+ * D-ExPLoRA-[L]-r64 + head, AdamW, `--accumulate` micro-batches per step, `--steps` steps; reports the losses, step
+ * time, img/s, peak GPU bytes, live tensors per step, and the shape-only plan of the same step (lib/plan.ts) beside it.
+ */
+async function train(): Promise<number> {
+  wasmPaths();
+  const rep = await init();
+  emit({ kind: 'backend', ...brief(rep) });
+  const model = arg('model', 'vit_base_patch16_224') as VitPresetName;
+  const batch = Number(arg('batch', '16'));
+  const accumulate = Number(arg('accumulate', '2'));
+  const steps = Number(arg('steps', '3'));
+  const micro = batch / accumulate;
+  if (!Number.isInteger(micro)) throw new Error(`gpu-bench train: --batch ${batch} is not a multiple of --accumulate ${accumulate}`);
+  let peakGpu = 0;
+  const sample = () => {
+    const m = tf.memory() as tf.MemoryInfo & { numBytesInGPU?: number; numBytesInGPUAllocated?: number; numBytesAllocatedInGPU?: number };
+    peakGpu = Math.max(peakGpu, m.numBytesAllocatedInGPU ?? m.numBytesInGPUAllocated ?? m.numBytesInGPU ?? 0);
+  };
+  const vit = createVit(model, { numClasses: 10 }, { seed: 0 });
+  const all = [...vitVariables(vit).values()].reduce((a, v) => a + v.size, 0);
+  const setup = applyExplora({ encoder: vit.params }, 'D-ExPLoRA-[L]-r64', { seed: 0 });
+  const params = new Map(setup.selection.trainable);
+  for (const [k, v] of Object.entries(vit.params.head!) as Array<[string, tf.Variable]>) {
+    v.trainable = true;
+    params.set(`head.${k}`, v);
+  }
+  const hooks: VitHooks = setup.lora ? { linear: loraHooks(setup.lora) } : {};
+  const opt = new Optimizer(ADAMW_DEFAULTS, params);
+  const size = vit.config.imgSize as number;
+  const live: number[] = [tf.memory().numTensors];
+  const times: number[] = [];
+  const infos = await trainLoop({
+    params, optimizer: opt, steps, seed: 0, accumulate, lr: { kind: 'constant', value: 1e-4 }, weightDecay: { kind: 'constant', value: 0.05 }, clipGradNorm: 1,
+    batch: (step, i) => ({ x: images(micro, size, 100 * step + i), y: tf.tensor1d(Array.from({ length: micro }, (_, j) => (j + i) % 10), 'int32') }),
+    loss: (b, rng) => {
+      const l = crossEntropy(vitForward(vit, b.x, { hooks, training: true, rng }).logits!, b.y);
+      sample();
+      return l;
+    },
+    onStep: (info) => {
+      live.push(tf.memory().numTensors);
+      times.push(info.seconds);
+    },
+  });
+  const lora = setup.lora ? [...setup.lora.modules.values()].reduce((a, m) => a + Math.max(1, m.slices.length), 0) : 0;
+  const plan = planStep({ encoder: vit.config, params: all + (setup.lora ? loraPlanCount([...setup.lora.modules.values()]) : 0), trainable: [...params.values()].map((v) => v.size), batch, accumulate, loraSites: lora });
+  const after = times.slice(1);
+  const sec = after.length ? after.reduce((a, b) => a + b, 0) / after.length : times[0];
+  emit({
+    kind: 'train', model, backend: rep.backend, gpu: rep.gpu, batch, accumulate, steps, losses: infos.map((i) => i.loss), gradNorms: infos.map((i) => i.gradNorm),
+    firstStepSeconds: times[0], secondsPerStep: sec, imgPerSec: batch / sec, peakGpuMiB: peakGpu / 2 ** 20 || null,
+    liveTensorsPerStep: live, leakFree: live.every((n) => n === live[0]),
+    plannedPeakMiB: plan.peakBytes / 2 ** 20, plannedPhase: plan.peakPhase, plannedTflopsPerStep: plan.flops.total / 1e12,
+  });
+  opt.dispose();
+  setup.dispose();
+  disposeVit(vit);
+  return infos.every((i) => Number.isFinite(i.loss)) && live.every((n) => n === live[0]) ? 0 : 1;
+}
+
+const MODES: Record<string, () => Promise<number>> = { smoke, probe, check, bench, train };
 
 const mode = process.argv[2] ?? 'smoke';
 if (!MODES[mode]) {

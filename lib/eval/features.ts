@@ -13,6 +13,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { Vit } from '../vit/params';
 import { vitForward, VitHooks } from '../vit/forward';
+import { readValues } from '../reads';
 import { fmtValue } from '../check';
 
 /** Cached features of a dataset split (tensors owned by the cache: `disposeFeatures`). */
@@ -59,7 +60,7 @@ export async function extractFeatures(
   for await (const b of batches as AsyncIterable<LabelledBatch>) {
     try {
       const B = b.images.shape[0];
-      const labels = b.labels instanceof tf.Tensor ? Array.from(b.labels.dataSync()) : Array.from(b.labels);
+      const labels = b.labels instanceof tf.Tensor ? Array.from(await readValues(b.labels)) : Array.from(b.labels);
       if (labels.length !== B) throw new Error(`extractFeatures: batch has ${B} images but ${labels.length} labels`);
       const [c, m] = tf.tidy(() => {
         const o = vitForward(vit, b.images, { hooks: opts.hooks ?? {}, returnLayers: n });
@@ -67,9 +68,12 @@ export async function extractFeatures(
         const last = o.intermediates[o.intermediates.length - 1];
         return [cls, tf.mean(last.patchTokens, 1)]; // [B, D]
       });
-      clsParts.push(c.dataSync() as Float32Array);
-      meanParts.push(m.dataSync() as Float32Array);
-      tf.dispose([c, m]);
+      try {
+        clsParts.push((await readValues(c)) as Float32Array); // dataSync where the backend can, else await data()
+        meanParts.push((await readValues(m)) as Float32Array);
+      } finally {
+        tf.dispose([c, m]);
+      }
       labelParts.push(...labels);
     } finally {
       if (opts.disposeBatches ?? true) {

@@ -10,6 +10,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { checkKeys, fmtValue, checkNumber } from '../check';
 import { FeatureCache } from './features';
+import { ReadPlan, readSync, readAsync } from '../reads';
 
 export interface KnnConfig {
   /** neighbours (one or several values; each ≤ the training-set size) */
@@ -39,16 +40,32 @@ export function knnFeatures(c: FeatureCache): tf.Tensor2D {
   return tf.tidy(() => c.cls.slice([0, n - 1, 0], [N, 1, D]).reshape([N, D]) as tf.Tensor2D);
 }
 
+type Split = { features: tf.Tensor2D; labels: tf.Tensor1D };
+
 /**
- * Classify `test` features by weighted kNN over `train` features.
+ * Classify `test` features by weighted kNN over `train` features (synchronous reads; `knnClassifyAsync` on webgpu).
  * @param train [Ntrain, D] features and [Ntrain] int32 labels; @param test [Ntest, D] and [Ntest] labels.
  * @returns one result per k, in the order given.
  */
-export function knnClassify(
-  train: { features: tf.Tensor2D; labels: tf.Tensor1D },
-  test: { features: tf.Tensor2D; labels: tf.Tensor1D },
-  config: Partial<KnnConfig> = {},
-): KnnResult[] {
+export function knnClassify(train: Split, test: Split, config: Partial<KnnConfig> = {}): KnnResult[] {
+  return readSync(knnPlan(train, test, config));
+}
+
+/** `knnClassify` with awaited reads: the same results, on every backend (webgpu included). */
+export function knnClassifyAsync(train: Split, test: Split, config: Partial<KnnConfig> = {}): Promise<KnnResult[]> {
+  return readAsync(knnPlan(train, test, config));
+}
+
+function* maxOf(t: tf.Tensor1D): ReadPlan<number> {
+  const m = tf.max(t);
+  try {
+    return (yield [m])[0][0];
+  } finally {
+    m.dispose();
+  }
+}
+
+function* knnPlan(train: Split, test: Split, config: Partial<KnnConfig>): ReadPlan<KnnResult[]> {
   checkKeys('KnnConfig', config, ['k', 'temperature', 'numClasses', 'chunk']);
   const cfg: KnnConfig = { ...KNN_DEFAULTS, ...config };
   const ks = typeof cfg.k === 'number' ? [cfg.k] : [...cfg.k];
@@ -60,8 +77,7 @@ export function knnClassify(
   }
   for (const k of ks) if (!Number.isInteger(k) || k < 1 || k > Ntr) throw new Error(`knnClassify: k must be an integer in [1, ${Ntr}] (training samples), got ${fmtValue(k)}`);
   checkNumber('knnClassify: temperature', cfg.temperature, { gt: 0 });
-  const maxOf = (t: tf.Tensor1D): number => tf.tidy(() => tf.max(t).dataSync()[0]);
-  const C = cfg.numClasses ?? Math.max(maxOf(train.labels), maxOf(test.labels)) + 1;
+  const C = cfg.numClasses ?? Math.max(yield* maxOf(train.labels), yield* maxOf(test.labels)) + 1;
   const kMax = Math.max(...ks);
   const correct1 = ks.map(() => 0);
   const correct5 = ks.map(() => 0);
@@ -88,12 +104,16 @@ export function knnClassify(
           return [top1, hit1, hit5];
         });
       });
-      out.forEach(([top1, hit1, hit5], i) => {
-        preds[i].set(top1.dataSync() as Int32Array, s);
-        correct1[i] += hit1.dataSync()[0];
-        correct5[i] += hit5.dataSync()[0];
-        tf.dispose([top1, hit1, hit5]);
-      });
+      try {
+        const vals = yield out.flat(); // [top1, hit1, hit5] per k
+        ks.forEach((_k, i) => {
+          preds[i].set(vals[3 * i] as Int32Array, s);
+          correct1[i] += vals[3 * i + 1][0];
+          correct5[i] += vals[3 * i + 2][0];
+        });
+      } finally {
+        tf.dispose(out.flat());
+      }
     }
   } finally {
     tf.dispose([trainN, trainLabels]);
@@ -108,10 +128,19 @@ function l2normalize(x: tf.Tensor2D): tf.Tensor2D {
 
 /** kNN on two feature caches with their last-block CLS features (DINOv2's default). */
 export function knnEvaluate(train: FeatureCache, test: FeatureCache, config: Partial<KnnConfig> = {}): KnnResult[] {
+  return readSync(knnEvaluatePlan(train, test, config));
+}
+
+/** `knnEvaluate` with awaited reads (every backend). */
+export function knnEvaluateAsync(train: FeatureCache, test: FeatureCache, config: Partial<KnnConfig> = {}): Promise<KnnResult[]> {
+  return readAsync(knnEvaluatePlan(train, test, config));
+}
+
+function* knnEvaluatePlan(train: FeatureCache, test: FeatureCache, config: Partial<KnnConfig>): ReadPlan<KnnResult[]> {
   const a = knnFeatures(train);
   const b = knnFeatures(test);
   try {
-    return knnClassify({ features: a, labels: train.labels }, { features: b, labels: test.labels }, config);
+    return yield* knnPlan({ features: a, labels: train.labels }, { features: b, labels: test.labels }, config);
   } finally {
     tf.dispose([a, b]);
   }

@@ -17,6 +17,7 @@ import { fillInit } from '../init';
 import { makeVariable, newScope } from '../tree';
 import { scheduleAt, Schedule } from '../train/schedule';
 import { FeatureCache, probeInput, featureCount } from './features';
+import { ReadPlan, readSync, readAsync } from '../reads';
 
 export interface LinearProbeConfig {
   /** Last-block counts to try (each ≤ the cached n). DINOv2: [1, 4]. */
@@ -78,36 +79,51 @@ export interface LinearProbeRun {
   weights: (name: string) => { weight: tf.Tensor2D; bias: tf.Tensor1D };
   /** logits [N, K] of classifier `name` (default: best) on a cache; caller disposes */
   predict: (c: FeatureCache, name?: string) => tf.Tensor2D;
-  /** top-1 of classifier `name` (default: best) on a cache (e.g. the test split) */
+  /** top-1 of classifier `name` (default: best) on a cache (e.g. the test split); a synchronous read */
   accuracy: (c: FeatureCache, name?: string) => number;
+  /** the same with an awaited read (every backend, webgpu included) */
+  accuracyAsync: (c: FeatureCache, name?: string) => Promise<number>;
   /** per-step losses (sum over the grid) */
   losses: number[];
   dispose: () => void;
 }
 
-function maxLabel(c: FeatureCache): number {
-  return tf.tidy(() => tf.max(c.labels).dataSync()[0]);
+function* maxLabel(c: FeatureCache): ReadPlan<number> {
+  const m = tf.max(c.labels);
+  try {
+    return (yield [m])[0][0];
+  } finally {
+    m.dispose();
+  }
 }
 
 /** Top-1 of logits computed in chunks (keeps memory flat for large splits). */
-function chunkedAccuracy(c: FeatureCache, logitsOf: (x: tf.Tensor2D) => tf.Tensor2D, input: (c: FeatureCache) => tf.Tensor2D): number {
+function* chunkedAccuracy(c: FeatureCache, logitsOf: (x: tf.Tensor2D) => tf.Tensor2D, input: (c: FeatureCache) => tf.Tensor2D): ReadPlan<number> {
   const x = input(c);
-  const N = x.shape[0];
-  let correct = 0;
-  for (let s = 0; s < N; s += 4096) {
-    const n = Math.min(4096, N - s);
-    correct += tf.tidy(() => {
-      const logits = logitsOf(x.slice([s, 0], [n, x.shape[1]]));
-      const y = c.labels.slice([s], [n]);
-      return tf.sum(tf.equal(tf.argMax(logits, 1), y).toInt()).dataSync()[0];
-    });
+  try {
+    const N = x.shape[0];
+    let correct = 0;
+    for (let s = 0; s < N; s += 4096) {
+      const n = Math.min(4096, N - s);
+      const hits = tf.tidy(() => {
+        const logits = logitsOf(x.slice([s, 0], [n, x.shape[1]]));
+        const y = c.labels.slice([s], [n]);
+        return tf.sum(tf.equal(tf.argMax(logits, 1), y).toInt());
+      });
+      try {
+        correct += (yield [hits])[0][0];
+      } finally {
+        hits.dispose();
+      }
+    }
+    return correct / N;
+  } finally {
+    x.dispose();
   }
-  x.dispose();
-  return correct / N;
 }
 
 /**
- * Train the grid on `train` features and select on `val` features.
+ * Train the grid on `train` features and select on `val` features (one synchronous read of the loss per step).
  * @example const run = linearProbe(trainFeats, valFeats, {...DINOV2_LINEAR_PROBE, epochs: 5}); run.best.valAcc
  */
 export function linearProbe(
@@ -116,6 +132,25 @@ export function linearProbe(
   config: Partial<LinearProbeConfig> = {},
   opts: { onStep?: (step: number, loss: number) => void } = {},
 ): LinearProbeRun {
+  return readSync(linearProbePlan(train, val, config, opts));
+}
+
+/** `linearProbe` with awaited reads: the same numbers, on every backend (webgpu included). */
+export function linearProbeAsync(
+  train: FeatureCache,
+  val: FeatureCache,
+  config: Partial<LinearProbeConfig> = {},
+  opts: { onStep?: (step: number, loss: number) => void } = {},
+): Promise<LinearProbeRun> {
+  return readAsync(linearProbePlan(train, val, config, opts));
+}
+
+function* linearProbePlan(
+  train: FeatureCache,
+  val: FeatureCache,
+  config: Partial<LinearProbeConfig>,
+  opts: { onStep?: (step: number, loss: number) => void },
+): ReadPlan<LinearProbeRun> {
   checkKeys('LinearProbeConfig', config, KEYS);
   const cfg: LinearProbeConfig = { ...DINOV2_LINEAR_PROBE, ...config };
   const cachedN = train.cls.shape[1];
@@ -139,8 +174,10 @@ export function linearProbe(
   if (!Number.isInteger(cfg.batchSize) || cfg.batchSize < 1) throw new Error(`linearProbe: batchSize must be a positive integer, got ${fmtValue(cfg.batchSize)}`);
   checkNumber('linearProbe: epochs', cfg.epochs, { gt: 0 });
   const N = featureCount(train);
-  const K = cfg.numClasses ?? Math.max(maxLabel(train), maxLabel(val)) + 1;
-  if (maxLabel(train) >= K || maxLabel(val) >= K) throw new Error(`linearProbe: labels reach ${Math.max(maxLabel(train), maxLabel(val))} but numClasses is ${K}`);
+  const maxTrain = yield* maxLabel(train);
+  const maxVal = yield* maxLabel(val);
+  const K = cfg.numClasses ?? Math.max(maxTrain, maxVal) + 1;
+  if (maxTrain >= K || maxVal >= K) throw new Error(`linearProbe: labels reach ${Math.max(maxTrain, maxVal)} but numClasses is ${K}`);
   const bs = Math.min(cfg.batchSize, N);
   const itersPerEpoch = cfg.itersPerEpoch ?? Math.ceil(N / bs);
   const total = Math.max(1, Math.round(cfg.epochs * itersPerEpoch));
@@ -195,6 +232,7 @@ export function linearProbe(
   const losses: number[] = [];
   const mu = cfg.momentum;
   const disposeGroups = (): void => groups.forEach((g) => tf.dispose([g.W, g.b, g.bufW, g.bufB, g.lrW, g.lrB]));
+  let trained = false;
   try {
     for (let step = 0; step < total; step++) {
       const idx: number[] = [];
@@ -231,16 +269,19 @@ export function linearProbe(
         }
         return value;
       });
-      const loss = lossT.dataSync()[0];
-      lossT.dispose();
+      let loss: number;
+      try {
+        loss = (yield [lossT])[0][0];
+      } finally {
+        lossT.dispose();
+      }
       if (!Number.isFinite(loss)) throw new Error(`linearProbe: loss is ${loss} at step ${step} (lower the largest lr?)`);
       losses.push(loss);
       opts.onStep?.(step, loss);
     }
-  } catch (e) {
-    disposeGroups();
-    throw e;
+    trained = true;
   } finally {
+    if (!trained) disposeGroups(); // an error, or a read that failed
     for (const x of inputs.values()) x.dispose();
   }
   /** Weights of one classifier: [F, K] and [K] (new tensors). */
@@ -263,15 +304,22 @@ export function linearProbe(
     const g = grid.find((e) => e.name === name)!;
     return (c: FeatureCache) => probeInput(c, g.nLast, g.avgpool);
   };
-  const accuracyOf = (c: FeatureCache, name: string): number => {
+  function* accuracyOf(c: FeatureCache, name: string): ReadPlan<number> {
     const l = logitsFn(name);
     try {
-      return chunkedAccuracy(c, l.f, inputOf(name));
+      return yield* chunkedAccuracy(c, l.f, inputOf(name));
     } finally {
       l.release();
     }
-  };
-  const results: ProbeResult[] = grid.map((g) => ({ ...g, valAcc: accuracyOf(val, g.name) }));
+  }
+  const results: ProbeResult[] = [];
+  let selected = false;
+  try {
+    for (const g of grid) results.push({ ...g, valAcc: yield* accuracyOf(val, g.name) });
+    selected = true;
+  } finally {
+    if (!selected) disposeGroups();
+  }
   const best = results.reduce((b, r) => (r.valAcc > b.valAcc ? r : b), results[0]);
   return {
     config: cfg,
@@ -287,7 +335,8 @@ export function linearProbe(
       l.release();
       return out;
     },
-    accuracy: (c, name = best.name) => accuracyOf(c, name),
+    accuracy: (c, name = best.name) => readSync(accuracyOf(c, name)),
+    accuracyAsync: (c, name = best.name) => readAsync(accuracyOf(c, name)),
     dispose: disposeGroups,
   };
 }

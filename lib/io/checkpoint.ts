@@ -19,6 +19,7 @@ import { assertJsonable, checkBoolean, checkKeys, checkOneOf, fmtValue } from '.
 import { Optimizer } from '../train/optim';
 import { readSafetensors, writeSafetensors, TensorToWrite, SafeTensor, SafeFile } from './safetensors';
 import { resizeGridEmbed, ResizeSpec } from '../vit/posembed';
+import { ReadPlan, readSync, readAsync } from '../reads';
 
 export const CHECKPOINT_FORMAT = 'vitpeft/1';
 
@@ -86,8 +87,20 @@ export interface SaveParts {
 /** Metadata keys the format owns: a user `meta` may not replace them (the file would not load back). */
 const RESERVED_META = ['format', 'layout'];
 
-/** Save parameters (+ optimizer state) to `file` atomically. */
+/** Save parameters (+ optimizer state) to `file` atomically (synchronous reads: wasm / cpu / tensorflow). */
 export function saveCheckpoint(file: string, parts: SaveParts): void {
+  readSync(savePlan(file, parts));
+}
+
+/**
+ * `saveCheckpoint` with awaited reads (every backend, webgpu included): the same bytes. Tensors are read one at a
+ * time, so it holds one converted copy at most, like the synchronous path.
+ */
+export function saveCheckpointAsync(file: string, parts: SaveParts): Promise<void> {
+  return readAsync(savePlan(file, parts));
+}
+
+function* savePlan(file: string, parts: SaveParts): ReadPlan<void> {
   assertLive(asMap(parts.params), 'saveCheckpoint', 'the model was disposed before saving');
   if (parts.optimizer) assertLive(parts.optimizer.stateTensors(), 'saveCheckpoint (optimizer state)', 'the optimizer was disposed before saving');
   checkKeys('saveCheckpoint parts', parts, ['params', 'optimizer', 'meta', 'allowNonFinite']);
@@ -98,28 +111,30 @@ export function saveCheckpoint(file: string, parts: SaveParts): void {
     if (clash.length) throw new Error(`saveCheckpoint(${file}): meta key${clash.length > 1 ? 's' : ''} ${clash.map((k) => `'${k}'`).join(', ')} belong to the file format; use another name`);
   }
   const out = new Map<string, TensorToWrite>();
-  const add = (key: string, v: tf.Tensor): void => {
+  function* add(key: string, v: tf.Tensor): ReadPlan<void> {
     const t = tf.tidy(() => kitToTorch(key, v));
-    const data = t.dataSync();
-    if (!parts.allowNonFinite && v.dtype !== 'int32') {
-      for (let i = 0; i < data.length; i++) {
-        if (!Number.isFinite(data[i])) {
-          t.dispose();
-          throw new Error(
-            `saveCheckpoint(${file}): '${key}' holds a non-finite value (${data[i]} at flat index ${i} of torch shape [${t.shape}]); nothing was written, the previous file is unchanged (pass allowNonFinite: true to save it anyway)`,
-          );
+    try {
+      const [data] = yield [t];
+      if (!parts.allowNonFinite && v.dtype !== 'int32') {
+        for (let i = 0; i < data.length; i++) {
+          if (!Number.isFinite(data[i])) {
+            throw new Error(
+              `saveCheckpoint(${file}): '${key}' holds a non-finite value (${data[i]} at flat index ${i} of torch shape [${t.shape}]); nothing was written, the previous file is unchanged (pass allowNonFinite: true to save it anyway)`,
+            );
+          }
         }
       }
+      out.set(key, {
+        dtype: v.dtype === 'int32' ? 'I32' : 'F32',
+        shape: t.shape,
+        data: v.dtype === 'int32' ? Int32Array.from(data) : Float32Array.from(data),
+      });
+    } finally {
+      t.dispose();
     }
-    out.set(key, {
-      dtype: v.dtype === 'int32' ? 'I32' : 'F32',
-      shape: t.shape,
-      data: v.dtype === 'int32' ? Int32Array.from(data) : Float32Array.from(data),
-    });
-    t.dispose();
-  };
-  for (const [k, v] of asMap(parts.params)) add(k, v);
-  if (parts.optimizer) for (const [k, v] of parts.optimizer.stateTensors()) add(`optim.${k}`, v);
+  }
+  for (const [k, v] of asMap(parts.params)) yield* add(k, v);
+  if (parts.optimizer) for (const [k, v] of parts.optimizer.stateTensors()) yield* add(`optim.${k}`, v);
   const meta = {
     format: CHECKPOINT_FORMAT,
     layout: 'torch',

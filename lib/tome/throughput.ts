@@ -4,8 +4,9 @@
  *
  * Protocol (after PYRA's `engine.py` / ToMe's `benchmark`, scaled to a CPU): eval mode (no drop-path / dropout),
  * random inputs from a seeded stream, `warmup` untimed iterations, then timed iterations until both `iters` and
- * `minSeconds` are reached; each iteration is one synchronous forward in a tidy whose logits (or pooled features) are
- * read back, so asynchronous backends are fully counted. The record states the backend, its threads and the batch.
+ * `minSeconds` are reached; each iteration is one forward in a tidy whose logits (or pooled features) are read back
+ * (`dataSync`, or an awaited `data()` in the `…Async` variants for webgpu), so asynchronous backends are fully counted.
+ * The record states the backend, its threads and the batch.
  */
 import * as tf from '@tensorflow/tfjs';
 import { checkKeys } from '../check';
@@ -18,6 +19,7 @@ import { RSchedule, resolveSchedule } from './schedule';
 import { Pyra } from './pyra';
 import { tomeHooks, pyraHooks } from './hooks';
 import { vitMacs } from './flops';
+import { ReadPlan, readSync, readAsync } from '../reads';
 
 /** What to measure: the plain model, ToMe with a schedule, or PYRA with its parameters. */
 export type ThroughputMethod =
@@ -78,10 +80,19 @@ function hooksFor(vit: Vit, method: ThroughputMethod, base: VitHooks): { hooks: 
 }
 
 /**
- * Time the eval forward of `vit` with one method.
+ * Time the eval forward of `vit` with one method (synchronous reads; `measureThroughputAsync` on webgpu).
  * @example measureThroughput(vit, { mode: 'tome', schedule: 16 }, { batch: 8 }).imgPerSec
  */
 export function measureThroughput(vit: Vit, method: ThroughputMethod, opts: ThroughputOptions = {}): ThroughputRecord {
+  return readSync(throughputPlan(vit, method, opts));
+}
+
+/** `measureThroughput` with awaited reads (every backend; the awaited read-back is inside the timed iteration). */
+export function measureThroughputAsync(vit: Vit, method: ThroughputMethod, opts: ThroughputOptions = {}): Promise<ThroughputRecord> {
+  return readAsync(throughputPlan(vit, method, opts));
+}
+
+function* throughputPlan(vit: Vit, method: ThroughputMethod, opts: ThroughputOptions): ReadPlan<ThroughputRecord> {
   checkKeys('measureThroughput options', opts, OPT_KEYS);
   const batch = opts.batch ?? 8;
   const warmup = opts.warmup ?? 2;
@@ -98,20 +109,25 @@ export function measureThroughput(vit: Vit, method: ThroughputMethod, opts: Thro
   for (let i = 0; i < values.length; i++) values[i] = rng.uniform(-1, 1);
   const images = tf.tensor4d(values, [batch, H, W, C]);
   let tokensOut = 0;
-  const once = (): void => {
-    tf.tidy(() => {
+  function* once(): ReadPlan<void> {
+    const y = tf.tidy(() => {
       const out = vitForward(vit, images, { hooks, training: false });
-      (out.logits ?? out.pooled).dataSync();
       tokensOut = out.prenorm.shape[1];
+      return out.logits ?? out.pooled;
     });
-  };
+    try {
+      yield [y]; // read back, so that asynchronous backends are fully counted
+    } finally {
+      y.dispose();
+    }
+  }
   try {
-    for (let i = 0; i < warmup; i++) once();
+    for (let i = 0; i < warmup; i++) yield* once();
     let iters = 0;
     let elapsed = 0;
     while (iters < minIters || elapsed < minSeconds * 1000) {
       const t0 = process.hrtime.bigint();
-      once();
+      yield* once();
       elapsed += Number(process.hrtime.bigint() - t0) / 1e6;
       iters += 1;
     }
@@ -147,8 +163,21 @@ export function compareThroughput(
   methods: { schedule: RSchedule; pyra?: Pyra },
   opts: Omit<ThroughputOptions, 'label'> = {},
 ): Array<ThroughputRecord & { speedup: number }> {
-  const recs: ThroughputRecord[] = [measureThroughput(vit, { mode: 'unmerged' }, opts), measureThroughput(vit, { mode: 'tome', schedule: methods.schedule }, opts)];
-  if (methods.pyra) recs.push(measureThroughput(vit, { mode: 'pyra', pyra: methods.pyra }, opts));
+  return readSync(comparePlan(vit, methods, opts));
+}
+
+/** `compareThroughput` with awaited reads (every backend). */
+export function compareThroughputAsync(
+  vit: Vit,
+  methods: { schedule: RSchedule; pyra?: Pyra },
+  opts: Omit<ThroughputOptions, 'label'> = {},
+): Promise<Array<ThroughputRecord & { speedup: number }>> {
+  return readAsync(comparePlan(vit, methods, opts));
+}
+
+function* comparePlan(vit: Vit, methods: { schedule: RSchedule; pyra?: Pyra }, opts: Omit<ThroughputOptions, 'label'>): ReadPlan<Array<ThroughputRecord & { speedup: number }>> {
+  const recs: ThroughputRecord[] = [yield* throughputPlan(vit, { mode: 'unmerged' }, opts), yield* throughputPlan(vit, { mode: 'tome', schedule: methods.schedule }, opts)];
+  if (methods.pyra) recs.push(yield* throughputPlan(vit, { mode: 'pyra', pyra: methods.pyra }, opts));
   const ref = recs[0].imgPerSec;
   return recs.map((r) => ({ ...r, speedup: r.imgPerSec / ref }));
 }
@@ -158,28 +187,54 @@ export function compareThroughput(
  * @example sweepTome(vit, [0, 4, 8, 16]).map(r => [r.schedule[0], r.imgPerSec])
  */
 export function sweepTome(vit: Vit, rValues: readonly number[], opts: Omit<ThroughputOptions, 'label'> = {}): ThroughputRecord[] {
-  return rValues.map((r) =>
-    r === 0
-      ? measureThroughput(vit, { mode: 'unmerged' }, { ...opts, label: 'r=0' })
-      : measureThroughput(vit, { mode: 'tome', schedule: r }, { ...opts, label: `r=${r}` }),
-  );
+  return readSync(sweepPlan(vit, rValues, opts));
+}
+
+/** `sweepTome` with awaited reads (every backend). */
+export function sweepTomeAsync(vit: Vit, rValues: readonly number[], opts: Omit<ThroughputOptions, 'label'> = {}): Promise<ThroughputRecord[]> {
+  return readAsync(sweepPlan(vit, rValues, opts));
+}
+
+function* sweepPlan(vit: Vit, rValues: readonly number[], opts: Omit<ThroughputOptions, 'label'>): ReadPlan<ThroughputRecord[]> {
+  const out: ThroughputRecord[] = [];
+  for (const r of rValues) {
+    out.push(
+      r === 0
+        ? yield* throughputPlan(vit, { mode: 'unmerged' }, { ...opts, label: 'r=0' })
+        : yield* throughputPlan(vit, { mode: 'tome', schedule: r }, { ...opts, label: `r=${r}` }),
+    );
+  }
+  return out;
 }
 
 /**
  * Throughput of a model built from a preset (`buildPyraModel`): PYRA, ToMe+LoRA or uncompressed LoRA, with its LoRA
  * branch unmerged (as PYRA's latency test runs it). The label is the preset's method and schedule.
  */
-export function measureModelThroughput(
-  vit: Vit,
-  model: { preset: { method: 'pyra' | 'tome' | 'lora' }; schedule: readonly number[]; pyra: Pyra | null; hooks: VitHooks },
-  opts: Omit<ThroughputOptions, 'base'> = {},
-): ThroughputRecord {
+export function measureModelThroughput(vit: Vit, model: ThroughputModel, opts: Omit<ThroughputOptions, 'base'> = {}): ThroughputRecord {
+  return readSync(modelThroughputPlan(vit, model, opts));
+}
+
+/** `measureModelThroughput` with awaited reads (every backend). */
+export function measureModelThroughputAsync(vit: Vit, model: ThroughputModel, opts: Omit<ThroughputOptions, 'base'> = {}): Promise<ThroughputRecord> {
+  return readAsync(modelThroughputPlan(vit, model, opts));
+}
+
+/** What `measureModelThroughput` needs of a `buildPyraModel` result. */
+export interface ThroughputModel {
+  preset: { method: 'pyra' | 'tome' | 'lora' };
+  schedule: readonly number[];
+  pyra: Pyra | null;
+  hooks: VitHooks;
+}
+
+function* modelThroughputPlan(vit: Vit, model: ThroughputModel, opts: Omit<ThroughputOptions, 'base'>): ReadPlan<ThroughputRecord> {
   const base: VitHooks = model.hooks.linear ? { linear: model.hooks.linear } : {};
   const label = opts.label ?? `${model.preset.method} [${model.schedule.join(',')}]`;
   if (model.preset.method === 'pyra') {
     if (!model.pyra) throw new Error('measureModelThroughput: a PYRA model without PYRA parameters');
-    return measureThroughput(vit, { mode: 'pyra', pyra: model.pyra }, { ...opts, base, label });
+    return yield* throughputPlan(vit, { mode: 'pyra', pyra: model.pyra }, { ...opts, base, label });
   }
-  if (model.preset.method === 'tome') return measureThroughput(vit, { mode: 'tome', schedule: [...model.schedule] }, { ...opts, base, label });
-  return measureThroughput(vit, { mode: 'unmerged' }, { ...opts, base, label });
+  if (model.preset.method === 'tome') return yield* throughputPlan(vit, { mode: 'tome', schedule: [...model.schedule] }, { ...opts, base, label });
+  return yield* throughputPlan(vit, { mode: 'unmerged' }, { ...opts, base, label });
 }

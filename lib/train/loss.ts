@@ -22,7 +22,21 @@ export function crossEntropy(logits: tf.Tensor2D, labels: tf.Tensor1D, smoothing
   });
 }
 
-/** Top-1 accuracy of logits [B, K] against labels [B] (a number). */
+/** Top-1 accuracy of logits [B, K] against labels [B] (a number; a synchronous read — `accuracyAsync` on webgpu). */
 export function accuracy(logits: tf.Tensor2D, labels: tf.Tensor1D): number {
-  return tf.tidy(() => tf.mean(tf.equal(tf.argMax(logits, -1), labels.toInt()).toFloat()).dataSync()[0]);
+  return tf.tidy(() => top1(logits, labels).dataSync()[0]);
+}
+
+/** `accuracy` with an awaited read (every backend, webgpu included). */
+export async function accuracyAsync(logits: tf.Tensor2D, labels: tf.Tensor1D): Promise<number> {
+  const a = tf.tidy(() => top1(logits, labels));
+  try {
+    return (await a.data())[0];
+  } finally {
+    a.dispose();
+  }
+}
+
+function top1(logits: tf.Tensor2D, labels: tf.Tensor1D): tf.Scalar {
+  return tf.mean(tf.equal(tf.argMax(logits, -1), labels.toInt()).toFloat()) as tf.Scalar;
 }

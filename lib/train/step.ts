@@ -1,7 +1,8 @@
 /**
  * The training step and loop — one step for every objective (supervised, MAE, DINOv2, PYRA, …).
  *
- * A step, in one synchronous `tf.tidy`:
+ * A step, in one synchronous `tf.tidy` (`trainStep`; on backends without synchronous reads — webgpu in Node —
+ * `trainStepAsync` runs the same plan as two tidies around one awaited read, see below):
  *   1. gradients computed: the loss of each of k micro-batches under the gradient tape (`tf.variableGrads`, which frees
  *      each micro-batch's activations before the next), gradients keyed by path and averaged over the micro-batches;
  *      the loss may return named metrics and proposed state updates (e.g. the DINO centers) besides the loss;
@@ -14,6 +15,12 @@
  *   5. the optimizer update (per-path lr scale, weight decay, frozen-for-k-iterations groups, several configurations),
  *      then the state updates;
  * and after the tidy, `afterUpdate` (work that must follow the update in its own tidy: the DINO teacher EMA).
+ *
+ * Both paths run one step plan (lib/reads.ts): steps 1–3 and the packing of the checked scalars in a first tidy, which
+ * keeps the clipped gradients and the proposed updates; the read (`dataSync` inside `trainStep`'s tidy, or an awaited
+ * `data()`); the check; step 5 in a second tidy; what was kept is freed in every outcome. The ops are the same, so on
+ * wasm / cpu / tensorflow both paths give bit-identical numbers (tested); `trainLoop`, `trainStepAuto` and the recipes
+ * choose the path by the backend (`syncReads()`).
  * Non-finite or negative learning rates / weight decays are refused before anything runs.
  *
  * Memory contract: only variables survive a step (tests assert `tf.memory().numTensors` is unchanged across steps,
@@ -31,6 +38,7 @@ import { Rng } from '../rng';
 import { Optimizer } from './optim';
 import { clipGroups } from './groups';
 import { Schedule, checkSchedule, scheduleAt } from './schedule';
+import { ReadPlan, readSync, readAsync, syncReads, backendReadsSync } from '../reads';
 
 /** Ordered path → variable map of what trains. */
 export type TrainableSet = ReadonlyMap<string, tf.Variable>;
@@ -177,23 +185,30 @@ function checkSameSet(params: TrainableSet, opt: Optimizer): void {
 const fmt = (x: number): string => (Number.isFinite(x) && x !== 0 && (Math.abs(x) < 1e-3 || Math.abs(x) >= 1e4) ? x.toExponential(3) : String(x));
 
 /**
- * Read named scalars with one `dataSync` (tensors of size 1, or plain numbers kept as float64). Inside a tidy.
+ * Named scalars packed for one read (tensors of size 1 stacked into one tensor; plain numbers kept as float64), and
+ * how to unpack the read values by name. Inside a tidy.
  */
-function readScalars(entries: ReadonlyArray<[string, tf.Tensor | number]>): Map<string, number> {
+function packScalars(entries: ReadonlyArray<[string, tf.Tensor | number]>): { packed: tf.Tensor | null; unpack: (vals: ArrayLike<number> | null) => Map<string, number> } {
   const tensors = entries.filter(([, v]) => v instanceof tf.Tensor) as Array<[string, tf.Tensor]>;
-  const vals = tensors.length ? tf.stack(tensors.map(([, t]) => tf.reshape(t, []))).dataSync() : new Float32Array(0);
-  const out = new Map<string, number>();
-  let i = 0;
-  for (const [name, v] of entries) out.set(name, v instanceof tf.Tensor ? vals[i++] : v);
-  return out;
+  const packed = tensors.length ? tf.stack(tensors.map(([, t]) => tf.reshape(t, []))) : null;
+  const unpack = (vals: ArrayLike<number> | null): Map<string, number> => {
+    const out = new Map<string, number>();
+    let i = 0;
+    for (const [name, v] of entries) out.set(name, v instanceof tf.Tensor ? vals![i++] : v);
+    return out;
+  };
+  return { packed, unpack };
 }
 
-/** Number of NaN and ±Inf entries of a tensor (a sync read; only used to diagnose a failed check). */
-function countNonFinite(t: tf.Tensor): { nan: number; inf: number } {
-  return tf.tidy(() => {
-    const v = tf.stack([tf.sum(tf.cast(tf.isNaN(t), 'float32')), tf.sum(tf.cast(tf.isInf(t), 'float32'))]).dataSync();
+/** Number of NaN and ±Inf entries of a tensor (one read; only used to diagnose a failed check). */
+function* countNonFinite(t: tf.Tensor): ReadPlan<{ nan: number; inf: number }> {
+  const counts = tf.tidy(() => tf.stack([tf.sum(tf.cast(tf.isNaN(t), 'float32')), tf.sum(tf.cast(tf.isInf(t), 'float32'))]));
+  try {
+    const [v] = yield [counts];
     return { nan: v[0], inf: v[1] };
-  });
+  } finally {
+    counts.dispose();
+  }
 }
 
 interface Computed {
@@ -336,8 +351,18 @@ function checkReduced(grads: unknown, params: TrainableSet): Map<string, tf.Tens
   return grads as Map<string, tf.Tensor>;
 }
 
-/** One optimisation step (see the file comment). Returns the loss, gradient norms and named metrics. */
-export function trainStep(a: StepArgs): StepResult {
+/** What a step plan ends with: the result, and whether the update was applied (then `afterUpdate` runs). */
+interface StepOutcome {
+  result: StepResult;
+  applied: boolean;
+}
+
+/**
+ * The step as a read plan (lib/reads.ts): one tidy computes the gradients, clips them and packs every scalar the check
+ * needs; one read; the check; a second tidy applies the update and the state updates. What the read and the update
+ * need is kept across the read and freed in `finally` (also when the check or a read throws).
+ */
+function* stepPlan(a: StepArgs): ReadPlan<StepOutcome> {
   checkKeys('trainStep', a, STEP_KEYS);
   assertTrainable(a.params);
   const opt = a.optimizer;
@@ -363,12 +388,24 @@ export function trainStep(a: StepArgs): StepResult {
     throw new Error(`trainStep: ${reason} ${where}; nothing was updated (parameters, optimizer moments and step counter, state)`);
   };
   const rateBad = !Number.isFinite(lr) ? `the learning rate is ${lr}` : !Number.isFinite(wd) ? `the weight decay is ${wd}` : null;
-  if (rateBad) return policy === 'skip' ? skip(rateBad) : stop(rateBad);
+  if (rateBad) return policy === 'skip' ? { result: skip(rateBad), applied: false } : stop(rateBad);
 
-  const kept: tf.Tensor[] = [];
-  let result: StepResult | null = null;
-  let bad: string | null = null;
+  const kept: tf.Tensor[] = []; // the loss's metrics and proposed updates (computeGradients)
+  const held = new Set<tf.Tensor>(); // what the read, the check and the update need after the first tidy
+  const hold = <T extends tf.Tensor>(t: T): T => {
+    held.add(tf.keep(t));
+    return t;
+  };
   try {
+    let s: {
+      grads: Map<string, tf.Tensor>;
+      clipped: Map<string, tf.Tensor>;
+      groupNames: string[];
+      metricNames: string[];
+      updates: StateUpdate[];
+      packed: tf.Tensor | null;
+      unpack: (vals: ArrayLike<number> | null) => Map<string, number>;
+    } | null = null;
     tf.tidy(() => {
       const c = computeGradients(a.params, a.loss, k, kept);
       // ---- gradients computed | gradients applied ----
@@ -394,51 +431,98 @@ export function trainStep(a: StepArgs): StepResult {
       const metricNames = [...c.metrics.keys()];
       const updates = [...c.updates.values()];
       // one read for everything the check and the result need, addressed by name
-      const read = readScalars([
+      const { packed, unpack } = packScalars([
         ['loss', c.value],
         ...metricNames.map((n): [string, tf.Tensor | number] => [`metric:${n}`, c.metrics.get(n)!]),
         ...groupNames.map((n, i): [string, tf.Tensor | number] => [`norm:${n}`, norms[i]]),
         ...updates.map((u): [string, tf.Tensor | number] => [`update:${u.path}`, tf.sum(tf.mul(u.value, 0))]), // 0 if finite, else NaN
       ]);
-      const metrics: Record<string, number> = {};
-      for (const n of metricNames) metrics[n] = read.get(`metric:${n}`)!;
-      const gradNorms: Record<string, number> = {};
-      for (const n of groupNames) gradNorms[n] = read.get(`norm:${n}`)!;
-      const gradNorm = groupNames.length === 1 ? gradNorms[groupNames[0]] : Math.sqrt(groupNames.reduce((sum, n) => sum + gradNorms[n] * gradNorms[n], 0));
-      const loss = read.get('loss')!;
-      result = { loss, gradNorm, gradNorms, metrics };
-      // ---- the check, before any state changes ----
-      if (!Number.isFinite(loss)) bad = `the loss is ${loss}`;
-      for (const n of metricNames) if (!bad && !Number.isFinite(metrics[n])) bad = `metric '${n}' is ${metrics[n]}`;
-      for (const n of groupNames) {
-        if (bad || Number.isFinite(gradNorms[n])) continue;
-        for (const p of groups.get(n)!) {
-          const g = grads.get(p);
-          if (!g) continue;
-          const { nan, inf } = countNonFinite(g);
-          if (nan + inf > 0) {
-            bad = `the gradient of '${p}' has ${nan} NaN and ${inf} ±Inf entries (of ${g.size})`;
-            break;
-          }
+      for (const g of grads.values()) hold(g);
+      for (const g of clipped.values()) hold(g);
+      for (const u of updates) hold(u.value);
+      if (packed) hold(packed);
+      s = { grads, clipped, groupNames, metricNames, updates, packed, unpack };
+    });
+    const { grads, clipped, groupNames, metricNames, updates, packed, unpack } = s!;
+    const read = unpack(packed ? (yield [packed])[0] : null);
+    const metrics: Record<string, number> = {};
+    for (const n of metricNames) metrics[n] = read.get(`metric:${n}`)!;
+    const gradNorms: Record<string, number> = {};
+    for (const n of groupNames) gradNorms[n] = read.get(`norm:${n}`)!;
+    const gradNorm = groupNames.length === 1 ? gradNorms[groupNames[0]] : Math.sqrt(groupNames.reduce((sum, n) => sum + gradNorms[n] * gradNorms[n], 0));
+    const loss = read.get('loss')!;
+    const result: StepResult = { loss, gradNorm, gradNorms, metrics };
+    // ---- the check, before any state changes ----
+    let bad: string | null = null;
+    if (!Number.isFinite(loss)) bad = `the loss is ${loss}`;
+    for (const n of metricNames) if (!bad && !Number.isFinite(metrics[n])) bad = `metric '${n}' is ${metrics[n]}`;
+    for (const n of groupNames) {
+      if (bad || Number.isFinite(gradNorms[n])) continue;
+      for (const p of groups.get(n)!) {
+        const g = grads.get(p);
+        if (!g) continue;
+        const { nan, inf } = yield* countNonFinite(g);
+        if (nan + inf > 0) {
+          bad = `the gradient of '${p}' has ${nan} NaN and ${inf} ±Inf entries (of ${g.size})`;
+          break;
         }
-        bad ??= `the gradient norm of clip group '${n}' is ${gradNorms[n]} although every gradient is finite (overflow)`;
       }
-      for (const u of updates) if (!bad && !Number.isFinite(read.get(`update:${u.path}`)!)) bad = `the state update of '${u.path}' is non-finite`;
-      if (bad) {
-        if (policy === 'error') stop(bad);
-        return;
-      }
+      bad ??= `the gradient norm of clip group '${n}' is ${gradNorms[n]} although every gradient is finite (overflow)`;
+    }
+    for (const u of updates) if (!bad && !Number.isFinite(read.get(`update:${u.path}`)!)) bad = `the state update of '${u.path}' is non-finite`;
+    if (bad) {
+      if (policy === 'error') stop(bad);
+      return { result: { ...skip(bad), loss: result.loss, gradNorm: result.gradNorm, gradNorms: result.gradNorms, metrics: result.metrics }, applied: false };
+    }
+    // the pre-clip gradients are no longer needed (the clipped ones are applied)
+    const applied = new Set(clipped.values());
+    for (const g of grads.values()) if (!applied.has(g)) g.dispose();
+    tf.tidy(() => {
       opt.apply(clipped, lr, wd, iteration);
       for (const u of updates) u.variable.assign(u.value);
     });
+    return { result, applied: true };
   } finally {
     for (const t of kept) if (!t.isDisposed) t.dispose();
+    for (const t of held) if (!t.isDisposed) t.dispose();
   }
-  const r = result as StepResult | null;
-  if (!r) throw new Error('trainStep: internal error (no result)');
-  if (bad) return { ...skip(bad), loss: r.loss, gradNorm: r.gradNorm, gradNorms: r.gradNorms, metrics: r.metrics };
-  if (a.afterUpdate) a.afterUpdate();
-  return r;
+}
+
+function finishStep(a: StepArgs, o: StepOutcome): StepResult {
+  if (o.applied && a.afterUpdate) a.afterUpdate();
+  return o.result;
+}
+
+/**
+ * One optimisation step (see the file comment) in one synchronous `tf.tidy`, with one `dataSync` of the checked
+ * scalars. For backends that read synchronously (wasm, cpu, tensorflow); on webgpu use `trainStepAsync` (or
+ * `trainStepAuto` / `trainLoop`, which choose). Returns the loss, gradient norms and named metrics.
+ */
+export function trainStep(a: StepArgs): StepResult {
+  if (!backendReadsSync()) {
+    throw new Error(`trainStep: the ${tf.getBackend()} backend cannot read synchronously; use trainStepAsync (or trainStepAuto / trainLoop, which choose the path)`);
+  }
+  let out: StepOutcome | null = null;
+  tf.tidy(() => {
+    out = readSync(stepPlan(a));
+  });
+  return finishStep(a, out!);
+}
+
+/**
+ * The same step for every backend, with one awaited read: a first tidy computes and keeps the (clipped) gradients and
+ * the packed scalars, `await data()` reads them, the check runs, and a second tidy applies the update — or nothing
+ * changes (the same guarantees as `trainStep`: check before any state change, named metrics, accumulation, the
+ * `reduceGrads` seam, `afterUpdate`, no tensor left behind, also when the check throws). On a backend that reads
+ * synchronously it computes exactly the numbers of `trainStep`.
+ */
+export async function trainStepAsync(a: StepArgs): Promise<StepResult> {
+  return finishStep(a, await readAsync(stepPlan(a)));
+}
+
+/** `trainStep` where the backend reads synchronously (`syncReads()`), else `trainStepAsync`. */
+export async function trainStepAuto(a: StepArgs): Promise<StepResult> {
+  return syncReads() ? trainStep(a) : trainStepAsync(a);
 }
 
 export interface StepInfo {
@@ -547,7 +631,7 @@ export async function trainLoop<B>(a: LoopArgs<B>): Promise<StepInfo[]> {
     try {
       for (let i = 0; i < k; i++) batches.push(await a.batch(step, i));
       const rngs = batches.map((_b, i) => (k === 1 ? Rng.derive(a.seed, 'step', step) : Rng.derive(a.seed, 'step', step, 'micro', i)));
-      r = trainStep({
+      const args: StepArgs = {
         params: a.params,
         optimizer: a.optimizer,
         loss: (i) => a.loss(batches[i], rngs[i], step, i),
@@ -559,7 +643,8 @@ export async function trainLoop<B>(a: LoopArgs<B>): Promise<StepInfo[]> {
         reduceGrads: a.reduceGrads,
         afterUpdate: a.afterUpdate ? () => a.afterUpdate!(step) : undefined,
         nonFinite: a.nonFinite,
-      });
+      };
+      r = syncReads() ? trainStep(args) : await trainStepAsync(args);
     } finally {
       batches.forEach(disposeBatch);
     }
