@@ -22,6 +22,7 @@ import { execFileSync } from 'child_process';
 import { registerWasmKernels } from './wasm-kernels';
 import { fastPath } from './ops/fast';
 import { FUSED_KERNELS } from './ops/wasm-fused';
+import { guardWasmMalloc } from './ops/wasm-heap';
 
 /** The candidates, in the order `init()` tries them. */
 export const BACKEND_CANDIDATES = ['tfjs-node-gpu', 'tfjs-node', 'wasm', 'cpu'] as const;
@@ -162,6 +163,7 @@ async function doInit(opt: InitOptions): Promise<BackendReport> {
     throw new Error(`init(): no backend could be started${forced ? ` (forced '${forced}')` : ''}: ${lines}`);
   }
   const customKernels = chosen.name === 'wasm' ? registerWasmKernels() : [];
+  if (chosen.name === 'wasm') guardWasmMalloc(tf.backend()); // an allocation the heap cannot hold throws instead of corrupting
   const fp = fastPath(); // on wasm: installs the fused kernels and the kernel replacements (lib/ops/fast.ts)
   const fastOps = fp.path === 'wasm-fused' ? `wasm-fused: BatchMatMul (2-D XNNPACK), Slice, SplitV, Identity, ${FUSED_KERNELS.join(', ')}` : `plain (${fp.reason})`;
   quietCpuBanner();

@@ -19,6 +19,7 @@ import { checkKeys } from '../check';
 import { Vit } from '../vit/params';
 import { VitHooks, vitForward } from '../vit/forward';
 import { Rng } from '../rng';
+import { currentShard } from '../parallel/context';
 import { DinoHeadConfig, DinoHeadsParams, DINO_HEAD_DEFAULTS, dinoHeadForward, ibotHeadOf, l2Normalize } from './head';
 import { stopGradient, CenterState, CENTERING, TeacherTargetMode, TeacherTemp, TEACHER_TEMP_DEFAULTS, checkTargetMode, createCenter, teacherTargets, rowEntropy, marginalEntropy } from './teacher';
 import { DinoLossWeights, DINO_LOSS_WEIGHTS, STUDENT_TEMP, dinoClsLoss, ibotPatchLoss, koleoPerChunk, combineDinoLosses } from './loss';
@@ -191,8 +192,9 @@ export function dinov2TargetsFromFeatures(t: TeacherFeatures, heads: DinoHeadsPa
   const clsLogits = dinoHeadForward(heads.dino_head, t.cls, headCfg); // [2B, K]
   const cls = teacherTargets(obj.targets, clsLogits, temp, state.clsCenter, pending);
   let patch: tf.Tensor2D;
-  if (masks.indices.length > 0) {
-    const patchLogits = dinoHeadForward(ibotHeadOf(heads), gatherMasked(t.patch, masks), headCfg); // [M, K]
+  if (masks.indices.length > 0 || currentShard()) {
+    // a data-parallel worker with no masked patch still takes part in the batch statistics (centering, Sinkhorn-Knopp)
+    const patchLogits = masks.indices.length > 0 ? dinoHeadForward(ibotHeadOf(heads), gatherMasked(t.patch, masks), headCfg) : (tf.zeros([0, headCfg.outDim]) as tf.Tensor2D); // [M, K]
     patch = teacherTargets(obj.targets, patchLogits, temp, state.patchCenter, pending);
   } else {
     patch = tf.zeros([0, headCfg.outDim]);
