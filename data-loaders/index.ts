@@ -29,3 +29,4 @@ export * from './formats/fmow-sentinel';
 export * from './formats/spacenet';
 export * from './formats/wilds';
 export * from './formats/vtab';
+export * from './resample8';

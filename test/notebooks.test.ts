@@ -142,6 +142,21 @@ describe('notebooks through the real tslab kernel', function () {
     }
   });
 
+  it('05-checkpoints: malicious pickle refused, key report, forward = PyTorch, exact peft / transformers / timm round trips', function () {
+    if (!selected('05-checkpoints.ipynb')) this.skip();
+    const cells = executedCells(path.join(tmp, 'out', '05-checkpoints.ipynb'));
+    cells.forEach((c, i) => assert.equal(streamText(c, 'stderr'), '', `cell ${i} wrote to stderr`));
+    const text = cells.map((c) => `${streamText(c, 'stdout')}\n${displayText(c)}`).join('\n');
+    assert.match(text, /refused global 'posix\.system'/);
+    assert.match(text, /explora key map: \d+ loaded, 12 ignored, 12 checked/);
+    assert.match(text, /checked\s+—\s+backbone\.blocks\.0\.attn\.q_proj\.weight\s+\[24,24\]/, 'the key report table');
+    assert.match(text, /within 2e-5\s+true/, 'forward equals the PyTorch reference');
+    assert.match(text, /max \|Δ\| after peft round trip\s+0/);
+    assert.match(text, /transformers\s+model\.safetensors\s+.*\s0\n/);
+    assert.match(text, /timm\s+timm\.safetensors\s+.*1 kept\s+0\n/);
+    assert.match(text, /float path vs the 8-bit path/);
+  });
+
   it('the exported HTML draws the plotly chart in headless Chromium (no network)', function () {
     if (!selected('00-quickstart.ipynb')) this.skip();
     const chromium = chromiumPath();

@@ -117,18 +117,19 @@ export function koleoLoss(x: tf.Tensor2D, eps = 1e-8): tf.Scalar {
   const n = x.shape[0];
   if (x.rank !== 2 || n < 2) throw new Error(`KoLeo loss: expected [n ≥ 2, D] vectors (a nearest neighbour needs 2 samples), got [${x.shape}]`);
   const z = tf.div(x, tf.maximum(tf.sqrt(tf.sum(tf.square(x), -1, true)), eps)) as tf.Tensor2D; // [n, D]
-  // Neighbour indices, read back and re-made as a constant: an int tensor computed on the gradient tape would make
-  // tfjs's GatherV2 gradient fail ("gradient of input indices must have 'float32' dtype").
-  const nnIdx = tf.tidy(() => {
+  // The neighbour is picked without gradient: argMax → one-hot selection matrix [n, n], then z_nn = S·z (exactly the
+  // neighbour's row; the gradient flows to z only). No read-back, so it runs on every backend (webgpu cannot read
+  // synchronously in Node), and no integer index sits on the tape (tfjs's GatherV2 gradient rejects int indices).
+  const select = tf.tidy(() => {
     const zs = stopGradient(z);
     const dots = tf.matMul(zs, zs, false, true); // [n, n]
     const eye = tf.eye(n);
     const masked = tf.add(tf.mul(dots, tf.sub(1, eye)), tf.neg(eye)); // diagonal := −1 (upstream's trick)
-    return tf.argMax(masked, 1); // [n]
+    // int32 one-hot then cast (tfjs-backend-wasm 4.22 writes int bits into a float32 OneHot output)
+    return stopGradient(tf.oneHot(tf.argMax(masked, 1), n).cast('float32')); // [n, n]
   });
-  const nn = tf.tensor1d(Int32Array.from(nnIdx.dataSync()), 'int32');
-  nnIdx.dispose();
-  const d = tf.norm(tf.add(tf.sub(z, tf.gather(z, nn)), eps), 'euclidean', 1); // [n]
+  const nn = tf.matMul(select, z); // [n, D]
+  const d = tf.norm(tf.add(tf.sub(z, nn), eps), 'euclidean', 1); // [n]
   return tf.neg(tf.mean(tf.log(tf.add(d, eps)))) as tf.Scalar;
 }
 

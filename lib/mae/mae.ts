@@ -19,6 +19,7 @@ import { checkKeys } from '../check';
 import { VitConfig, VitPresetName, gridHW, vitConfig, dropPathRates } from '../vit/config';
 import { createVit, ParamFactory, Vit } from '../vit/params';
 import { ForwardEnv, makeEnv, patchEmbed, posEmbedFor, checkImages, VitHooks } from '../vit/forward';
+import type { CheckpointOptions } from '../vit/checkpoint';
 import { sincos2d } from '../vit/posembed';
 import { DecoderConfig, DecoderParams, createDecoderParams, decoderConfig, decoderTokens, decoderBlocks, decoderPredict } from './decoder';
 import { maskedEncode } from './encoder';
@@ -181,6 +182,11 @@ export interface MaeForwardOptions {
   maskRatio?: number;
   training?: boolean;
   hooks?: VitHooks;
+  /**
+   * Activation recomputation in the encoder and decoder blocks (lib/vit/checkpoint.ts): pass the trainable set;
+   * variables named under `blocks.i.` / `decoder_blocks.i.` get gradients through that block.
+   */
+  checkpoint?: CheckpointOptions | null;
 }
 
 export interface MaeOutput {
@@ -199,14 +205,14 @@ export interface MaeOutput {
  * @example const {loss} = maeForward(mae, images, {rng: Rng.derive(seed, 'step', i), training: true});
  */
 export function maeForward(mae: Mae, images: tf.Tensor4D, opts: MaeForwardOptions = {}): MaeOutput {
-  checkKeys('maeForward options', opts, ['plan', 'rng', 'maskRatio', 'training', 'hooks']);
+  checkKeys('maeForward options', opts, ['plan', 'rng', 'maskRatio', 'training', 'hooks', 'checkpoint']);
   const grid = maeGrid(mae, images);
   let plan = opts.plan;
   if (!plan) {
     if (!opts.rng) throw new Error('maeForward: pass a mask plan (opts.plan) or an rng (opts.rng) to draw one');
     plan = maePlan(mae, images, opts.rng.fork('mask'), opts.maskRatio ?? mae.config.maskRatio);
   }
-  const env = makeEnv({ training: opts.training, rng: opts.rng ? opts.rng.fork('dropPath') : null, hooks: opts.hooks });
+  const env = makeEnv({ training: opts.training, rng: opts.rng ? opts.rng.fork('dropPath') : null, hooks: opts.hooks, checkpoint: opts.checkpoint });
   const latent = maeEncode(mae, images, plan, env);
   const pred = maeDecode(mae, latent, plan, grid, env);
   const mask = maskTensor(plan);

@@ -21,7 +21,7 @@ import { linear as dense, layerNormFast as layerNorm, geluFast as gelu, attentio
 import { VitConfig, imgHW, posGridHW, dropPathRates } from './config';
 import { BlockParams, LinearParams, NormParams, Vit, VitParams } from './params';
 import { resizeGridEmbed, sincos2d } from './posembed';
-import { CheckpointOptions, checkpointedBlock } from './checkpoint';
+import { CheckpointOptions, ForwardReplay, checkpointedBlock } from './checkpoint';
 
 /** Tokens flowing through the blocks. ToMe adds sizes (patches each token stands for) and sources (for visualisation). */
 export interface TokenState {
@@ -58,6 +58,14 @@ export interface ForwardEnv {
   /** Source of randomness for drop-path / dropout; required when training with any stochastic part. */
   rng: Rng | null;
   hooks: VitHooks;
+  /** Activation recomputation for the block stacks run with this env (ViT blocks, MAE encoder and decoder). */
+  checkpoint?: CheckpointOptions | null;
+  /**
+   * Record / replay of data-dependent, gradient-free choices inside a block (a merge hook's matching), keyed by site
+   * prefix: set by activation recomputation so that the backward's re-run of a block merges exactly the tokens the
+   * forward merged (lib/vit/checkpoint.ts). Hooks without such choices ignore it.
+   */
+  replay?: ForwardReplay | null;
 }
 
 export interface VitForwardOptions {
@@ -73,7 +81,7 @@ export interface VitForwardOptions {
   /**
    * Activation recomputation per block (lib/vit/checkpoint.ts): keep only block inputs in the forward, recompute each
    * block in the backward. Pass the trainable set given to `trainStep`; variables named under `blocks.i.` get
-   * gradients through block i. Not with a merge hook.
+   * gradients through block i. Composes with the merge hooks (ToMe / PYRA: the matching is recorded and replayed).
    */
   checkpoint?: CheckpointOptions | null;
 }
@@ -98,8 +106,10 @@ export interface VitOutput extends BlockOutputs {
   state: TokenState;
 }
 
-export function makeEnv(opts: { training?: boolean; rng?: Rng | null; hooks?: VitHooks } = {}): ForwardEnv {
-  return { training: opts.training ?? false, rng: opts.rng ?? null, hooks: opts.hooks ?? {} };
+export function makeEnv(opts: { training?: boolean; rng?: Rng | null; hooks?: VitHooks; checkpoint?: CheckpointOptions | null } = {}): ForwardEnv {
+  const env: ForwardEnv = { training: opts.training ?? false, rng: opts.rng ?? null, hooks: opts.hooks ?? {} };
+  if (opts.checkpoint) env.checkpoint = opts.checkpoint;
+  return env;
 }
 
 /** Weights of a linear layer as tensors (a `LinearParams`, or a reshaped view such as the patch embedding). */
@@ -265,9 +275,10 @@ export function runBlocks(
   }
   let state: TokenState = { x: tokens, size: null, source: null };
   const layers: tf.Tensor3D[] = [];
+  const ck = opts.checkpoint ?? env.checkpoint ?? null;
   vit.params.blocks.forEach((bp, i) => {
     const bo: BlockOptions = { prefix: `blocks.${i}`, index: i, numHeads: cfg.numHeads, eps: cfg.normEps, dropPath: rates[i] };
-    state = opts.checkpoint ? checkpointedBlock(blockForward, bp, state, bo, env, opts.checkpoint) : blockForward(bp, state, bo, env);
+    state = ck ? checkpointedBlock(blockForward, bp, state, bo, env, ck) : blockForward(bp, state, bo, env);
     if (i >= cfg.depth - n) layers.push(state.x);
   });
   return { state, layers };
