@@ -70,7 +70,7 @@ export interface WorkerRun<R> {
   send(rank: number, payload: unknown, transfer?: ArrayBuffer[]): void;
   /** Stop the run: abort the shared memory, terminate every worker, reject `result` with `WorkerInterrupt(reason)`. */
   stop(reason?: string): Promise<void>;
-  /** Milliseconds each worker took to start (backend + kit loaded), once known. */
+  /** Milliseconds from the start of the run until each worker was ready (kit loaded, backend started, job module loaded). */
   readonly startMs: number[];
 }
 
@@ -169,6 +169,7 @@ export function startWorkers<R>(job: WorkerJob, opts: RunWorkersOptions): Worker
   }
 
   const code = bootCode();
+  const spawnedAt = Date.now();
   for (let rank = 0; rank < size; rank++) {
     const data: WorkerData = { rank, size, job, shared };
     let w: Worker;
@@ -183,7 +184,7 @@ export function startWorkers<R>(job: WorkerJob, opts: RunWorkersOptions): Worker
     w.on('message', (m: WorkerMessage) => {
       switch (m.kind) {
         case 'ready':
-          startMs[m.rank] = m.ms;
+          startMs[m.rank] = Date.now() - spawnedAt;
           return;
         case 'progress':
           opts.onProgress?.(m.rank, m);
