@@ -29,8 +29,8 @@ import { crossEntropy } from '../lib/train/loss';
 import { Rng } from '../lib/rng';
 import { VitPresetName } from '../lib/vit/config';
 import { parallelContext, shardRange } from '../lib/parallel/context';
-import { startParallel } from '../lib/parallel/run';
-import type { JobContext } from '../lib/parallel/protocol';
+import { startParallel } from '../lib/workers/run';
+import type { JobContext } from '../lib/workers/protocol';
 import { exploraBench } from './explora-setup';
 
 export type WorkersConfig = 'forward' | 'explora' | 'mem';

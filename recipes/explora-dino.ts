@@ -53,7 +53,7 @@ import { LoraAdapters, cloneLora, disposeLora, loraHooks, loraVariables, mergeLo
 import { saveCheckpoint, loadCheckpoint, LoadReport } from '../lib/io/checkpoint';
 import { dinoMultiCrop, MultiCropOptions } from '../data-loaders/augment';
 import { Batch, Loader, ViewsTransform, disposeBatch } from '../data-loaders/dataset';
-import { shardRowsOf, withShards } from '../lib/parallel/context';
+import { shardRowsOf, sumOverShards, withShards } from '../lib/parallel/context';
 import { setHeapActivity } from '../lib/ops/wasm-heap';
 import { DinoHeads, createDinoHeads, disposeDinoHeads, dinoHeadVariables } from '../lib/dino/head';
 import { teacherTempSchedule } from '../lib/dino/teacher';
@@ -529,7 +529,7 @@ function build(vit: Vit, cfg: DExploraConfig, opts: ExploraDinoOptions, ownsMode
         teacherTemp: temp,
         momentum,
         gradNorm: { backbone: g.backbone, dino_head: g.dino_head, ...(g.ibot_head !== undefined ? { ibot_head: g.ibot_head } : {}) },
-        nMasked: masks.reduce((a, x) => a + x.indices.length, 0),
+        nMasked: sumOverShards(Float32Array.of(masks.reduce((a, x) => a + x.indices.length, 0)))[0], // all workers' rows (exact count)
         targetEntropy: m.targetEntropy,
         targetMarginalEntropy: m.targetMarginalEntropy,
         featureStd: m.featureStd,

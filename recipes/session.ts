@@ -27,6 +27,7 @@ import { LoraAdapters, LoraTarget, createLora, disposeLora, loraHooks, mergeLora
 import { disposeTree, flattenTree } from '../lib/tree';
 import { maeForward } from '../lib/mae/mae';
 import { satMaeGroupForward } from '../lib/mae/satmae-group';
+import { isDataParallel, parallelContext, shardRange } from '../lib/parallel/context';
 import { extractFeatures, disposeFeatures, FeatureCache, LabelledBatch } from '../lib/eval/features';
 import { linearProbe } from '../lib/eval/linear-probe';
 import { knnEvaluate } from '../lib/eval/knn';
@@ -668,17 +669,24 @@ function session(p: SessionParts): RecipeSession {
         const ds = await dataOf('test', e.test);
         let correct = 0;
         let seen = 0;
+        const spmd = isDataParallel() ? parallelContext() : null; // a data-parallel worker: its rows of every batch
         for await (const b of orderedBatches(ds, e.test, e.batch, 'recipe.eval.test')) {
           try {
-            correct += tf.tidy(() => {
-              const pred = tf.argMax(vitForward(live.vit, b.images, { hooks: live.hooks }).logits!, 1);
-              return tf.sum(tf.equal(pred, b.labels)).dataSync()[0];
-            });
-            seen += b.labels.shape[0];
+            const B = b.labels.shape[0];
+            const [r0, r1] = spmd ? shardRange(B, spmd.rank, spmd.size) : [0, B];
+            if (r1 > r0) {
+              correct += tf.tidy(() => {
+                const x = spmd ? b.images.slice([r0, 0, 0, 0], [r1 - r0, -1, -1, -1]) : b.images; // [rows, H, W, C]
+                const pred = tf.argMax(vitForward(live.vit, x, { hooks: live.hooks }).logits!, 1);
+                return tf.sum(tf.equal(pred, spmd ? b.labels.slice([r0], [r1 - r0]) : b.labels)).dataSync()[0];
+              });
+            }
+            seen += B;
           } finally {
             tf.dispose([b.images, b.labels]);
           }
         }
+        if (spmd) correct = spmd.collective.allReduce(Float32Array.of(correct))[0]; // counts: exact in fp32 below 2^24
         return { step, testAcc: correct / seen, seconds: (Date.now() - t0) / 1000 };
       }
       const enc = evalEncoder(true);

@@ -13,8 +13,8 @@ import { strict as assert } from 'assert';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { runWorkers, startWorkers, liveWorkers, liveSharedBytes, WorkerError, WorkerInterrupt } from '../lib/parallel/pool';
-import { runParallel } from '../lib/parallel/run';
+import { runWorkers, startWorkers, liveWorkers, liveSharedBytes, WorkerError, WorkerInterrupt } from '../lib/workers/pool';
+import { runParallel } from '../lib/workers/run';
 import { microTrain, MicroArgs, MicroResult } from './fixtures/parallel-train';
 
 const JOBS = path.join(__dirname, 'fixtures', 'parallel-jobs.ts');

@@ -60,11 +60,6 @@ export function abortShared(s: SharedBuffers, byRank: number | null): void {
   Atomics.notify(ctl, GEN);
 }
 
-/** Whether a pool's run was aborted. */
-export function isAborted(s: SharedBuffers): boolean {
-  return Atomics.load(new Int32Array(s.control), ABORT) !== 0;
-}
-
 /** One rank's handle on the pool's shared memory. */
 export class Collective {
   readonly rank: number;

@@ -56,7 +56,6 @@ export interface Shard {
 
 let regionDepth = 0;
 let current: Shard | null = null;
-let deliveries = 0;
 
 /**
  * Run `fn` in a shard region: loaders asked for batches inside it return this worker's rows (no effect on the main
@@ -91,18 +90,12 @@ export function takeShard(total: number, what = 'batch'): Shard {
   if (total < ctx.size) throw new Error(`${what} of ${total} rows cannot be split over ${ctx.size} workers (each needs at least one row); use fewer workers or a larger batch`);
   const [start, end] = shardRange(total, ctx.rank, ctx.size);
   current = { total, start, end };
-  deliveries++;
   return current;
 }
 
 /** The shard of the batch this worker is working on (set by the last sharded batch in the current region). */
 export function currentShard(): Shard | null {
   return shardingActive() ? current : null;
-}
-
-/** Sharded batches delivered so far (lets a consumer tell whether its batches were sharded). */
-export function shardDeliveries(): number {
-  return deliveries;
 }
 
 /**

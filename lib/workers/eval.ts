@@ -15,11 +15,11 @@ import { vitForward, VitHooks } from '../vit/forward';
 import { Rng } from '../rng';
 import { imgHW } from '../vit/config';
 import { ShippedVit, landVit, shipVit } from './ship';
-import { WorkersOption } from './cores';
+import { WorkersOption } from '../parallel/cores';
 import { startParallel } from './run';
 import type { WorkerRun } from './pool';
 import { ProgressOption } from './progress';
-import { parallelContext, shardRange } from './context';
+import { parallelContext, shardRange } from '../parallel/context';
 import type { JobContext } from './protocol';
 
 type Request =

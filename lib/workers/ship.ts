@@ -12,7 +12,7 @@ import { flattenTree } from '../tree';
 import { LoraAdapters, LoraModule, loraHooks } from '../peft/lora';
 import { Pyra, PyraParams } from '../tome/pyra';
 import { tomeHooks, pyraHooks, TomeHookOptions, MergeHookOptions } from '../tome/hooks';
-import { hookSpec } from './hook-specs';
+import { hookSpec } from '../parallel/hook-specs';
 
 /** Tensors packed into one shared buffer: path → [offset, shape] (float32). */
 export interface Packed {

@@ -10,8 +10,8 @@
  */
 import { parentPort, workerData } from 'worker_threads';
 import { init } from '../backend';
-import { Collective, ParallelAbort, SharedBuffers } from './collective';
-import { setParallelContext } from './context';
+import { Collective, ParallelAbort, SharedBuffers } from '../parallel/collective';
+import { setParallelContext } from '../parallel/context';
 import { WasmOutOfMemory } from '../ops/wasm-heap';
 import type { JobContext, WorkerData, WorkerMessage } from './protocol';
 

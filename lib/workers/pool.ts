@@ -19,8 +19,8 @@
  */
 import { Worker } from 'worker_threads';
 import * as path from 'path';
-import { allocateShared, abortShared, SharedBuffers, sharedBytes } from './collective';
-import { WorkersOption, resolveWorkers } from './cores';
+import { allocateShared, abortShared, SharedBuffers, sharedBytes } from '../parallel/collective';
+import { WorkersOption, resolveWorkers } from '../parallel/cores';
 import type { WorkerData, WorkerJob, WorkerMessage, WorkerProgress } from './protocol';
 
 /** An error raised in a worker, re-raised on the main thread. */

@@ -1,7 +1,7 @@
 /**
  * What crosses the thread boundary between the pool (main thread) and its workers: plain, structured-cloneable data.
  */
-import type { SharedBuffers } from './collective';
+import type { SharedBuffers } from '../parallel/collective';
 
 /**
  * A job: a module and one of its exported functions, called in every worker as `fn(args, ctx)` (args: plain data).
