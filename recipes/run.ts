@@ -25,7 +25,7 @@ import * as tf from '@tensorflow/tfjs';
 import { backendReport, init, isInitialised } from '../lib/backend';
 import { writeFileAtomic } from '../lib/io/safetensors';
 import { RunRecord, RunInfo, MetricRow, readMetrics, readRun, runsRoot } from '../lib/report/runs';
-import { ProgressBar, ProgressMode, ProgressOptions, progressBar } from '../lib/report/progress';
+import { ProgressMode, ProgressOptions, progressBar } from '../lib/report/progress';
 import { projectRoot } from '../lib/report/paths';
 import { Recipe, RecipeInput, recipe as checkRecipe, recipeJson, resolveRecipePaths } from './recipe';
 import { EvalRow, RecipeSession, StepRow, prepareRecipe } from './session';
@@ -44,7 +44,9 @@ export interface RunOptions {
    * Data-parallel workers (worker threads, each with its own wasm backend; 'auto' = physical cores). 1 (default) runs
    * in this thread; N > 1 splits every global batch over N workers that each rebuild the model from the recipe and
    * sum their gradients in rank order (lib/parallel/): the same numbers for the same N, and within fp32 rounding of
-   * one worker for another N (see run-workers.ts). Not with a live session or `keep`.
+   * one worker for another N (see run-workers.ts). Not with a live session or `keep`. Default: `$VITPEFT_WORKERS`
+   * ('auto' or N; the notebook runner sets 'auto' except at ci scale) where workers can run (a recipe, no `keep`),
+   * else 1.
    */
   workers?: WorkersOption;
   /** Run the PEFT checks (default true). */
@@ -81,6 +83,16 @@ export interface RunResult {
   summary: Record<string, unknown>;
   /** The live session (when given one, or with `keep`). */
   session: RecipeSession | null;
+}
+
+/** The worker count a run gets when its options name none: `$VITPEFT_WORKERS` ('auto' or an integer ≥ 1), else 1. */
+function defaultWorkers(): WorkersOption {
+  const v = process.env.VITPEFT_WORKERS;
+  if (v === undefined || v === '') return 1;
+  if (v === 'auto') return 'auto';
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 1) throw new Error(`VITPEFT_WORKERS: expected 'auto' or an integer ≥ 1, got '${v}'`);
+  return n;
 }
 
 /** Name of a run folder's resumable state checkpoint. */
@@ -175,9 +187,9 @@ function markRunning(dir: string): void {
  *   res.dir; res.evals; res.summary;
  */
 export async function runRecipe(input: RecipeInput | Recipe | RecipeSession, opts: RunOptions = {}): Promise<RunResult> {
-  const workers = resolveWorkers(opts.workers ?? 1);
-  if (!isInitialised()) await init();
   const given = isSession(input);
+  const workers = resolveWorkers(opts.workers ?? (given || opts.keep ? 1 : defaultWorkers()));
+  if (!isInitialised()) await init();
   if (workers > 1) {
     if (given) throw new Error(`runRecipe: workers: ${workers} runs the recipe in worker threads; pass the recipe, not a live session (a session lives in this thread)`);
     if (opts.keep) throw new Error(`runRecipe: keep is not available with workers: ${workers} (the sessions live in the worker threads)`);
@@ -215,7 +227,7 @@ export function isRunFolder(dir: string): boolean {
  * is.
  */
 export async function resumeRun(dir: string, opts: Omit<RunOptions, 'root' | 'baseDir'> = {}): Promise<RunResult> {
-  const workers = resolveWorkers(opts.workers ?? 1);
+  const workers = resolveWorkers(opts.workers ?? (opts.keep ? 1 : defaultWorkers()));
   const abs = path.resolve(dir);
   if (!isRunFolder(abs)) throw new Error(`resumeRun: ${abs} is not a run folder (it needs run.json and recipe.json)`);
   const info: RunInfo = readRun(abs);

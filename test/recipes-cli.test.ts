@@ -1,7 +1,7 @@
 /**
  * The `vitpeft` command line as a user runs it: a child process of bin/vitpeft.js runs a tiny recipe file into a run
  * folder; a run stopped with `--until` and resumed from its folder gives the same metrics; bad recipe files, bad
- * options and `--workers 2` fail with messages that name the problem.
+ * options and `--workers 0` fail with messages that name the problem.
  */
 import { strict as assert } from 'assert';
 import { spawnSync } from 'child_process';
@@ -90,9 +90,9 @@ describe('vitpeft command line (child process)', function () {
     const syn = cli('run', 'syntax.json');
     assert.equal(syn.code, 1);
     assert.match(syn.err, /^vitpeft: syntax\.json: not valid JSON at line 2/);
-    const workers = cli('run', 'tiny.json', '--workers', '2', '--runs-dir', 'runs2');
-    assert.equal(workers.code, 1);
-    assert.match(workers.err, /workers: only 1 is supported for now/);
+    const workers = cli('run', 'tiny.json', '--workers', '0', '--runs-dir', 'runs2');
+    assert.equal(workers.code, 2);
+    assert.match(workers.err, /^vitpeft: --workers: expected an integer ≥ 1, got '0'/);
     const unknown = cli('run', 'tiny.json', '--epochs', '3');
     assert.equal(unknown.code, 2);
     assert.match(unknown.err, /^vitpeft: unknown option '--epochs'\n\nusage: vitpeft run/);
@@ -108,7 +108,7 @@ describe('vitpeft command line (child process)', function () {
   });
 
   it('parses its arguments', () => {
-    assert.deepEqual(parseArgs(['run', 'r.json', '--until', '7', '--quiet']), { command: 'run', target: 'r.json', runsDir: null, until: 7, workers: 1, checks: true, quiet: true });
+    assert.deepEqual(parseArgs(['run', 'r.json', '--until', '7', '--quiet']), { command: 'run', target: 'r.json', runsDir: null, until: 7, workers: null, checks: true, quiet: true });
     assert.throws(() => parseArgs(['run']), /run: expected one recipe file, run folder or preset, got 0/);
     assert.throws(() => parseArgs(['fly']), /unknown command 'fly'; valid: run, presets, show/);
     assert.throws(() => parseArgs(['run', 'x', '--until', 'soon']), /--until: expected an integer ≥ 0, got 'soon'/);
