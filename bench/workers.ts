@@ -50,6 +50,8 @@ export interface StepBenchResult {
   walls: number[];
   heapMiB: number | null;
   rows: number;
+  /** CPU time of the whole process (every thread) over the timed iterations, ms (rank 0's view). */
+  cpuMs: number;
 }
 
 function heapMiB(): number | null {
@@ -86,16 +88,23 @@ export async function stepBench(a: StepBenchArgs, ctx?: JobContext): Promise<Ste
     });
   };
   const walls: number[] = [];
+  let cpu0: NodeJS.CpuUsage | null = null;
+  let cpuMs = 0;
   try {
     for (let i = 0; i < a.warmup + a.iters; i++) {
       barrier();
+      if (i === a.warmup) cpu0 = process.cpuUsage(); // process-wide: all worker threads together
       const t0 = process.hrtime.bigint();
       fn();
       barrier();
       if (i >= a.warmup) walls.push(Number(process.hrtime.bigint() - t0) / 1e6);
       ctx?.progress({ done: i + 1, total: a.warmup + a.iters, items: n });
     }
-    return { walls, heapMiB: heapMiB(), rows: n };
+    if (cpu0) {
+      const d = process.cpuUsage(cpu0);
+      cpuMs = (d.user + d.system) / 1000;
+    }
+    return { walls, heapMiB: heapMiB(), rows: n, cpuMs };
   } finally {
     opt?.dispose();
     ex?.dispose();
@@ -140,6 +149,7 @@ export async function workersBench(argv: string[]): Promise<void> {
   const threadsList = Array.from({ length: Math.max(1, Math.min(envInt('BENCH_PEER_MAX_THREADS', os.cpus().length), os.cpus().length)) }, (_, i) => i + 1);
   const ours = new Map<string, number[]>();
   const peers = new Map<string, number[]>();
+  const cpu = new Map<string, number[]>();
   const key = (c: string, w: number | string): string => `${c}@${w}`;
   const push = (m: Map<string, number[]>, k: string, v: number): void => void m.set(k, [...(m.get(k) ?? []), v]);
   const loads: number[] = [];
@@ -166,9 +176,13 @@ export async function workersBench(argv: string[]): Promise<void> {
           kind: 'workers-measure', repeat: r, config, model, batch, workers: w, checkpoint,
           msPerIter: ms, imgPerSec: (1000 * batch) / ms, bestMsPerIter: Math.min(...walls), bestImgPerSec: (1000 * batch) / Math.min(...walls),
           heapMiB: res.map((x) => x.heapMiB), rowsPerWorker: res.map((x) => x.rows), startMs, load1,
+          // CPU-ms per image of all threads together: the work (kernels + collectives + waiting overhead) the split
+          // costs; with w free cores the ideal rate is w × the 1-worker rate at equal CPU-ms per image
+          cpuMsPerImage: res[0].cpuMs / (walls.length * batch), cpuUtil: res[0].cpuMs / walls.reduce((p, q) => p + q, 0),
         };
         console.log(JSON.stringify(line));
         push(ours, key(config, w), line.imgPerSec);
+        push(cpu, key(config, w), line.cpuMsPerImage);
       }
       if (withPeer && config !== 'mem') {
         let best = 0;
@@ -193,6 +207,7 @@ export async function workersBench(argv: string[]): Promise<void> {
       const pb = peers.get(key(config, 'best')) ?? [];
       per[`workers=${w}`] = {
         imgPerSec: o.length ? median(o) : null,
+        cpuMsPerImage: cpu.get(key(config, w))?.length ? median(cpu.get(key(config, w))!) : null,
         speedupVs1: base && o.length ? median(o.map((x, i) => x / base[i])) : null,
         ratioToTorch1Thread: o.length && p1.length ? median(o.map((x, i) => x / p1[Math.min(i, p1.length - 1)])) : null,
         ratioToTorchBest: o.length && pb.length ? median(o.map((x, i) => x / pb[Math.min(i, pb.length - 1)])) : null,

@@ -129,7 +129,7 @@ export class VitWorkers {
     const model = shipVit(vit, hooks);
     const holder: { self: VitWorkers | null } = { self: null };
     const run = startParallel<number>(
-      { module: __filename, export: 'vitServer', args: { model } },
+      { module: __filename, export: vitServer.name, args: { model } },
       { workers, progress: opts.progress, label: opts.label, onMessage: (_rank, payload) => holder.self!.settle(payload as Reply) },
     );
     holder.self = new VitWorkers(run);
