@@ -28,6 +28,20 @@ describe('data-parallel: cores and shards', () => {
     assert.equal(resolveWorkers(3), 3);
     assert.throws(() => resolveWorkers(0), /workers: expected 'auto' or an integer ≥ 1, got 0/);
     assert.throws(() => resolveWorkers(1.5 as number), /got 1.5/);
+    // VITPEFT_WORKERS: an integer overrides what 'auto' means; 'auto' (runRecipe's default, set by the notebook
+    // runner) leaves it to the machine; anything else is an error naming the variable
+    const saved = process.env.VITPEFT_WORKERS;
+    try {
+      process.env.VITPEFT_WORKERS = 'auto';
+      assert.equal(resolveWorkers('auto'), c.count);
+      process.env.VITPEFT_WORKERS = '5';
+      assert.equal(resolveWorkers('auto'), 5);
+      process.env.VITPEFT_WORKERS = 'many';
+      assert.throws(() => resolveWorkers('auto'), /VITPEFT_WORKERS: expected 'auto' or an integer ≥ 1, got 'many'/);
+    } finally {
+      if (saved === undefined) delete process.env.VITPEFT_WORKERS;
+      else process.env.VITPEFT_WORKERS = saved;
+    }
   });
 
   it('splits rows evenly, first workers take the extra rows', () => {

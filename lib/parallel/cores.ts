@@ -7,7 +7,7 @@
  *   elsewhere, or when /proc/cpuinfo has no topology lines, the logical CPUs (`os.cpus().length`);
  * - `os.availableParallelism()` (the CPUs in this process's affinity mask, e.g. under `taskset`);
  * - the cgroup v2 CPU quota (`/sys/fs/cgroup/cpu.max`, `quota/period` rounded up) when one is set (containers).
- * `VITPEFT_WORKERS` (an integer) overrides the count for 'auto'.
+ * `VITPEFT_WORKERS` (an integer) overrides the count for 'auto' ('auto' there = no override; it is also runRecipe's default, recipes/run.ts).
  */
 import { existsSync, readFileSync } from 'fs';
 import * as os from 'os';
@@ -77,9 +77,9 @@ export function coreCount(): CoreCount {
   let best = terms[0];
   for (const t of terms) if (t[0] < best[0]) best = t;
   const env = process.env.VITPEFT_WORKERS;
-  if (env !== undefined && env !== '') {
+  if (env !== undefined && env !== '' && env !== 'auto') {
     const n = Number(env);
-    if (!Number.isInteger(n) || n < 1) throw new Error(`VITPEFT_WORKERS: expected an integer ≥ 1, got '${env}'`);
+    if (!Number.isInteger(n) || n < 1) throw new Error(`VITPEFT_WORKERS: expected 'auto' or an integer ≥ 1, got '${env}'`);
     return { count: n, physical, logical, available, cgroupQuota: quota, reason: `VITPEFT_WORKERS=${n}` };
   }
   return { count: Math.max(1, best[0]), physical, logical, available, cgroupQuota: quota, reason: best[1] };
