@@ -19,6 +19,9 @@
  * Options (env): BENCH_BATCH (16), BENCH_ITERS (3), BENCH_WARMUP (1), BENCH_REPEATS (1; ours and peer alternate),
  * BENCH_CHECKPOINT=1 (recompute activations in explora/full too), BENCH_FAST=0 or --plain (plain ops, stock kernels),
  * BENCH_PEER=1 (= --peer), BENCH_PYTHON (/usr/bin/python3), VITPEFT_BACKEND.
+ *
+ * `--workers=1,2[,…]`: throughput per worker count (data-parallel training step and inference) against PyTorch at 1
+ * thread and at its best thread count, in the same run (bench/workers.ts).
  */
 import * as tf from '@tensorflow/tfjs';
 import { spawnSync } from 'child_process';
@@ -33,6 +36,7 @@ import { Rng } from '../lib/rng';
 import { VitPresetName } from '../lib/vit/config';
 import { fastPath, setFastOps } from '../lib/ops/fast';
 import { exploraBench } from './explora-setup';
+import { workersBench } from './workers';
 
 const argv = process.argv.slice(2);
 const flag = (name: string): boolean => argv.includes(`--${name}`);
@@ -187,6 +191,12 @@ function median(xs: number[]): number {
 
 async function main(): Promise<void> {
   await init();
+  if (argVal('workers') !== undefined) {
+    // worker-count scaling against PyTorch (bench/workers.ts)
+    console.log(JSON.stringify({ kind: 'backend', ...backendReport(), fastOps: fastPath() }));
+    await workersBench(argv);
+    return;
+  }
   if (flag('plain') || process.env.BENCH_FAST === '0') setFastOps(false);
   const rep = backendReport();
   console.log(JSON.stringify({ kind: 'backend', ...rep, fastOps: fastPath() }));

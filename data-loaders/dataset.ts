@@ -14,6 +14,7 @@ import * as tf from '@tensorflow/tfjs';
 import { Rng } from '../lib/rng';
 import { checkBoolean, checkKeys, checkNumber, fmtValue } from '../lib/check';
 import { Img, checkImg, shapeOf } from './image';
+import { Shard, parallelContext, shardRange, shardingActive, takeShard } from '../lib/parallel/context';
 import { checkStatsValues } from './transforms';
 
 /** Metadata attached to a sample (format specific: timestamps, hospital, bounding boxes, ...). */
@@ -201,6 +202,8 @@ export interface Batch {
   meta: Array<Meta | undefined>;
   epoch: number;
   step: number;
+  /** Set when a data-parallel worker got its rows [start, end) of the step's batch of `total` (see `Loader.batchAt`). */
+  shard?: Shard;
 }
 
 /** Release every tensor of a batch (shared tensors disposed once). */
@@ -292,7 +295,7 @@ export class Loader {
   readonly stepsPerEpoch: number;
   private readonly opt: LoaderOptions;
   private readonly sem: Semaphore;
-  private readonly pending = new Map<number, Promise<Prepared>>();
+  private readonly pending = new Map<number | string, Promise<Prepared>>();
   private orderCache: { epoch: number; order: number[] } | null = null;
 
   constructor(
@@ -360,11 +363,20 @@ export class Loader {
     return [this.opt.transform ? this.opt.transform(s, augRng) : s];
   }
 
-  private prepare(step: number): Promise<Prepared> {
-    let p = this.pending.get(step);
+  /** This worker's rows of step `step`'s batch when sharding (a data-parallel worker inside a shard region), else null. */
+  private rowsAt(step: number): [number, number] | null {
+    if (!shardingActive()) return null;
+    const ctx = parallelContext()!;
+    return shardRange(this.indicesAt(step).length, ctx.rank, ctx.size);
+  }
+
+  private prepare(step: number, rows: [number, number] | null = null): Promise<Prepared> {
+    const key = rows ? `${step}@${rows[0]}-${rows[1]}` : step;
+    let p = this.pending.get(key);
     if (!p) {
       const epoch = Math.floor(step / this.stepsPerEpoch);
-      const indices = this.indicesAt(step);
+      const all = this.indicesAt(step);
+      const indices = rows ? all.slice(rows[0], rows[1]) : all;
       p = Promise.all(indices.map((i) => this.prepareSample(epoch, i))).then((perSample) => {
         const nViews = perSample[0].length;
         perSample.forEach((v, r) => {
@@ -376,25 +388,35 @@ export class Loader {
         return { step, epoch, indices, views };
       });
       p.catch(() => undefined); // a failed prefetch is reported when (if) that step is requested
-      this.pending.set(step, p);
+      this.pending.set(key, p);
     }
     return p;
   }
 
   /** Drop prefetched work outside [from, to]. */
   private evict(from: number, to: number): void {
-    for (const k of [...this.pending.keys()]) if (k < from || k > to) this.pending.delete(k);
+    for (const k of [...this.pending.keys()]) {
+      const s = typeof k === 'number' ? k : Number(k.slice(0, k.indexOf('@')));
+      if (s < from || s > to) this.pending.delete(k);
+    }
   }
 
-  /** The batch of global step `step` (deterministic in (seed, step)); prefetches the following steps. */
+  /**
+   * The batch of global step `step` (deterministic in (seed, step)); prefetches the following steps. In a
+   * data-parallel worker inside a shard region (lib/parallel/context.ts) it is this worker's rows [start, end) of that
+   * batch — the same samples and augmentations as those rows of the whole batch — and `batch.shard` says which.
+   */
   async batchAt(step: number): Promise<Batch> {
     const ahead = Math.max(0, this.opt.prefetch ?? 2);
     this.evict(step, step + ahead);
-    const p = this.prepare(step);
-    for (let k = 1; k <= ahead; k++) this.prepare(step + k);
+    const rows = this.rowsAt(step);
+    const shard = rows ? takeShard(this.indicesAt(step).length, `${this.dataset.name}: the batch of step ${step}`) : null;
+    const p = this.prepare(step, rows);
+    for (let k = 1; k <= ahead; k++) this.prepare(step + k, this.rowsAt(step + k));
     const prepared = await p;
-    this.pending.delete(step);
+    this.pending.delete(rows ? `${step}@${rows[0]}-${rows[1]}` : step);
     const batch = this.collate(prepared);
+    if (shard) batch.shard = shard;
     this.opt.onProgress?.({
       phase: 'batch',
       done: (step % this.stepsPerEpoch) + 1,

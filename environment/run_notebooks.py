@@ -386,6 +386,10 @@ def main():
     os.environ['VITPEFT_PLOTLY'] = 'external' if args.plotly == 'inject' else 'inline'
     if args.scale:
         os.environ['VITPEFT_SCALE'] = args.scale
+    # recipe runs use every core (runRecipe's default worker count, recipes/run.ts); the ci scale stays on one
+    # thread (its runs are seconds long: worker start-up would dominate the CI budget)
+    if 'VITPEFT_WORKERS' not in os.environ:
+        os.environ['VITPEFT_WORKERS'] = '1' if args.scale == 'ci' else 'auto'
 
     results = []
     for p in paths:

@@ -31,6 +31,7 @@ import { startTensorflow, TensorflowGpuReport, TensorflowDeps, REAL_TENSORFLOW_D
 import { probeWebgpu, registerWebgpuBackend, describeAdapter, WebgpuAdapterReport, WebgpuProbe } from './webgpu';
 import { fastPath } from './ops/fast';
 import { FUSED_KERNELS } from './ops/wasm-fused';
+import { guardWasmMalloc } from './ops/wasm-heap';
 
 /** The candidates, in the order `init()` tries them. */
 export const BACKEND_CANDIDATES = ['tfjs-node-gpu', 'webgpu', 'tfjs-node', 'wasm', 'cpu'] as const;
@@ -245,6 +246,7 @@ async function doInit(opt: InitOptions): Promise<BackendReport> {
     throw new Error(`init(): no backend could be started${forced ? ` (forced '${forced}')` : ''}: ${lines}`);
   }
   const customKernels = chosen.name === 'wasm' ? registerWasmKernels() : chosen.name === 'webgpu' ? ['AddN (chunked to the storage-buffer limit)'] : [];
+  if (chosen.name === 'wasm') guardWasmMalloc(tf.backend()); // an allocation the heap cannot hold throws instead of corrupting
   const fp = fastPath(); // on wasm: installs the fused kernels and the kernel replacements (lib/ops/fast.ts)
   const fastOps = fp.path === 'wasm-fused' ? `wasm-fused: BatchMatMul (2-D XNNPACK), Slice, SplitV, Identity, ${FUSED_KERNELS.join(', ')}` : `plain (${fp.reason})`;
   quietCpuBanner();

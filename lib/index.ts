@@ -44,6 +44,14 @@ export * from './tome/vis';
 export * from './eval/features';
 export * from './eval/linear-probe';
 export * from './eval/knn';
+// worker threads: data-parallel runs (recipes' runRecipe({workers})), evaluation on workers, the pool itself
+export * from './parallel/cores';
+export { parallelContext, isLeader, isDataParallel, shardRange } from './parallel/context';
+export { runWorkers, startWorkers, liveWorkers, liveSharedBytes, WorkerError, WorkerInterrupt } from './workers/pool';
+export type { RunWorkersOptions, WorkerRun } from './workers/pool';
+export { runParallel } from './workers/run';
+export type { JobContext, WorkerJob, WorkerProgress } from './workers/protocol';
+export { featuresOnWorkers, predictOnWorkers, throughputOnWorkers } from './workers/eval';
 export * from './mae/patchify';
 export * from './mae/masking';
 export * from './mae/loss';

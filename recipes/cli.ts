@@ -1,7 +1,7 @@
 /**
  * The `vitpeft` command line (bin/vitpeft.js starts it):
  *
- *   vitpeft run <recipe.json | run-folder | preset> [--runs-dir DIR] [--until N] [--workers 1] [--no-checks] [--quiet]
+ *   vitpeft run <recipe.json | run-folder | preset> [--runs-dir DIR] [--until N] [--workers N|auto] [--no-checks] [--quiet]
  *   vitpeft presets                 the preset recipes, one per line
  *   vitpeft show <preset>           a preset as JSON (a starting point for a recipe file)
  *   vitpeft plan <recipe.json | preset> [--backend B] [--micro-batch N] [--recompute]
@@ -38,7 +38,7 @@ export const USAGE = `usage: vitpeft run <recipe.json | run-folder | preset> [op
 options:
   --runs-dir DIR      where run folders go (default: $VITPEFT_RUNS_DIR, else <checkout>/runs)
   --until N           stop after N steps, leaving a resumable run folder
-  --workers N         data-parallel worker processes (only 1 for now)
+  --workers N|auto    data-parallel worker threads (default $VITPEFT_WORKERS or 1; auto = physical cores)
   --no-checks         skip the PEFT checks (identity at init, frozen parameters, merge, leaks)
   --quiet             no progress bar
   -h, --help          this text`;
@@ -50,7 +50,7 @@ interface Args {
   target: string | null;
   runsDir: string | null;
   until: number | null;
-  workers: number;
+  workers: number | 'auto' | null;
   checks: boolean;
   quiet: boolean;
   backend: string;
@@ -59,7 +59,7 @@ interface Args {
 }
 
 export function parseArgs(argv: readonly string[]): Args {
-  const a: Args = { command: 'help', target: null, runsDir: null, until: null, workers: 1, checks: true, quiet: false, backend: 'wasm', microBatch: null, recompute: false };
+  const a: Args = { command: 'help', target: null, runsDir: null, until: null, workers: null, checks: true, quiet: false, backend: 'wasm', microBatch: null, recompute: false };
   const rest: string[] = [];
   for (let i = 0; i < argv.length; i++) {
     const k = argv[i];
@@ -77,7 +77,7 @@ export function parseArgs(argv: readonly string[]): Args {
     if (k === '-h' || k === '--help') return { ...a, command: 'help' };
     else if (k === '--runs-dir') a.runsDir = value();
     else if (k === '--until') a.until = integer(0);
-    else if (k === '--workers') a.workers = integer(1);
+    else if (k === '--workers') a.workers = argv[i + 1] === 'auto' ? (value(), 'auto') : integer(1);
     else if (k === '--no-checks') a.checks = false;
     else if (k === '--quiet') a.quiet = true;
     else if (k === '--backend') a.backend = value();
@@ -268,7 +268,7 @@ export async function main(argv: readonly string[], io: { out?: (s: string) => v
       case 'run': {
         const target = a.target!;
         const progress = a.quiet ? false : ({ mode: process.stderr.isTTY ? 'tty' : 'lines', stream: process.stderr } as const);
-        const opts = { until: a.until ?? undefined, workers: a.workers, checks: a.checks, progress };
+        const opts = { until: a.until ?? undefined, workers: a.workers ?? undefined, checks: a.checks, progress };
         await init();
         let res: RunResult;
         if (existsSync(target) && statSync(target).isDirectory()) {

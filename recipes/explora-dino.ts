@@ -54,10 +54,12 @@ import { TrainSummary } from '../lib/peft/trainable';
 import { LoraAdapters, cloneLora, disposeLora, loraHooks, loraVariables, mergeLora } from '../lib/peft/lora';
 import { saveCheckpoint, loadCheckpoint, LoadReport, SaveParts } from '../lib/io/checkpoint';
 import { dinoMultiCrop, MultiCropOptions } from '../data-loaders/augment';
-import { Loader, ViewsTransform, disposeBatch } from '../data-loaders/dataset';
+import { Batch, Loader, ViewsTransform, disposeBatch } from '../data-loaders/dataset';
+import { shardRowsOf, sumOverShards, withShards } from '../lib/parallel/context';
+import { setHeapActivity } from '../lib/ops/wasm-heap';
 import { DinoHeads, createDinoHeads, disposeDinoHeads, dinoHeadVariables } from '../lib/dino/head';
 import { teacherTempSchedule } from '../lib/dino/teacher';
-import { IbotMasks, ibotMasks } from '../lib/dino/masking';
+import { IbotMasks, ibotMasks, selectIbotMasks } from '../lib/dino/masking';
 import { EmaPair, emaPairs, emaUpdate, teacherMomentumSchedule } from '../lib/dino/ema';
 import {
   Dinov2Objective,
@@ -465,8 +467,12 @@ function build(vit: Vit, cfg: DExploraConfig, opts: ExploraDinoOptions, ownsMode
     const teacherHooks: VitHooks = teacherLora ? { linear: loraHooks(teacherLora) } : {};
     const student: DinoSide = { vit, hooks: studentHooks, heads: studentHeads.params };
     const teacher: DinoSide = { vit: teacherVit, hooks: teacherHooks, heads: teacherHeads.params };
-    const masksFor = (it: number, B: number, grid: [number, number], micro?: number): IbotMasks =>
-      ibotMasks(micro === undefined ? Rng.derive(seed, 'ibot-masks', it) : Rng.derive(seed, 'ibot-masks', it, 'micro', micro), 2 * B, grid[0], grid[1], obj.masking);
+    const masksFor = (it: number, B: number, grid: [number, number], micro?: number): IbotMasks => {
+      const rng = micro === undefined ? Rng.derive(seed, 'ibot-masks', it) : Rng.derive(seed, 'ibot-masks', it, 'micro', micro);
+      // a data-parallel worker holding rows of the batch: the whole batch's masks, this worker's images of them
+      const sr = shardRowsOf(2 * B, 'iBOT masks');
+      return sr ? selectIbotMasks(ibotMasks(rng, sr.total, grid[0], grid[1], obj.masking), sr.rows) : ibotMasks(rng, 2 * B, grid[0], grid[1], obj.masking);
+    };
 
     // one step = the generic step's arguments (prepare) and its result turned into the metrics record (finish)
     const prepare = (views: readonly tf.Tensor4D[] | readonly (readonly tf.Tensor4D[])[], it: number, so: DinoStepOptions): { args: StepArgs; finish: (r: StepResult) => DinoStepMetrics } => {
@@ -532,7 +538,7 @@ function build(vit: Vit, cfg: DExploraConfig, opts: ExploraDinoOptions, ownsMode
           teacherTemp: temp,
           momentum,
           gradNorm: { backbone: g.backbone, dino_head: g.dino_head, ...(g.ibot_head !== undefined ? { ibot_head: g.ibot_head } : {}) },
-          nMasked: masks.reduce((a, x) => a + x.indices.length, 0),
+          nMasked: sumOverShards(Float32Array.of(masks.reduce((a, x) => a + x.indices.length, 0)))[0], // all workers' rows (exact count)
           targetEntropy: m.targetEntropy,
           targetMarginalEntropy: m.targetMarginalEntropy,
           featureStd: m.featureStd,
@@ -618,18 +624,23 @@ export async function trainExploraDino(
   const k = run.config.train.accumIter;
   const out: DinoStepMetrics[] = [];
   for (let it = start; it < start + opts.steps; it++) {
-    const bs = [];
+    const bs: Batch[] = [];
     let m: DinoStepMetrics;
+    setHeapActivity(`step ${it}`);
     try {
-      for (let i = 0; i < k; i++) {
-        const b = await loader.batchAt(k === 1 ? it : it * k + i);
-        bs.push(b);
-        if (!b.views) throw new Error(`trainExploraDino: the loader gives no views; build it with {views: exploraDinoViews(run.config)}`);
-      }
-      const views = bs.map((b) => b.views!);
-      const v = k === 1 ? views[0] : views;
-      m = syncReads() ? run.step(v, it, { nonFinite: opts.nonFinite }) : await run.stepAsync(v, it, { nonFinite: opts.nonFinite });
+      // in a data-parallel worker the loader delivers this worker's rows of each batch (lib/parallel/context.ts)
+      m = await withShards(async () => {
+        for (let i = 0; i < k; i++) {
+          const b = await loader.batchAt(k === 1 ? it : it * k + i);
+          bs.push(b);
+          if (!b.views) throw new Error(`trainExploraDino: the loader gives no views; build it with {views: exploraDinoViews(run.config)}`);
+        }
+        const views = bs.map((b) => b.views!);
+        const v = k === 1 ? views[0] : views;
+        return syncReads() ? run.step(v, it, { nonFinite: opts.nonFinite }) : await run.stepAsync(v, it, { nonFinite: opts.nonFinite });
+      });
     } finally {
+      setHeapActivity(null);
       bs.forEach(disposeBatch);
     }
     out.push(m);

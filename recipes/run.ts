@@ -26,10 +26,13 @@ import { backendReport, init, isInitialised } from '../lib/backend';
 import { writeFileAtomic } from '../lib/io/safetensors';
 import { readValues } from '../lib/reads';
 import { RunRecord, RunInfo, MetricRow, readMetrics, readRun, runsRoot } from '../lib/report/runs';
-import { ProgressBar, ProgressMode, ProgressOptions, progressBar } from '../lib/report/progress';
+import { ProgressMode, ProgressOptions, progressBar } from '../lib/report/progress';
 import { projectRoot } from '../lib/report/paths';
-import { Recipe, RecipeInput, recipe as checkRecipe, recipeJson } from './recipe';
+import { Recipe, RecipeInput, recipe as checkRecipe, recipeJson, resolveRecipePaths } from './recipe';
 import { EvalRow, RecipeSession, StepRow, prepareRecipe } from './session';
+import { WorkersOption, resolveWorkers } from '../lib/parallel/cores';
+import { isLeader } from '../lib/parallel/context';
+import { runOnWorkers } from './run-workers';
 
 export interface RunOptions {
   /** Folder the run folder goes to (default `runsRoot()`: `$VITPEFT_RUNS_DIR` or `<project>/runs`). */
@@ -38,8 +41,15 @@ export interface RunOptions {
   baseDir?: string;
   /** Stop after this many steps (a resumable state is saved; `resumeRun` continues). */
   until?: number;
-  /** Data-parallel worker processes. Only 1 for now. */
-  workers?: number;
+  /**
+   * Data-parallel workers (worker threads, each with its own wasm backend; 'auto' = physical cores). 1 (default) runs
+   * in this thread; N > 1 splits every global batch over N workers that each rebuild the model from the recipe and
+   * sum their gradients in rank order (lib/parallel/): the same numbers for the same N, and within fp32 rounding of
+   * one worker for another N (see run-workers.ts). Not with a live session or `keep`. Default: `$VITPEFT_WORKERS`
+   * ('auto' or N; the notebook runner sets 'auto' except at ci scale) where workers can run (a recipe, no `keep`),
+   * else 1.
+   */
+  workers?: WorkersOption;
   /** Run the PEFT checks (default true). */
   checks?: boolean;
   /**
@@ -76,6 +86,16 @@ export interface RunResult {
   session: RecipeSession | null;
 }
 
+/** The worker count a run gets when its options name none: `$VITPEFT_WORKERS` ('auto' or an integer ≥ 1), else 1. */
+function defaultWorkers(): WorkersOption {
+  const v = process.env.VITPEFT_WORKERS;
+  if (v === undefined || v === '') return 1;
+  if (v === 'auto') return 'auto';
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 1) throw new Error(`VITPEFT_WORKERS: expected 'auto' or an integer ≥ 1, got '${v}'`);
+  return n;
+}
+
 /** Name of a run folder's resumable state checkpoint. */
 export const STATE_TAG = 'state';
 
@@ -83,11 +103,6 @@ function isSession(x: unknown): x is RecipeSession {
   return typeof x === 'object' && x !== null && typeof (x as RecipeSession).train === 'function' && 'recipe' in x;
 }
 
-function checkWorkers(w: number | undefined): void {
-  if (w !== undefined && w !== 1) {
-    throw new Error(`workers: only 1 is supported for now (data-parallel workers are not implemented yet), got ${w}`);
-  }
-}
 
 function kitVersion(): string | null {
   try {
@@ -175,9 +190,18 @@ function markRunning(dir: string): void {
  *   res.dir; res.evals; res.summary;
  */
 export async function runRecipe(input: RecipeInput | Recipe | RecipeSession, opts: RunOptions = {}): Promise<RunResult> {
-  checkWorkers(opts.workers);
-  if (!isInitialised()) await init();
   const given = isSession(input);
+  const workers = resolveWorkers(opts.workers ?? (given || opts.keep ? 1 : defaultWorkers()));
+  if (!isInitialised()) await init();
+  if (workers > 1) {
+    if (given) throw new Error(`runRecipe: workers: ${workers} runs the recipe in worker threads; pass the recipe, not a live session (a session lives in this thread)`);
+    if (opts.keep) throw new Error(`runRecipe: keep is not available with workers: ${workers} (the sessions live in the worker threads)`);
+    const r = resolveRecipePaths(checkRecipe(input), opts.baseDir ?? process.cwd());
+    const root = path.resolve(opts.root ?? runsRoot());
+    const rec = RunRecord.create(r.name, { config: r as unknown as Record<string, unknown>, seed: r.seed, root });
+    writeFileAtomic(path.join(rec.dir, 'recipe.json'), recipeJson(r));
+    return runOnWorkers(rec.dir, r, false, workers, opts);
+  }
   const s = given ? input : await prepareRecipe(input, { baseDir: opts.baseDir });
   let keep = given || (opts.keep ?? false);
   try {
@@ -206,7 +230,7 @@ export function isRunFolder(dir: string): boolean {
  * is.
  */
 export async function resumeRun(dir: string, opts: Omit<RunOptions, 'root' | 'baseDir'> = {}): Promise<RunResult> {
-  checkWorkers(opts.workers);
+  const workers = resolveWorkers(opts.workers ?? (opts.keep ? 1 : defaultWorkers()));
   const abs = path.resolve(dir);
   if (!isRunFolder(abs)) throw new Error(`resumeRun: ${abs} is not a run folder (it needs run.json and recipe.json)`);
   const info: RunInfo = readRun(abs);
@@ -223,16 +247,14 @@ export async function resumeRun(dir: string, opts: Omit<RunOptions, 'root' | 'ba
     return { dir: abs, name: info.name, recipe: r, status: 'done', steps, evals, checks: (info.summary.checks as CheckRow[]) ?? [], summary: info.summary, session: null };
   }
   if (!isInitialised()) await init();
+  if (workers > 1) {
+    if (opts.keep) throw new Error(`resumeRun: keep is not available with workers: ${workers} (the sessions live in the worker threads)`);
+    return runOnWorkers(abs, r, true, workers, opts);
+  }
   const s = await prepareRecipe(r, { baseDir: abs });
   let keep = opts.keep ?? false;
   try {
-    const rec0 = RunRecord.open(abs);
-    const state = rec0.checkpointPath(STATE_TAG);
-    const start = existsSync(state) ? s.loadState(state) : 0;
-    truncateMetrics(abs, start);
-    markRunning(abs);
-    const rec = RunRecord.open(abs);
-    appendEnvironment(abs, environmentEntry(start, rec.record.git));
+    const { rec, start } = reopen(abs, s);
     const res = await drive(s, rec, start, opts);
     return { ...res, session: keep ? s : null };
   } catch (e) {
@@ -243,8 +265,42 @@ export async function resumeRun(dir: string, opts: Omit<RunOptions, 'root' | 'ba
   }
 }
 
-/** Train, evaluate and checkpoint from `start` to the end (or `until`), logging into `rec`. */
-async function drive(s: RecipeSession, rec: RunRecord, start: number, opts: RunOptions): Promise<Omit<RunResult, 'session'>> {
+/**
+ * Load a run folder's state into a fresh session and get the folder ready to continue (metrics after the state
+ * dropped, status 'running', this process's environment entry); in a data-parallel run only rank 0 writes. Returns the
+ * record and the step the state is at.
+ */
+export function reopen(abs: string, s: RecipeSession, extra: Record<string, unknown> = {}): { rec: RunRecord; start: number } {
+  const state = RunRecord.open(abs).checkpointPath(STATE_TAG);
+  const start = existsSync(state) ? s.loadState(state) : 0;
+  if (isLeader()) {
+    truncateMetrics(abs, start);
+    markRunning(abs);
+  }
+  const rec = RunRecord.open(abs);
+  if (isLeader()) appendEnvironment(abs, { ...environmentEntry(start, rec.record.git), ...extra });
+  return { rec, start };
+}
+
+/** Record the first run of a folder's environment entry (main thread of a data-parallel run). */
+export function recordEnvironment(dir: string, extra: Record<string, unknown>): void {
+  appendEnvironment(dir, { ...environmentEntry(0, RunRecord.open(dir).record.git), ...extra });
+}
+
+/** What `drive` reports progress to: a progress bar, or a data-parallel worker's reports to the pool's bar. */
+export interface StepReporter {
+  tick(n: number, metrics?: Record<string, number | string>): void;
+  update(done: number, metrics?: Record<string, number | string>): void;
+  done(): void;
+}
+
+/**
+ * Train, evaluate and checkpoint from `start` to the end (or `until`), logging into `rec`. In a data-parallel worker
+ * (lib/parallel/context.ts) every rank computes the same run; only rank 0 writes the folder (metrics, checkpoints,
+ * status) and its result is the run's.
+ */
+export async function drive(s: RecipeSession, rec: RunRecord, start: number, opts: RunOptions, reporter?: StepReporter): Promise<Omit<RunResult, 'session'>> {
+  const lead = isLeader();
   const r = s.recipe;
   const total = s.totalSteps;
   const until = Math.min(opts.until ?? total, total);
@@ -256,7 +312,7 @@ async function drive(s: RecipeSession, rec: RunRecord, start: number, opts: RunO
   const fail = (msg: string): never => {
     throw new Error(`${r.name}: ${msg}`);
   };
-  let bar: ProgressBar | null = null;
+  let bar: StepReporter | null = reporter ?? null;
   try {
     const live0 = tf.memory().numTensors;
     let probeX: tf.Tensor4D | null = null;
@@ -270,7 +326,7 @@ async function drive(s: RecipeSession, rec: RunRecord, start: number, opts: RunO
       }
       frozen0 = await digests(s.frozen);
     }
-    if (opts.progress) {
+    if (opts.progress && !bar) {
       const po: ProgressOptions = opts.progress === true ? {} : typeof opts.progress === 'string' ? { mode: opts.progress } : opts.progress;
       bar = progressBar(until - start, { label: r.name, ...po });
     }
@@ -283,7 +339,7 @@ async function drive(s: RecipeSession, rec: RunRecord, start: number, opts: RunO
     for (const p of [...points].sort((a, b) => a - b)) {
       if (p > at) {
         await s.train(at, p, async (row) => {
-          rec.log(row.step, metricsOf(row));
+          if (lead) rec.log(row.step, metricsOf(row));
           bar?.tick(1, { loss: row.loss });
           if (opts.onStep) await opts.onStep(row);
         });
@@ -291,19 +347,19 @@ async function drive(s: RecipeSession, rec: RunRecord, start: number, opts: RunO
       }
       if (s.evalSteps.includes(p)) {
         const saveEnc = r.eval.kind === 'probe' && r.eval.saveEncoder;
-        const e = await s.evaluate(p, saveEnc ? (vit, row) => {
+        const e = await s.evaluate(p, saveEnc && lead ? (vit, row) => {
           rec.saveCheckpoint(`encoder-step${p}`, { params: vit.params, meta: { step: p, ...metricsOf(row) } });
         } : undefined);
         if (e) {
-          rec.log(p, metricsOf(e));
+          if (lead) rec.log(p, metricsOf(e));
           if (bar) bar.update(at - start, Object.fromEntries(Object.entries(metricsOf(e)).filter(([k]) => k !== 'seconds' && k !== 'probeBest')));
           if (opts.onEval) await opts.onEval(e);
         }
       }
-      if (p > 0 && s.trainable.size > 0) await s.saveState(statePath, { run: r.name });
+      if (lead && p > 0 && s.trainable.size > 0) await s.saveState(statePath, { run: r.name });
     }
     bar?.done();
-    const rows = splitRows(readMetrics(rec.dir));
+    const rows = lead ? splitRows(readMetrics(rec.dir)) : { steps: [], evals: [] };
     if (at < total) {
       return { dir: rec.dir, name: r.name, recipe: r, status: 'stopped', steps: rows.steps, evals: rows.evals, checks, summary: { stoppedAt: at } };
     }
@@ -330,14 +386,14 @@ async function drive(s: RecipeSession, rec: RunRecord, start: number, opts: RunO
     const summary = summarize(s, rows, checks, diagnostics, (Date.now() - t0) / 1000);
     const bad = checks.filter((c) => !c.ok);
     if (bad.length) {
-      rec.finish(summary, 'failed');
+      if (lead) rec.finish(summary, 'failed');
       fail(`check${bad.length > 1 ? 's' : ''} failed: ${bad.map((c) => `${c.check} = ${c.value} (tolerance ${c.tolerance})`).join('; ')}`);
     }
-    rec.finish(summary);
+    if (lead) rec.finish(summary);
     return { dir: rec.dir, name: r.name, recipe: r, status: 'done', steps: rows.steps, evals: rows.evals, checks, summary };
   } catch (e) {
     bar?.done();
-    if (rec.record.status === 'running') rec.finish({ error: (e as Error).message }, 'failed');
+    if (lead && rec.record.status === 'running') rec.finish({ error: (e as Error).message }, 'failed');
     throw e;
   }
 }

@@ -28,6 +28,7 @@ import { LoraAdapters, LoraTarget, createLora, disposeLora, loraHooks, mergeLora
 import { disposeTree, flattenTree } from '../lib/tree';
 import { maeForward } from '../lib/mae/mae';
 import { satMaeGroupForward } from '../lib/mae/satmae-group';
+import { isDataParallel, parallelContext, shardRange } from '../lib/parallel/context';
 import { extractFeatures, disposeFeatures, FeatureCache, LabelledBatch } from '../lib/eval/features';
 import { linearProbe, linearProbeAsync } from '../lib/eval/linear-probe';
 import { knnEvaluate, knnEvaluateAsync } from '../lib/eval/knn';
@@ -686,19 +687,29 @@ function session(p: SessionParts): RecipeSession {
         const ds = await dataOf('test', e.test);
         let correct = 0;
         let seen = 0;
+        const spmd = isDataParallel() ? parallelContext() : null; // a data-parallel worker: its rows of every batch
         for await (const b of orderedBatches(ds, e.test, e.batch, 'recipe.eval.test')) {
           try {
-            const hits = tf.tidy(() => tf.sum(tf.equal(tf.argMax(vitForward(live.vit, b.images, { hooks: live.hooks }).logits!, 1), b.labels)));
-            try {
-              correct += (await readValues(hits))[0]; // dataSync where the backend can, else await data() (webgpu)
-            } finally {
-              hits.dispose();
+            const B = b.labels.shape[0];
+            const [r0, r1] = spmd ? shardRange(B, spmd.rank, spmd.size) : [0, B];
+            if (r1 > r0) {
+              const hits = tf.tidy(() => {
+                const x = spmd ? b.images.slice([r0, 0, 0, 0], [r1 - r0, -1, -1, -1]) : b.images; // [rows, H, W, C]
+                const pred = tf.argMax(vitForward(live.vit, x, { hooks: live.hooks }).logits!, 1);
+                return tf.sum(tf.equal(pred, spmd ? b.labels.slice([r0], [r1 - r0]) : b.labels));
+              });
+              try {
+                correct += (await readValues(hits))[0]; // dataSync where the backend can, else await data() (webgpu)
+              } finally {
+                hits.dispose();
+              }
             }
-            seen += b.labels.shape[0];
+            seen += B;
           } finally {
             tf.dispose([b.images, b.labels]);
           }
         }
+        if (spmd) correct = spmd.collective.allReduce(Float32Array.of(correct))[0]; // counts: exact in fp32 below 2^24
         return { step, testAcc: correct / seen, seconds: (Date.now() - t0) / 1000 };
       }
       const enc = evalEncoder(true);

@@ -14,6 +14,8 @@ import { imgHW } from '../lib/vit/config';
 import { vitForward, VitHooks } from '../lib/vit/forward';
 import { Optimizer, ADAMW_DEFAULTS } from '../lib/train/optim';
 import { trainLoop, StepInfo, NonFinitePolicy } from '../lib/train/step';
+import { WorkersOption, resolveWorkers } from '../lib/parallel/cores';
+import { predictOnWorkers } from '../lib/workers/eval';
 import { crossEntropy } from '../lib/train/loss';
 import { readValues } from '../lib/reads';
 import { Schedule } from '../lib/train/schedule';
@@ -87,9 +89,20 @@ export function recipeTransform(r: SupervisedRecipe, size: number, stats: NormSt
 export async function datasetAccuracy(
   vit: Vit,
   ds: Dataset,
-  opts: { hooks?: VitHooks; batch?: number; transform?: SampleTransform } = {},
+  opts: { hooks?: VitHooks; batch?: number; transform?: SampleTransform; workers?: WorkersOption } = {},
 ): Promise<number> {
   const loader = new Loader(ds, { batchSize: opts.batch ?? 100, shuffle: false, transform: opts.transform ?? normalizeWith(IMAGENET_STATS) });
+  if (resolveWorkers(opts.workers ?? 1) > 1) {
+    // the batches are read here, each split over worker threads (lib/workers/eval.ts); the same predictions
+    const batches = (async function* () {
+      for await (const b of loader.epoch(0)) {
+        if (!b.labels) throw new Error(`datasetAccuracy(${ds.name}): batch ${b.step} has no labels`);
+        yield { images: b.images!, labels: b.labels };
+      }
+    })();
+    const { pred, labels } = await predictOnWorkers(vit, batches, { hooks: opts.hooks, workers: opts.workers! });
+    return labels.reduce((a, y, i) => a + (pred[i] === y ? 1 : 0), 0) / labels.length;
+  }
   let correct = 0;
   let seen = 0;
   for await (const b of loader.epoch(0)) {

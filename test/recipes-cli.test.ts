@@ -1,11 +1,12 @@
 /**
  * The `vitpeft` command line as a user runs it: a child process of bin/vitpeft.js runs a tiny recipe file into a run
  * folder; a run stopped with `--until` and resumed from its folder gives the same metrics; bad recipe files, bad
- * options and `--workers 2` fail with messages that name the problem.
+ * options and `--workers 0` fail with messages that name the problem; Ctrl-C stops a run on 2 workers at once and its
+ * folder resumes.
  */
 import { strict as assert } from 'assert';
-import { spawnSync } from 'child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'fs';
+import { spawn, spawnSync } from 'child_process';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { readMetrics, readRun } from '../lib/report/runs';
@@ -90,9 +91,9 @@ describe('vitpeft command line (child process)', function () {
     const syn = cli('run', 'syntax.json');
     assert.equal(syn.code, 1);
     assert.match(syn.err, /^vitpeft: syntax\.json: not valid JSON at line 2/);
-    const workers = cli('run', 'tiny.json', '--workers', '2', '--runs-dir', 'runs2');
-    assert.equal(workers.code, 1);
-    assert.match(workers.err, /workers: only 1 is supported for now/);
+    const workers = cli('run', 'tiny.json', '--workers', '0', '--runs-dir', 'runs2');
+    assert.equal(workers.code, 2);
+    assert.match(workers.err, /^vitpeft: --workers: expected an integer ≥ 1, got '0'/);
     const unknown = cli('run', 'tiny.json', '--epochs', '3');
     assert.equal(unknown.code, 2);
     assert.match(unknown.err, /^vitpeft: unknown option '--epochs'\n\nusage: vitpeft run/);
@@ -108,8 +109,8 @@ describe('vitpeft command line (child process)', function () {
   });
 
   it('parses its arguments', () => {
-    assert.deepEqual(parseArgs(['run', 'r.json', '--until', '7', '--quiet']), { command: 'run', target: 'r.json', runsDir: null, until: 7, workers: 1, checks: true, quiet: true, backend: 'wasm', microBatch: null, recompute: false });
-    assert.deepEqual(parseArgs(['plan', 'd_explora_l_r64', '--micro-batch', '32', '--recompute', '--backend', 'webgpu']), { command: 'plan', target: 'd_explora_l_r64', runsDir: null, until: null, workers: 1, checks: true, quiet: false, backend: 'webgpu', microBatch: 32, recompute: true });
+    assert.deepEqual(parseArgs(['run', 'r.json', '--until', '7', '--quiet']), { command: 'run', target: 'r.json', runsDir: null, until: 7, workers: null, checks: true, quiet: true, backend: 'wasm', microBatch: null, recompute: false });
+    assert.deepEqual(parseArgs(['plan', 'd_explora_l_r64', '--micro-batch', '32', '--recompute', '--backend', 'webgpu']), { command: 'plan', target: 'd_explora_l_r64', runsDir: null, until: null, workers: null, checks: true, quiet: false, backend: 'webgpu', microBatch: 32, recompute: true });
     assert.throws(() => parseArgs(['plan']), /plan: expected one recipe file or preset, got 0/);
     assert.throws(() => parseArgs(['run']), /run: expected one recipe file, run folder or preset, got 0/);
     assert.throws(() => parseArgs(['fly']), /unknown command 'fly'; valid: run, presets, show, plan/);
@@ -117,5 +118,38 @@ describe('vitpeft command line (child process)', function () {
     assert.equal(jsonErrorOffset('{"a": [1, 2,]}'), 12);
     assert.equal(jsonErrorOffset('{"a": "b\\"c", "d": [1e5, -0.5, true, null]}'), -1);
     assert.equal(jsonErrorOffset('{"a": 1} x'), 9);
+  });
+
+  it('Ctrl-C (SIGINT to the process group) stops `vitpeft run --workers 2` promptly; the folder resumes on 1 worker', async () => {
+    writeFileSync(path.join(tmp, 'long.json'), JSON.stringify({ ...RECIPE, name: 'cli-long', steps: 40, checkpointEvery: 2, eval: { kind: 'none' } }, null, 2));
+    // the CLI itself (what bin/vitpeft.js runs), in its own process group as a terminal's foreground job is
+    const child = spawn(process.execPath, ['--require', require.resolve('tsx/cjs'), path.join(ROOT, 'recipes', 'cli.ts'), 'run', 'long.json', '--workers', '2', '--runs-dir', 'runs-int'], { cwd: tmp, env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+    let err = '';
+    child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+    const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((res) => child.on('exit', (code, signal) => res({ code, signal })));
+    const runs = path.join(tmp, 'runs-int');
+    const steps = (): number => {
+      if (!existsSync(runs)) return 0;
+      const d = readdirSync(runs)[0];
+      return d && existsSync(path.join(runs, d, 'metrics.jsonl')) ? readMetrics(path.join(runs, d)).length : 0;
+    };
+    const t0 = Date.now();
+    while (steps() < 3) {
+      assert.ok(Date.now() - t0 < 240000, `no steps logged: ${err}`);
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    const t1 = Date.now();
+    process.kill(-child.pid!, 'SIGINT');
+    const end = await exited;
+    const stopMs = Date.now() - t1;
+    assert.ok(end.signal === 'SIGINT' || end.code !== 0, `exit ${JSON.stringify(end)}`);
+    assert.ok(stopMs < 20000, `stopped after ${stopMs} ms`);
+    const dir = path.join(runs, readdirSync(runs)[0]);
+    const done = steps();
+    assert.ok(done >= 3 && done < 40, `steps logged ${done}`);
+    const c = cli('run', dir, '--workers', '1');
+    assert.equal(c.code, 0, c.err);
+    assert.match(c.out, /^status: done$/m);
+    assert.equal(readMetrics(dir).filter((r) => typeof r.loss === 'number').length, 40);
   });
 });

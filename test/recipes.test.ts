@@ -419,10 +419,11 @@ describe('recipes: runRecipe gives the hand-written code path its numbers', func
     });
   }
 
-  it('workers other than 1 are refused with a clear message; a broken PEFT check fails the run', async () => {
-    await assert.rejects(runRecipe(tinyLora(), { root: root(), workers: 2 }), /workers: only 1 is supported for now \(data-parallel workers are not implemented yet\), got 2/);
+  it('a live session cannot run on workers (clear message); a broken PEFT check fails the run', async () => {
+    await assert.rejects(runRecipe(tinyLora(), { root: root(), workers: 0 }), /workers: expected/);
     const s = await prepareRecipe(tinyLora({ steps: 2 }));
     try {
+      await assert.rejects(runRecipe(s, { root: root(), workers: 2 }), /workers: 2 runs the recipe in worker threads; pass the recipe, not a live session/);
       const broken = Object.create(s, { identityGap: { value: () => ({ gap: 0.5, scale: 1 }) } });
       await assert.rejects(runRecipe(broken, { root: root() }), /tiny-lora: LoRA is not the identity at initialisation: max \|Δ CLS\| = 0\.5/);
     } finally {

@@ -19,6 +19,7 @@ import { checkKeys, fmtValue, checkNumber } from '../check';
 import { Vit } from '../vit/params';
 import { VitHooks, vitForward } from '../vit/forward';
 import { Rng } from '../rng';
+import { currentShard, sumOverShards } from '../parallel/context';
 import { DinoHeadConfig, DinoHeadsParams, DINO_HEAD_DEFAULTS, dinoHeadForward, ibotHeadOf, l2Normalize } from './head';
 import { stopGradient, CenterState, CENTERING, TeacherTargetMode, TeacherTemp, TEACHER_TEMP_DEFAULTS, checkTargetMode, createCenter, teacherTargets, rowEntropy, marginalEntropy } from './teacher';
 import { DinoLossWeights, DINO_LOSS_WEIGHTS, STUDENT_TEMP, dinoClsLoss, ibotPatchLoss, koleoPerChunk, combineDinoLosses } from './loss';
@@ -193,8 +194,9 @@ export function dinov2TargetsFromFeatures(t: TeacherFeatures, heads: DinoHeadsPa
   const clsLogits = dinoHeadForward(heads.dino_head, t.cls, headCfg); // [2B, K]
   const cls = teacherTargets(obj.targets, clsLogits, temp, state.clsCenter, pending);
   let patch: tf.Tensor2D;
-  if (masks.indices.length > 0) {
-    const patchLogits = dinoHeadForward(ibotHeadOf(heads), gatherMasked(t.patch, masks), headCfg); // [M, K]
+  if (masks.indices.length > 0 || currentShard()) {
+    // a data-parallel worker with no masked patch still takes part in the batch statistics (centering, Sinkhorn-Knopp)
+    const patchLogits = masks.indices.length > 0 ? dinoHeadForward(ibotHeadOf(heads), gatherMasked(t.patch, masks), headCfg) : (tf.zeros([0, headCfg.outDim]) as tf.Tensor2D); // [M, K]
     patch = teacherTargets(obj.targets, patchLogits, temp, state.patchCenter, pending);
   } else {
     patch = tf.zeros([0, headCfg.outDim]);
@@ -292,12 +294,34 @@ export function dinov2StudentLoss(
 }
 
 /**
+ * `collapseMetrics` in a data-parallel worker holding rows of the batch: the marginal entropy and the feature std are
+ * not means over rows, so they come from column sums over all workers' rows (Σp, Σz, Σz², n; one all-reduce); the mean
+ * row entropy is a mean over rows and is left to trainStep's weighted sum. Every worker returns the same two values.
+ */
+function shardedCollapseMetrics(t: tf.Tensor2D, z: tf.Tensor2D): { targetEntropy: tf.Scalar; targetMarginalEntropy: tf.Scalar; featureStd: tf.Scalar } {
+  const [n, K] = t.shape;
+  const D = z.shape[1];
+  const local = tf.concat([tf.sum(t, 0), tf.sum(z, 0), tf.sum(tf.square(z), 0), tf.tensor1d([n])]).dataSync() as Float32Array; // [K + 2D + 1]
+  const g = sumOverShards(Float32Array.from(local));
+  const N = g[K + 2 * D];
+  const m = tf.div(tf.tensor1d(g.subarray(0, K)), N); // [K] mean target over all rows
+  const mz = tf.div(tf.tensor1d(g.subarray(K, K + D)), N); // [D]
+  const var_ = tf.relu(tf.sub(tf.div(tf.tensor1d(g.subarray(K + D, K + 2 * D)), N), tf.square(mz))); // population variance
+  return {
+    targetEntropy: rowEntropy(t),
+    targetMarginalEntropy: tf.neg(tf.sum(tf.mul(m, tf.log(tf.add(m, 1e-12))))) as tf.Scalar,
+    featureStd: tf.mean(tf.sqrt(var_)) as tf.Scalar,
+  };
+}
+
+/**
  * Collapse diagnostics (gradient-free; call inside a tidy): mean row entropy of the CLS targets (sharpness), entropy
  * of their mean (prototype usage; log K = uniform), and the mean per-dimension std of L2-normalised CLS features
  * (≈ 1/√D for spread features, → 0 under collapse).
  */
 export function collapseMetrics(targetsCls: tf.Tensor2D, cls: tf.Tensor2D): { targetEntropy: tf.Scalar; targetMarginalEntropy: tf.Scalar; featureStd: tf.Scalar } {
   const z = l2Normalize(stopGradient(cls) as tf.Tensor2D, 1e-12);
+  if (currentShard()) return shardedCollapseMetrics(targetsCls, z);
   const featureStd = tf.mean(tf.sqrt(tf.moments(z, 0).variance)) as tf.Scalar;
   return { targetEntropy: rowEntropy(targetsCls), targetMarginalEntropy: marginalEntropy(targetsCls), featureStd };
 }

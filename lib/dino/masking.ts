@@ -189,6 +189,17 @@ export function ibotMasksFrom(masks: ReadonlyArray<ArrayLike<number>>, grid: [nu
   return { n, grid, mask, counts, targets: counts.slice(), indices: Int32Array.from(idx), weights };
 }
 
+/**
+ * The masks of images `rows` (indices into `m`'s n images, in the order given) — a data-parallel worker's share of the
+ * batch's masks. Targets are kept; counts, indices and weights are recomputed for the selection.
+ */
+export function selectIbotMasks(m: IbotMasks, rows: readonly number[]): IbotMasks {
+  const N = m.grid[0] * m.grid[1];
+  for (const r of rows) if (!(Number.isInteger(r) && r >= 0 && r < m.n)) throw new Error(`selectIbotMasks: image ${r} outside the ${m.n} masked images`);
+  const sel = ibotMasksFrom(rows.map((r) => m.mask.subarray(r * N, (r + 1) * N)), m.grid);
+  return { ...sel, targets: rows.map((r) => m.targets[r]) };
+}
+
 /** The masks as a float tensor [n, N] (1 = masked) for `vitForward({masks})`. Call inside a tidy. */
 export function ibotMaskTensor(m: IbotMasks): tf.Tensor2D {
   const N = m.grid[0] * m.grid[1];

@@ -18,6 +18,7 @@ import * as tf from '@tensorflow/tfjs';
 import { makeVariable, newScope } from '../tree';
 import { Schedule, checkSchedule } from '../train/schedule';
 import type { StateUpdate } from '../train/step';
+import { currentShard, sumOverShards } from '../parallel/context';
 import { fmtValue, checkNumber } from '../check';
 
 /** How teacher logits become targets. */
@@ -66,7 +67,8 @@ export function stopGradient<T extends tf.Tensor>(x: T): T {
 }
 
 function checkLogits(t: tf.Tensor, what: string, K?: number): asserts t is tf.Tensor2D {
-  if (t.rank !== 2 || t.shape[0] < 1 || (K !== undefined && t.shape[1] !== K)) {
+  // a data-parallel worker may hold none of the batch's rows (e.g. no masked patch), and still takes part
+  if (t.rank !== 2 || t.shape[0] < (currentShard() ? 0 : 1) || (K !== undefined && t.shape[1] !== K)) {
     throw new Error(`${what}: expected teacher logits [n ≥ 1, ${K ?? 'K'}], got [${t.shape}]`);
   }
 }
@@ -85,11 +87,12 @@ function checkTemp(temp: number, what: string): void {
 export function centerTargets(state: CenterState, teacher: tf.Tensor2D, temp: number, pending?: StateUpdate[]): tf.Tensor2D {
   checkLogits(teacher, 'centerTargets', state.center.shape[1]);
   checkTemp(temp, 'centerTargets');
-  const p = tf.tidy(() => stopGradient(tf.softmax(tf.div(tf.sub(teacher, state.center), temp), -1)) as tf.Tensor2D);
-  const next = tf.tidy(() => {
-    const mean = tf.mean(teacher, 0, true); // [1, K]
-    return tf.add(tf.mul(state.center, state.momentum), tf.mul(mean, 1 - state.momentum));
-  });
+  const [n, K] = teacher.shape;
+  const p = n === 0 ? (tf.zeros([0, K]) as tf.Tensor2D) : tf.tidy(() => stopGradient(tf.softmax(tf.div(tf.sub(teacher, state.center), temp), -1)) as tf.Tensor2D);
+  const mean = currentShard() ? shardedMean(teacher) : tf.mean(teacher, 0, true); // [1, K] (null: no row anywhere)
+  if (mean === null) return p;
+  const next = tf.tidy(() => tf.add(tf.mul(state.center, state.momentum), tf.mul(mean, 1 - state.momentum)));
+  mean.dispose();
   if (pending) {
     pending.push({ path: state.path ?? state.center.name, variable: state.center, value: next });
   } else {
@@ -97,6 +100,41 @@ export function centerTargets(state: CenterState, teacher: tf.Tensor2D, temp: nu
     next.dispose();
   }
   return p;
+}
+
+/** Row mean [1, K] of T over every worker's rows (a data-parallel shard: one all-reduce of the row sums and the count). */
+function shardedMean(teacher: tf.Tensor2D): tf.Tensor2D | null {
+  const [n, K] = teacher.shape;
+  const local = new Float32Array(K + 1);
+  if (n > 0) local.set(tf.tidy(() => tf.sum(teacher, 0).dataSync()), 0);
+  local[K] = n;
+  const g = sumOverShards(local);
+  if (g[K] === 0) return null;
+  return tf.tidy(() => tf.div(tf.tensor2d(g.subarray(0, K), [1, K]), g[K]) as tf.Tensor2D);
+}
+
+/**
+ * A data-parallel worker's Sinkhorn-Knopp (DINOv2's distributed `sinkhorn_knopp_teacher`): the total and the prototype
+ * (row) sums are all-reduced, the per-sample (column) sums stay local, n = the rows of every worker. The result is
+ * this worker's rows of what one process computes on the whole batch. A worker may hold 0 rows (it still takes part).
+ */
+function shardedSinkhorn(teacher: tf.Tensor2D, temp: number, iterations: number): tf.Tensor2D {
+  const [nLocal, K] = teacher.shape;
+  const first = sumOverShards(Float32Array.from([nLocal > 0 ? tf.tidy(() => tf.sum(tf.exp(tf.div(teacher, temp))).dataSync()[0]) : 0, nLocal]));
+  const n = first[1];
+  if (nLocal === 0) {
+    for (let i = 0; i < iterations; i++) sumOverShards(new Float32Array(K));
+    return tf.zeros([0, K]);
+  }
+  return tf.tidy(() => {
+    let q = tf.div(tf.transpose(tf.exp(tf.div(teacher, temp))), first[0]) as tf.Tensor2D; // [K, nLocal]
+    for (let i = 0; i < iterations; i++) {
+      const rows = sumOverShards(tf.sum(q, 1).dataSync() as Float32Array); // [K] over every worker's samples
+      q = tf.div(tf.div(q, tf.tensor2d(rows, [K, 1])), K); // prototypes (rows) → 1/K each
+      q = tf.div(tf.div(q, tf.sum(q, 0, true)), n); // samples (columns) → 1/n each
+    }
+    return stopGradient(tf.transpose(tf.mul(q, n))) as tf.Tensor2D; // [nLocal, K]
+  });
 }
 
 /**
@@ -107,6 +145,7 @@ export function sinkhornKnopp(teacher: tf.Tensor2D, temp: number, iterations = 3
   checkLogits(teacher, 'sinkhornKnopp');
   checkTemp(temp, 'sinkhornKnopp');
   if (!(Number.isInteger(iterations) && iterations >= 1)) throw new Error(`sinkhornKnopp: iterations must be an integer ≥ 1, got ${fmtValue(iterations)}`);
+  if (currentShard()) return shardedSinkhorn(teacher, temp, iterations);
   return tf.tidy(() => {
     const [n, K] = teacher.shape;
     let q = tf.transpose(tf.exp(tf.div(teacher, temp))) as tf.Tensor2D; // [K, n]

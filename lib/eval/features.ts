@@ -15,6 +15,9 @@ import { Vit } from '../vit/params';
 import { vitForward, VitHooks } from '../vit/forward';
 import { readValues } from '../reads';
 import { fmtValue } from '../check';
+import { isDataParallel, parallelContext, shardRange } from '../parallel/context';
+import { WorkersOption, resolveWorkers } from '../parallel/cores';
+import { featuresOnWorkers } from '../workers/eval';
 
 /** Cached features of a dataset split (tensors owned by the cache: `disposeFeatures`). */
 export interface FeatureCache {
@@ -38,6 +41,12 @@ export interface ExtractOptions {
   hooks?: VitHooks;
   /** Dispose each batch's tensors after use (default true, like `trainLoop`). */
   disposeBatches?: boolean;
+  /**
+   * Split every batch over worker threads (lib/workers/eval.ts: the model and kit-made hooks are shipped once; the
+   * batches are still read here). 1 (default) computes in this thread; 'auto' = physical cores. Inside a
+   * data-parallel worker (a recipe run on workers) the batches are split over the pool instead, whatever this says.
+   */
+  workers?: WorkersOption;
 }
 
 /**
@@ -54,6 +63,15 @@ export async function extractFeatures(
   if (!Number.isInteger(n) || n < 1 || n > vit.config.depth) {
     throw new Error(`extractFeatures: nLast must be an integer in [1, ${vit.config.depth}], got ${fmtValue(n)}`);
   }
+  const workers = resolveWorkers(opts.workers ?? 1);
+  if (workers > 1 && !parallelContext()) {
+    const f = await featuresOnWorkers(vit, batches, { nLast: n, hooks: opts.hooks, workers, disposeBatches: opts.disposeBatches });
+    if (f.labels.length === 0) throw new Error('extractFeatures: no batches');
+    return featureCache(concat(f.cls), concat(f.mean), Int32Array.from(f.labels), n, D);
+  }
+  // a data-parallel worker: its rows of every batch, gathered over the pool at the end
+  const spmd = isDataParallel() ? parallelContext() : null;
+  const sizes: number[] = [];
   const clsParts: Float32Array[] = [];
   const meanParts: Float32Array[] = [];
   const labelParts: number[] = [];
@@ -62,8 +80,13 @@ export async function extractFeatures(
       const B = b.images.shape[0];
       const labels = b.labels instanceof tf.Tensor ? Array.from(await readValues(b.labels)) : Array.from(b.labels);
       if (labels.length !== B) throw new Error(`extractFeatures: batch has ${B} images but ${labels.length} labels`);
+      sizes.push(B);
+      labelParts.push(...labels);
+      const [r0, r1] = spmd ? shardRange(B, spmd.rank, spmd.size) : [0, B];
+      if (r1 === r0) continue; // a batch smaller than the pool: some workers have no rows of it
       const [c, m] = tf.tidy(() => {
-        const o = vitForward(vit, b.images, { hooks: opts.hooks ?? {}, returnLayers: n });
+        const x = spmd ? b.images.slice([r0, 0, 0, 0], [r1 - r0, -1, -1, -1]) : b.images; // [rows, H, W, C]
+        const o = vitForward(vit, x, { hooks: opts.hooks ?? {}, returnLayers: n });
         const cls = tf.stack(o.intermediates.map((l) => l.cls), 1); // [B, n, D]
         const last = o.intermediates[o.intermediates.length - 1];
         return [cls, tf.mean(last.patchTokens, 1)]; // [B, D]
@@ -74,7 +97,6 @@ export async function extractFeatures(
       } finally {
         tf.dispose([c, m]);
       }
-      labelParts.push(...labels);
     } finally {
       if (opts.disposeBatches ?? true) {
         b.images.dispose();
@@ -84,7 +106,29 @@ export async function extractFeatures(
   }
   const N = labelParts.length;
   if (N === 0) throw new Error('extractFeatures: no batches');
+  if (spmd) {
+    const cls = interleave(spmd.collective.allGather(concat(clsParts)), sizes, spmd.size, n * D);
+    const mean = interleave(spmd.collective.allGather(concat(meanParts)), sizes, spmd.size, D);
+    return featureCache(cls, mean, Int32Array.from(labelParts), n, D);
+  }
   return featureCache(concat(clsParts), concat(meanParts), Int32Array.from(labelParts), n, D);
+}
+
+/** Rows of every batch back in order from the workers' gathered shards (rank r holds rows shardRange(B, r) of each). */
+function interleave(perRank: Float32Array[], sizes: number[], size: number, per: number): Float32Array {
+  const out = new Float32Array(sizes.reduce((a, b) => a + b, 0) * per);
+  const off = new Array<number>(size).fill(0);
+  let o = 0;
+  for (const B of sizes) {
+    for (let r = 0; r < size; r++) {
+      const [s, e] = shardRange(B, r, size);
+      const k = (e - s) * per;
+      out.set(perRank[r].subarray(off[r], off[r] + k), o);
+      off[r] += k;
+      o += k;
+    }
+  }
+  return out;
 }
 
 function concat(parts: Float32Array[]): Float32Array {

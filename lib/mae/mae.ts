@@ -23,7 +23,7 @@ import type { CheckpointOptions } from '../vit/checkpoint';
 import { sincos2d } from '../vit/posembed';
 import { DecoderConfig, DecoderParams, createDecoderParams, decoderConfig, decoderTokens, decoderBlocks, decoderPredict } from './decoder';
 import { maskedEncode } from './encoder';
-import { MaskPlan, checkMaskRatio, randomMasking, maskTensor } from './masking';
+import { MaskPlan, checkMaskRatio, randomMasking, shardedPlan, maskTensor } from './masking';
 import { patchify } from './patchify';
 import { maskedPatchMse, normPixTarget } from './loss';
 
@@ -116,7 +116,7 @@ export function maeGrid(mae: Mae, images: tf.Tensor): [number, number] {
 /** A fresh random-masking plan for an image batch. */
 export function maePlan(mae: Mae, images: tf.Tensor, rng: Rng, maskRatio = mae.config.maskRatio): MaskPlan {
   const [gh, gw] = maeGrid(mae, images);
-  return randomMasking(rng, images.shape[0], gh * gw, maskRatio);
+  return shardedPlan(images.shape[0], (n) => randomMasking(rng, n, gh * gw, maskRatio));
 }
 
 function encoderStack(mae: Mae, env: ForwardEnv) {

@@ -18,6 +18,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { Rng } from '../rng';
+import { shardRowsOf } from '../parallel/context';
 import { fmtValue } from '../check';
 
 export type MaskKind = 'random' | 'spatial' | 'frames';
@@ -139,6 +140,30 @@ function tiledPlan(kind: MaskKind, rng: Rng, batch: number, copies: number, cell
     for (let c = 0; c < copies; c++) for (let i = k; i < cells; i++) shuffle[j++] = c * cells + s[i];
   }
   return planFromShuffle(kind, batch, N, copies * k, shuffle);
+}
+
+/** Rows `rows` (sample indices) of a plan, as a plan of `rows.length` samples. */
+export function planRows(plan: MaskPlan, rows: readonly number[]): MaskPlan {
+  const N = plan.numTokens;
+  const pick = <T extends Int32Array | Float32Array>(a: T, out: T): T => {
+    rows.forEach((r, i) => {
+      if (!(Number.isInteger(r) && r >= 0 && r < plan.batch)) throw new Error(`planRows: row ${r} outside the plan's ${plan.batch} samples`);
+      out.set(a.subarray(r * N, (r + 1) * N), i * N);
+    });
+    return out;
+  };
+  const B = rows.length;
+  return { ...plan, batch: B, idsShuffle: pick(plan.idsShuffle, new Int32Array(B * N)), idsRestore: pick(plan.idsRestore, new Int32Array(B * N)), mask: pick(plan.mask, new Float32Array(B * N)) };
+}
+
+/**
+ * The plan for a batch of `batch` samples: `draw(batch)`, except in a data-parallel worker holding rows of a larger
+ * batch (lib/parallel/context.ts), where the plan is drawn for the whole batch and this worker's rows are taken — so
+ * every sample gets the mask it gets in a one-process run.
+ */
+export function shardedPlan(batch: number, draw: (n: number) => MaskPlan): MaskPlan {
+  const sr = shardRowsOf(batch, 'masking plan');
+  return sr ? planRows(draw(sr.total), sr.rows) : draw(batch);
 }
 
 /** Flat row indices b·N + ids[b, j] for the first `count` entries of every row of `ids` ([B·N]). */

@@ -31,7 +31,7 @@ import { imgHW } from '../vit/config';
 import { sincos1d, sincos2d } from '../vit/posembed';
 import { DecoderConfig, DecoderParams, createDecoderParams, decoderConfig, decoderTokens, decoderBlocks } from './decoder';
 import { maskedEncode } from './encoder';
-import { MaskPlan, checkMaskRatio, randomMasking, spatialMasking, maskTensor } from './masking';
+import { MaskPlan, checkMaskRatio, randomMasking, shardedPlan, spatialMasking, maskTensor } from './masking';
 import { patchify, patchifyBands, unpatchifyBands } from './patchify';
 import { normPixTarget } from './loss';
 import { denormalizePatches, reconstructionViews, ReconViews } from './recon';
@@ -333,7 +333,7 @@ export function groupTokens(m: SatMaeGroup, kept: tf.Tensor4D, env: ForwardEnv):
 /** A masking plan for a batch: independent per (group, cell) token, or spatial when configured. */
 export function satMaeGroupPlan(m: SatMaeGroup, batch: number, rng: Rng, maskRatio = m.config.maskRatio): MaskPlan {
   const { L, G } = satMaeGroupGrid(m);
-  return m.config.spatialMask ? spatialMasking(rng, batch, G, L, maskRatio) : randomMasking(rng, batch, G * L, maskRatio);
+  return shardedPlan(batch, (n) => (m.config.spatialMask ? spatialMasking(rng, n, G, L, maskRatio) : randomMasking(rng, n, G * L, maskRatio)));
 }
 
 /** Encoder: images → latent [B, 1 + K, D]. */

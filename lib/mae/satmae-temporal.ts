@@ -22,7 +22,7 @@ import { imgHW } from '../vit/config';
 import { sincos1d, sincos2d } from '../vit/posembed';
 import { DecoderConfig, DecoderParams, createDecoderParams, decoderConfig, decoderTokens, decoderBlocks, decoderPredict } from './decoder';
 import { maskedEncode } from './encoder';
-import { MaskPlan, checkMaskRatio, randomMasking, frameMasking, maskTensor } from './masking';
+import { MaskPlan, checkMaskRatio, randomMasking, shardedPlan, frameMasking, maskTensor } from './masking';
 import { patchify, unpatchify, patchValuesToPixels } from './patchify';
 import { maskedPatchMse, normPixTarget } from './loss';
 import { denormalizePatches, reconstructionViews, ReconViews } from './recon';
@@ -221,7 +221,7 @@ export function satMaeTemporalPlan(m: SatMaeTemporal, batch: number, rng: Rng, m
   const [H, W] = imgHW(m.config);
   const L = (H / m.config.patchSize) * (W / m.config.patchSize);
   const T = m.config.frames;
-  return m.config.sameMask ? frameMasking(rng, batch, T, L, maskRatio) : randomMasking(rng, batch, T * L, maskRatio);
+  return shardedPlan(batch, (n) => (m.config.sameMask ? frameMasking(rng, n, T, L, maskRatio) : randomMasking(rng, n, T * L, maskRatio)));
 }
 
 /** [1 or B, T·L, width] code: spatial table rows 1..L repeated per frame ‖ per-image time code. */

@@ -5,7 +5,8 @@
  * forward and gradient to 1e-4 relative). Shapes in comments: B batch, N tokens, D width, h heads, dh head width.
  */
 import * as tf from '@tensorflow/tfjs';
-import { Rng } from '../rng';
+import { Rng, hash32 } from '../rng';
+import { parallelContext, shardRowsOf } from '../parallel/context';
 
 /** y = x·W + b over the last axis. x [..., in], W [in, out], b [out] → [..., out]. */
 export function dense(x: tf.Tensor, weight: tf.Tensor, bias?: tf.Tensor): tf.Tensor {
@@ -44,8 +45,12 @@ export function dropPath(x: tf.Tensor, rate: number, training: boolean, rng: Rng
   if (!training || rate <= 0) return x;
   if (!rng) throw new Error('dropPath: training with a drop-path rate > 0 needs an rng (pass opts.rng to the forward)');
   const keep = 1 - rate;
-  const maskShape = [x.shape[0], ...x.shape.slice(1).map(() => 1)];
-  const mask = tf.floor(tf.add(tf.randomUniform(maskShape, 0, 1, 'float32', rng.seedInt()), keep)); // 1 w.p. keep
+  const ones = x.shape.slice(1).map(() => 1);
+  // a data-parallel worker draws for the global batch and takes its rows (the one-process run's masks)
+  const sr = shardRowsOf(x.shape[0], 'dropPath');
+  const u = tf.randomUniform([sr ? sr.total : x.shape[0], ...ones], 0, 1, 'float32', rng.seedInt());
+  const mine = sr ? tf.gather(u, tf.tensor1d(sr.rows, 'int32')) : u;
+  const mask = tf.floor(tf.add(mine, keep)); // 1 w.p. keep
   return tf.mul(x, tf.div(mask, keep));
 }
 
@@ -54,7 +59,10 @@ export function dropout(x: tf.Tensor, p: number, training: boolean, rng: Rng | n
   if (!training || p <= 0) return x;
   if (!rng) throw new Error('dropout: training with p > 0 needs an rng');
   const keep = 1 - p;
-  const mask = tf.floor(tf.add(tf.randomUniform(x.shape, 0, 1, 'float32', rng.seedInt()), keep));
+  // data-parallel workers: independent masks per worker (not the one-process run's; the layout of x is not known)
+  const ctx = parallelContext();
+  const seed = ctx && ctx.size > 1 ? hash32(rng.seedInt(), 'worker', ctx.rank) : rng.seedInt();
+  const mask = tf.floor(tf.add(tf.randomUniform(x.shape, 0, 1, 'float32', seed), keep));
   return tf.mul(x, tf.div(mask, keep));
 }
 

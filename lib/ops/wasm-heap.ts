@@ -250,3 +250,55 @@ export class Heap {
     }
   }
 }
+
+/** The wasm heap could not grow for an allocation (the 4 GiB wasm32 limit, or the machine's memory). */
+export class WasmOutOfMemory extends Error {
+  constructor(
+    /** Bytes requested. */
+    readonly requested: number,
+    /** Heap size when it failed, bytes. */
+    readonly heap: number,
+    /** What was running (e.g. 'step 12'), when known. */
+    readonly during: string | null,
+  ) {
+    const mib = (b: number): string => `${(b / 2 ** 20).toFixed(1)} MiB`;
+    super(
+      `wasm heap out of memory${during ? ` at ${during}` : ''}: an allocation of ${mib(requested)} did not fit (heap ${mib(heap)}, ` +
+        `wasm32 limit 4096 MiB); use a smaller batch per worker, more workers, or activation recomputation (vitForward checkpoint)`,
+    );
+    this.name = 'WasmOutOfMemory';
+  }
+}
+
+let activity: string | null = null;
+
+/** Name what is running now (e.g. 'step 12'), for the out-of-memory message; null clears it. */
+export function setHeapActivity(what: string | null): void {
+  activity = what;
+}
+
+const guarded = new WeakSet<object>();
+
+/**
+ * Make the wasm backend's allocations fail loudly. tfjs-backend-wasm 4.22 does not check `_malloc`'s result: when the
+ * heap cannot grow, the tensor silently gets offset 0 and later writes corrupt other tensors (measured: after three
+ * 1 GiB tensors a fourth "succeeded" at offset 0, the next op died with "memory access out of bounds", and `1 + 1`
+ * then read 2.022). The guard throws `WasmOutOfMemory` (bytes asked, heap size, the current activity) before anything
+ * is written; the backend stays usable. Idempotent per backend instance.
+ */
+export function guardWasmMalloc(backend: unknown): boolean {
+  const be = backend as Partial<WasmBackend>;
+  const w = be.wasm;
+  if (!w || typeof w._malloc !== 'function' || guarded.has(w)) return false;
+  // emscripten's `_malloc` is a stub that replaces itself with the real export on its first call: call it once so
+  // the wrapper below is not overwritten.
+  w._free(w._malloc(4));
+  const malloc = w._malloc.bind(w);
+  w._malloc = (bytes: number): number => {
+    const p = malloc(bytes);
+    if (p === 0 && bytes > 0) throw new WasmOutOfMemory(bytes, w.HEAPU8.buffer.byteLength, activity);
+    return p;
+  };
+  guarded.add(w);
+  return true;
+}

@@ -41,6 +41,7 @@ import { ParamTree, flattenTree, makeVariable, newScope, disposeTree, forEachLea
 import { checkKeys, checkNumber } from '../check';
 import { dropout as dropoutOp } from '../ops/nn';
 import type { ForwardEnv, VitHooks } from '../vit/forward';
+import { registerHook } from '../parallel/hook-specs';
 import { PathPattern, matchAny, describePattern, layerIndexOf, patternList, LAYER_INDEX_PATTERN } from './patterns';
 
 export type LoraKind = 'linear' | 'qkv' | 'shared-qkv';
@@ -411,11 +412,12 @@ export function loraHooks(adapters: LoraAdapters | readonly LoraAdapters[]): Non
       bySite.set(site, m);
     }
   }
-  return (site, x, y, env) => {
+  const hook: NonNullable<VitHooks['linear']> = (site, x, y, env) => {
     const m = bySite.get(site);
     if (!m) return y;
     return tf.add(y, loraDelta(m, x, env)) as tf.Tensor2D;
   };
+  return registerHook(hook, { kind: 'lora', args: sets }); // evaluation workers rebuild it from the adapters (lib/parallel/ship.ts)
 }
 
 /** Chain linear hooks left to right (each sees the previous one's output). */

@@ -21,6 +21,7 @@ import { replayOr } from '../vit/checkpoint';
 import { RSchedule, CapPolicy, resolveSchedule, tokenCounts } from './schedule';
 import { bipartiteSoftMatching } from './matching';
 import { mergeWavg, mergeSource, ScatterMode, SourceModulator } from './merge';
+import { registerHook } from '../parallel/hook-specs';
 import { Pyra, pyraModulator } from './pyra';
 
 export interface MergeHookOptions {
@@ -97,7 +98,8 @@ export function tomeHooks(cfg: VitConfig, opts: TomeHookOptions, base: VitHooks 
   if ((opts.onCap ?? 'cap') === 'error') {
     tokenCounts(rs, cfg.depth, { numTokens: 1 + numPatches(cfg), protectedTokens: opts.distillToken ? 2 : 1, onCap: 'error' });
   }
-  return compose(base, makeMerge(rs, opts, () => undefined), opts.propAttn ?? true, 'tomeHooks');
+  const merge = registerHook(makeMerge(rs, opts, () => undefined), { kind: 'tome', args: { cfg, opts } }); // rebuildable in workers
+  return compose(base, merge, opts.propAttn ?? true, 'tomeHooks');
 }
 
 /**
@@ -119,7 +121,7 @@ export function pyraHooks(cfg: VitConfig, pyra: Pyra, opts: Omit<MergeHookOption
   });
   tokenCounts(pyra.schedule, cfg.depth, { numTokens: 1 + numPatches(cfg), protectedTokens: opts.distillToken ? 2 : 1, onCap: 'error' });
   const mods = pyra.params.blocks.map((b, i) => (b ? pyraModulator(b, i) : undefined));
-  const merge = makeMerge(pyra.schedule, { ...opts, onCap: 'error' }, (i) => mods[i]);
+  const merge = registerHook(makeMerge(pyra.schedule, { ...opts, onCap: 'error' }, (i) => mods[i]), { kind: 'pyra', args: { cfg, pyra, opts } });
   return compose(base, merge, opts.propAttn ?? true, 'pyraHooks');
 }
 

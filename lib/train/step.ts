@@ -39,6 +39,8 @@ import { Optimizer } from './optim';
 import { clipGroups } from './groups';
 import { Schedule, checkSchedule, scheduleAt } from './schedule';
 import { ReadPlan, readSync, readAsync, syncReads, backendReadsSync } from '../reads';
+import { isDataParallel, parallelContext, shardWeight, withShards } from '../parallel/context';
+import { setHeapActivity } from '../ops/wasm-heap';
 
 /** Ordered path → variable map of what trains. */
 export type TrainableSet = ReadonlyMap<string, tf.Variable>;
@@ -320,6 +322,52 @@ function computeGradients(params: TrainableSet, loss: StepLoss, k: number, kept:
   return c;
 }
 
+/**
+ * In a worker of a data-parallel pool: the weighted sum over the workers (weight = this worker's share of the batch,
+ * `shardWeight()`) of the loss, every metric and every gradient, in one all-reduce (rank order, so every replica gets
+ * the same bits and applies the same update). A path without a gradient on every worker stays without one; on some
+ * workers only, its missing gradients count as zeros. State updates are not reduced: an objective that proposes one
+ * computes it from reduced quantities (e.g. the DINO centers), so it is the same on every replica.
+ */
+function reduceOverWorkers(c: Computed, params: TrainableSet): Computed {
+  const coll = parallelContext()!.collective;
+  const w = shardWeight();
+  const names = [...c.metrics.keys()];
+  const paths = [...params.keys()];
+  const head = 1 + names.length + paths.length; // loss, metrics, presence flag per path
+  let total = head;
+  const offsets: number[] = [];
+  for (const p of paths) {
+    offsets.push(total);
+    total += params.get(p)!.size;
+  }
+  const pack = new Float32Array(total);
+  const scalars = tf.tidy(() =>
+    tf.stack([tf.reshape(c.value, []), ...names.map((n) => { const m = c.metrics.get(n)!; return typeof m === 'number' ? tf.scalar(m) : tf.reshape(m, []); })]).dataSync(),
+  );
+  for (let i = 0; i < scalars.length; i++) pack[i] = scalars[i] * w;
+  const present = paths.filter((p) => c.grads.has(p));
+  if (present.length) {
+    const flat = tf.tidy(() => tf.concat(present.map((p) => tf.reshape(tf.mul(c.grads.get(p)!, w), [-1]))).dataSync());
+    let o = 0;
+    for (const p of present) {
+      const i = paths.indexOf(p);
+      const n = params.get(p)!.size;
+      pack.set(flat.subarray(o, o + n), offsets[i]);
+      pack[1 + names.length + i] = 1;
+      o += n;
+    }
+  }
+  const sum = coll.allReduce(pack);
+  const grads = new Map<string, tf.Tensor>();
+  paths.forEach((p, i) => {
+    if (sum[1 + names.length + i] > 0) grads.set(p, tf.tensor(sum.subarray(offsets[i], offsets[i] + params.get(p)!.size), params.get(p)!.shape, 'float32'));
+  });
+  const metrics = new Map<string, tf.Scalar | number>();
+  names.forEach((n, i) => metrics.set(n, typeof c.metrics.get(n) === 'number' ? sum[1 + i] : tf.scalar(sum[1 + i])));
+  return { value: tf.scalar(sum[0]), grads, metrics, updates: c.updates };
+}
+
 function checkLossOutput(r: LossOutput): LossOutput {
   if (r === null || typeof r !== 'object') throw new Error(`trainStep: the loss function must return a scalar tensor or {loss, metrics?, updates?}, got ${String(r)}`);
   checkKeys('trainStep loss output', r, ['loss', 'metrics', 'updates']);
@@ -407,7 +455,9 @@ function* stepPlan(a: StepArgs): ReadPlan<StepOutcome> {
       unpack: (vals: ArrayLike<number> | null) => Map<string, number>;
     } | null = null;
     tf.tidy(() => {
-      const c = computeGradients(a.params, a.loss, k, kept);
+      let c = computeGradients(a.params, a.loss, k, kept);
+      // data-parallel worker: sum loss, metrics and gradients over the replicas (weighted by their share of the batch)
+      if (isDataParallel()) c = reduceOverWorkers(c, a.params);
       // ---- gradients computed | gradients applied ----
       const grads = a.reduceGrads ? checkReduced(a.reduceGrads(c.grads), a.params) : c.grads;
       const clipped = new Map<string, tf.Tensor>();
@@ -628,24 +678,29 @@ export async function trainLoop<B>(a: LoopArgs<B>): Promise<StepInfo[]> {
     let r: StepResult;
     const lr = scheduleAt(a.lr, step);
     const weightDecay = a.weightDecay ? scheduleAt(a.weightDecay, step) : 0;
+    setHeapActivity(`step ${step}`);
     try {
-      for (let i = 0; i < k; i++) batches.push(await a.batch(step, i));
-      const rngs = batches.map((_b, i) => (k === 1 ? Rng.derive(a.seed, 'step', step) : Rng.derive(a.seed, 'step', step, 'micro', i)));
-      const args: StepArgs = {
-        params: a.params,
-        optimizer: a.optimizer,
-        loss: (i) => a.loss(batches[i], rngs[i], step, i),
-        lr,
-        weightDecay,
-        clipGradNorm: a.clipGradNorm,
-        iteration: step,
-        microBatches: k,
-        reduceGrads: a.reduceGrads,
-        afterUpdate: a.afterUpdate ? () => a.afterUpdate!(step) : undefined,
-        nonFinite: a.nonFinite,
-      };
-      r = syncReads() ? trainStep(args) : await trainStepAsync(args);
+      // in a data-parallel worker, loaders asked inside the region deliver this worker's rows of the batch
+      r = await withShards(async () => {
+        for (let i = 0; i < k; i++) batches.push(await a.batch(step, i));
+        const rngs = batches.map((_b, i) => (k === 1 ? Rng.derive(a.seed, 'step', step) : Rng.derive(a.seed, 'step', step, 'micro', i)));
+        const args: StepArgs = {
+          params: a.params,
+          optimizer: a.optimizer,
+          loss: (i) => a.loss(batches[i], rngs[i], step, i),
+          lr,
+          weightDecay,
+          clipGradNorm: a.clipGradNorm,
+          iteration: step,
+          microBatches: k,
+          reduceGrads: a.reduceGrads,
+          afterUpdate: a.afterUpdate ? () => a.afterUpdate!(step) : undefined,
+          nonFinite: a.nonFinite,
+        };
+        return syncReads() ? trainStep(args) : await trainStepAsync(args);
+      });
     } finally {
+      setHeapActivity(null);
       batches.forEach(disposeBatch);
     }
     const info: StepInfo = { step, loss: r.loss, gradNorm: r.gradNorm, lr, weightDecay, seconds: (Date.now() - t0) / 1000, gradNorms: r.gradNorms, metrics: r.metrics };
