@@ -1,7 +1,7 @@
 /**
- * Raw little-endian tensor bytes → JS arrays, shared by the `.pth` and `.npz` readers (the safetensors reader has its
- * own copy). Floats come back as Float32Array (F16 / BF16 / F64 converted; F64 rounds to float32), integers as
- * Int32Array (I64 values outside int32 are an error naming the tensor), U8 / BOOL as Uint8Array.
+ * Raw little-endian tensor bytes → JS arrays, shared by the safetensors, `.pth` and `.npz` readers. Floats come back
+ * as Float32Array (F16 / BF16 / F64 converted; F64 rounds to float32), integers as Int32Array (I64 values outside
+ * int32 are an error naming the tensor), U8 / BOOL as Uint8Array.
  */
 import type { SafeDtype, SafeTensor } from './safetensors';
 

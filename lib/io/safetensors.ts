@@ -9,12 +9,11 @@
  */
 import * as fs from 'fs';
 import { writeFileAtomic } from './atomic';
+import { DTYPE_BYTES, decodeRaw } from './dtype';
 
 export { writeFileAtomic };
 
 export type SafeDtype = 'F64' | 'F32' | 'F16' | 'BF16' | 'I64' | 'I32' | 'I16' | 'I8' | 'U8' | 'BOOL';
-
-const BYTES: Record<SafeDtype, number> = { F64: 8, F32: 4, F16: 2, BF16: 2, I64: 8, I32: 4, I16: 2, I8: 1, U8: 1, BOOL: 1 };
 
 /** A decoded tensor. Floats come back as Float32Array (F16/BF16/F64 converted), integers as Int32Array. */
 export interface SafeTensor {
@@ -26,72 +25,6 @@ export interface SafeTensor {
 export interface SafeFile {
   tensors: Map<string, SafeTensor>;
   metadata: Record<string, string>;
-}
-
-function f16ToF32(h: number): number {
-  const s = h & 0x8000 ? -1 : 1;
-  const e = (h >> 10) & 0x1f;
-  const f = h & 0x3ff;
-  if (e === 0) return s * Math.pow(2, -14) * (f / 1024);
-  if (e === 31) return f ? NaN : s * Infinity;
-  return s * Math.pow(2, e - 15) * (1 + f / 1024);
-}
-
-function decodeData(dtype: SafeDtype, bytes: Buffer, n: number, where: string): SafeTensor['data'] {
-  switch (dtype) {
-    case 'F32': {
-      const ab = new ArrayBuffer(n * 4); // copy into an aligned buffer; little-endian host (x86-64, arm64)
-      new Uint8Array(ab).set(bytes.subarray(0, n * 4));
-      return new Float32Array(ab);
-    }
-    case 'F64': {
-      const out = new Float32Array(n);
-      for (let i = 0; i < n; i++) out[i] = bytes.readDoubleLE(i * 8);
-      return out;
-    }
-    case 'F16': {
-      const out = new Float32Array(n);
-      for (let i = 0; i < n; i++) out[i] = f16ToF32(bytes.readUInt16LE(i * 2));
-      return out;
-    }
-    case 'BF16': {
-      const out = new Float32Array(n);
-      const u = new Uint32Array(out.buffer);
-      for (let i = 0; i < n; i++) u[i] = bytes.readUInt16LE(i * 2) << 16;
-      return out;
-    }
-    case 'I32': {
-      const ab = new ArrayBuffer(n * 4);
-      new Uint8Array(ab).set(bytes.subarray(0, n * 4));
-      return new Int32Array(ab);
-    }
-    case 'I64': {
-      const out = new Int32Array(n);
-      for (let i = 0; i < n; i++) {
-        const v = bytes.readBigInt64LE(i * 8);
-        if (v > 2147483647n || v < -2147483648n) throw new Error(`${where}: int64 value ${v} at index ${i} does not fit int32`);
-        out[i] = Number(v);
-      }
-      return out;
-    }
-    case 'I16': {
-      const out = new Int32Array(n);
-      for (let i = 0; i < n; i++) out[i] = bytes.readInt16LE(i * 2);
-      return out;
-    }
-    case 'I8': {
-      const out = new Int32Array(n);
-      for (let i = 0; i < n; i++) out[i] = bytes.readInt8(i);
-      return out;
-    }
-    case 'U8':
-    case 'BOOL':
-      return Uint8Array.from(bytes.subarray(0, n));
-    default: {
-      const never: never = dtype;
-      throw new Error(`${where}: unsupported dtype ${String(never)}`);
-    }
-  }
 }
 
 /** Parse a safetensors buffer. `source` names the file in errors. */
@@ -127,8 +60,8 @@ export function decodeSafetensors(buf: Buffer, source = '<buffer>'): SafeFile {
     }
     const where = `${source}: tensor '${name}'`;
     const info = rawInfo as { dtype?: string; shape?: unknown; data_offsets?: unknown };
-    if (!info || typeof info.dtype !== 'string' || !(info.dtype in BYTES)) {
-      throw new Error(`${where}: unsupported or missing dtype ${JSON.stringify(info?.dtype)}; supported: ${Object.keys(BYTES).join(', ')}`);
+    if (!info || typeof info.dtype !== 'string' || !(info.dtype in DTYPE_BYTES)) {
+      throw new Error(`${where}: unsupported or missing dtype ${JSON.stringify(info?.dtype)}; supported: ${Object.keys(DTYPE_BYTES).join(', ')}`);
     }
     const dtype = info.dtype as SafeDtype;
     if (!Array.isArray(info.shape) || !info.shape.every((d) => Number.isInteger(d) && d >= 0)) {
@@ -141,14 +74,14 @@ export function decodeSafetensors(buf: Buffer, source = '<buffer>'): SafeFile {
     }
     const [b, e] = offs as [number, number];
     const count = shape.reduce((a, d) => a * d, 1);
-    if (e - b !== count * BYTES[dtype]) {
-      throw new Error(`${where}: ${e - b} bytes for shape [${shape}] ${dtype} (expected ${count * BYTES[dtype]})`);
+    if (e - b !== count * DTYPE_BYTES[dtype]) {
+      throw new Error(`${where}: ${e - b} bytes for shape [${shape}] ${dtype} (expected ${count * DTYPE_BYTES[dtype]})`);
     }
     if (e > dataLen) {
       throw new Error(`${where}: data ends at byte ${e} but the file has only ${dataLen} data bytes (truncated file)`);
     }
     spans.push([b, e, name]);
-    tensors.set(name, { dtype, shape, data: decodeData(dtype, buf.subarray(dataStart + b, dataStart + e), count, where) });
+    tensors.set(name, { dtype, shape, data: decodeRaw(dtype, buf.subarray(dataStart + b, dataStart + e), count, where) });
   }
   // as the reference implementation (safetensors' Metadata::validate): the tensors tile the data section exactly
   spans.sort((x, y) => x[0] - y[0] || x[1] - y[1]);
