@@ -197,6 +197,11 @@ describe('reproduction scoreboard', function () {
     assert.ok(Math.abs(t.x[0] - t.error_x.arrayminus[0] - (n.ours.lo + 0.5)) < 1e-12);
     assert.deepEqual((byName.get("paper's value") as { x: number[] }).x, [8.48, 1.7]);
     assert.equal(claimThreshold({ kind: 'within', lo: 2, hi: 3 }), 2);
+    const twin = claimFromPairs(H('ExPLoRA vs source', { metric: 'kNN top-1 difference (points)' }), [61, 62.5, 63], [58, 59, 59.5]);
+    recordClaims('nb', [twin], { dir: out });
+    const ys = forestFigure(gatherScoreboard(out)).data.flatMap((t) => t.y as string[]);
+    assert.ok(ys.includes('nb · ExPLoRA vs source (Table 1, kNN top-1 difference (points))'), ys.join(' | '));
+    assert.equal(new Set(ys.filter((y) => y.startsWith('nb · ExPLoRA vs source'))).size, 2, 'two rows, one per claim');
   });
 
   it('the CLI writes scoreboard.json and .html next to the output folder, keeps earlier entries, prints Markdown, refuses bad files', () => {

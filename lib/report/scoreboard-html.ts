@@ -22,6 +22,10 @@ const COLOURS: Record<Verdict, string> = { reproduced: '#1a9850', 'not reproduce
  */
 export function forestFigure(sb: Scoreboard): PlotlyFigure {
   const items: Array<{ label: string; c: ClaimRecord }> = sb.notebooks.flatMap((e) => e.claims.map((c) => ({ label: `${e.notebook} · ${c.row}`, c })));
+  // One row per claim: claims of a notebook that share a row name (other table or metric) get those added.
+  const count = new Map<string, number>();
+  for (const x of items) count.set(x.label, (count.get(x.label) ?? 0) + 1);
+  for (const x of items) if (count.get(x.label)! > 1) x.label += ` (${x.c.tableOrFigure}, ${x.c.metric})`;
   const labels = items.map((x) => x.label);
   const hover = (c: ClaimRecord): string =>
     `${c.paper} · ${c.tableOrFigure}<br>${c.claim}<br>${c.metric}: ${+c.ours.mean.toFixed(3)}` +
