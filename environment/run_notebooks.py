@@ -330,6 +330,12 @@ def run_attempt(path, args):
         error = cell_error_message(path, nb.cells[idx], idx)
     seconds = time.time() - t0
 
+    # Committed notebooks store code cells without outputs; cells a failed or timed-out run never reached still lack
+    # them, and nbformat cannot write such a cell.
+    for c in nb.cells:
+        if c.get('cell_type') == 'code':
+            c.setdefault('outputs', [])
+            c.setdefault('execution_count', None)
     os.makedirs(args.out, exist_ok=True)
     out_nb = os.path.join(args.out, f'{stem}.ipynb')
     nbformat.write(nb, out_nb)
