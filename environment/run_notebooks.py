@@ -8,7 +8,10 @@
 
 For each notebook this writes <out>/<name>.ipynb (executed, with outputs) and <out>/<name>.html (nbconvert's lab
 template, plotly.js injected into <head> once), and updates <out>/summary.json (entries of notebooks not run this time
-are kept). The kernel starts in the notebook's folder, as it does when a person opens the notebook in Jupyter, so the
+are kept). Notebooks record their reproduction claims under <out>/<name>/claims.jsonl (lib/report/notebook-claims.ts;
+the runner passes <out> to the kernel as VITPEFT_NOTEBOOK_OUT and empties a notebook's claims file before running it);
+after the runs, environment/scoreboard.ts gathers them into <out>/../scoreboard.json and scoreboard.html (default
+out/scoreboard.json, out/scoreboard.html), keeping the entries of notebooks not run this time. The kernel starts in the notebook's folder, as it does when a person opens the notebook in Jupyter, so the
 notebook imports the kit (`vitpeft`, the built package: `npm run notebooks` builds first) exactly as it would there.
 Progress goes to stderr: a line per finished cell (its time and first line), and for a long cell a line every 30 s
 (every second, rewritten in place, on a terminal) with the cell's latest output line (the kit's progress bars).
@@ -268,6 +271,10 @@ def run_attempt(path, args):
     cwd = os.path.abspath(args.cwd) if args.cwd else os.path.dirname(os.path.abspath(path))
     failed = {}
     current = {}
+    stem = os.path.splitext(os.path.basename(path))[0]
+    claims = os.path.join(args.out, stem, 'claims.jsonl')
+    if os.path.exists(claims):  # this run's claims only (recordClaims merges into the file by claim identity)
+        os.remove(claims)
 
     progress = CellProgress(nb, interval=args.progress_interval)
 
@@ -323,7 +330,12 @@ def run_attempt(path, args):
         error = cell_error_message(path, nb.cells[idx], idx)
     seconds = time.time() - t0
 
-    stem = os.path.splitext(os.path.basename(path))[0]
+    # Committed notebooks store code cells without outputs; cells a failed or timed-out run never reached still lack
+    # them, and nbformat cannot write such a cell.
+    for c in nb.cells:
+        if c.get('cell_type') == 'code':
+            c.setdefault('outputs', [])
+            c.setdefault('execution_count', None)
     os.makedirs(args.out, exist_ok=True)
     out_nb = os.path.join(args.out, f'{stem}.ipynb')
     nbformat.write(nb, out_nb)
@@ -351,7 +363,7 @@ def main():
     ap.add_argument('notebooks', nargs='*', help='notebooks to run (default: notebooks/*.ipynb)')
     ap.add_argument('--out', default=os.path.join(ROOT, 'out', 'notebooks'), help='output folder (default out/notebooks)')
     ap.add_argument('--timeout', type=int, default=900, help='seconds per cell (default 900)')
-    ap.add_argument('--scale', choices=['ci', 'smoke', 'paper'], help="set VITPEFT_SCALE (overrides the notebooks' default)")
+    ap.add_argument('--scale', choices=['ci', 'smoke', 'workstation', 'paper'], help="set VITPEFT_SCALE (overrides the notebooks' default)")
     ap.add_argument('--plotly', choices=['inject', 'inline'], default='inject',
                     help="inject: notebooks send no plotly.js (VITPEFT_PLOTLY=external, default); inline: as in an "
                          "interactive session (sent to the page, not stored). Exported HTML gets plotly.js either way")
@@ -359,6 +371,7 @@ def main():
     ap.add_argument('--error-delay', type=float, default=0.3, help='seconds to wait after a cell error (default 0.3)')
     ap.add_argument('--fail-fast', action='store_true', help='stop at the first failing notebook')
     ap.add_argument('--no-html', action='store_true', help='skip the HTML export')
+    ap.add_argument('--no-scoreboard', action='store_true', help='do not gather the claims into <out>/../scoreboard.json/.html')
     ap.add_argument('--export-only', action='store_true',
                     help='do not execute: export the notebooks as they are (e.g. saved from Jupyter) to HTML with plotly.js')
     ap.add_argument('--cwd', help="kernel working folder (default: each notebook's folder, as in Jupyter)")
@@ -384,6 +397,7 @@ def main():
         sys.exit(0)
     ensure_kernel(args.kernel)
     os.environ['VITPEFT_PLOTLY'] = 'external' if args.plotly == 'inject' else 'inline'
+    os.environ['VITPEFT_NOTEBOOK_OUT'] = os.path.abspath(args.out)
     if args.scale:
         os.environ['VITPEFT_SCALE'] = args.scale
     # recipe runs use every core (runRecipe's default worker count, recipes/run.ts); the ci scale stays on one
@@ -408,7 +422,19 @@ def main():
     others = len(merged) - len(results)
     kept = f'; {args.out}/summary.json also keeps {others} earlier notebook(s)' if others else ''
     print(f'run_notebooks: {len(results) - len(bad)}/{len(results)} notebooks ok{kept}', file=sys.stderr)
-    sys.exit(1 if bad else 0)
+    gathered = args.no_scoreboard or gather_scoreboard(args.out)
+    sys.exit(1 if bad or not gathered else 0)
+
+
+def gather_scoreboard(out):
+    """Run the gatherer (environment/scoreboard.ts) on <out>; False (its message printed) when a claims file is bad."""
+    tsx = os.path.join(ROOT, 'node_modules', '.bin', 'tsx')
+    r = subprocess.run([tsx, os.path.join(ROOT, 'environment', 'scoreboard.ts'), '--out', os.path.abspath(out)],
+                       cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    print(r.stdout.rstrip(), file=sys.stderr, flush=True)
+    if r.returncode != 0:
+        print(f'run_notebooks: the scoreboard was not gathered (exit {r.returncode})', file=sys.stderr, flush=True)
+    return r.returncode == 0
 
 
 def write_summary(out, results):

@@ -121,6 +121,23 @@ describe('notebook runner and kernel (real tslab kernel)', function () {
     assert.notEqual((again.summary[1] as { finished?: string }).finished, undefined);
   });
 
+  it('a run that stops early writes its executed copy even when code cells are stored without outputs (as committed notebooks are), and the scoreboard records the failure', () => {
+    const dir = mkdtempSync(path.join(tmp, 'bare-'));
+    const nb = JSON.parse(readFileSync(path.join(FIX, 'failing.ipynb'), 'utf8')) as { cells: Array<Record<string, unknown>> };
+    for (const c of nb.cells) {
+      delete c.outputs;
+      delete c.execution_count;
+    }
+    const file = path.join(dir, 'bare.ipynb');
+    writeFileSync(file, JSON.stringify(nb));
+    const r = runNotebooks(['--no-html', '--quiet', file], path.join(dir, 'out'));
+    assert.equal(r.status, 1, r.stderr);
+    assert.doesNotMatch(r.stderr, /Traceback/);
+    assert.match(streamText(executedCells(path.join(dir, 'out', 'bare.ipynb'))[0], 'stdout'), /first cell ran 1/);
+    const sb = JSON.parse(readFileSync(path.join(dir, 'scoreboard.json'), 'utf8')) as { notebooks: Array<{ notebook: string; ok: boolean; claims: unknown[] }> };
+    assert.deepEqual(sb.notebooks.map((e) => [e.notebook, e.ok, e.claims.length]), [['bare', false, 0]]);
+  });
+
   it('--allow-errors runs the later cells for real (past tslab\'s 200 ms abort) and still exits 1', () => {
     const r = runNotebooks(['--no-html', '--allow-errors', path.join(FIX, 'failing.ipynb')], path.join(tmp, 'allow'));
     assert.equal(r.status, 1, r.stderr);

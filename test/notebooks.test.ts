@@ -142,6 +142,18 @@ describe('notebooks through the real tslab kernel', function () {
       assert.ok(info.summary.finalTestAcc >= 0 && info.summary.finalTestAcc <= 1);
       if (m.startsWith('pyra')) assert.equal(info.summary.lastBlockWD, 0, 'the last merging block\'s W_D never moves');
     }
+    // Its claims (one seed: recorded without an interval, so inconclusive) reach the scoreboard next to the output folder.
+    const claims = readFileSync(path.join(tmp, 'out', '02-tome-pyra', 'claims.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    assert.deepEqual(claims.map((c) => [c.row, c.verdict, c.ours.lo, c.seeds.length, c.paperValue]), [
+      ['ours: smaller model − ToMe + LoRA high', 'inconclusive', null, 1, 0.66],
+      ['ours: PYRA high − ToMe + LoRA high', 'inconclusive', null, 1, 1.56],
+      ['ours: PYRA high − smaller model', 'inconclusive', null, 1, 0.9],
+    ]);
+    const sb = JSON.parse(readFileSync(path.join(tmp, 'scoreboard.json'), 'utf8'));
+    const entry = sb.notebooks.find((e: { notebook: string }) => e.notebook === '02-tome-pyra');
+    assert.equal(entry.scale, 'ci');
+    assert.equal(entry.claims.length, 3);
+    assert.ok(existsSync(path.join(tmp, 'scoreboard.html')));
   });
 
   it('05-checkpoints: malicious pickle refused, key report, forward = PyTorch, exact peft / transformers / timm round trips', function () {

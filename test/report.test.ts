@@ -414,7 +414,7 @@ describe('report/notebook slots', () => {
       process.env.VITPEFT_SCALE = 'paper';
       assert.equal(notebookScale('smoke'), 'paper');
       process.env.VITPEFT_SCALE = 'huge';
-      assert.throws(() => notebookScale('smoke'), /'huge' \(from VITPEFT_SCALE\) is not one of ci, smoke, paper/);
+      assert.throws(() => notebookScale('smoke'), /'huge' \(from VITPEFT_SCALE\) is not one of ci, smoke, workstation, paper/);
       process.env.VITPEFT_SCALE = 'ci';
       assert.equal(notebookScale('smoke'), 'ci');
     } finally {

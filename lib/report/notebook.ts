@@ -1,5 +1,5 @@
 /**
- * Notebook ergonomics: re-runnable cells and the smoke/paper scale switch.
+ * Notebook ergonomics: re-runnable cells and the scale switch (ci / smoke / workstation / paper).
  *
  * `slot(name, factory)` keeps one value per name for the whole kernel session. Re-running the cell disposes the
  * previous value before building the new one, so re-running "build the model" neither leaks tensors nor fights over
@@ -99,14 +99,26 @@ export function slotNames(): string[] {
   return [...slots().keys()];
 }
 
+/** The kit's notebook scales, smallest first (see `notebookScale`). */
+export type NotebookScale = 'ci' | 'smoke' | 'workstation' | 'paper';
+export const NOTEBOOK_SCALES: readonly NotebookScale[] = ['ci', 'smoke', 'workstation', 'paper'];
+
 /**
  * The notebook's scale: `VITPEFT_SCALE` when set (the runner's `--scale`), else `fallback` (what the notebook's first
  * cell says). Throws naming the valid values.
  *
- * Scales: `smoke` (default; ≤ 10 minutes on 2 CPU cores, the README's main job), `paper` (the paper's sizes), and
- * `ci` (the test suite's run: every cell executes, with the smallest budgets, so the suite stays well under 15 min).
+ * Scales (`NOTEBOOK_SCALES`):
+ * - `ci`: the test suite's run: every cell executes, with the smallest budgets, so the suite stays well under 15 min;
+ * - `smoke` (default): ≤ 15 minutes per notebook on 2 CPU cores, the embedded data and tiny models — the README's
+ *   main job; big enough to show a large effect, often too small to resolve the papers' few-point effects;
+ * - `workstation`: about an hour per notebook on a 16-core CPU (tfjs-node) or one GPU: a ViT-S-sized model
+ *   (D 384, 12 blocks), larger images (64–96 px), several times more data, ≥ 3 seeds — the scale at which the papers'
+ *   qualitative claims should show clearly. Each notebook defines it in its scale table;
+ * - `paper`: the paper's models, data and schedules (real weights and datasets; a GPU job).
+ *
+ * A notebook that defines only some scales passes its own `valid` list.
  */
-export function notebookScale<S extends string>(fallback: S, valid: readonly S[] = ['ci', 'smoke', 'paper'] as unknown as S[]): S {
+export function notebookScale<S extends string = NotebookScale>(fallback: S, valid: readonly S[] = NOTEBOOK_SCALES as unknown as S[]): S {
   const raw = process.env.VITPEFT_SCALE || fallback;
   if (!(valid as readonly string[]).includes(raw)) {
     throw new Error(`scale: '${raw}'${process.env.VITPEFT_SCALE ? ' (from VITPEFT_SCALE)' : ''} is not one of ${valid.join(', ')}`);
