@@ -37,6 +37,7 @@ export * from './tome/vis';
 export * from './eval/features';
 export * from './eval/linear-probe';
 export * from './eval/knn';
+export * from './eval/ridge-probe';
 export * from './mae/patchify';
 export * from './mae/masking';
 export * from './mae/loss';

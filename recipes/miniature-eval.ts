@@ -12,6 +12,7 @@ import { VitHooks } from '../lib/vit/forward';
 import { extractFeatures, disposeFeatures, FeatureCache, LabelledBatch } from '../lib/eval/features';
 import { linearProbe, DINOV2_LINEAR_PROBE, LinearProbeConfig } from '../lib/eval/linear-probe';
 import { knnEvaluate } from '../lib/eval/knn';
+import { ridgeProbe } from '../lib/eval/ridge-probe';
 import { Dataset, Loader, subset } from '../data-loaders/dataset';
 import { normalizeWith } from '../data-loaders/augment';
 import { IMAGENET_STATS, NormStats } from '../data-loaders/transforms';
@@ -75,7 +76,12 @@ export interface FrozenEvalConfig {
   knn: { k: number; temperature: number };
 }
 
-export const MINIATURE_EVAL: FrozenEvalConfig = { probe: { epochs: 10, itersPerEpoch: 20, batchSize: 256 }, knn: { k: 20, temperature: 0.07 } };
+/**
+ * The miniature's evaluation: the DINOv2 probe grid with standardised inputs (10 × 20 iterations of batch 256), kNN
+ * k 20, and the closed-form ridge probe. Without `standardize` the 10 × 20 SGD probe is far from converged on these
+ * features (LOG.md, branch `science`).
+ */
+export const MINIATURE_EVAL: FrozenEvalConfig = { probe: { epochs: 10, itersPerEpoch: 20, batchSize: 256, standardize: true }, knn: { k: 20, temperature: 0.07 } };
 
 /** One evaluation of a frozen encoder. Accuracies in [0, 1]; `*Correct` = per-test-image 0/1 string (test order). */
 export interface FrozenEval {
@@ -83,10 +89,15 @@ export interface FrozenEval {
   probeTest: number;
   probeBest: string;
   knn: number;
+  /** Closed-form ridge probe (standardised inputs, λ and input kind selected on val): test top-1. */
+  ridgeTest: number;
+  ridgeVal: number;
+  ridgeBest: string;
   probeCorrect: string;
   knnCorrect: string;
-  /** Process CPU seconds: feature extraction, probe, kNN. */
-  cpu: { extract: number; probe: number; knn: number };
+  ridgeCorrect: string;
+  /** Process CPU seconds: feature extraction, SGD probe, kNN, ridge probe. */
+  cpu: { extract: number; probe: number; knn: number; ridge: number };
   seconds: number;
 }
 
@@ -117,14 +128,27 @@ export async function evaluateFrozen(vit: Vit, sets: EvalSets, probeSeed: number
     c0 = process.cpuUsage();
     const kr = knnEvaluate(f.train!, f.test!, { k: Math.min(cfg.knn.k, sets.train.y.length), temperature: cfg.knn.temperature })[0];
     const knnCorrect = Array.from(kr.predictions, (p, i) => (p === sets.test.y[i] ? '1' : '0')).join('');
+    const knnCpu = cpuSeconds(c0);
+    c0 = process.cpuUsage();
+    const ridge = ridgeProbe(f.train!, f.val!, { nLastBlocks: nLast > 1 ? [1, nLast] : [1] });
+    let ridgeCorrect: string;
+    try {
+      ridgeCorrect = Array.from(tf.tidy(() => tf.equal(tf.argMax(ridge.predict(f.test!), 1), f.test!.labels).toInt().dataSync() as Int32Array)).join('');
+    } finally {
+      ridge.dispose();
+    }
     return {
       probeVal: probe.best.valAcc,
       probeTest,
       probeBest: probe.best.name,
       knn: kr.top1,
+      ridgeTest: [...ridgeCorrect].filter((c) => c === '1').length / ridgeCorrect.length,
+      ridgeVal: ridge.best.valAcc,
+      ridgeBest: ridge.best.name,
       probeCorrect,
       knnCorrect,
-      cpu: { extract, probe: probeCpu, knn: cpuSeconds(c0) },
+      ridgeCorrect,
+      cpu: { extract, probe: probeCpu, knn: knnCpu, ridge: cpuSeconds(c0) },
       seconds: (Date.now() - t0) / 1000,
     };
   } finally {

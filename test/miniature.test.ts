@@ -156,7 +156,7 @@ describe('ExPLoRA miniature (micro models)', function () {
       return {
         kind: 'eval', tag: 't', objective: 'dino', method, recipe: method, seed, step: method === 'source' ? 0 : step, probeTest: k / n, probeVal: k / n, knn: kk / n,
         probeCorrect: '1'.repeat(k) + '0'.repeat(n - k), knnCorrect: '1'.repeat(kk) + '0'.repeat(n - kk), trainableEncoder: 1, loss: 1, trainCpu: 1, trainSteps: 10,
-        cpu: { extract: 1, probe: 1, knn: 0 },
+        cpu: { extract: 1, probe: 1, knn: 0 }, ridgeTest: acc, ridgeCorrect: '1'.repeat(k) + '0'.repeat(n - k),
       };
     };
     const evals: EvalLine[] = [];
@@ -176,7 +176,8 @@ describe('ExPLoRA miniature (micro models)', function () {
     assert.equal(v['ExPLoRA > source model, frozen (kNN)'].verdict, 'inconclusive');
     assert.equal(v['ExPLoRA ≥ unfreeze-only at equal budget (within 1 point)'].verdict, 'reproduced');
     assert.equal(v['ExPLoRA ≫ pre-training from scratch (by > 10 points)'].verdict, 'reproduced');
-    assert.ok(items.length === 12);
+    assert.equal(v['ExPLoRA > source model, frozen (closed-form ridge probe)'].verdict, 'reproduced');
+    assert.ok(items.length === 15);
     const rows = summaryRows(evals);
     assert.equal(rows.find((r) => r.method === 'explora')!['LP per seed'], '60.0 61.0 62.0 90.0');
     writeFileSync(path.join(tmp, 'x.json'), JSON.stringify(claims));

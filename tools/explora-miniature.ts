@@ -29,7 +29,7 @@ const ASSETS = path.resolve(__dirname, '..', 'notebooks', 'assets');
 /** Notebook 01's smoke configuration (M-ExPLoRA on the committed source MAE), larger evaluation sets. */
 export const MAE_MINI: MaeMiniConfig = {
   objective: 'mae',
-  data: { embedded: { seed: 0, size: 32, satellitePerClass: 100 }, pretrainImages: 0, evalImages: { train: 0, val: 0, test: 0 }, perSeed: false },
+  data: { embedded: { seed: 0, size: 32, satellitePerClass: 100, satelliteRender: { composite: 'rgb', nuisance: 1 } }, pretrainImages: 0, evalImages: { train: 0, val: 0, test: 0 }, perSeed: false },
   source: { checkpoint: path.join(ASSETS, 'source-mae-d96x6-p4-32px-1200s-seed0.safetensors') },
   model: { preset: 'mae_vit_base_patch16', encoder: { imgSize: 32, patchSize: 4, embedDim: 96, depth: 6, numHeads: 3 }, decoder: { embedDim: 64, depth: 2, numHeads: 4 }, maskRatio: 0.75, normPixLoss: true },
   pretrain: { steps: 108, batch: 64, blr: 8e-3, warmupSteps: 9, decoderRank: 2 },
@@ -42,12 +42,12 @@ export const MAE_MINI: MaeMiniConfig = {
 /** D-ExPLoRA on the DINOv2-style source (tools/make-source-dino.ts). */
 export const DINO_MINI: DinoMiniConfig = {
   objective: 'dino',
-  data: { embedded: { seed: 0, size: 32, satellitePerClass: 100 }, pretrainImages: 0, evalImages: { train: 0, val: 0, test: 0 }, perSeed: false },
-  source: { checkpoint: path.join(ASSETS, 'source-dino-d64x4-p4-32px-30ep-seed0.safetensors') },
-  model: { preset: 'vit_small_patch14_dinov2', overrides: { imgSize: 32, patchSize: 4, embedDim: 64, depth: 4, numHeads: 2, posEmbedGrid: null, layerScale: 0.1 } },
+  data: { embedded: { seed: 0, size: 32, satellitePerClass: 100, satelliteRender: { composite: 'rgb', nuisance: 1 } }, pretrainImages: 0, evalImages: { train: 0, val: 0, test: 0 }, perSeed: false },
+  source: { checkpoint: path.join(ASSETS, 'source-dino-d96x6-p8-32px-30ep-seed0.safetensors') },
+  model: { preset: 'vit_small_patch14_dinov2', overrides: { imgSize: 32, patchSize: 8, embedDim: 96, depth: 6, numHeads: 3, posEmbedGrid: null, layerScale: 0.1 } },
   ssl: {
     head: { hiddenDim: 256, bottleneckDim: 64, outDim: 512 },
-    nLocalCrops: 4,
+    nLocalCrops: 2,
     globalCropSize: 32,
     localCropSize: 16,
     targets: 'sinkhorn_knopp',

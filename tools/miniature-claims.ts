@@ -23,8 +23,10 @@ export interface EvalLine {
   probeTest: number;
   probeVal: number;
   knn: number;
+  ridgeTest?: number;
   probeCorrect: string;
   knnCorrect: string;
+  ridgeCorrect?: string;
   trainableEncoder: number;
   loss: number | null;
   trainCpu: number;
@@ -76,7 +78,7 @@ export const PAPER_LP = { source: 69.0, unfreeze: 74.83, explora: 77.48, scratch
 export interface ClaimSpec {
   a: string;
   b: string;
-  metric: 'probe' | 'knn';
+  metric: 'probe' | 'knn' | 'ridge';
   claim: string;
   row: string;
   test: ClaimTest;
@@ -90,6 +92,7 @@ export function miniatureClaimSpecs(objective: 'mae' | 'dino'): ClaimSpec[] {
   const p = (x: number): number | null => (d ? +x.toFixed(2) : null);
   return [
     { a: 'explora', b: 'source', metric: 'probe', claim: 'ExPLoRA > source model, frozen (linear probe)', row: 'ExPLoRA − source (DinoV2 69.00 → ExPLoRA ViT-L 77.48)', test: { kind: 'greater', margin: 0 }, paperValue: p(PAPER_LP.explora - PAPER_LP.source), tableOrFigure: 'Table 1 (linear probing, fMoW-RGB)' },
+    { a: 'explora', b: 'source', metric: 'ridge', claim: 'ExPLoRA > source model, frozen (closed-form ridge probe)', row: 'ExPLoRA − source, ridge probe (converged linear readout)', test: { kind: 'greater', margin: 0 }, paperValue: p(PAPER_LP.explora - PAPER_LP.source), tableOrFigure: 'Table 1 (linear probing, fMoW-RGB)' },
     { a: 'explora', b: 'source', metric: 'knn', claim: 'ExPLoRA > source model, frozen (kNN)', row: 'ExPLoRA − source, kNN (k 20)', test: { kind: 'greater', margin: 0 }, paperValue: null, tableOrFigure: 'kNN (no paper number recovered)' },
     { a: 'explora', b: 'unfreeze', metric: 'probe', claim: 'ExPLoRA ≥ unfreeze-only at equal budget (within 1 point)', row: 'ExPLoRA − unfreeze [L] no LoRA (74.83 → 77.48)', test: { kind: 'not-less', tolerance: 1 }, paperValue: p(PAPER_LP.explora - PAPER_LP.unfreeze), tableOrFigure: 'ablation table (linear probe)' },
     { a: 'explora', b: 'scratch', metric: 'probe', claim: 'ExPLoRA ≫ pre-training from scratch (by > 10 points)', row: 'ExPLoRA − full pre-training from scratch (54.29 → 77.48)', test: { kind: 'greater', margin: 10 }, paperValue: p(PAPER_LP.explora - PAPER_LP.scratch), tableOrFigure: 'ablation table (linear probe)' },
@@ -103,6 +106,7 @@ export function summaryRows(evals: EvalLine[], step?: number): Array<Record<stri
     const by = [...finalBySeed(evals, m, step).values()].sort((x, y) => x.seed - y.seed);
     const lp = by.map((e) => pct(e.probeTest));
     const kn = by.map((e) => pct(e.knn));
+    const rd = by.filter((e) => e.ridgeTest !== undefined).map((e) => pct(e.ridgeTest!));
     const iv = (xs: number[]): string => (xs.length >= 2 ? ivs(tInterval(xs)) : xs.length ? f1(xs[0]) : '-');
     const mean = (xs: number[]): number => xs.reduce((a, b) => a + b, 0) / Math.max(1, xs.length);
     return {
@@ -115,9 +119,10 @@ export function summaryRows(evals: EvalLine[], step?: number): Array<Record<stri
       'LP per seed': lp.map(f1).join(' '),
       'kNN top-1 [95% t]': iv(kn),
       'kNN per seed': kn.map(f1).join(' '),
+      'ridge [95% t]': iv(rd),
       'loss (last 10)': by[0]?.loss === null || by[0] === undefined ? '-' : mean(by.map((e) => e.loss ?? NaN)).toFixed(4),
       'train CPU s': +mean(by.map((e) => e.trainCpu)).toFixed(0),
-      'eval CPU s': +mean(by.map((e) => e.cpu.extract + e.cpu.probe + e.cpu.knn)).toFixed(1),
+      'eval CPU s': +mean(by.map((e) => e.cpu.extract + e.cpu.probe + e.cpu.knn + ((e.cpu as { ridge?: number }).ridge ?? 0))).toFixed(1),
     };
   });
 }
@@ -132,15 +137,15 @@ export function miniatureClaims(evals: EvalLine[], o: { scale: string; step?: nu
     const B = finalBySeed(evals, s.b, o.step);
     const seeds = [...A.keys()].filter((k) => B.has(k)).sort((x, y) => x - y);
     if (!seeds.length) continue;
-    const val = (e: EvalLine): number => pct(s.metric === 'probe' ? e.probeTest : e.knn);
+    if (s.metric === 'ridge' && seeds.some((k) => A.get(k)!.ridgeTest === undefined || B.get(k)!.ridgeTest === undefined)) continue;
+    const val = (e: EvalLine): number => pct(s.metric === 'probe' ? e.probeTest : s.metric === 'ridge' ? e.ridgeTest! : e.knn);
+    const correct = (e: EvalLine): string => (s.metric === 'probe' ? e.probeCorrect : s.metric === 'ridge' ? e.ridgeCorrect! : e.knnCorrect);
     const a = seeds.map((k) => val(A.get(k)!));
     const b = seeds.map((k) => val(B.get(k)!));
     const per = seeds.map((k) => {
       const ea = A.get(k)!;
       const eb = B.get(k)!;
-      const ca = s.metric === 'probe' ? ea.probeCorrect : ea.knnCorrect;
-      const cb = s.metric === 'probe' ? eb.probeCorrect : eb.knnCorrect;
-      const it = itemBootstrapDifference(ca, cb, { seed: k, resamples: 2000 });
+      const it = itemBootstrapDifference(correct(ea), correct(eb), { seed: k, resamples: 2000 });
       return { seed: k, diff: pct(it.mean), lo: pct(it.lo), hi: pct(it.hi), discordant: it.discordant };
     });
     per.forEach((p) => items.push({ claim: s.claim, seed: p.seed, 'Δ (points)': +p.diff.toFixed(2), 'item-bootstrap 95%': `[${f1(p.lo)}, ${f1(p.hi)}]`, 'a-only / b-only right': p.discordant.join(' / ') }));
@@ -150,7 +155,7 @@ export function miniatureClaims(evals: EvalLine[], o: { scale: string; step?: nu
           paper: 'ExPLoRA (Khanna et al., arXiv 2406.10973)',
           tableOrFigure: s.tableOrFigure,
           row: `${objective === 'dino' ? 'D' : 'M'}-ExPLoRA miniature: ${s.row}`,
-          metric: `${s.metric === 'probe' ? 'linear-probe' : 'kNN'} test top-1 difference (points)`,
+          metric: `${s.metric === 'probe' ? 'linear-probe (standardised SGD)' : s.metric === 'ridge' ? 'ridge-probe' : 'kNN'} test top-1 difference (points)`,
           paperValue: s.paperValue,
           claim: s.claim,
           test: s.test,
