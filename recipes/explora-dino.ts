@@ -1,6 +1,6 @@
 /**
- * D-ExPLoRA: ExPLoRA's extended pre-training with the DINOv2 objective (explora.md §2.2, §2.3, §2.5, §3; the paper's
- * headline method, `D-ExPLoRA-[L]-r64` on ViT-L/14).
+ * D-ExPLoRA: ExPLoRA's extended pre-training with the DINOv2 objective (ExPLoRA `scripts/pretrain_dino.sh` on DINOv2
+ * `dinov2/train/ssl_meta_arch.py`; the paper's headline method, `D-ExPLoRA-[L]-r64` on ViT-L/14).
  *
  * Student: the DINOv2 ViT (mask token, LayerScale) with `applyExplora`: block [L] fully trainable, LoRA r (α = 1 ⇒
  * scale 1/r) on the Q and V slices of every other block, every LayerNorm and the CLS token trainable; DINO head (and
@@ -11,21 +11,29 @@
  * both models and never change, so the teacher *shares* those variables with the student (exact, and saves a second
  * 300M-parameter copy); it owns copies of the trainable ones (block L, norms, CLS).
  *
- * One step (`run.step(views, it)`) = one synchronous tidy: multi-crop batch (2 global + n local crops, crop-major) and
- * iBOT masks for the student's global crops → teacher targets outside the gradient tape (centering or Sinkhorn-Knopp,
- * τ_t schedule) → student forward on all crops and the losses (1·DINO + 0.1·KoLeo + 1·iBOT) under the tape → per
- * sub-module grad clip 3.0 (backbone incl. LoRA, dino_head, ibot_head) → AdamW with the DINOv2 parameter groups:
- * no weight decay on biases / `norm` / LayerScale `gamma` (upstream's name rule; tokens do decay), weight decay cosine
- * 0.04 → 0.4, layer-wise lr decay 0.9^(L+1−layer) on the backbone (heads ×1), patch_embed lr ×0.2, the heads'
- * `last_layer` at lr 0 for the first `freezeLastLayerEpochs` (its Adam moments still update, as upstream's zero-lr
- * param group) — then the teacher EMA (momentum cosine 0.992 → 1) in its own tidy.
+ * One step (`run.step(views, it)`) is the kit's generic `trainStep` (one synchronous tidy) with the DINOv2 objective as
+ * its loss: multi-crop batch (2 global + n local crops, crop-major) and iBOT masks for the student's global crops →
+ * teacher targets (centering or Sinkhorn-Knopp, τ_t schedule; gradient-free, the center updates deferred) → student
+ * forward on all crops and the losses (1·DINO + 0.1·KoLeo + 1·iBOT), returned with the parts and collapse diagnostics
+ * as named metrics → per sub-module grad clip 3.0 (clip groups backbone incl. LoRA, dino_head, ibot_head) → the
+ * finiteness check → AdamW with the DINOv2 parameter groups (`lib/dino/param-groups.ts`): no weight decay on biases /
+ * `norm` / LayerScale `gamma` (upstream's name rule; tokens do decay), weight decay cosine 0.04 → 0.4, layer-wise lr
+ * decay 0.9^(L+1−layer) on the backbone (heads ×1), patch_embed lr ×0.2, the heads' `last_layer` at lr 0 for the first
+ * `freezeLastLayerEpochs` (its Adam moments still update, as upstream's zero-lr param group) → the center updates —
+ * then the teacher EMA (momentum cosine 0.992 → 1) in its own tidy (the step's post-update hook). A non-finite loss,
+ * metric, gradient or center stops the step before anything changes (or skips it, `nonFinite: 'skip'`).
  * lr = baseLr·√(batchSize/1024) with linear warm-up and cosine to minLr; schedules are per iteration with an "epoch" of
  * `itersPerEpoch` iterations (upstream OFFICIAL_EPOCH_LENGTH = 1250).
  *
+ * Gradient accumulation (`train.accumIter` micro-batches per optimizer step; ExPLoRA's script: 8 images/GPU × 4 GPUs
+ * × accum_iter 32 = 1024): the gradients, losses and metrics are averaged over the micro-batches, each with its own
+ * masks and randomness; the teacher targets are computed per micro-batch (Sinkhorn-Knopp over the micro-batch, as
+ * upstream's per-forward all-gathered batch), and the center update is the mean of the micro-batches' proposals (the
+ * full-batch update; upstream applies one update per forward — how ExPLoRA's fork handles it is unpublished).
+ *
  * Left as upstream documents but not reproduced: fp16 / grad scaler, multi-GPU all-reduce (the batch is the whole
- * batch), gradient accumulation (ExPLoRA's accum_iter 32), DINOv2's subset-based drop path for rates > 0.1 (the kit's
- * per-sample DropPath has the same expectation), linspace-with-endpoint warm-ups (the kit's warm-up reaches the peak
- * one iteration later).
+ * batch), DINOv2's subset-based drop path for rates > 0.1 (the kit's per-sample DropPath has the same expectation),
+ * linspace-with-endpoint warm-ups (the kit's warm-up reaches the peak one iteration later).
  */
 import * as tf from '@tensorflow/tfjs';
 import { checkKeys, lookup } from '../lib/check';
@@ -34,9 +42,10 @@ import { ParamTree, newScope, flattenTree } from '../lib/tree';
 import { VitConfig, VitPresetName } from '../lib/vit/config';
 import { Vit, createVit, disposeVit } from '../lib/vit/params';
 import { VitHooks, checkImages } from '../lib/vit/forward';
-import { Optimizer, OptimizerConfig, ADAMW_DEFAULTS, layerId } from '../lib/train/optim';
+import { Optimizer, OptimizerConfig, ADAMW_DEFAULTS, checkOptimizerConfig } from '../lib/train/optim';
 import { Schedule, checkSchedule, scheduleAt } from '../lib/train/schedule';
-import { clipByGlobalNorm } from '../lib/train/step';
+import { trainStep, StateUpdate, NonFinitePolicy } from '../lib/train/step';
+import { dinov2ParamGroups } from '../lib/dino/param-groups';
 import { applyExplora, ExploraRecipe, ExploraSetup, exploraRecipe, countExplora } from '../lib/peft/explora';
 import { vitShapes } from '../lib/peft/shapes';
 import { TrainSummary } from '../lib/peft/trainable';
@@ -44,7 +53,7 @@ import { LoraAdapters, cloneLora, disposeLora, loraHooks, loraVariables, mergeLo
 import { saveCheckpoint, loadCheckpoint, LoadReport } from '../lib/io/checkpoint';
 import { dinoMultiCrop, MultiCropOptions } from '../data-loaders/augment';
 import { Loader, ViewsTransform, disposeBatch } from '../data-loaders/dataset';
-import { DinoHeads, createDinoHeads, disposeDinoHeads, dinoHeadVariables, isLastLayer } from '../lib/dino/head';
+import { DinoHeads, createDinoHeads, disposeDinoHeads, dinoHeadVariables } from '../lib/dino/head';
 import { teacherTempSchedule } from '../lib/dino/teacher';
 import { IbotMasks, ibotMasks } from '../lib/dino/masking';
 import { EmaPair, emaPairs, emaUpdate, teacherMomentumSchedule } from '../lib/dino/ema';
@@ -92,14 +101,20 @@ export interface DinoTrain {
   optimizer: OptimizerConfig;
   /** Student stochastic depth (DINOv2 default 0.3, uniform over blocks). */
   dropPathRate: number;
+  /**
+   * Micro-batches per optimizer step (gradient accumulation; `trainExploraDino` reads `accumIter` loader batches per
+   * iteration). Default 1. ExPLoRA's script: 32 (8/GPU × 4 GPUs per forward); set it with a loader of
+   * batchSize / accumIter images to reproduce the batch of 1024 on one process.
+   */
+  accumIter: number;
 }
 
 const TRAIN_KEYS: readonly (keyof DinoTrain)[] = [
   'baseLr', 'batchSize', 'epochs', 'itersPerEpoch', 'warmupEpochs', 'minLr', 'weightDecay', 'weightDecayEnd', 'layerDecay', 'patchEmbedLrMult',
-  'clipGrad', 'freezeLastLayerEpochs', 'momentumTeacher', 'finalMomentumTeacher', 'optimizer', 'dropPathRate',
+  'clipGrad', 'freezeLastLayerEpochs', 'momentumTeacher', 'finalMomentumTeacher', 'optimizer', 'dropPathRate', 'accumIter',
 ];
 
-/** ExPLoRA's `scripts/pretrain_dino.sh` on DINOv2 defaults (explora.md §2.5, §3.6). */
+/** ExPLoRA's `scripts/pretrain_dino.sh` on DINOv2 defaults (`dinov2/configs/ssl_default_config.yaml`). */
 export const D_EXPLORA_TRAIN: DinoTrain = Object.freeze({
   baseLr: 1e-3,
   batchSize: 1024,
@@ -117,6 +132,7 @@ export const D_EXPLORA_TRAIN: DinoTrain = Object.freeze({
   finalMomentumTeacher: 1,
   optimizer: ADAMW_DEFAULTS,
   dropPathRate: 0.3,
+  accumIter: 1,
 });
 
 /** Validated training settings (unknown keys rejected). */
@@ -132,6 +148,8 @@ export function dinoTrain(o: Partial<DinoTrain> = {}, base: DinoTrain = D_EXPLOR
   for (const k of ['layerDecay', 'patchEmbedLrMult'] as const) if (!(t[k] > 0 && t[k] <= 1)) throw new Error(`DinoTrain.${k}: expected in (0, 1], got ${t[k]}`);
   for (const k of ['momentumTeacher', 'finalMomentumTeacher'] as const) if (!(t[k] >= 0 && t[k] <= 1)) throw new Error(`DinoTrain.${k}: expected in [0, 1], got ${t[k]}`);
   if (!(t.dropPathRate >= 0 && t.dropPathRate < 1)) throw new Error(`DinoTrain.dropPathRate: expected in [0, 1), got ${t.dropPathRate}`);
+  if (!(Number.isInteger(t.accumIter) && t.accumIter >= 1)) throw new Error(`DinoTrain.accumIter: expected an integer ≥ 1, got ${t.accumIter}`);
+  checkOptimizerConfig(t.optimizer, 'DinoTrain.optimizer');
   return Object.freeze(t);
 }
 
@@ -249,18 +267,18 @@ export function dinoSchedules(c: Pick<DExploraConfig, 'objective' | 'train'>): D
   };
 }
 
-/** DINOv2's weight-decay rule (`param_groups.py`): no decay on `*.bias`, any `norm` parameter, LayerScale `gamma`. */
-export function dinov2Decay(path: string): boolean {
-  return !(path.endsWith('.bias') || path.includes('norm') || path.includes('gamma'));
-}
+export { dinov2Decay, dinov2LrScale, dinov2ParamGroups } from '../lib/dino/param-groups';
 
-/** DINOv2's lr multiplier: layer decay on backbone paths (0 = tokens / patch_embed, blocks i+1, rest L+1), heads ×1, patch_embed × mult. */
-export function dinov2LrScale(depth: number, layerDecay: number, patchEmbedLrMult: number): (path: string) => number {
-  return (path) => {
-    if (/^(dino_head|ibot_head)\./.test(path)) return 1;
-    const s = Math.pow(layerDecay, depth + 1 - layerId(path, depth));
-    return /(^|\.)patch_embed\./.test(path) ? s * patchEmbedLrMult : s;
-  };
+/** The DINOv2 parameter groups of a run config (`lib/dino/param-groups.ts`) for a backbone of `depth` blocks. */
+export function exploraDinoParamGroups(cfg: Pick<DExploraConfig, 'objective' | 'train'>, depth: number) {
+  const t = cfg.train;
+  return dinov2ParamGroups({
+    depth,
+    layerDecay: t.layerDecay,
+    patchEmbedLrMult: t.patchEmbedLrMult,
+    freezeLastLayerIters: Math.round(t.freezeLastLayerEpochs * t.itersPerEpoch),
+    separateIbotHead: cfg.objective.separateIbotHead,
+  });
 }
 
 /** Metrics of one step (plain numbers). */
@@ -284,6 +302,18 @@ export interface DinoStepMetrics {
   targetMarginalEntropy: number;
   featureStd: number;
   seconds: number;
+  /** Micro-batches of the step (1 without accumulation). */
+  microBatches?: number;
+  /** Set when the step was skipped (`nonFinite: 'skip'`): which term was non-finite; nothing changed. */
+  skipped?: string;
+}
+
+/** Options of one D-ExPLoRA step. */
+export interface DinoStepOptions {
+  /** The iBOT masks (one per micro-batch with accumulation); default `masksFor(it, B, grid[, micro])`. */
+  masks?: IbotMasks | readonly IbotMasks[];
+  /** Non-finite loss / metric / gradient / center: 'error' (default) or 'skip' the step. */
+  nonFinite?: NonFinitePolicy;
 }
 
 /** A ready-to-train D-ExPLoRA run. */
@@ -298,6 +328,9 @@ export interface DExploraRun {
   readonly teacherLora: LoraAdapters | null;
   /** What trains (student backbone subset + LoRA + heads), in optimizer order. */
   readonly trainable: Map<string, tf.Variable>;
+  /** AdamW over the trainable set with the DINOv2 parameter groups (the last layer is a zero-lr group while frozen). */
+  readonly optimizer: Optimizer;
+  /** @deprecated the same optimizer as `optimizer`; `lastLayer` is null (the frozen last layer is a group of it). */
   readonly optimizers: { main: Optimizer; lastLayer: Optimizer | null };
   readonly lossState: Dinov2LossState;
   readonly ema: readonly EmaPair[];
@@ -306,10 +339,16 @@ export interface DExploraRun {
   readonly lr: number;
   /** Teacher backbone variables the teacher owns (copies of trainable student parameters). */
   readonly teacherOwn: ReadonlyMap<string, tf.Variable>;
-  /** The iBOT masks of iteration `it` for B images per crop (what `step` draws when none are given). */
-  masksFor(it: number, B: number, grid: [number, number]): IbotMasks;
-  /** One training iteration on loader views [g1, g2, l1 … ln] (each [B, h, w, C]). */
-  step(views: readonly tf.Tensor4D[], it: number, opts?: { masks?: IbotMasks }): DinoStepMetrics;
+  /**
+   * The iBOT masks of iteration `it` for B images per crop (what `step` draws when none are given); with gradient
+   * accumulation, of micro-batch `micro` (k > 1 micro-batches draw from (seed, it, micro), k = 1 from (seed, it)).
+   */
+  masksFor(it: number, B: number, grid: [number, number], micro?: number): IbotMasks;
+  /**
+   * One training iteration on loader views [g1, g2, l1 … ln] (each [B, h, w, C]) — or on a list of such view sets, the
+   * micro-batches of one optimizer step (gradient accumulation).
+   */
+  step(views: readonly tf.Tensor4D[] | readonly (readonly tf.Tensor4D[])[], it: number, opts?: DinoStepOptions): DinoStepMetrics;
   /** Checkpoint map: `student.backbone.*`, `student.dino_head.*`, `teacher.*`, `dino_loss.center`, `ibot_patch_loss.center`, `optim.*`. */
   variables(opts?: { optimizer?: boolean }): Map<string, tf.Variable>;
   /** Free adapters, heads, teacher copies, optimizer state and centers (and the backbone if the run created it). */
@@ -406,15 +445,11 @@ function build(vit: Vit, cfg: DExploraConfig, opts: ExploraDinoOptions, ownsMode
     // EMA over everything that trains
     const teacherAll = new Map<string, tf.Variable>([...flattenTree(tParams), ...(teacherLora ? loraVariables(teacherLora) : []), ...dinoHeadVariables(teacherHeads)]);
     const ema = emaPairs(teacherAll, trainable);
-    // optimizers: everything but the heads' last layers, and the last layers (lr 0 while frozen)
+    // one optimizer with the DINOv2 parameter groups (decay rule, layer decay, patch_embed ×0.2, frozen last layer,
+    // clip groups per sub-module)
     const t = cfg.train;
-    const optOpts = { decay: (p: string) => dinov2Decay(p), lrScale: dinov2LrScale(vc.depth, t.layerDecay, t.patchEmbedLrMult) };
-    const mainParams = new Map([...trainable].filter(([p]) => !isLastLayer(p)));
-    const lastParams = new Map([...trainable].filter(([p]) => isLastLayer(p)));
-    const main = new Optimizer(t.optimizer, mainParams, optOpts);
-    disposers.push(() => main.dispose());
-    const lastLayer = lastParams.size ? new Optimizer(t.optimizer, lastParams, optOpts) : null;
-    if (lastLayer) disposers.push(() => lastLayer.dispose());
+    const optimizer = new Optimizer(t.optimizer, trainable, { groups: exploraDinoParamGroups(cfg, vc.depth) });
+    disposers.push(() => optimizer.dispose());
     const lossState = createDinov2LossState(obj);
     disposers.push(() => disposeDinov2LossState(lossState));
     if (ownsModel) disposers.unshift(() => disposeVit(vit));
@@ -423,92 +458,78 @@ function build(vit: Vit, cfg: DExploraConfig, opts: ExploraDinoOptions, ownsMode
     const teacherHooks: VitHooks = teacherLora ? { linear: loraHooks(teacherLora) } : {};
     const student: DinoSide = { vit, hooks: studentHooks, heads: studentHeads.params };
     const teacher: DinoSide = { vit: teacherVit, hooks: teacherHooks, heads: teacherHeads.params };
-    const headGroups = (p: string): 'backbone' | 'dino_head' | 'ibot_head' => (p.startsWith('dino_head.') ? 'dino_head' : p.startsWith('ibot_head.') ? 'ibot_head' : 'backbone');
-    const pathOf = new Map<string, string>();
-    for (const [p, v] of trainable) pathOf.set(v.name, p);
+    const masksFor = (it: number, B: number, grid: [number, number], micro?: number): IbotMasks =>
+      ibotMasks(micro === undefined ? Rng.derive(seed, 'ibot-masks', it) : Rng.derive(seed, 'ibot-masks', it, 'micro', micro), 2 * B, grid[0], grid[1], obj.masking);
 
-    const masksFor = (it: number, B: number, grid: [number, number]): IbotMasks =>
-      ibotMasks(Rng.derive(seed, 'ibot-masks', it), 2 * B, grid[0], grid[1], obj.masking);
-
-    const step = (views: readonly tf.Tensor4D[], it: number, so: { masks?: IbotMasks } = {}): DinoStepMetrics => {
+    const step = (views: readonly tf.Tensor4D[] | readonly (readonly tf.Tensor4D[])[], it: number, so: DinoStepOptions = {}): DinoStepMetrics => {
       const t0 = Date.now();
+      checkKeys('D-ExPLoRA step options', so, ['masks', 'nonFinite']);
       if (!Number.isInteger(it) || it < 0) throw new Error(`D-ExPLoRA step: iteration must be an integer ≥ 0, got ${it}`);
       if (!views.length) throw new Error('D-ExPLoRA step: no views (expected 2 global + nLocal local crops)');
-      const B = views[0].shape[0];
-      const grid = checkImages(vc, views[0]);
-      const masks = so.masks ?? masksFor(it, B, grid);
-      if (masks.n !== 2 * B || masks.grid[0] !== grid[0] || masks.grid[1] !== grid[1]) {
-        throw new Error(`D-ExPLoRA step: masks are for ${masks.n} images on ${masks.grid[0]}x${masks.grid[1]}, the global crops give ${2 * B} on ${grid[0]}x${grid[1]}`);
-      }
+      const micro: (readonly tf.Tensor4D[])[] = Array.isArray(views[0]) ? (views as readonly (readonly tf.Tensor4D[])[]).slice() : [views as readonly tf.Tensor4D[]];
+      const k = micro.length;
+      const given = so.masks === undefined ? null : Array.isArray(so.masks) ? (so.masks as readonly IbotMasks[]) : [so.masks as IbotMasks];
+      if (given && given.length !== k) throw new Error(`D-ExPLoRA step: ${given.length} mask sets for ${k} micro-batches`);
+      const masks = micro.map((v, i) => {
+        if (!v.length) throw new Error(`D-ExPLoRA step: micro-batch ${i} has no views (expected 2 global + nLocal local crops)`);
+        const B = v[0].shape[0];
+        const grid = checkImages(vc, v[0]);
+        const m = given ? given[i] : masksFor(it, B, grid, k === 1 ? undefined : i);
+        if (m.n !== 2 * B || m.grid[0] !== grid[0] || m.grid[1] !== grid[1]) {
+          throw new Error(`D-ExPLoRA step: masks are for ${m.n} images on ${m.grid[0]}x${m.grid[1]}, the global crops give ${2 * B} on ${grid[0]}x${grid[1]}`);
+        }
+        return m;
+      });
       const lr = scheduleAt(schedules.lr, it);
       const lastLayerLr = it < schedules.freezeLastLayerIters ? 0 : lr;
       const wd = scheduleAt(schedules.weightDecay, it);
       const temp = scheduleAt(schedules.teacherTemp, it);
       const momentum = scheduleAt(schedules.momentum, it);
-      const rng = Rng.derive(seed, 'step', it);
-      const vars = [...trainable.values()];
-      const kept: tf.Tensor[] = [];
-      const groups = obj.separateIbotHead ? (['backbone', 'dino_head', 'ibot_head'] as const) : (['backbone', 'dino_head'] as const);
-      let values: Float32Array;
-      try {
-        const packed = tf.tidy(() => {
-          const batch = multiCropBatch(views, obj.nLocalCrops);
-          const targets = dinov2Targets(teacher, studentHeads.config, batch, masks, temp, obj, lossState); // outside the tape
-          const { value, grads } = tf.variableGrads(() => {
-            const r = dinov2StudentLoss(student, studentHeads.config, batch, masks, targets, obj, { rng, training: true, dropPathRate: t.dropPathRate });
-            for (const x of [r.dino, r.ibot, r.koleo]) kept.push(tf.keep(x));
-            return r.total;
-          }, vars);
-          const byGroup = new Map<string, Map<string, tf.Tensor>>();
-          for (const g of groups) byGroup.set(g, new Map<string, tf.Tensor>());
-          for (const [name, g] of Object.entries(grads)) {
-            const p = pathOf.get(name);
-            if (p !== undefined && g) byGroup.get(headGroups(p))!.set(p, g);
-          }
-          const norms: tf.Scalar[] = [];
-          const gMain = new Map<string, tf.Tensor>();
-          const gLast = new Map<string, tf.Tensor>();
-          for (const g of groups) {
-            const gm = byGroup.get(g)!;
-            if (gm.size === 0) {
-              norms.push(tf.scalar(0));
-              continue;
-            }
-            const c = clipByGlobalNorm(gm, t.clipGrad);
-            norms.push(c.norm);
-            for (const [p, x] of c.grads) (isLastLayer(p) ? gLast : gMain).set(p, x);
-          }
-          main.apply(gMain, lr, wd);
-          if (lastLayer) lastLayer.apply(gLast, lastLayerLr, wd);
+      const rngs = micro.map((_v, i) => (k === 1 ? Rng.derive(seed, 'step', it) : Rng.derive(seed, 'step', it, 'micro', i)));
+      const r = trainStep({
+        params: trainable,
+        optimizer,
+        iteration: it,
+        lr,
+        weightDecay: wd,
+        clipGradNorm: t.clipGrad,
+        microBatches: k,
+        nonFinite: so.nonFinite,
+        loss: (i) => {
+          const batch = multiCropBatch(micro[i], obj.nLocalCrops);
+          const updates: StateUpdate[] = [];
+          const targets = dinov2Targets(teacher, studentHeads.config, batch, masks[i], temp, obj, lossState, updates);
+          const l = dinov2StudentLoss(student, studentHeads.config, batch, masks[i], targets, obj, { rng: rngs[i], training: true, dropPathRate: t.dropPathRate });
           const cm = collapseMetrics(targets.cls, targets.features.cls);
-          return tf.stack([value, ...kept, ...norms, cm.targetEntropy, cm.targetMarginalEntropy, cm.featureStd]);
-        });
-        values = packed.dataSync() as Float32Array;
-        packed.dispose();
-      } finally {
-        kept.forEach((x) => x.isDisposed || x.dispose());
-      }
-      if (!Number.isFinite(values[0])) throw new Error(`D-ExPLoRA step ${it}: loss is ${values[0]} (dino ${values[1]}, ibot ${values[2]}, koleo ${values[3]})`);
-      emaUpdate(ema, momentum);
-      const g0 = 4;
-      const gn = groups.length;
+          return {
+            loss: l.total,
+            metrics: { dino: l.dino, ibot: l.ibot, koleo: l.koleo, targetEntropy: cm.targetEntropy, targetMarginalEntropy: cm.targetMarginalEntropy, featureStd: cm.featureStd },
+            updates,
+          };
+        },
+        afterUpdate: () => emaUpdate(ema, momentum),
+      });
+      const m = r.metrics;
+      const g = r.gradNorms;
       return {
         step: it,
-        loss: values[0],
-        dino: values[1],
-        ibot: values[2],
-        koleo: values[3],
+        loss: r.loss,
+        dino: m.dino,
+        ibot: m.ibot,
+        koleo: m.koleo,
         lr,
         lastLayerLr,
         weightDecay: wd,
         teacherTemp: temp,
         momentum,
-        gradNorm: { backbone: values[g0], dino_head: values[g0 + 1], ...(gn === 3 ? { ibot_head: values[g0 + 2] } : {}) },
-        nMasked: masks.indices.length,
-        targetEntropy: values[g0 + gn],
-        targetMarginalEntropy: values[g0 + gn + 1],
-        featureStd: values[g0 + gn + 2],
+        gradNorm: { backbone: g.backbone, dino_head: g.dino_head, ...(g.ibot_head !== undefined ? { ibot_head: g.ibot_head } : {}) },
+        nMasked: masks.reduce((a, x) => a + x.indices.length, 0),
+        targetEntropy: m.targetEntropy,
+        targetMarginalEntropy: m.targetMarginalEntropy,
+        featureStd: m.featureStd,
         seconds: (Date.now() - t0) / 1000,
+        ...(k > 1 ? { microBatches: k } : {}),
+        ...(r.skipped ? { skipped: r.skipped } : {}),
       };
     };
 
@@ -522,10 +543,7 @@ function build(vit: Vit, cfg: DExploraConfig, opts: ExploraDinoOptions, ownsMode
       if (teacherLora) add('teacher.backbone.', loraVariables(teacherLora));
       add('teacher.', dinoHeadVariables(teacherHeads));
       add('', dinov2StateVariables(lossState));
-      if (vo.optimizer ?? true) {
-        add('optim.', main.stateTensors());
-        if (lastLayer) add('optim.', lastLayer.stateTensors());
-      }
+      if (vo.optimizer ?? true) add('optim.', optimizer.stateTensors());
       return m;
     };
 
@@ -539,7 +557,8 @@ function build(vit: Vit, cfg: DExploraConfig, opts: ExploraDinoOptions, ownsMode
       explora,
       teacherLora,
       trainable,
-      optimizers: { main, lastLayer },
+      optimizer,
+      optimizers: { main: optimizer, lastLayer: null },
       lossState,
       ema,
       schedules,
@@ -563,24 +582,34 @@ export function exploraDinoViews(cfg: Pick<DExploraConfig, 'objective'>, extra: 
 }
 
 /**
- * Train `steps` iterations from `startStep` (default: the optimizer's step count) on a multi-crop loader. Batches are
- * addressed by iteration (resuming continues exactly) and disposed after their step.
+ * Train `steps` iterations from `startStep` (default: where the optimizer stopped — updates + skipped steps) on a
+ * multi-crop loader. Batches are addressed by iteration (`accumIter` > 1: micro-batch i of iteration it is loader batch
+ * it·accumIter + i), so resuming continues exactly; they are disposed after their step.
  */
 export async function trainExploraDino(
   run: DExploraRun,
   loader: Loader,
-  opts: { steps: number; startStep?: number; onStep?: (m: DinoStepMetrics) => void | Promise<void> },
+  opts: { steps: number; startStep?: number; onStep?: (m: DinoStepMetrics) => void | Promise<void>; nonFinite?: NonFinitePolicy },
 ): Promise<DinoStepMetrics[]> {
-  const start = opts.startStep ?? run.optimizers.main.step;
+  checkKeys('trainExploraDino options', opts, ['steps', 'startStep', 'onStep', 'nonFinite']);
+  if (!(Number.isInteger(opts.steps) && opts.steps >= 0)) throw new Error(`trainExploraDino: steps must be an integer ≥ 0, got ${opts.steps}`);
+  const start = opts.startStep ?? run.optimizer.iteration;
+  if (!(Number.isInteger(start) && start >= 0)) throw new Error(`trainExploraDino: startStep must be an integer ≥ 0, got ${start}`);
+  const k = run.config.train.accumIter;
   const out: DinoStepMetrics[] = [];
   for (let it = start; it < start + opts.steps; it++) {
-    const b = await loader.batchAt(it);
+    const bs = [];
     let m: DinoStepMetrics;
     try {
-      if (!b.views) throw new Error(`trainExploraDino: the loader gives no views; build it with {views: exploraDinoViews(run.config)}`);
-      m = run.step(b.views, it);
+      for (let i = 0; i < k; i++) {
+        const b = await loader.batchAt(k === 1 ? it : it * k + i);
+        bs.push(b);
+        if (!b.views) throw new Error(`trainExploraDino: the loader gives no views; build it with {views: exploraDinoViews(run.config)}`);
+      }
+      const views = bs.map((b) => b.views!);
+      m = run.step(k === 1 ? views[0] : views, it, { nonFinite: opts.nonFinite });
     } finally {
-      disposeBatch(b);
+      bs.forEach(disposeBatch);
     }
     out.push(m);
     if (opts.onStep) await opts.onStep(m);
@@ -588,13 +617,16 @@ export async function trainExploraDino(
   return out;
 }
 
-/** Save student, teacher, heads, centers and optimizer state (PyTorch layout; `step` in the metadata). */
+/**
+ * Save student, teacher, heads, centers and optimizer state (PyTorch layout; the optimizer's step, skipped count,
+ * configuration and parameter groups in the metadata, so a resume can check it continues the same optimisation).
+ */
 export function saveExploraDinoCheckpoint(file: string, run: DExploraRun, meta: Record<string, unknown> = {}): void {
   saveCheckpoint(file, {
-    params: run.variables(),
+    params: run.variables({ optimizer: false }),
+    optimizer: run.optimizer,
     meta: {
       ...meta,
-      step: run.optimizers.main.step,
       objective: 'dinov2',
       notation: run.explora.notation,
       config: { ...run.config, recipe: run.explora.notation },
@@ -603,15 +635,12 @@ export function saveExploraDinoCheckpoint(file: string, run: DExploraRun, meta: 
   });
 }
 
-/** Load a checkpoint written by `saveExploraDinoCheckpoint` into a run of the same config (all-or-nothing). */
+/**
+ * Load a checkpoint written by `saveExploraDinoCheckpoint` into a run of the same config (all-or-nothing; another
+ * optimizer configuration, trainable set or parameter groups than the checkpoint's is an error naming the difference).
+ */
 export function loadExploraDinoCheckpoint(file: string, run: DExploraRun): LoadReport {
-  const rep = loadCheckpoint(file, { params: run.variables() });
-  const step = rep.meta.step;
-  if (typeof step === 'number') {
-    run.optimizers.main.step = step;
-    if (run.optimizers.lastLayer) run.optimizers.lastLayer.step = step;
-  }
-  return rep;
+  return loadCheckpoint(file, { params: run.variables({ optimizer: false }), optimizer: run.optimizer });
 }
 
 /**

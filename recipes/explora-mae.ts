@@ -1,5 +1,5 @@
 /**
- * ExPLoRA with the MAE objective (explora.md §2.2, §2.5): extended pre-training of an MAE (RGB) or SatMAE group-channel
+ * ExPLoRA with the MAE objective (ExPLoRA `scripts/pretrain_mae.sh`, `mae/pretrain.py`): extended pre-training of an MAE (RGB) or SatMAE group-channel
  * (multispectral) model with the ExPLoRA parameter rule, plus the MAE optimisation recipe.
  *
  * Parameters (recipe from `lib/peft/explora.ts`, applied to encoder + decoder):
@@ -10,23 +10,26 @@
  *   18,722,816.
  * - `M-ExPLoRA-[1,L]-r32` (fMoW-Sentinel, SatMAE group-channel ViT-L/8): blocks 1 and L trainable, LoRA r32, and
  *   `--unfreeze_embed`: the group patch embeddings `patch_embed.g.*` and the per-group heads `decoder_pred.g.*` train
- *   (they are new: the RGB checkpoint's shapes do not fit). The paper's 29.7M count is not reproduced exactly (§2.4,
- *   UNCONFIRMED extras); this preset gives 28,169,216 + 658,432 = 28,827,648 encoder parameters at ViT-L/8.
+ *   (they are new: the RGB checkpoint's shapes do not fit). The paper's 29.7M count (its fMoW-Sentinel table) is not reproduced exactly
+ *   (the extras behind it are not published); this preset gives 28,169,216 + 658,432 = 28,827,648 encoder parameters at ViT-L/8.
  *
  * Optimisation (`scripts/pretrain_mae.sh`, MAE `util/lr_sched.py`): AdamW β = (0.9, 0.95), weight decay 0, lr =
  * blr·effective batch/256 (blr 4.5e-4, batch 1024 ⇒ 1.8e-3), linear warm-up (1 epoch) then half-cycle cosine to 0,
  * evaluated per iteration; mask ratio 0.75 with norm-pix targets. One kit step = one optimizer step on the effective
- * batch, so `itersPerEpoch` = dataset size / effective batch.
+ * batch, so `itersPerEpoch` = dataset size / effective batch. The run trains with the kit's generic `trainLoop` /
+ * `trainStep` (its `loss`, `optimizer`, `schedule`, `weightDecay`, and `accumulate` = `train.accumIter` micro-batches
+ * of `microBatch` images per step: MAE's `accum_iter`, ExPLoRA's script 4 GPUs × 64 × accum 4 = 1024).
  */
 import * as tf from '@tensorflow/tfjs';
 import { checkKeys, lookup } from '../lib/check';
 import { Rng } from '../lib/rng';
 import { ParamTree } from '../lib/tree';
-import { Optimizer, OptimizerConfig, ADAMW_MAE } from '../lib/train/optim';
+import { Optimizer, OptimizerConfig, ADAMW_MAE, checkOptimizerConfig } from '../lib/train/optim';
 import { Schedule, scaledLr, checkSchedule } from '../lib/train/schedule';
 import { VitHooks } from '../lib/vit/forward';
 import { Vit } from '../lib/vit/params';
-import { applyExplora, exploraRecipe, ExploraRecipe, ExploraSetup, EXPLORA_PRESETS } from '../lib/peft/explora';
+import { applyExplora, exploraRecipe, ExploraRecipe, ExploraSetup } from '../lib/peft/explora';
+import { EXPLORA_PRESETS } from './explora-presets';
 import { loraHooks, mergeLora } from '../lib/peft/lora';
 import { Mae, maeForward } from '../lib/mae/mae';
 import { SatMaeGroup, satMaeGroupForward } from '../lib/mae/satmae-group';
@@ -45,13 +48,15 @@ export interface ExploraMaeTrain {
   optimizer: OptimizerConfig;
   maskRatio: number;
   normPixLoss: boolean;
+  /** Micro-batches per optimizer step (gradient accumulation; effectiveBatch / accumIter images each). Default 1. */
+  accumIter: number;
 }
 
 const TRAIN_KEYS: readonly (keyof ExploraMaeTrain)[] = [
-  'blr', 'effectiveBatch', 'epochs', 'warmupEpochs', 'minLr', 'weightDecay', 'optimizer', 'maskRatio', 'normPixLoss',
+  'blr', 'effectiveBatch', 'epochs', 'warmupEpochs', 'minLr', 'weightDecay', 'optimizer', 'maskRatio', 'normPixLoss', 'accumIter',
 ];
 
-/** ExPLoRA MAE fMoW-RGB settings (explora.md §2.5; `--epochs 400` is the script value, the stopping point is UNCONFIRMED). */
+/** ExPLoRA MAE fMoW-RGB settings (ExPLoRA `scripts/pretrain_mae.sh`; `--epochs 400` is the script value, the stopping point is UNCONFIRMED). */
 export const EXPLORA_MAE_TRAIN: Readonly<ExploraMaeTrain> = Object.freeze({
   blr: 4.5e-4,
   effectiveBatch: 1024,
@@ -62,6 +67,7 @@ export const EXPLORA_MAE_TRAIN: Readonly<ExploraMaeTrain> = Object.freeze({
   optimizer: ADAMW_MAE,
   maskRatio: 0.75,
   normPixLoss: true,
+  accumIter: 1,
 });
 
 /** Validated training settings from overrides of `EXPLORA_MAE_TRAIN`. */
@@ -73,6 +79,9 @@ export function exploraMaeTrain(overrides: Partial<ExploraMaeTrain> = {}, base: 
   }
   if (!(t.warmupEpochs >= 0 && t.warmupEpochs <= t.epochs)) throw new Error(`ExploraMaeTrain.warmupEpochs: expected in [0, epochs=${t.epochs}], got ${t.warmupEpochs}`);
   if (!(t.minLr >= 0) || !(t.weightDecay >= 0)) throw new Error('ExploraMaeTrain: minLr and weightDecay must be ≥ 0');
+  if (!(Number.isInteger(t.accumIter) && t.accumIter >= 1)) throw new Error(`ExploraMaeTrain.accumIter: expected an integer ≥ 1, got ${t.accumIter}`);
+  if (t.effectiveBatch % t.accumIter !== 0) throw new Error(`ExploraMaeTrain.accumIter: effectiveBatch ${t.effectiveBatch} is not a multiple of accumIter ${t.accumIter}`);
+  checkOptimizerConfig(t.optimizer, 'ExploraMaeTrain.optimizer');
   return Object.freeze(t);
 }
 
@@ -131,6 +140,10 @@ export interface ExploraMaeRun<M, X = tf.Tensor4D> {
   schedule(itersPerEpoch: number): Schedule;
   /** Weight decay as a schedule for `trainLoop` (constant `train.weightDecay`; 0 for ExPLoRA). */
   weightDecay: Schedule;
+  /** Micro-batches per optimizer step, for `trainLoop`'s `accumulate` (= `train.accumIter`). */
+  accumulate: number;
+  /** Images per micro-batch (effectiveBatch / accumIter): the loader's batch size. */
+  microBatch: number;
   /** The training loss of a batch (for `trainLoop`'s `loss`): masking and drop-path from `rng`. */
   loss(batch: X, rng: Rng): tf.Scalar;
   /** Free the adapters and the optimizer state (the model stays). */
@@ -173,6 +186,8 @@ function buildRun<M, X>(
     lr: exploraMaeLr(train),
     schedule: (ipe) => exploraMaeSchedule(ipe, train),
     weightDecay: { kind: 'constant', value: train.weightDecay },
+    accumulate: train.accumIter,
+    microBatch: train.effectiveBatch / train.accumIter,
     loss: (batch, rng) => forwardLoss(batch, rng, hooks, train),
     dispose: () => {
       optimizer.dispose();
@@ -188,7 +203,8 @@ function buildRun<M, X>(
  *   const run = setupExploraMae(mae, 'M-ExPLoRA-[L]-r64');
  *   console.log(formatTrainSummary(run.explora.selection.summary)); // 18,722,816 trainable encoder parameters
  *   await trainLoop({params: run.trainable, optimizer: run.optimizer, lr: run.schedule(itersPerEpoch), steps, seed,
- *                    batch, loss: (x, rng) => run.loss(x, rng), weightDecay: run.weightDecay});
+ *                    batch, loss: (x, rng) => run.loss(x, rng), weightDecay: run.weightDecay, accumulate: run.accumulate});
+ *   // batch(step, micro): micro-batch `micro` of `run.microBatch` images, e.g. loader.batchAt(step·accumulate + micro)
  */
 export function setupExploraMae(mae: Mae, preset: ExploraMaePresetName | string | ExploraRecipe = 'M-ExPLoRA-[L]-r64', opts: ExploraMaeOptions = {}): ExploraMaeRun<Mae> {
   const p = resolvePreset(preset);
@@ -232,8 +248,8 @@ export interface TemporalBatch {
 }
 
 /**
- * Set up ExPLoRA on a SatMAE temporal model. ExPLoRA's temporal recipe is not published (explora.md §2.2:
- * UNCONFIRMED); the default applies the RGB recipe `M-ExPLoRA-[L]-r64` (patch embedding shared with RGB, so frozen).
+ * Set up ExPLoRA on a SatMAE temporal model. ExPLoRA's temporal recipe is not published (its
+ * `scripts/pretrain_mae_temporal.sh` is not public); the default applies the RGB recipe `M-ExPLoRA-[L]-r64` (patch embedding shared with RGB, so frozen).
  */
 export function setupExploraSatMaeTemporal(
   model: SatMaeTemporal,

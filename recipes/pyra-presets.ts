@@ -1,6 +1,6 @@
 /**
  * PYRA / ToMe+LoRA / LoRA presets as data, model assembly on a ViT, and the trainable-parameter report of the paper
- * (pyra.md §2.5, §2.6, §2.9, §7 facts 8–10).
+ * (PYRA `model/vision_transformer_timm.py`, `model/tome.py`; the paper's tunable-parameter columns).
  *
  * - `pyra`: LoRA (PYRA's released form: one shared A [D, r] and B [r, 3D] on the fused qkv, added to q, k and v, no α/r
  *   scaling, input dropout 0.1) + PYRA generators in every merging block + ToMe (proportional attention on).
@@ -27,6 +27,12 @@ import { selectTrainable, FREEZE_REST, TrainSummary } from '../lib/peft/trainabl
 import { RSchedule, resolveSchedule, pyraSchedule, PyraSchedulePreset, PYRA_SCHEDULES } from '../lib/tome/schedule';
 import { createPyra, disposePyra, Pyra, pyraParamCount } from '../lib/tome/pyra';
 import { tomeHooks, pyraHooks } from '../lib/tome/hooks';
+import { Rng } from '../lib/rng';
+import { vitForward } from '../lib/vit/forward';
+import { Optimizer, ADAMW_DEFAULTS } from '../lib/train/optim';
+import { Schedule, checkSchedule } from '../lib/train/schedule';
+import { LossOutput } from '../lib/train/step';
+import { crossEntropy } from '../lib/train/loss';
 
 export type PyraMethod = 'pyra' | 'tome' | 'lora';
 
@@ -87,6 +93,87 @@ export const PYRA_TRAIN_RECIPE = Object.freeze({
   /** evaluate on test every 10 epochs and at the end; report the best */
   evalEvery: 10,
 });
+
+/**
+ * Per-step fine-tuning settings (what notebook 02 spreads per scale): cosine from `lr` to `minLr` over `steps` after a
+ * linear warm-up of `warmupSteps` from `warmupStart` (the release steps the same curve per epoch), constant weight
+ * decay on ≥ 2-D parameters, batches of `batch`, evaluation every `evalEvery` steps (the caller's).
+ */
+export interface PyraTrainSettings {
+  steps: number;
+  batch: number;
+  lr: number;
+  minLr: number;
+  warmupSteps: number;
+  warmupStart: number;
+  weightDecay: number;
+  evalEvery: number;
+}
+
+const TRAIN_SETTING_KEYS: readonly (keyof PyraTrainSettings)[] = ['steps', 'batch', 'lr', 'minLr', 'warmupSteps', 'warmupStart', 'weightDecay', 'evalEvery'];
+
+/** The optimisation of a PYRA / ToMe+LoRA / LoRA fine-tune, ready for `trainLoop`. */
+export interface PyraTraining {
+  settings: PyraTrainSettings;
+  /** AdamW (0.9, 0.999) over the model's trainable set; weight decay on ≥ 2-D tensors only (PYRA's `pre_process`). */
+  optimizer: Optimizer;
+  lr: Schedule;
+  weightDecay: Schedule;
+  /** Cross-entropy on the adapted model in training mode (LoRA dropout, drop path), with the batch's top-1 as metric `accuracy`. */
+  loss: (batch: { x: tf.Tensor4D; y: tf.Tensor1D }, rng: Rng) => LossOutput;
+  /** Free the optimizer state (the model and its adapters are the caller's). */
+  dispose(): void;
+}
+
+/**
+ * The training half of a PYRA run on the kit's generic step: optimizer, schedules and loss for `model` on `vit`.
+ * @example
+ *   const model = buildPyraModel(vit, 'pyra_vit_b16_low', {seed});
+ *   const t = pyraTraining(vit, model, {...pyraTrainSteps(31), steps: 100}); // or the notebook's per-scale settings
+ *   await trainLoop({params: model.trainable, optimizer: t.optimizer, lr: t.lr, weightDecay: t.weightDecay, loss: t.loss, batch, steps: 100, seed});
+ */
+export function pyraTraining(vit: Vit, model: PyraModel, settings: PyraTrainSettings): PyraTraining {
+  checkKeys('PyraTrainSettings', settings, TRAIN_SETTING_KEYS);
+  for (const k of ['steps', 'batch', 'evalEvery'] as const) {
+    if (!(Number.isInteger(settings[k]) && settings[k] > 0)) throw new Error(`PyraTrainSettings.${k}: expected a positive integer, got ${settings[k]}`);
+  }
+  const lr = checkSchedule(
+    { kind: 'cosine', base: settings.lr, min: settings.minLr, totalIters: settings.steps, warmupIters: settings.warmupSteps, warmupStart: settings.warmupStart },
+    'PyraTrainSettings (lr schedule)',
+    { nonNegative: true },
+  );
+  const weightDecay = checkSchedule({ kind: 'constant', value: settings.weightDecay }, 'PyraTrainSettings (weightDecay)', { nonNegative: true });
+  const optimizer = new Optimizer(ADAMW_DEFAULTS, model.trainable);
+  return {
+    settings,
+    optimizer,
+    lr,
+    weightDecay,
+    loss: (b, rng) => {
+      const logits = vitForward(vit, b.x, { hooks: model.hooks, training: true, rng }).logits!;
+      const accuracy = tf.mean(tf.cast(tf.equal(tf.argMax(logits, -1), tf.cast(b.y, 'int32')), 'float32')) as tf.Scalar;
+      return { loss: crossEntropy(logits, b.y), metrics: { accuracy } };
+    },
+    dispose: () => optimizer.dispose(),
+  };
+}
+
+/**
+ * PYRA_TRAIN_RECIPE as per-step settings for a dataset of `itersPerEpoch` steps per epoch (VTAB-1k: ⌊1000/32⌋ = 31).
+ */
+export function pyraTrainSteps(itersPerEpoch: number, r: typeof PYRA_TRAIN_RECIPE = PYRA_TRAIN_RECIPE): PyraTrainSettings {
+  if (!(Number.isInteger(itersPerEpoch) && itersPerEpoch > 0)) throw new Error(`pyraTrainSteps: itersPerEpoch must be a positive integer, got ${itersPerEpoch}`);
+  return {
+    steps: r.epochs * itersPerEpoch,
+    batch: r.batch,
+    lr: r.lr,
+    minLr: r.minLr,
+    warmupSteps: r.warmupEpochs * itersPerEpoch,
+    warmupStart: r.warmupStartLr,
+    weightDecay: r.weightDecay,
+    evalEvery: r.evalEvery * itersPerEpoch,
+  };
+}
 
 /** Resolve a preset name or config (unknown keys rejected, fields checked). */
 export function pyraPreset(p: PyraPresetName | PyraPresetConfig): PyraPresetConfig {
@@ -190,7 +277,8 @@ export interface PyraModel {
  * frozen: `trainable = false` on its variables). The ViT's own depth / width are used, so micro ViTs work with an
  * explicit schedule. Dispose the result (adapters and PYRA parameters; the ViT is the caller's).
  * @example const m = buildPyraModel(vit, 'pyra_vit_b16_low', {seed: 0});
- *          trainStep({params: m.trainable, ..., loss: () => crossEntropy(vitForward(vit, x, {hooks: m.hooks, training: true, rng}).logits!, y)})
+ *          const t = pyraTraining(vit, m, settings); // optimizer, schedules, loss for trainLoop
+ *          trainStep({params: m.trainable, optimizer: t.optimizer, lr, loss: () => t.loss({x, y}, rng)})
  */
 export function buildPyraModel(
   vit: Vit,

@@ -13,7 +13,7 @@ import { Vit, vitVariables } from '../lib/vit/params';
 import { imgHW } from '../lib/vit/config';
 import { vitForward, VitHooks } from '../lib/vit/forward';
 import { Optimizer, ADAMW_DEFAULTS } from '../lib/train/optim';
-import { trainLoop, StepInfo } from '../lib/train/step';
+import { trainLoop, StepInfo, NonFinitePolicy } from '../lib/train/step';
 import { crossEntropy } from '../lib/train/loss';
 import { Schedule } from '../lib/train/schedule';
 import { Dataset, Loader, disposeBatch, SampleTransform } from '../data-loaders/dataset';
@@ -110,6 +110,10 @@ export interface SupervisedResult {
   finalLoss: number;
   /** Loss of every step. */
   losses: number[];
+  /** Top-1 accuracy on each step's (augmented) training batch, in training mode. */
+  trainAccuracy: number[];
+  /** Steps skipped for non-finite values (`nonFinite: 'skip'`). */
+  skipped: number;
   /** Validation accuracy at each evaluation (step = steps done). */
   evals: Array<{ step: number; accuracy: number }>;
   seconds: number;
@@ -123,14 +127,18 @@ export interface SupervisedOptions {
   stats?: NormStats;
   onStep?: (info: StepInfo) => void | Promise<void>;
   onEval?: (e: { step: number; accuracy: number }) => void;
+  /** Non-finite loss / gradient / lr: 'error' (default) or 'skip' the step (see `trainStep`). */
+  nonFinite?: NonFinitePolicy;
 }
 
 /**
- * Train every parameter of `vit` (a classifier: numClasses = the dataset's classes) on `train` with `recipe`.
- * Drop-path follows the model config (training mode). Returns losses and validation accuracies.
+ * Train every parameter of `vit` (a classifier: numClasses = the dataset's classes) on `train` with `recipe`, with the
+ * kit's generic `trainLoop` (AdamW, the default decay mask, global grad clip). Drop-path follows the model config
+ * (training mode). Each step reports the loss and the batch's top-1 accuracy as the named metric `accuracy`. Returns
+ * losses, training accuracies and validation accuracies.
  */
 export async function trainSupervised(vit: Vit, train: Dataset, recipe: SupervisedRecipe, opts: SupervisedOptions): Promise<SupervisedResult> {
-  checkKeys('trainSupervised options', opts, ['seed', 'val', 'evalEvery', 'stats', 'onStep', 'onEval']);
+  checkKeys('trainSupervised options', opts, ['seed', 'val', 'evalEvery', 'stats', 'onStep', 'onEval', 'nonFinite']);
   checkRecipe(recipe);
   if (!vit.params.head) throw new Error('trainSupervised: the ViT has no head (numClasses = 0)');
   const classes = train.classes?.length;
@@ -153,6 +161,7 @@ export async function trainSupervised(vit: Vit, train: Dataset, recipe: Supervis
   };
   const t0 = Date.now();
   const losses: number[] = [];
+  const trainAccuracy: number[] = [];
   try {
     await trainLoop({
       params,
@@ -166,9 +175,15 @@ export async function trainSupervised(vit: Vit, train: Dataset, recipe: Supervis
         const b = await loader.batchAt(step);
         return { images: b.images!, labels: b.labels! };
       },
-      loss: (b, rng) => crossEntropy(vitForward(vit, b.images, { training: true, rng }).logits!, b.labels, recipe.labelSmoothing),
+      nonFinite: opts.nonFinite,
+      loss: (b, rng) => {
+        const logits = vitForward(vit, b.images, { training: true, rng }).logits!;
+        const accuracy = tf.mean(tf.cast(tf.equal(tf.argMax(logits, -1), tf.cast(b.labels, 'int32')), 'float32')) as tf.Scalar;
+        return { loss: crossEntropy(logits, b.labels, recipe.labelSmoothing), metrics: { accuracy } };
+      },
       onStep: async (info) => {
         losses.push(info.loss);
+        trainAccuracy.push(info.metrics?.accuracy ?? NaN);
         if (opts.onStep) await opts.onStep(info);
         const done = info.step + 1;
         if (opts.evalEvery && done % opts.evalEvery === 0 && done < recipe.steps) await evaluate(done);
@@ -178,6 +193,8 @@ export async function trainSupervised(vit: Vit, train: Dataset, recipe: Supervis
   } finally {
     optimizer.dispose();
   }
-  const tail = losses.slice(-Math.max(1, Math.round(losses.length / 10)));
-  return { finalLoss: tail.reduce((a, b) => a + b, 0) / tail.length, losses, evals, seconds: (Date.now() - t0) / 1000 };
+  const skipped = optimizer.skipped;
+  const kept = losses.filter((l) => Number.isFinite(l));
+  const tail = kept.slice(-Math.max(1, Math.round(kept.length / 10)));
+  return { finalLoss: tail.reduce((a, b) => a + b, 0) / tail.length, losses, trainAccuracy, skipped, evals, seconds: (Date.now() - t0) / 1000 };
 }

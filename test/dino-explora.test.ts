@@ -3,7 +3,8 @@
  * parameter groups and schedules, and a few steps on a micro model: 0 leaked tensors per step, only the trainable set
  * moves in the student, the teacher moves only by EMA (exact recursion; frozen weights shared), the last layer stays
  * during the frozen epochs, checkpoint round trip of student + teacher + heads (+ exact resume), merged teacher ==
- * teacher with adapters, and bad input.
+ * teacher with adapters, non-finite values stopped (or skipped) before any state change, gradient accumulation equal to
+ * the full batch, resume with other parameter groups refused, and bad input.
  */
 import * as fs from 'fs';
 import * as os from 'os';
@@ -24,6 +25,7 @@ import {
   saveExploraDinoCheckpoint,
   loadExploraDinoCheckpoint,
   mergeExploraDinoEncoder,
+  trainExploraDino,
   DExploraConfig,
   DExploraRun,
 } from '../recipes/explora-dino';
@@ -33,6 +35,7 @@ import { readSafetensors } from '../lib/io/safetensors';
 import { createVit, disposeVit } from '../lib/vit/params';
 import { vitForward } from '../lib/vit/forward';
 import { randArray } from './util';
+import type { Loader } from '../data-loaders/dataset';
 
 const MICRO: DExploraConfig = dExploraConfig('D_EXPLORA_L_R64', {
   model: 'vit_small_patch14_dinov2',
@@ -204,6 +207,100 @@ describe('D-ExPLoRA', () => {
     v.forEach((x) => x.dispose());
     assert.ok(m.gradNorm.ibot_head !== undefined && m.gradNorm.ibot_head > 0, JSON.stringify(m.gradNorm));
     run.dispose();
+  });
+
+  it('non-finite values stop the step before anything changes (student, teacher EMA, centers, moments); skip mode counts them', () => {
+    const run = createExploraDino(MICRO, { seed: 4 });
+    for (let it = 0; it < 3; it++) {
+      const v = views(2, 20 + it);
+      run.step(v, it);
+      v.forEach((x) => x.dispose());
+    }
+    const bits = (): Map<string, Uint32Array> => new Map([...run.variables()].map(([k, x]) => [k, new Uint32Array(Float32Array.from(x.dataSync()).buffer)]));
+    const before = bits();
+    const bad = views(2, 30);
+    const poisoned = [tf.tidy(() => tf.mul(bad[0], NaN)) as tf.Tensor4D, ...bad.slice(1)];
+    const n0 = tf.memory().numTensors;
+    assert.throws(() => run.step(poisoned, 3), /trainStep: the loss is NaN at step 3 \(lr [0-9.e-]+\); nothing was updated/);
+    assert.equal(tf.memory().numTensors, n0, 'no tensor left behind');
+    const m = run.step(poisoned, 3, { nonFinite: 'skip' });
+    assert.equal(tf.memory().numTensors, n0, 'no tensor left behind by the skipped step');
+    assert.equal(m.skipped, 'the loss is NaN');
+    assert.equal(run.optimizer.skipped, 1);
+    assert.equal(run.optimizer.step, 3);
+    assert.equal(run.optimizer.iteration, 4);
+    const after = bits();
+    for (const [k, x] of before) assert.deepEqual(after.get(k), x, `${k} changed by a failed / skipped step`);
+    assert.ok(before.has('dino_loss.center') && [...before.keys()].some((k) => k.startsWith('teacher.')) && [...before.keys()].some((k) => k.startsWith('optim.exp_avg_sq.')));
+    tf.dispose([...bad, poisoned[0]]);
+    run.dispose();
+  });
+
+  it('gradient accumulation: 2 micro-batches of 2 = the batch of 4 (centering, iBOT and KoLeo off, no drop path), center update included', () => {
+    const cfg = dExploraConfig(MICRO, { objective: { weights: { koleo: 0 }, masking: { maskProbability: 0 } }, train: { dropPathRate: 0 } });
+    const full = createExploraDino(cfg, { seed: 5 });
+    const acc = createExploraDino(cfg, { seed: 5 });
+    const it = 3; // after the warm-up and the frozen last layer
+    const v = views(4, 40);
+    const halves = [0, 2].map((o) => v.map((x) => x.slice([o, 0, 0, 0], [2, -1, -1, -1]) as tf.Tensor4D));
+    // identical starting point (a few shared steps first, so that centers and moments are non-zero)
+    for (let s = 0; s < it; s++) {
+      const w = views(4, 50 + s);
+      full.step(w, s);
+      acc.step(w, s);
+      w.forEach((x) => x.dispose());
+    }
+    const n0 = tf.memory().numTensors;
+    const mf = full.step(v, it);
+    const ma = acc.step(halves, it);
+    assert.equal(tf.memory().numTensors, n0, 'accumulated step left tensors behind');
+    assert.equal(ma.microBatches, 2);
+    assert.equal(acc.optimizer.step, it + 1, 'one optimizer step for 2 micro-batches');
+    assertClose([ma.loss, ma.dino], [mf.loss, mf.dino], 1e-6, 1e-6, 'loss = mean of the micro-batch losses');
+    assertClose([ma.gradNorm.backbone, ma.gradNorm.dino_head], [mf.gradNorm.backbone, mf.gradNorm.dino_head], 0, 1e-5, 'gradient norms');
+    const va = acc.variables();
+    let worst = 0;
+    for (const [k, x] of full.variables()) {
+      const a = va.get(k)!.dataSync();
+      const b = x.dataSync();
+      for (let i = 0; i < a.length; i++) worst = Math.max(worst, Math.abs(a[i] - b[i]));
+    }
+    if (process.env.ACCUM_DEBUG) console.log('D-ExPLoRA accumulation: max |Δ|', worst);
+    assert.ok(worst < 1e-6, `max |Δ| over student, teacher, centers and moments ${worst}`);
+    tf.dispose([...v, ...halves.flat()]);
+    full.dispose();
+    acc.dispose();
+  });
+
+  it('trainExploraDino with accumIter 2 reads loader batches 2·it and 2·it + 1, resumes at the optimizer\'s iteration, frees every batch', async () => {
+    const cfg = dExploraConfig(MICRO, { train: { accumIter: 2 } });
+    const run = createExploraDino(cfg, { seed: 6 });
+    const asked: number[] = [];
+    const loader = { batchAt: async (i: number) => (asked.push(i), { views: views(2, 100 + i), indices: [], meta: [], epoch: 0, step: i }) } as unknown as Loader;
+    const n0 = tf.memory().numTensors;
+    const a = await trainExploraDino(run, loader, { steps: 2 });
+    const b = await trainExploraDino(run, loader, { steps: 1 });
+    assert.equal(tf.memory().numTensors, n0);
+    assert.deepEqual(asked, [0, 1, 2, 3, 4, 5]);
+    assert.deepEqual([...a, ...b].map((m) => [m.step, m.microBatches]), [[0, 2], [1, 2], [2, 2]]);
+    assert.equal(run.optimizer.step, 3);
+    assert.throws(() => dExploraConfig(MICRO, { train: { accumIter: 0 } }), /DinoTrain.accumIter: expected an integer ≥ 1, got 0/);
+    run.dispose();
+  });
+
+  it('resuming into a run with other parameter groups (layer decay) is an error naming the path and the setting', () => {
+    const a = createExploraDino(MICRO, { seed: 1 });
+    const v = views(2, 3);
+    a.step(v, 0);
+    v.forEach((x) => x.dispose());
+    const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'dino-ckpt-')), 'run.safetensors');
+    saveExploraDinoCheckpoint(file, a);
+    const b = createExploraDino(dExploraConfig(MICRO, { train: { layerDecay: 0.8 } }), { seed: 1 });
+    assert.throws(() => loadExploraDinoCheckpoint(file, b), /resuming with another optimizer than the checkpoint's: parameter group of 'cls_token' lrScale: 0\.6561\d* \(checkpoint\) vs 0\.4096\d* \(now\)/);
+    assert.equal(b.optimizer.step, 0);
+    const c = createExploraDino(dExploraConfig(MICRO, { train: { freezeLastLayerEpochs: 2 } }), { seed: 1 });
+    assert.throws(() => loadExploraDinoCheckpoint(file, c), /parameter group of 'dino_head.last_layer.weight_g' freezeIters: 2 \(checkpoint\) vs 4 \(now\)/);
+    for (const r of [a, b, c]) r.dispose();
   });
 
   it('bad input: unknown config keys, wrong recipe family, inconsistent crops, masks, K ≤ 0, crop sizes, backbone without mask token', () => {

@@ -64,7 +64,7 @@ describe('ExPLoRA-MAE', () => {
     const m = createSatMaeGroup('satmae_group_vit_large_patch8', {}, { skipInit: true });
     const run = setupExploraSatMaeGroup(m);
     const s = run.explora.selection.summary;
-    // 28,169,216 (MAE ViT-L [1,L]-r32, explora.md §2.4) + 658,432 (three group patch embeddings at p = 8)
+    // 28,169,216 (MAE ViT-L [1,L]-r32, counted from shapes) + 658,432 (three group patch embeddings at p = 8)
     assert.equal(s.trainableEncoder, 28_169_216 + 658_432, formatTrainSummary(s));
     for (const k of ['patch_embed.0.proj.weight', 'patch_embed.2.proj.bias', 'decoder_pred.1.weight', 'blocks.0.mlp.fc1.weight', 'blocks.23.attn.proj.bias']) assert.ok(run.trainable.has(k), k);
     for (const k of ['channel_embed', 'pos_embed', 'decoder_channel_embed', 'decoder_embed.weight', 'mask_token', 'blocks.5.attn.qkv.weight']) assert.ok(!run.trainable.has(k), k);
@@ -129,6 +129,30 @@ describe('ExPLoRA-MAE', () => {
     });
     assert.ok(d < 1e-5, `merged vs hooks: max |Δ| = ${d}`);
     disposeTree(merged.params);
+    x.dispose();
+    run.dispose();
+    disposeMae(mae);
+  });
+
+  it('gradient accumulation: accumIter micro-batches of effectiveBatch / accumIter images, one optimizer step each, no leaks', async () => {
+    assert.throws(() => exploraMaeTrain({ effectiveBatch: 8, accumIter: 3 }), /ExploraMaeTrain.accumIter: effectiveBatch 8 is not a multiple of accumIter 3/);
+    assert.throws(() => exploraMaeTrain({ optimizer: { kind: 'adamw', beta1: 0.9, beta2: 1, eps: 1e-8 } }), /ExploraMaeTrain.optimizer\(adamw\)\.beta2: expected a number in \[0, 1\), got 1/);
+    const mae = createMae('mae_vit_base_patch16', { encoder: MICRO, decoder: MICRO_DEC, seed: 2 });
+    const run = setupExploraMae(mae, exploraRecipe('M-ExPLoRA-[L]-r4', { decoderRank: 2 }), { seed: 1, train: { effectiveBatch: 8, accumIter: 2, blr: 0.05 } });
+    assert.deepEqual([run.accumulate, run.microBatch], [2, 4]);
+    const x = rampImages(8, 16, 5);
+    const asked: string[] = [];
+    const counts: number[] = [];
+    const infos = await trainLoop({
+      params: run.trainable, optimizer: run.optimizer, steps: 3, seed: 0, lr: run.schedule(1), weightDecay: run.weightDecay, accumulate: run.accumulate,
+      batch: (step, micro) => (asked.push(`${step}.${micro}`), x.slice([micro * run.microBatch, 0, 0, 0], [run.microBatch, -1, -1, -1]) as tf.Tensor4D),
+      loss: (b, rng) => run.loss(b, rng),
+      onStep: () => void counts.push(tf.memory().numTensors),
+    });
+    assert.deepEqual(asked, ['0.0', '0.1', '1.0', '1.1', '2.0', '2.1']);
+    assert.equal(run.optimizer.step, 3);
+    assert.ok(infos.every((i) => Number.isFinite(i.loss) && i.gradNorm > 0));
+    assert.equal(new Set(counts).size, 1, `live tensors per step ${counts}`);
     x.dispose();
     run.dispose();
     disposeMae(mae);

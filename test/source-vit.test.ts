@@ -61,6 +61,11 @@ describe('supervised pre-training and source-ViT checkpoints', function () {
       assert.equal(a.result.evals[2].accuracy, 1, `val accuracy ${JSON.stringify(a.result.evals)}`);
       assert.ok(a.result.losses[29] < a.result.losses[0] / 2, `loss ${a.result.losses[0]} → ${a.result.losses[29]}`);
       assert.deepEqual(a.result.losses, b.result.losses, 'same seed → same losses');
+      // the step's named metric: top-1 on each training batch, in [0, 1], higher at the end than at the start
+      assert.equal(a.result.trainAccuracy.length, 30);
+      assert.ok(a.result.trainAccuracy.every((x) => x >= 0 && x <= 1));
+      assert.ok(a.result.trainAccuracy.slice(-5).reduce((x, y) => x + y) > a.result.trainAccuracy.slice(0, 5).reduce((x, y) => x + y), `train accuracy ${a.result.trainAccuracy}`);
+      assert.equal(a.result.skipped, 0);
       const wa = vitVariables(a.vit).get('blocks.0.attn.qkv.weight')!.dataSync();
       const wb = vitVariables(b.vit).get('blocks.0.attn.qkv.weight')!.dataSync();
       assert.deepEqual(Array.from(wa), Array.from(wb), 'same seed → same weights');

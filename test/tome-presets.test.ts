@@ -1,5 +1,5 @@
 /**
- * PYRA / ToMe+LoRA / LoRA presets on the kit's LoRA: the paper's trainable-parameter counts (§2.9), model assembly,
+ * PYRA / ToMe+LoRA / LoRA presets on the kit's LoRA: the paper's trainable-parameter counts (its tunable-parameter columns), model assembly,
  * identities at init, training without leaks, merged-LoRA inference, bad presets.
  */
 import * as tf from '@tensorflow/tfjs';
@@ -8,13 +8,14 @@ import { createVit, disposeVit, Vit } from '../lib/vit/params';
 import { vitForward } from '../lib/vit/forward';
 import { Rng } from '../lib/rng';
 import { Optimizer, ADAMW_DEFAULTS } from '../lib/train/optim';
-import { trainStep } from '../lib/train/step';
+import { trainStep, trainLoop } from '../lib/train/step';
+import { scheduleAt } from '../lib/train/schedule';
 import { crossEntropy } from '../lib/train/loss';
 import { loraParamCount } from '../lib/peft/lora';
 import { countPyraParams } from '../lib/tome/pyra';
 import { tomeHooks, finalSizes } from '../lib/tome/hooks';
 import { measureModelThroughput } from '../lib/tome/throughput';
-import { PYRA_PRESETS, pyraParamReport, buildPyraModel, mergeForInference, pyraPreset, PyraPresetConfig, presetSchedule } from '../recipes/pyra-presets';
+import { PYRA_PRESETS, pyraParamReport, buildPyraModel, mergeForInference, pyraPreset, PyraPresetConfig, presetSchedule, pyraTraining, pyraTrainSteps } from '../recipes/pyra-presets';
 import { saveCheckpoint, loadCheckpoint } from '../lib/io/checkpoint';
 import { readSafetensors } from '../lib/io/safetensors';
 import * as fs from 'fs';
@@ -53,7 +54,7 @@ describe('tome: PYRA presets and parameter report', () => {
     assert.equal(pyraParamReport('pyra_vit_b16_low', { numClasses: 100 }).head, 76900);
   });
 
-  it('presets carry the released LoRA (shared qkv, ranks 4/8/12, dropout 0.1) and the §2.6 schedules', () => {
+  it('presets carry the released LoRA (shared qkv, ranks 4/8/12, dropout 0.1) and the released schedules', () => {
     assert.equal(PYRA_PRESETS.pyra_vit_b16_low.loraRank, 8);
     assert.equal(PYRA_PRESETS.pyra_vit_l16_high.loraRank, 12);
     assert.equal(PYRA_PRESETS.lora_vit_s16.loraRank, 4);
@@ -138,6 +139,45 @@ describe('tome: PYRA presets and parameter report', () => {
       } finally {
         opt.dispose();
         m.dispose();
+        tf.dispose([img, y]);
+      }
+    });
+
+    it('pyraTraining on trainLoop: same numbers as the hand-built loop, accuracy metric, ≥ 2-D decay mask, no leaks', async () => {
+      const settings = { steps: 4, batch: 2, lr: 1e-2, minLr: 1e-5, warmupSteps: 1, warmupStart: 1e-6, weightDecay: 1e-4, evalEvery: 2 };
+      const vit2 = createVit('vit_tiny_patch16_224', MICRO, { seed: 2 });
+      const img = x();
+      const y = tf.tensor1d([1, 4], 'int32');
+      const batch = (): { x: tf.Tensor4D; y: tf.Tensor1D } => ({ x: img.clone(), y: y.clone() });
+      const a = buildPyraModel(vit, micro(PYRA_PRESETS.pyra_vit_b16_low), { seed: 1 });
+      const b = buildPyraModel(vit2, micro(PYRA_PRESETS.pyra_vit_b16_low), { seed: 1 });
+      const t = pyraTraining(vit, a, settings);
+      const opt = new Optimizer(ADAMW_DEFAULTS, b.trainable);
+      try {
+        assert.equal(t.optimizer.decays('blocks.0.pyra_a'), true);
+        assert.equal(t.optimizer.decays('blocks.0.pyra_norm.weight'), false);
+        assert.equal(t.optimizer.decays('head.bias'), false);
+        assert.equal(scheduleAt(t.lr, 0), 1e-6);
+        const counts: number[] = [];
+        const ia = await trainLoop({ params: a.trainable, optimizer: t.optimizer, steps: 4, seed: 0, lr: t.lr, weightDecay: t.weightDecay, batch, loss: t.loss, onStep: () => void counts.push(tf.memory().numTensors) });
+        // notebook 02's loop as it is written today
+        const ib = await trainLoop({
+          params: b.trainable, optimizer: opt, steps: 4, seed: 0, weightDecay: { kind: 'constant', value: 1e-4 }, batch,
+          lr: { kind: 'cosine', base: 1e-2, min: 1e-5, totalIters: 4, warmupIters: 1, warmupStart: 1e-6 },
+          loss: (bb, rng) => crossEntropy(vitForward(vit2, bb.x, { hooks: b.hooks, training: true, rng }).logits!, bb.y),
+        });
+        assert.deepEqual(ia.map((i) => i.loss), ib.map((i) => i.loss), 'same losses as the hand-built loop');
+        assert.ok(ia.every((i) => i.metrics!.accuracy >= 0 && i.metrics!.accuracy <= 1));
+        assert.equal(new Set(counts).size, 1, `live tensors per step ${counts}`);
+        assert.throws(() => pyraTraining(vit, a, { ...settings, warmupSteps: 9 }), /warmupIters must be in \[0, totalIters=4\], got 9/);
+        assert.throws(() => pyraTraining(vit, a, { ...settings, lrr: 1 } as never), /PyraTrainSettings: unknown key 'lrr'/);
+        assert.deepEqual(pyraTrainSteps(31), { steps: 3100, batch: 32, lr: 1e-3, minLr: 1e-5, warmupSteps: 310, warmupStart: 1e-6, weightDecay: 1e-4, evalEvery: 310 });
+      } finally {
+        t.dispose();
+        opt.dispose();
+        a.dispose();
+        b.dispose();
+        disposeVit(vit2);
         tf.dispose([img, y]);
       }
     });

@@ -1,5 +1,5 @@
 /**
- * The DINOv2 objective assembled like upstream's SSL meta-architecture (explora.md §3; DINOv2 `ssl_meta_arch.py`):
+ * The DINOv2 objective assembled like upstream's SSL meta-architecture (DINOv2 `dinov2/train/ssl_meta_arch.py`):
  *
  *   teacher (no gradient): backbone on the 2 global crops (unmasked) → CLS [2B, D] and patch tokens [2B, N, D] →
  *     head on CLS, iBOT head (shared by default) on the patch tokens at the masked positions → targets by centering
@@ -9,12 +9,13 @@
  *     iBOT head → DINO loss (swapped teacher chunks, 2 + 2n pairs), iBOT loss (1/|M_b|, over 2B images), KoLeo on the
  *     pre-head backbone CLS of the global crops per chunk → total = 1·DINO + 0.1·KoLeo + 1·iBOT.
  *
- * Split in two so that the teacher part runs before the gradient tape: `dinov2Targets` then `dinov2StudentLoss`
- * (inside `tf.variableGrads`). `dinov2LossFromFeatures` runs both on given backbone features (the golden test).
+ * Split in two: `dinov2Targets` (teacher, gradient-free) then `dinov2StudentLoss` (under the gradient tape); the
+ * D-ExPLoRA recipe runs both inside the generic train step's loss, with the center updates deferred to after the step's
+ * finiteness check. `dinov2LossFromFeatures` runs both on given backbone features (the golden test).
  * A multi-crop batch is crop-major, as upstream's collate: global [g1 of all B images; g2 of all], local [l1 …; l2 …].
  */
 import * as tf from '@tensorflow/tfjs';
-import { checkKeys } from '../check';
+import { checkKeys, fmtValue, checkNumber } from '../check';
 import { Vit } from '../vit/params';
 import { VitHooks, vitForward } from '../vit/forward';
 import { Rng } from '../rng';
@@ -22,6 +23,7 @@ import { DinoHeadConfig, DinoHeadsParams, DINO_HEAD_DEFAULTS, dinoHeadForward, i
 import { stopGradient, CenterState, CENTERING, TeacherTargetMode, TeacherTemp, TEACHER_TEMP_DEFAULTS, checkTargetMode, createCenter, teacherTargets, rowEntropy, marginalEntropy } from './teacher';
 import { DinoLossWeights, DINO_LOSS_WEIGHTS, STUDENT_TEMP, dinoClsLoss, ibotPatchLoss, koleoPerChunk, combineDinoLosses } from './loss';
 import { IbotMaskConfig, IBOT_MASK_DEFAULTS, IbotMasks, ibotMaskConfig, ibotMaskTensor } from './masking';
+import type { StateUpdate } from '../train/step';
 
 /** The objective's settings (DINOv2 `ssl_default_config.yaml` values as defaults). */
 export interface Dinov2Objective {
@@ -84,17 +86,19 @@ export function dinov2Objective(o: Dinov2ObjectiveOverrides = {}, base: Dinov2Ob
     targets: checkTargetMode(o.targets ?? base.targets, 'Dinov2Objective.targets'),
   };
   for (const k of ['hiddenDim', 'bottleneckDim', 'outDim', 'nlayers'] as const) {
-    if (!Number.isInteger(c.head[k]) || c.head[k] <= 0) throw new Error(`Dinov2Objective.head.${k}: expected a positive integer, got ${String(c.head[k])}`);
+    if (!Number.isInteger(c.head[k]) || c.head[k] <= 0) throw new Error(`Dinov2Objective.head.${k}: expected a positive integer, got ${fmtValue(c.head[k])}`);
   }
-  if (!Number.isInteger(c.nLocalCrops) || c.nLocalCrops < 0) throw new Error(`Dinov2Objective.nLocalCrops: expected an integer ≥ 0, got ${c.nLocalCrops}`);
+  if (!Number.isInteger(c.nLocalCrops) || c.nLocalCrops < 0) throw new Error(`Dinov2Objective.nLocalCrops: expected an integer ≥ 0, got ${fmtValue(c.nLocalCrops)}`);
   for (const k of ['globalCropSize', 'localCropSize'] as const) {
-    if (!Number.isInteger(c[k]) || c[k] <= 0) throw new Error(`Dinov2Objective.${k}: expected a positive integer, got ${c[k]}`);
+    if (!Number.isInteger(c[k]) || c[k] <= 0) throw new Error(`Dinov2Objective.${k}: expected a positive integer, got ${fmtValue(c[k])}`);
   }
-  if (!(c.studentTemp > 0)) throw new Error(`Dinov2Objective.studentTemp: expected > 0, got ${c.studentTemp}`);
+  checkNumber('Dinov2Objective.studentTemp', c.studentTemp, { gt: 0 });
   const t = c.teacherTemp;
-  if (!(t.warmup > 0 && t.final > 0 && t.warmupEpochs >= 0)) throw new Error(`Dinov2Objective.teacherTemp: expected warmup, final > 0 and warmupEpochs ≥ 0, got ${JSON.stringify(t)}`);
+  checkNumber('Dinov2Objective.teacherTemp.warmup', t.warmup, { gt: 0 });
+  checkNumber('Dinov2Objective.teacherTemp.final', t.final, { gt: 0 });
+  checkNumber('Dinov2Objective.teacherTemp.warmupEpochs', t.warmupEpochs, { min: 0 });
   for (const k of ['dino', 'koleo', 'ibot'] as const) {
-    if (!(c.weights[k] >= 0)) throw new Error(`Dinov2Objective.weights.${k}: expected ≥ 0, got ${c.weights[k]}`);
+    checkNumber(`Dinov2Objective.weights.${k}`, c.weights[k], { min: 0 });
   }
   return Object.freeze(c);
 }
@@ -140,7 +144,7 @@ export interface MultiCrop {
  */
 export function multiCropBatch(views: readonly tf.Tensor4D[], nLocal: number): MultiCrop {
   if (views.length !== 2 + nLocal) {
-    throw new Error(`multi-crop batch: expected 2 global + ${nLocal} local = ${2 + nLocal} views, got ${views.length} (check nLocalCrops against the loader's dinoMultiCrop nLocal)`);
+    throw new Error(`multi-crop batch: expected 2 global + ${nLocal} local = ${2 + nLocal} views, got ${fmtValue(views.length)} (check nLocalCrops against the loader's dinoMultiCrop nLocal)`);
   }
   const B = views[0].shape[0];
   views.forEach((v, i) => {
@@ -181,16 +185,17 @@ export interface TeacherFeatures {
 }
 
 /**
- * Teacher targets from teacher backbone features: heads, then centering (updates the centers) or Sinkhorn-Knopp.
- * Run OUTSIDE the gradient tape. Call inside a tidy.
+ * Teacher targets from teacher backbone features: heads, then centering (updates the centers — or, with `pending`,
+ * proposes their updates for the train step to apply after its checks) or Sinkhorn-Knopp. Gradient-free (targets are
+ * wrapped in `stopGradient`; the teacher's variables are not trainable). Call inside a tidy.
  */
-export function dinov2TargetsFromFeatures(t: TeacherFeatures, heads: DinoHeadsParams, headCfg: DinoHeadConfig, masks: IbotMasks, temp: number, obj: Dinov2Objective, state: Dinov2LossState): Dinov2Targets {
+export function dinov2TargetsFromFeatures(t: TeacherFeatures, heads: DinoHeadsParams, headCfg: DinoHeadConfig, masks: IbotMasks, temp: number, obj: Dinov2Objective, state: Dinov2LossState, pending?: StateUpdate[]): Dinov2Targets {
   const clsLogits = dinoHeadForward(heads.dino_head, t.cls, headCfg); // [2B, K]
-  const cls = teacherTargets(obj.targets, clsLogits, temp, state.clsCenter);
+  const cls = teacherTargets(obj.targets, clsLogits, temp, state.clsCenter, pending);
   let patch: tf.Tensor2D;
   if (masks.indices.length > 0) {
     const patchLogits = dinoHeadForward(ibotHeadOf(heads), gatherMasked(t.patch, masks), headCfg); // [M, K]
-    patch = teacherTargets(obj.targets, patchLogits, temp, state.patchCenter);
+    patch = teacherTargets(obj.targets, patchLogits, temp, state.patchCenter, pending);
   } else {
     patch = tf.zeros([0, headCfg.outDim]);
   }
@@ -251,11 +256,15 @@ export interface DinoSide {
   heads: DinoHeadsParams;
 }
 
-/** Teacher pass on a multi-crop batch (global crops only, unmasked, eval mode) → targets. Outside the tape; in a tidy. */
-export function dinov2Targets(teacher: DinoSide, headCfg: DinoHeadConfig, batch: MultiCrop, masks: IbotMasks, temp: number, obj: Dinov2Objective, state: Dinov2LossState): Dinov2Targets & { features: TeacherFeatures } {
+/**
+ * Teacher pass on a multi-crop batch (global crops only, unmasked, eval mode) → targets. In a tidy; it may run under
+ * the student's gradient tape (the teacher's variables are not trainable and the targets stop the gradient, so the
+ * backward pass never visits it). `pending` defers the center updates (see `dinov2TargetsFromFeatures`).
+ */
+export function dinov2Targets(teacher: DinoSide, headCfg: DinoHeadConfig, batch: MultiCrop, masks: IbotMasks, temp: number, obj: Dinov2Objective, state: Dinov2LossState, pending?: StateUpdate[]): Dinov2Targets & { features: TeacherFeatures } {
   const out = vitForward(teacher.vit, batch.global, { hooks: teacher.hooks, training: false });
   const features = { cls: out.cls, patch: out.patchTokens };
-  return { ...dinov2TargetsFromFeatures(features, teacher.heads, headCfg, masks, temp, obj, state), features };
+  return { ...dinov2TargetsFromFeatures(features, teacher.heads, headCfg, masks, temp, obj, state, pending), features };
 }
 
 /** Student pass on a multi-crop batch (masked global crops + local crops) → losses. Under the tape; in a tidy. */

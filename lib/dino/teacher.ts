@@ -1,5 +1,5 @@
 /**
- * Teacher targets of the DINOv2 objective (explora.md §3.3, fact 6; DINOv2 `dino_clstoken_loss.py`,
+ * Teacher targets of the DINOv2 objective (DINOv2 `dinov2/loss/dino_clstoken_loss.py`,
  * `ibot_patch_loss.py`). Both modes run outside the gradient tape (call them before `tf.variableGrads`, or on
  * teacher outputs, which depend on non-trainable variables only); both return row-stochastic targets P [n, K].
  *
@@ -17,6 +17,8 @@
 import * as tf from '@tensorflow/tfjs';
 import { makeVariable, newScope } from '../tree';
 import { Schedule, checkSchedule } from '../train/schedule';
+import type { StateUpdate } from '../train/step';
+import { fmtValue, checkNumber } from '../check';
 
 /** How teacher logits become targets. */
 export type TeacherTargetMode = { kind: 'centering'; momentum: number } | { kind: 'sinkhorn_knopp'; iterations: number };
@@ -32,9 +34,9 @@ export function checkTargetMode(m: TeacherTargetMode, what = 'TeacherTargetMode'
   if (!keys) throw new Error(`${what}: unknown kind '${(m as { kind: string }).kind}'; valid: centering, sinkhorn_knopp`);
   const bad = Object.keys(m).filter((k) => !keys.includes(k));
   if (bad.length) throw new Error(`${what}(${m.kind}): unknown key '${bad[0]}'; valid keys: ${keys.join(', ')}`);
-  if (m.kind === 'centering' && !(m.momentum >= 0 && m.momentum < 1)) throw new Error(`${what}.momentum: expected in [0, 1), got ${m.momentum}`);
+  if (m.kind === 'centering') checkNumber(`${what}.momentum`, m.momentum, { min: 0, lt: 1 });
   if (m.kind === 'sinkhorn_knopp' && !(Number.isInteger(m.iterations) && m.iterations >= 1)) {
-    throw new Error(`${what}.iterations: expected an integer ≥ 1, got ${m.iterations}`);
+    throw new Error(`${what}.iterations: expected an integer ≥ 1, got ${fmtValue(m.iterations)}`);
   }
   return m;
 }
@@ -44,13 +46,15 @@ export interface CenterState {
   /** [1, K], starts at zero (a non-trainable variable; save it in checkpoints). */
   readonly center: tf.Variable;
   readonly momentum: number;
+  /** Its checkpoint key (e.g. 'dino_loss.center'), used in messages. */
+  readonly path?: string;
 }
 
 /** A zero center of width K under `path` (e.g. 'dino_loss.center'). */
 export function createCenter(K: number, momentum = 0.9, path = 'dino_loss.center'): CenterState {
-  if (!Number.isInteger(K) || K <= 0) throw new Error(`createCenter: K (prototypes) must be a positive integer, got ${K}`);
-  if (!(momentum >= 0 && momentum < 1)) throw new Error(`createCenter: momentum must be in [0, 1), got ${momentum}`);
-  return { center: makeVariable(newScope('dino-center'), path, new Float32Array(K), [1, K], false), momentum };
+  if (!Number.isInteger(K) || K <= 0) throw new Error(`createCenter: K (prototypes) must be a positive integer, got ${fmtValue(K)}`);
+  checkNumber('createCenter: momentum', momentum, { min: 0, lt: 1 });
+  return { center: makeVariable(newScope('dino-center'), path, new Float32Array(K), [1, K], false), momentum, path };
 }
 
 /**
@@ -68,21 +72,30 @@ function checkLogits(t: tf.Tensor, what: string, K?: number): asserts t is tf.Te
 }
 
 function checkTemp(temp: number, what: string): void {
-  if (!(temp > 0) || !Number.isFinite(temp)) throw new Error(`${what}: teacher temperature must be > 0, got ${temp}`);
+  checkNumber(`${what}: teacher temperature`, temp, { gt: 0 });
 }
 
 /**
  * Centering targets P = softmax((T − c)/τ) with the current center, then c ← m·c + (1 − m)·mean_rows(T) (used from the
  * next call on). T [n, K] → P [n, K]. Gradient-free (the result is wrapped in `stopGradient`).
+ * With `pending`, the center is not assigned: its new value is pushed as a state update for the train step to apply
+ * after its finiteness check (and, with gradient accumulation, averaged over the micro-batches — the full-batch
+ * update for equal micro-batches). Call inside a tidy then.
  */
-export function centerTargets(state: CenterState, teacher: tf.Tensor2D, temp: number): tf.Tensor2D {
+export function centerTargets(state: CenterState, teacher: tf.Tensor2D, temp: number, pending?: StateUpdate[]): tf.Tensor2D {
   checkLogits(teacher, 'centerTargets', state.center.shape[1]);
   checkTemp(temp, 'centerTargets');
   const p = tf.tidy(() => stopGradient(tf.softmax(tf.div(tf.sub(teacher, state.center), temp), -1)) as tf.Tensor2D);
-  tf.tidy(() => {
+  const next = tf.tidy(() => {
     const mean = tf.mean(teacher, 0, true); // [1, K]
-    state.center.assign(tf.add(tf.mul(state.center, state.momentum), tf.mul(mean, 1 - state.momentum)));
+    return tf.add(tf.mul(state.center, state.momentum), tf.mul(mean, 1 - state.momentum));
   });
+  if (pending) {
+    pending.push({ path: state.path ?? state.center.name, variable: state.center, value: next });
+  } else {
+    state.center.assign(next);
+    next.dispose();
+  }
   return p;
 }
 
@@ -93,7 +106,7 @@ export function centerTargets(state: CenterState, teacher: tf.Tensor2D, temp: nu
 export function sinkhornKnopp(teacher: tf.Tensor2D, temp: number, iterations = 3): tf.Tensor2D {
   checkLogits(teacher, 'sinkhornKnopp');
   checkTemp(temp, 'sinkhornKnopp');
-  if (!(Number.isInteger(iterations) && iterations >= 1)) throw new Error(`sinkhornKnopp: iterations must be an integer ≥ 1, got ${iterations}`);
+  if (!(Number.isInteger(iterations) && iterations >= 1)) throw new Error(`sinkhornKnopp: iterations must be an integer ≥ 1, got ${fmtValue(iterations)}`);
   return tf.tidy(() => {
     const [n, K] = teacher.shape;
     let q = tf.transpose(tf.exp(tf.div(teacher, temp))) as tf.Tensor2D; // [K, n]
@@ -106,11 +119,11 @@ export function sinkhornKnopp(teacher: tf.Tensor2D, temp: number, iterations = 3
   });
 }
 
-/** Targets for teacher logits by mode: centering (updates `center`) or Sinkhorn-Knopp (no state). */
-export function teacherTargets(mode: TeacherTargetMode, teacher: tf.Tensor2D, temp: number, center: CenterState | null): tf.Tensor2D {
+/** Targets for teacher logits by mode: centering (updates `center`, or proposes the update in `pending`) or Sinkhorn-Knopp (no state). */
+export function teacherTargets(mode: TeacherTargetMode, teacher: tf.Tensor2D, temp: number, center: CenterState | null, pending?: StateUpdate[]): tf.Tensor2D {
   if (mode.kind === 'centering') {
     if (!center) throw new Error('teacherTargets: centering mode needs a CenterState');
-    return centerTargets(center, teacher, temp);
+    return centerTargets(center, teacher, temp, pending);
   }
   return sinkhornKnopp(teacher, temp, mode.iterations);
 }

@@ -20,17 +20,37 @@ const KEYS: Record<Schedule['kind'], readonly string[]> = {
   linear: ['kind', 'from', 'to', 'iters'],
 };
 
-/** Validate a schedule (unknown keys, negative lengths). */
-export function checkSchedule(s: Schedule, what = 'Schedule'): Schedule {
+const VALUE_KEYS: Record<Schedule['kind'], readonly string[]> = {
+  constant: ['value'],
+  cosine: ['base', 'min', 'warmupStart'],
+  linear: ['from', 'to'],
+};
+
+/**
+ * Validate a schedule: a known kind, no unknown keys, finite values (≥ 0 with `nonNegative`, as learning rates and
+ * weight decays must be), iteration counts ≥ 0 and warm-up within the total. Errors name the schedule and the key.
+ */
+export function checkSchedule(s: Schedule, what = 'Schedule', opts: { nonNegative?: boolean } = {}): Schedule {
+  if (s === null || typeof s !== 'object') throw new Error(`${what}: expected a schedule object ({kind: 'constant' | 'cosine' | 'linear', ...}), got ${JSON.stringify(s)}`);
   if (!KEYS[s.kind]) throw new Error(`${what}: unknown kind '${(s as { kind: string }).kind}'; valid: ${Object.keys(KEYS).join(', ')}`);
   checkKeys(`${what}(${s.kind})`, s, KEYS[s.kind]);
+  const rec = s as unknown as Record<string, unknown>;
+  for (const k of VALUE_KEYS[s.kind]) {
+    const v = rec[k];
+    if (v === undefined && k === 'warmupStart') continue;
+    if (!(typeof v === 'number' && Number.isFinite(v))) throw new Error(`${what}.${k}: expected a finite number, got ${JSON.stringify(v)}`);
+    if (opts.nonNegative && v < 0) throw new Error(`${what}.${k}: expected ≥ 0, got ${v}`);
+  }
+  if (s.kind === 'constant' && s.warmupIters !== undefined && !(s.warmupIters >= 0 && Number.isFinite(s.warmupIters))) {
+    throw new Error(`${what}.warmupIters: expected a finite number ≥ 0, got ${JSON.stringify(s.warmupIters)}`);
+  }
   if (s.kind === 'cosine') {
-    if (!(s.totalIters > 0)) throw new Error(`${what}: totalIters must be > 0, got ${s.totalIters}`);
+    if (!(s.totalIters > 0 && Number.isFinite(s.totalIters))) throw new Error(`${what}: totalIters must be > 0, got ${s.totalIters}`);
     if (!(s.warmupIters >= 0 && s.warmupIters <= s.totalIters)) {
       throw new Error(`${what}: warmupIters must be in [0, totalIters=${s.totalIters}], got ${s.warmupIters}`);
     }
   }
-  if (s.kind === 'linear' && !(s.iters > 0)) throw new Error(`${what}: iters must be > 0, got ${s.iters}`);
+  if (s.kind === 'linear' && !(s.iters > 0 && Number.isFinite(s.iters))) throw new Error(`${what}: iters must be > 0, got ${s.iters}`);
   return s;
 }
 
