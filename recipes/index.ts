@@ -10,6 +10,7 @@ export * from './finetune';
 export * from './pyra-presets';
 export * from './explora-mae';
 export * from './explora-dino';
+export * from './explora-dino-ablation';
 export * from './supervised';
 export * from './source-vit';
 export { RecipeError } from './schema';
