@@ -443,3 +443,55 @@ export function readSafetensorsMeta(file: string): Record<string, unknown> {
     throw new Error(`${file}: __metadata__.vitpeft is not valid JSON`);
   }
 }
+
+/**
+ * Run every method of a config for every seed (the source loaded once; datasets once, or per seed with
+ * `data.perSeed`), calling `onRecord` for each evaluation. Returns all records. `onData` reports each dataset opening.
+ */
+export async function runMiniature(
+  cfg: MiniConfig,
+  seeds: readonly number[],
+  o: { onRecord?: (r: MiniRecord) => void | Promise<void>; onData?: (d: MiniDatasets, seed: number, cpu: number) => void } = {},
+): Promise<MiniRecord[]> {
+  const records: MiniRecord[] = [];
+  const emit = async (r: MiniRecord): Promise<void> => {
+    records.push(r);
+    await o.onRecord?.(r);
+  };
+  let data: MiniDatasets | null = null;
+  const dataFor = async (seed: number): Promise<MiniDatasets> => {
+    if (data && !cfg.data.perSeed) return data;
+    data?.dispose();
+    data = null;
+    const d0 = process.cpuUsage();
+    data = await miniDatasets(cfg.data, seed);
+    o.onData?.(data, seed, cpuSeconds(d0));
+    return data;
+  };
+  try {
+    if (cfg.objective === 'mae') {
+      const source = loadSourceMae(cfg);
+      try {
+        for (const seed of seeds) {
+          const d = await dataFor(seed);
+          for (const m of cfg.methods) await runMaeMethod(cfg, source, d, m, seed, emit);
+        }
+      } finally {
+        disposeMae(source);
+      }
+    } else {
+      const source = loadSourceDino(cfg);
+      try {
+        for (const seed of seeds) {
+          const d = await dataFor(seed);
+          for (const m of cfg.methods) await runDinoMethod(cfg, source, d, m, seed, emit);
+        }
+      } finally {
+        disposeVit(source);
+      }
+    }
+  } finally {
+    (data as MiniDatasets | null)?.dispose();
+  }
+  return records;
+}

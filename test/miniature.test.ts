@@ -18,7 +18,7 @@ import {
   MaeMiniConfig, DinoMiniConfig, MiniRecord, miniDatasets, loadSourceMae, loadSourceDino, runMaeMethod, runDinoMethod, standardMethods, MiniDatasets,
 } from '../recipes/miniature';
 import { parseMethod, setPath } from '../tools/explora-miniature';
-import { miniatureClaims, EvalLine, summaryRows } from '../tools/miniature-claims';
+import { miniatureClaims, EvalLine, summaryRows } from '../recipes/miniature-claims';
 import { fullDinoRecipe, sourceDinoConfig, sourceDinoTag, SOURCE_DINO_SPEC } from '../tools/make-source-dino';
 
 const EVAL = { probe: { epochs: 1, itersPerEpoch: 2, batchSize: 16, lrs: [1e-2, 1e-1] }, knn: { k: 5, temperature: 0.07 } };

@@ -18,47 +18,10 @@ import * as path from 'path';
 import { execFileSync } from 'child_process';
 import * as tf from '@tensorflow/tfjs';
 import { init, backendReport } from '../lib/backend';
-import { disposeMae } from '../lib/mae/mae';
-import { disposeVit } from '../lib/vit/params';
-import { MiniDatasets, MiniConfig, MaeMiniConfig, DinoMiniConfig, MiniMethod, MiniRecord, standardMethods, miniDatasets, loadSourceMae, loadSourceDino, runMaeMethod, runDinoMethod } from '../recipes/miniature';
-import { MINIATURE_EVAL, cpuSeconds } from '../recipes/miniature-eval';
+import { MiniDatasets, MiniConfig, MiniMethod, MiniRecord, standardMethods, runMiniature } from '../recipes/miniature';
+import { MAE_MINI, DINO_MINI } from '../recipes/miniature-presets';
+import { cpuSeconds } from '../recipes/miniature-eval';
 import { BlockRef } from '../lib/peft/explora';
-
-const ASSETS = path.resolve(__dirname, '..', 'notebooks', 'assets');
-
-/** Notebook 01's smoke configuration (M-ExPLoRA on the committed source MAE), larger evaluation sets. */
-export const MAE_MINI: MaeMiniConfig = {
-  objective: 'mae',
-  data: { embedded: { seed: 0, size: 32, satellitePerClass: 100, satelliteRender: { composite: 'rgb', nuisance: 1 } }, pretrainImages: 0, evalImages: { train: 0, val: 0, test: 0 }, perSeed: false },
-  source: { checkpoint: path.join(ASSETS, 'source-mae-d96x6-p4-32px-1200s-seed0.safetensors') },
-  model: { preset: 'mae_vit_base_patch16', encoder: { imgSize: 32, patchSize: 4, embedDim: 96, depth: 6, numHeads: 3 }, decoder: { embedDim: 64, depth: 2, numHeads: 4 }, maskRatio: 0.75, normPixLoss: true },
-  pretrain: { steps: 108, batch: 64, blr: 8e-3, warmupSteps: 9, decoderRank: 2 },
-  scratch: { blr: 6e-3, weightDecay: 0.05, warmupSteps: 9 },
-  methods: standardMethods(8),
-  evalAt: [],
-  eval: MINIATURE_EVAL,
-};
-
-/** D-ExPLoRA on the DINOv2-style source (tools/make-source-dino.ts). */
-export const DINO_MINI: DinoMiniConfig = {
-  objective: 'dino',
-  data: { embedded: { seed: 0, size: 32, satellitePerClass: 100, satelliteRender: { composite: 'rgb', nuisance: 1 } }, pretrainImages: 0, evalImages: { train: 0, val: 0, test: 0 }, perSeed: false },
-  source: { checkpoint: path.join(ASSETS, 'source-dino-d96x6-p8-32px-30ep-seed0.safetensors') },
-  model: { preset: 'vit_small_patch14_dinov2', overrides: { imgSize: 32, patchSize: 8, embedDim: 96, depth: 6, numHeads: 3, posEmbedGrid: null, layerScale: 0.1 } },
-  ssl: {
-    head: { hiddenDim: 256, bottleneckDim: 64, outDim: 512 },
-    nLocalCrops: 2,
-    globalCropSize: 32,
-    localCropSize: 16,
-    targets: 'sinkhorn_knopp',
-    teacherTemp: { warmup: 0.04, final: 0.07, warmupSteps: 30 },
-  },
-  pretrain: { steps: 150, batch: 32, baseLr: 4e-3, warmupSteps: 15, freezeLastLayerSteps: 15, momentumTeacher: 0.992, dropPathRate: 0.1, weightDecay: 0.04, weightDecayEnd: 0.4 },
-  scratch: { baseLr: 4e-3 },
-  methods: standardMethods(8),
-  evalAt: [],
-  eval: MINIATURE_EVAL,
-};
 
 export const MINI_PRESETS: Record<string, MiniConfig> = { mae: MAE_MINI, dino: DINO_MINI };
 
@@ -137,46 +100,15 @@ async function main(): Promise<void> {
   const c0 = process.cpuUsage();
   const t0 = Date.now();
   let dataCpu = 0;
-  let data: MiniDatasets | null = null;
-  /** The datasets of a seed (one set for all seeds unless data.perSeed). */
-  const dataFor = async (seed: number): Promise<MiniDatasets> => {
-    if (data && !cfg.data.perSeed) return data;
-    data?.dispose();
-    const d0 = process.cpuUsage();
-    data = await miniDatasets(cfg.data, seed);
-    dataCpu += cpuSeconds(d0);
-    console.log(`data (seed ${seed}): pre-train ${data.pretrain.length}, probe ${data.evalSets.train.y.length}/${data.evalSets.val.y.length}/${data.evalSets.test.y.length}; ${cpuSeconds(d0).toFixed(1)} s CPU`);
-    return data;
+  const onData = (d: MiniDatasets, seed: number, cpu: number): void => {
+    dataCpu += cpu;
+    console.log(`data (seed ${seed}): pre-train ${d.pretrain.length}, probe ${d.evalSets.train.y.length}/${d.evalSets.val.y.length}/${d.evalSets.test.y.length}; ${cpu.toFixed(1)} s CPU`);
   };
   const onRecord = (r: MiniRecord): void => {
     write({ ...r, tag, loadavg: os.loadavg()[0] });
-    console.log(`${r.method.padEnd(10)} seed ${r.seed} step ${String(r.step).padStart(4)}: probe ${(100 * r.probeTest).toFixed(1)} (val ${(100 * r.probeVal).toFixed(1)}) kNN ${(100 * r.knn).toFixed(1)} loss ${r.loss?.toFixed(4) ?? '-'} | CPU train ${r.trainCpu.toFixed(0)} s, eval ${(r.cpu.extract + r.cpu.probe + r.cpu.knn).toFixed(0)} s | load ${os.loadavg()[0].toFixed(1)}`);
+    console.log(`${r.method.padEnd(10)} seed ${r.seed} step ${String(r.step).padStart(4)}: probe ${(100 * r.probeTest).toFixed(1)} (val ${(100 * r.probeVal).toFixed(1)}) kNN ${(100 * r.knn).toFixed(1)} ridge ${(100 * r.ridgeTest).toFixed(1)} loss ${r.loss?.toFixed(4) ?? '-'} | CPU train ${r.trainCpu.toFixed(0)} s, eval ${(r.cpu.extract + r.cpu.probe + r.cpu.knn + r.cpu.ridge).toFixed(0)} s | load ${os.loadavg()[0].toFixed(1)}`);
   };
-  try {
-    if (cfg.objective === 'mae') {
-      const source = loadSourceMae(cfg);
-      try {
-        for (const seed of seeds) {
-          const d = await dataFor(seed);
-          for (const m of cfg.methods) await runMaeMethod(cfg, source, d, m, seed, onRecord);
-        }
-      } finally {
-        disposeMae(source);
-      }
-    } else {
-      const source = loadSourceDino(cfg);
-      try {
-        for (const seed of seeds) {
-          const d = await dataFor(seed);
-          for (const m of cfg.methods) await runDinoMethod(cfg, source, d, m, seed, onRecord);
-        }
-      } finally {
-        disposeVit(source);
-      }
-    }
-  } finally {
-    (data as MiniDatasets | null)?.dispose();
-  }
+  await runMiniature(cfg, seeds, { onRecord, onData });
   write({ kind: 'done', cpuSeconds: cpuSeconds(c0), wallSeconds: (Date.now() - t0) / 1000, dataCpu, loadavg: os.loadavg(), liveTensors: tf.memory().numTensors });
   console.log(`done: ${cpuSeconds(c0).toFixed(0)} s CPU, ${((Date.now() - t0) / 1000).toFixed(0)} s wall`);
 }
