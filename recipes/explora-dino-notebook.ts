@@ -35,15 +35,15 @@ const EXPLORA_THREE_BLOCKS: MiniMethod = { name: 'explora-[1,L-1,L]', kind: 'rec
 
 /**
  * The settings of a scale. `ci`: the 2-block source, 4 steps, small evaluation sets (mechanics only). `smoke`: the
- * committed DINOv2-style source (d96×6, patch 8, 32 px), 150 steps of batch 32, evaluated at 0 / 50 / 100 / 150 steps
- * for Fig. 3, 3 seeds. `paper` returns the smoke miniature too (the paper-scale run is `dinoPaperRecipe`).
+ * committed DINOv2-style source (d96×6, patch 8, 32 px), 150 steps of batch 32, evaluated at 50 / 100 / 150 steps
+ * for Fig. 3 (step 0 is the source), 3 seeds. `paper` returns the smoke miniature too (the paper-scale run is `dinoPaperRecipe`).
  */
 export function dinoNotebookSettings(scale: DinoNotebookScale, o: { seeds?: number[] } = {}): DinoNotebookSettings {
   const seeds = o.seeds ?? [0, 1, 2];
   const config: DinoMiniConfig =
     scale === 'ci'
       ? DINO_MINI_CI
-      : { ...DINO_MINI, methods: [...DINO_MINI.methods.filter((m) => m.name !== 'lora'), EXPLORA_THREE_BLOCKS], evalAt: [0, 50, 100] };
+      : { ...DINO_MINI, methods: [...DINO_MINI.methods.filter((m) => m.name !== 'lora'), EXPLORA_THREE_BLOCKS], evalAt: [50, 100] };
   const m = config.model as { overrides: { embedDim: number; depth: number; patchSize: number; imgSize: number } };
   const e = config.data.evalImages;
   const describe =
@@ -71,9 +71,17 @@ export function dinoLinearProbeTable(records: readonly MiniRecord[]): Array<Reco
 
 /**
  * Fig. 3: linear-probe test top-1 against pre-training iterations, mean over seeds (the band is the 95 % t interval,
- * drawn as dotted lines), one curve per method that was evaluated at more than one step; the source as a flat line.
+ * drawn as dotted lines), one curve per method with more than one point; the source as a flat line.
  */
-export function dinoFig3(records: readonly MiniRecord[]): PlotlyFigure {
+export function dinoFig3(input: readonly MiniRecord[]): PlotlyFigure {
+  // Every method that continues from the source starts at iteration 0 from the source itself (LoRA B = 0, the same
+  // weights and probe seed: its step-0 evaluation is the source's, exactly), so the source's evaluations are used as
+  // its step 0 when it was not evaluated there; scratch starts from a fresh initialisation and is not extended.
+  const sources = input.filter((r) => r.method === 'source');
+  const records = [...input];
+  for (const m of new Set(input.filter((r) => r.method !== 'source' && r.recipe !== 'scratch').map((r) => r.method))) {
+    if (!input.some((r) => r.method === m && r.step === 0)) records.push(...sources.map((r) => ({ ...r, method: m })));
+  }
   const methods = [...new Set(records.map((r) => r.method))];
   const steps = [...new Set(records.map((r) => r.step))].sort((a, b) => a - b);
   const series = [];

@@ -58,6 +58,6 @@ export const DINO_MINI_CI: DinoMiniConfig = {
   ssl: { ...DINO_MINI.ssl, head: { hiddenDim: 64, bottleneckDim: 16, outDim: 64 }, teacherTemp: { ...DINO_MINI.ssl.teacherTemp, warmupSteps: 2 } },
   pretrain: { ...DINO_MINI.pretrain, steps: 4, batch: 8, warmupSteps: 1, freezeLastLayerSteps: 1 },
   methods: standardMethods(4).filter((m) => m.name !== 'lora'),
-  evalAt: [0],
+  evalAt: [],
   eval: { probe: { ...MINIATURE_EVAL.probe, epochs: 2, itersPerEpoch: 5, batchSize: 64 }, knn: MINIATURE_EVAL.knn },
 };

@@ -26,7 +26,7 @@ describe('notebook 03 helpers (recipes/explora-dino-notebook.ts)', () => {
     assert.equal(rows.steps, 50);
     const smoke = dinoNotebookSettings('smoke');
     assert.deepEqual(smoke.config.methods.map((m) => m.name), ['source', 'explora', 'unfreeze', 'scratch', 'explora-[1,L-1,L]']);
-    assert.deepEqual(smoke.config.evalAt, [0, 50, 100]);
+    assert.deepEqual(smoke.config.evalAt, [50, 100]);
   });
   it('a missing source or paper file is an error that names the file and the tool', () => {
     const s = dinoNotebookSettings('smoke');
@@ -50,7 +50,10 @@ describe('notebook 03 helpers (recipes/explora-dino-notebook.ts)', () => {
     assert.ok(Math.abs(byName.get('explora')!.y[1] - 66) < 1e-9, 'mean of 64, 66, 68 %');
     assert.ok(byName.get('explora 95% lo')!.y[1] < 66 && byName.get('explora 95% hi')!.y[1] > 66);
     assert.equal(byName.get('explora 95% lo')!.line!.dash, 'dot');
-    assert.ok(!byName.has('unfreeze'), 'one evaluated step: no curve');
+    assert.deepEqual(byName.get('unfreeze')!.x, [0, 4], 'step 0 of a method that continues from the source = the source');
+    assert.deepEqual(byName.get('unfreeze')!.y, [60, 62]);
+    const noScratch = dinoFig3([...recs, ...[0, 1, 2].map((s) => ({ ...rec('scratch', s, 4, 10), recipe: 'scratch' }))]);
+    assert.ok(!(noScratch.data as Array<{ name: string }>).some((d) => d.name === 'scratch'), 'scratch starts from a fresh init: one point, no curve');
     assert.deepEqual(byName.get('source')!.y, [60, 60]);
     const t = dinoLinearProbeTable(recs);
     assert.equal(t.find((r) => r.method === 'explora')!['paper LP (ViT-L, fMoW-RGB)'], 77.48);
