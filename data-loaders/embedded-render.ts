@@ -339,18 +339,46 @@ const LAYOUTS: Record<string, (rng: Rng) => (x: number, y: number, w: Float32Arr
 /** The satellite classes in label order (= EuroSAT). */
 export const SATELLITE_CLASSES = Object.keys(LAYOUTS);
 
+/**
+ * Options of the satellite rendering (defaults reproduce the original scenes byte for byte):
+ * - `composite`: the 3-band image written as the RGB JPEG — `'rgb'` true colour (B4, B3, B2), or `'nir-false-color'`
+ *   (B8, B4, B3), the standard colour-infrared composite of remote sensing (vegetation red, water black): a larger
+ *   photometric shift from the natural source domain, with the same scenes and labels.
+ * - `nuisance`: scale of the per-image nuisances (illumination gain, haze, season, white balance) around their neutral
+ *   values: 1 = default ranges, 0 = none, 2 = twice as wide (gain clamped at ≥ 0.2).
+ */
+export interface SatelliteRenderOptions {
+  composite?: SatelliteComposite;
+  nuisance?: number;
+}
+
+export type SatelliteComposite = 'rgb' | 'nir-false-color';
+export const SATELLITE_COMPOSITES: readonly SatelliteComposite[] = ['rgb', 'nir-false-color'];
+
 /** Render one satellite scene of class `cls` at size S (2× supersampled below 64 px). */
-export function renderSatellite(cls: string, S: number, rng: Rng): SatelliteScene {
+export function renderSatellite(cls: string, S: number, rng: Rng, opts: SatelliteRenderOptions = {}): SatelliteScene {
   const layout = LAYOUTS[cls];
   if (!layout) throw new Error(`renderSatellite: unknown class '${cls}'; valid: ${SATELLITE_CLASSES.join(', ')}`);
+  const composite = opts.composite ?? 'rgb';
+  if (!SATELLITE_COMPOSITES.includes(composite)) throw new Error(`renderSatellite: composite must be one of ${SATELLITE_COMPOSITES.join(', ')}, got '${String(composite)}'`);
+  const k = opts.nuisance ?? 1;
+  if (!(k >= 0 && k <= 4)) throw new Error(`renderSatellite: nuisance must be a number in [0, 4], got ${String(k)}`);
   const f = layout(rng.fork('layout'));
   const mix = renderMix(S, S >= 64 ? 1 : 2, f);
   const nz = rng.fork('nuisance');
-  const nu: Nuisance = {
+  const drawn: Nuisance = {
     gain: nz.uniform(0.65, 1.4),
     haze: nz.uniform(0, 0.7),
     season: nz.uniform(0, 0.7),
     wb: [nz.uniform(0.9, 1.1), nz.uniform(0.92, 1.08), nz.uniform(0.9, 1.1)],
+  };
+  // scaled around the neutral values (exactly the drawn values at k = 1)
+  const around = (v: number, neutral: number): number => (k === 1 ? v : neutral + k * (v - neutral));
+  const nu: Nuisance = {
+    gain: Math.max(0.2, around(drawn.gain, 1)),
+    haze: around(drawn.haze, 0),
+    season: Math.min(1, around(drawn.season, 0)),
+    wb: [around(drawn.wb[0], 1), around(drawn.wb[1], 1), around(drawn.wb[2], 1)],
   };
   const ms = makeImg(S, S, 13);
   const noise = rng.fork('noise');
@@ -371,17 +399,21 @@ export function renderSatellite(cls: string, S: number, rng: Rng): SatelliteScen
       ms.data[p * 13 + b] = Math.max(1, Math.round(v));
     }
   }
-  return { ms, rgb: satelliteRgb(ms) };
+  return { ms, rgb: satelliteRgb(ms, composite) };
 }
 
-/** RGB rendering of a 13-band scene: bands (B4, B3, B2), (DN − 300) / 2300 clipped to [0, 1]. */
-export function satelliteRgb(ms: Img): Img {
+/**
+ * 3-band rendering of a 13-band scene, clipped to [0, 1]: `'rgb'` = bands (B4, B3, B2) as (DN − 300) / 2300;
+ * `'nir-false-color'` = (B8, B4, B3) with NIR as (DN − 300) / 3300 (its vegetation plateau is ~1.4× brighter).
+ */
+export function satelliteRgb(ms: Img, composite: SatelliteComposite = 'rgb'): Img {
   const S = ms.height * ms.width;
   const rgb = makeImg(ms.height, ms.width, 3);
-  const bands = [3, 2, 1];
+  const bands = composite === 'rgb' ? [3, 2, 1] : [7, 3, 2];
+  const span = composite === 'rgb' ? [2300, 2300, 2300] : [3300, 2300, 2300];
   for (let p = 0; p < S; p++) {
     for (let c = 0; c < 3; c++) {
-      const v = (ms.data[p * ms.channels + bands[c]] - 300) / 2300;
+      const v = (ms.data[p * ms.channels + bands[c]] - 300) / span[c];
       rgb.data[p * 3 + c] = v < 0 ? 0 : v > 1 ? 1 : v;
     }
   }

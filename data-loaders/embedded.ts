@@ -23,7 +23,7 @@ import { Dataset, Progress } from './dataset';
 import { encodeGeoTiff, encodeImage } from './encode';
 import { EUROSAT_CLASSES, EUROSAT_DIRS, eurosat } from './formats/eurosat';
 import { imageFolder } from './formats/imagefolder';
-import { NATURAL_CLASSES, SATELLITE_CLASSES, renderNatural, renderSatellite } from './embedded-render';
+import { NATURAL_CLASSES, SATELLITE_CLASSES, SATELLITE_COMPOSITES, SatelliteComposite, renderNatural, renderSatellite } from './embedded-render';
 
 /** Bumped whenever the generator's output changes (a cache of another version is regenerated). */
 export const EMBEDDED_VERSION = 1;
@@ -37,6 +37,12 @@ export interface EmbeddedOptions {
   satellitePerClass?: number;
   /** Natural images per class (default 100 → 800 train / 200 val). */
   naturalPerClass?: number;
+  /**
+   * Target-domain variants (defaults = the original scenes): `composite` of the RGB JPEGs ('rgb' true colour or
+   * 'nir-false-color' B8/B4/B3) and the `nuisance` scale (gain, haze, season, white balance; 1 = default ranges).
+   * The 13-band GeoTIFFs depend on `nuisance` only. Non-default values name the cache folder (`-fc`, `-nu<k>`).
+   */
+  satelliteRender?: { composite?: SatelliteComposite; nuisance?: number };
   /** Cache root (default `$VITPEFT_CACHE_DIR`, else `<repo>/.cache/embedded`; `~/.cache/vitpeft/embedded` for an installed copy). */
   cacheDir?: string;
   /** Regenerate even if a complete cache exists. */
@@ -44,7 +50,7 @@ export interface EmbeddedOptions {
   onProgress?: (p: Progress) => void;
 }
 
-const OPTION_KEYS = ['seed', 'size', 'satellitePerClass', 'naturalPerClass', 'cacheDir', 'force', 'onProgress'] as const;
+const OPTION_KEYS = ['seed', 'size', 'satellitePerClass', 'naturalPerClass', 'satelliteRender', 'cacheDir', 'force', 'onProgress'] as const;
 
 /** What `COMPLETE.json` records. */
 export interface EmbeddedManifest {
@@ -55,6 +61,8 @@ export interface EmbeddedManifest {
   naturalPerClass: number;
   satelliteClasses: string[];
   naturalClasses: string[];
+  /** Present only for non-default target variants. */
+  satelliteRender?: { composite: SatelliteComposite; nuisance: number };
   files: number;
   seconds: number;
 }
@@ -77,12 +85,28 @@ export function defaultCacheDir(): string {
   return process.env.VITPEFT_CACHE_DIR ?? path.join(kitCacheDir(), 'embedded');
 }
 
-function resolved(opt: EmbeddedOptions): Required<Pick<EmbeddedOptions, 'seed' | 'size' | 'satellitePerClass' | 'naturalPerClass'>> {
-  const r = {
+interface Resolved {
+  seed: number;
+  size: number;
+  satellitePerClass: number;
+  naturalPerClass: number;
+  /** null = the default rendering ('rgb', nuisance 1). */
+  satelliteRender: { composite: SatelliteComposite; nuisance: number } | null;
+}
+
+function resolved(opt: EmbeddedOptions): Resolved {
+  const sr = opt.satelliteRender ?? {};
+  checkKeys('EmbeddedOptions.satelliteRender', sr, ['composite', 'nuisance']);
+  const composite = sr.composite ?? 'rgb';
+  const nuisance = sr.nuisance ?? 1;
+  if (!SATELLITE_COMPOSITES.includes(composite)) throw new Error(`embedded: satelliteRender.composite must be one of ${SATELLITE_COMPOSITES.join(', ')}, got '${String(composite)}'`);
+  if (!(typeof nuisance === 'number' && nuisance >= 0 && nuisance <= 4)) throw new Error(`embedded: satelliteRender.nuisance must be a number in [0, 4], got ${String(nuisance)}`);
+  const r: Resolved = {
     seed: opt.seed ?? 0,
     size: opt.size ?? 32,
     satellitePerClass: opt.satellitePerClass ?? 100,
     naturalPerClass: opt.naturalPerClass ?? 100,
+    satelliteRender: composite === 'rgb' && nuisance === 1 ? null : { composite, nuisance },
   };
   if (!Number.isInteger(r.seed)) throw new Error(`embedded: seed must be an integer, got ${fmtValue(r.seed)}`);
   if (!Number.isInteger(r.size) || r.size < 8 || r.size > 512) throw new Error(`embedded: size must be an integer in [8, 512], got ${fmtValue(r.size)}`);
@@ -95,7 +119,11 @@ function resolved(opt: EmbeddedOptions): Required<Pick<EmbeddedOptions, 'seed' |
 /** Cache folder name of a configuration: `<name>-<seed>-<size>`, name = `default` or `s<sat>n<nat>`. */
 export function embeddedName(opt: EmbeddedOptions = {}): string {
   const r = resolved(opt);
-  const name = r.satellitePerClass === 100 && r.naturalPerClass === 100 ? 'default' : `s${r.satellitePerClass}n${r.naturalPerClass}`;
+  let name = r.satellitePerClass === 100 && r.naturalPerClass === 100 ? 'default' : `s${r.satellitePerClass}n${r.naturalPerClass}`;
+  if (r.satelliteRender) {
+    if (r.satelliteRender.composite === 'nir-false-color') name += '-fc';
+    if (r.satelliteRender.nuisance !== 1) name += `-nu${r.satelliteRender.nuisance}`;
+  }
   return `${name}-${r.seed}-${r.size}`;
 }
 
@@ -157,7 +185,7 @@ export async function generateEmbedded(dir: string, opt: EmbeddedOptions = {}): 
     const cls = EUROSAT_CLASSES[c];
     const pending: Promise<void>[] = [];
     for (let i = 1; i <= r.satellitePerClass; i++) {
-      const scene = renderSatellite(cls, S, Rng.derive(r.seed, 'embedded-satellite', cls, i));
+      const scene = renderSatellite(cls, S, Rng.derive(r.seed, 'embedded-satellite', cls, i), r.satelliteRender ?? {});
       const rgbRel = path.join(EUROSAT_DIRS.rgb, cls, `${cls}_${i}.jpg`);
       const msRel = path.join(EUROSAT_DIRS.ms, cls, `${cls}_${i}.tif`);
       const split = satSplit(i, r.satellitePerClass);
@@ -194,11 +222,13 @@ export async function generateEmbedded(dir: string, opt: EmbeddedOptions = {}): 
     }
     await Promise.all(pending);
   }
+  const { satelliteRender, ...counts } = r;
   const manifest: EmbeddedManifest = {
     version: EMBEDDED_VERSION,
-    ...r,
+    ...counts,
     satelliteClasses: [...EUROSAT_CLASSES],
     naturalClasses: [...NATURAL_CLASSES],
+    ...(satelliteRender ? { satelliteRender } : {}),
     files,
     seconds: (Date.now() - t0) / 1000,
   };
@@ -214,14 +244,15 @@ async function readManifest(dir: string): Promise<EmbeddedManifest | null> {
   }
 }
 
-function matches(m: EmbeddedManifest | null, r: ReturnType<typeof resolved>): m is EmbeddedManifest {
+function matches(m: EmbeddedManifest | null, r: Resolved): m is EmbeddedManifest {
   return (
     !!m &&
     m.version === EMBEDDED_VERSION &&
     m.seed === r.seed &&
     m.size === r.size &&
     m.satellitePerClass === r.satellitePerClass &&
-    m.naturalPerClass === r.naturalPerClass
+    m.naturalPerClass === r.naturalPerClass &&
+    JSON.stringify(m.satelliteRender ?? null) === JSON.stringify(r.satelliteRender)
   );
 }
 
@@ -249,7 +280,7 @@ export async function ensureEmbedded(opt: EmbeddedOptions = {}): Promise<Embedde
   }
   const tmp = `${dir}.tmp-${tempOwnerTag()}.${Math.random().toString(36).slice(2)}`;
   try {
-    const manifest = await generateEmbedded(tmp, { ...r, onProgress: opt.onProgress });
+    const manifest = await generateEmbedded(tmp, { ...r, satelliteRender: r.satelliteRender ?? undefined, onProgress: opt.onProgress });
     // replace an incomplete/outdated folder (or a forced one); keep a complete one another process just renamed in
     const now = await readManifest(dir);
     if (matches(now, r) && !opt.force) {

@@ -21,7 +21,9 @@ export {
   renderNatural,
   renderSatellite,
   satelliteRgb,
+  SATELLITE_COMPOSITES,
 } from './embedded-render';
+export type { SatelliteComposite, SatelliteRenderOptions } from './embedded-render';
 export * from './formats/common';
 export * from './formats/imagefolder';
 export * from './formats/eurosat';

@@ -52,6 +52,7 @@ export type { RunWorkersOptions, WorkerRun } from './workers/pool';
 export { runParallel } from './workers/run';
 export type { JobContext, WorkerJob, WorkerProgress } from './workers/protocol';
 export { featuresOnWorkers, predictOnWorkers, throughputOnWorkers } from './workers/eval';
+export * from './eval/ridge-probe';
 export * from './mae/patchify';
 export * from './mae/masking';
 export * from './mae/loss';

@@ -98,6 +98,51 @@ describe('data: embedded default datasets', function () {
     await assert.rejects(ensureEmbedded({ ...small, sze: 3 } as never), /unknown key 'sze'/);
   });
 
+  it('target variants: defaults unchanged, NIR false colour of the same scene, nuisance scale, own cache folder', async () => {
+    const rng = (k: number): Rng => Rng.derive(7, 'variant', k);
+    for (const cls of ['Forest', 'River', 'Residential']) {
+      const a = renderSatellite(cls, 16, rng(1));
+      const b = renderSatellite(cls, 16, rng(1), { composite: 'rgb', nuisance: 1 });
+      assert.deepEqual(Array.from(b.ms.data), Array.from(a.ms.data), 'explicit defaults = the original scene');
+      assert.deepEqual(Array.from(b.rgb.data), Array.from(a.rgb.data));
+      const fc = renderSatellite(cls, 16, rng(1), { composite: 'nir-false-color' });
+      assert.deepEqual(Array.from(fc.ms.data), Array.from(a.ms.data), 'false colour renders the same 13 bands');
+      for (let p = 0; p < 256; p++) {
+        const want = [(a.ms.data[p * 13 + 7] - 300) / 3300, (a.ms.data[p * 13 + 3] - 300) / 2300, (a.ms.data[p * 13 + 2] - 300) / 2300].map((v) => Math.min(1, Math.max(0, v)));
+        for (let c = 0; c < 3; c++) assert.ok(Math.abs(fc.rgb.data[p * 3 + c] - want[c]) < 1e-6);
+      }
+    }
+    // vegetation is red in colour infrared, green-ish in true colour
+    const meanRgb = (img: Img): number[] => [0, 1, 2].map((c) => img.data.filter((_, i) => i % 3 === c).reduce((s, v) => s + v, 0) / (img.height * img.width));
+    const forest = renderSatellite('Forest', 16, rng(2), { composite: 'nir-false-color', nuisance: 0 });
+    const [r, g] = meanRgb(forest.rgb);
+    assert.ok(r > 2 * g, `false-colour forest red ${r} vs green ${g}`);
+    // nuisance 0: scenes of one layout seed differ only by sensor noise across nuisance draws; the brightness spread
+    // over images shrinks with the scale
+    const spread = (k: number): number => {
+      const m = Array.from({ length: 12 }, (_, i) => meanRgb(renderSatellite('Pasture', 16, rng(10 + i), { nuisance: k }).rgb).reduce((s, v) => s + v, 0));
+      const mu = m.reduce((s, v) => s + v, 0) / m.length;
+      return Math.sqrt(m.reduce((s, v) => s + (v - mu) ** 2, 0) / m.length);
+    };
+    assert.ok(spread(0) < 0.5 * spread(1) && spread(1) < spread(2), `brightness spread ${spread(0)} / ${spread(1)} / ${spread(2)}`);
+    assert.throws(() => renderSatellite('Forest', 16, rng(1), { composite: 'cir' as never }), /composite must be one of rgb, nir-false-color/);
+    assert.throws(() => renderSatellite('Forest', 16, rng(1), { nuisance: -1 }), /nuisance must be a number in \[0, 4\]/);
+    // cache naming and manifest
+    assert.equal(embeddedName({ seed: 1, size: 16 }), 'default-1-16');
+    assert.equal(embeddedName({ seed: 1, size: 16, satelliteRender: { composite: 'rgb', nuisance: 1 } }), 'default-1-16');
+    assert.equal(embeddedName({ seed: 1, size: 16, satellitePerClass: 5, naturalPerClass: 5, satelliteRender: { composite: 'nir-false-color', nuisance: 0.5 } }), 's5n5-fc-nu0.5-1-16');
+    const small = { seed: 5, size: 16, satellitePerClass: 5, naturalPerClass: 5, cacheDir: cache };
+    const fcp = await ensureEmbedded({ ...small, satelliteRender: { composite: 'nir-false-color' } });
+    assert.deepEqual(fcp.manifest.satelliteRender, { composite: 'nir-false-color', nuisance: 1 });
+    const plain = await ensureEmbedded(small);
+    assert.equal(plain.manifest.satelliteRender, undefined);
+    assert.notEqual(fcp.root, plain.root);
+    const rel = 'satellite/2750/Forest/Forest_2.jpg';
+    const [x, y] = await Promise.all([fcp.root, plain.root].map((d) => fsp.readFile(path.join(d, rel))));
+    assert.ok(!x.equals(y), 'false-colour JPEG differs from the true-colour one');
+    await assert.rejects(ensureEmbedded({ ...small, satelliteRender: { composit: 'rgb' } as never }), /unknown key 'composit'/);
+  });
+
   it('band relations are plausible: vegetation NDVI high, water NDVI negative and dark in SWIR', () => {
     const ndvi = (sp: readonly number[]): number => (sp[7] - sp[3]) / (sp[7] + sp[3]);
     const e = (n: string): readonly number[] => ENDMEMBER_SPECTRA[ENDMEMBERS.indexOf(n as never)];

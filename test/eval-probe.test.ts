@@ -185,6 +185,63 @@ describe('eval/linear-probe (DINOv2 protocol)', () => {
     [train, val].forEach(disposeFeatures);
   });
 
+  it('standardize: same as training on pre-standardised features; converges where raw badly scaled features do not', () => {
+    // badly scaled features: every dimension multiplied by a factor in [0.02, 50] and shifted
+    const scaleOf = (j: number): number => Math.exp(Math.log(0.02) + (Math.log(50) - Math.log(0.02)) * ((j * 7) % 48) / 47);
+    const skew = (c: FeatureCache): FeatureCache => {
+      const [N, n, Dd] = c.cls.shape;
+      const a = Float32Array.from(c.cls.dataSync());
+      const b = Float32Array.from(c.patchMean.dataSync());
+      for (let i = 0; i < N * n * Dd; i++) a[i] = a[i] * scaleOf(i % (n * Dd)) + 3;
+      for (let i = 0; i < N * Dd; i++) b[i] = b[i] * scaleOf(n * Dd + (i % Dd)) - 2;
+      return featureCache(a, b, Int32Array.from(c.labels.dataSync()), n, Dd);
+    };
+    const t0 = planted(600, D, K, 'cls', 11, wstar);
+    const v0 = planted(300, D, K, 'cls', 12, wstar);
+    const train = skew(t0);
+    const val = skew(v0);
+    const cfg = { batchSize: 128, epochs: 4, lrs: [0.01, 0.1], seed: 2 };
+    const raw = linearProbe(train, val, cfg);
+    const n0 = tf.memory().numTensors;
+    linearProbe(train, val, { ...cfg, epochs: 1, standardize: true }).dispose();
+    assert.equal(tf.memory().numTensors, n0, 'standardize leaks nothing after dispose');
+    const std = linearProbe(train, val, { ...cfg, standardize: true });
+    assert.ok(std.best.valAcc > 0.85, `standardised ${std.best.valAcc}`);
+    assert.ok(std.best.valAcc > raw.best.valAcc + 0.15, `standardised ${std.best.valAcc} vs raw ${raw.best.valAcc}`);
+    // = the probe on features standardised beforehand with the train mean / std (population variance)
+    const pre = (c: FeatureCache, ref: FeatureCache): FeatureCache => {
+      const [N, n, Dd] = c.cls.shape;
+      const [Nr] = ref.cls.shape;
+      const a = Float32Array.from(c.cls.dataSync());
+      const b = Float32Array.from(c.patchMean.dataSync());
+      const ra = ref.cls.dataSync();
+      const rb = ref.patchMean.dataSync();
+      const norm = (x: Float32Array, r: ArrayLike<number>, F: number, off: number, width: number): void => {
+        for (let j = 0; j < width; j++) {
+          let m = 0;
+          for (let i = 0; i < Nr; i++) m += r[i * F + off + j] / Nr;
+          let v = 0;
+          for (let i = 0; i < Nr; i++) v += (r[i * F + off + j] - m) ** 2 / Nr;
+          for (let i = 0; i < x.length / F; i++) x[i * F + off + j] = (x[i * F + off + j] - m) / (Math.sqrt(v) + 1e-6);
+        }
+      };
+      norm(a, ra, n * Dd, 0, n * Dd); // all 4 cached blocks; the n1 input is the last block's slice
+      norm(b, rb, Dd, 0, Dd);
+      void N;
+      return featureCache(a, b, Int32Array.from(c.labels.dataSync()), n, Dd);
+    };
+    const ptrain = pre(train, train);
+    const pval = pre(val, train);
+    const ref = linearProbe(ptrain, pval, cfg);
+    for (const r of ref.results) {
+      const q = std.results.find((x) => x.name === r.name)!;
+      assert.ok(Math.abs(q.valAcc - r.valAcc) <= 1 / 300 + 1e-9, `${r.name}: ${q.valAcc} vs ${r.valAcc}`);
+    }
+    assert.ok(Math.abs(std.accuracy(val) - ref.accuracy(pval)) <= 1 / 300 + 1e-9);
+    [raw, std, ref].forEach((r) => r.dispose());
+    [t0, v0, train, val, ptrain, pval].forEach(disposeFeatures);
+  });
+
   it('bad input gets clear errors', () => {
     const train = planted(20, D, K, 'cls', 8, wstar);
     const val = planted(20, D, K, 'cls', 9, wstar);

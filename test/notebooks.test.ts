@@ -12,6 +12,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, readdirSync } from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { committedNotebooks } from '../environment/notebooks';
+import { readClaims } from '../lib/report/claims';
 import { ROOT, jupyterMissing, chromiumPath, runNotebooks, RunResult, executedCells, streamText, mimes, displayText } from './notebook-harness';
 
 /** The committed notebooks this run executes (VITPEFT_NOTEBOOK_TESTS). */
@@ -154,6 +155,28 @@ describe('notebooks through the real tslab kernel', function () {
     assert.equal(entry.scale, 'ci');
     assert.equal(entry.claims.length, 3);
     assert.ok(existsSync(path.join(tmp, 'scoreboard.html')));
+  });
+
+  it('03-explora-dino: paper counts, every method × 3 seeds evaluated, Fig. 3, claims written and readable, nothing on stderr', function () {
+    if (!selected('03-explora-dino.ipynb')) this.skip();
+    const cells = executedCells(path.join(tmp, 'out', '03-explora-dino.ipynb'));
+    cells.forEach((c, i) => assert.equal(streamText(c, 'stderr'), '', `cell ${i} wrote to stderr`));
+    const text = cells.map((c) => `${streamText(c, 'stdout')}\n${displayText(c)}`).join('\n');
+    assert.match(text, /D-ExPLoRA-\[L\]-r64\s+18724864\s+6\.17\s+18\.7M\s+77\.48/, 'the paper-scale ExPLoRA row with its exact count');
+    assert.match(text, /D-ExPLoRA-\[L\]\s+12695552\s+4\.19\s+12\.7M\s+74\.83/);
+    assert.match(text, /source-dino-d32x2-p8-32px-2ep-seed0\.safetensors/, 'the committed ci source was loaded');
+    for (const m of ['source', 'explora', 'unfreeze', 'scratch']) {
+      for (const seed of [0, 1, 2]) assert.match(text, new RegExp(`"method":"${m}","seed":${seed},`), `${m} seed ${seed} evaluated`);
+    }
+    assert.ok(cells.flatMap(mimes).includes('application/vnd.plotly.v1+json'), 'the Fig. 3 chart');
+    const file = path.join(tmp, 'runs', 'nb03-explora-dino-ci', 'claims.jsonl');
+    const claims = readClaims(file);
+    assert.ok(claims.length >= 5, `${claims.length} claims`);
+    for (const c of claims) {
+      assert.deepEqual(c.ours.perSeed.length, 3);
+      assert.ok(['reproduced', 'not reproduced', 'inconclusive'].includes(c.verdict));
+      assert.match(c.scale, /^ci: /);
+    }
   });
 
   it('05-checkpoints: malicious pickle refused, key report, forward = PyTorch, exact peft / transformers / timm round trips', function () {

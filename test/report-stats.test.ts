@@ -230,6 +230,13 @@ describe('report/claims', () => {
       assert.equal(readClaims(file).length, 2, 'a rejected batch writes nothing');
       writeFileSync(file, readFileSync(file, 'utf8') + '{"format": "vitpeft-claim/1"\n');
       assert.throws(() => readClaims(file), /claims.jsonl:3: not valid JSON/);
+      // replace: the file is written anew (a notebook's re-run), and a rejected batch leaves the old file whole
+      writeClaims(file, [b], { replace: true });
+      assert.deepEqual(readClaims(file), [b]);
+      assert.throws(() => writeClaims(file, [a, { ...a, verdict: 'inconclusive' }], { replace: true }), /claim 1.verdict/);
+      assert.deepEqual(readClaims(file), [b]);
+      writeClaims(file, [], { replace: true });
+      assert.equal(readFileSync(file, 'utf8'), '');
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

@@ -17,6 +17,7 @@
 import { appendFileSync, existsSync, mkdirSync, readFileSync } from 'fs';
 import * as path from 'path';
 import { assertJsonable } from '../check';
+import { writeFileAtomic } from '../io/atomic';
 import { Interval, tInterval, pairedTInterval, bootstrapInterval, pairedBootstrapInterval, pairedDifferences } from './stats';
 
 export const CLAIM_FORMAT = 'vitpeft-claim/1';
@@ -222,17 +223,25 @@ export function checkClaim(c: ClaimRecord, what = 'claim'): ClaimRecord {
   if (Number.isFinite(o.lo) && !(o.lo <= o.hi)) throw new Error(`${what}.ours: lo ${o.lo} > hi ${o.hi}`);
   const v = verdictOf(c.test, Number.isFinite(o.lo) ? o : null);
   if (v.verdict !== c.verdict) throw new Error(`${what}.verdict: '${c.verdict}' but the rule gives '${v.verdict}' (${v.reason})`);
-  // A claim without an interval has lo = hi = NaN in memory and null in its JSON line (both read as 'no interval').
-  assertJsonable(what, c, what, { allowNonFinite: true });
+  assertJsonable(what, c, what, { allowNonFinite: true }); // an absent interval is stored as null (lo / hi NaN) on purpose
   return c;
 }
 
-/** Append claims to a JSON-lines file (folder created; each record validated first, all lines written in one call). */
-export function writeClaims(file: string, claims: readonly ClaimRecord[]): void {
+/**
+ * Append claims to a JSON-lines file (folder created; each record validated first, all lines written in one call).
+ * `replace: true` writes the file anew, atomically (a notebook's re-run replaces its claims instead of adding to them).
+ */
+export function writeClaims(file: string, claims: readonly ClaimRecord[], o: { replace?: boolean } = {}): void {
   claims.forEach((c, i) => checkClaim(c, `writeClaims(${path.basename(file)}) claim ${i}`));
+  const text = claims.map((c) => JSON.stringify(c) + '\n').join('');
+  if (o.replace) {
+    mkdirSync(path.dirname(path.resolve(file)), { recursive: true });
+    writeFileAtomic(file, text);
+    return;
+  }
   if (!claims.length) return;
   mkdirSync(path.dirname(path.resolve(file)), { recursive: true });
-  appendFileSync(file, claims.map((c) => JSON.stringify(c)).join('\n') + '\n');
+  appendFileSync(file, text);
 }
 
 /** Read and validate a claims file (errors name the file and line). A missing file is an error. */

@@ -1,0 +1,154 @@
+/**
+ * Notebook 03 (D-ExPLoRA, the paper's main pipeline) as calls: the scale settings, the multi-seed miniature run
+ * (recipes/miniature.ts), its tables, the Fig. 3 curve (probe accuracy against pre-training iterations, mean over
+ * seeds with a t interval), the claims (recipes/miniature-claims.ts → lib/report/claims.ts JSON lines in the
+ * notebook's output folder) and the paper-scale run (the unchanged `RECIPES.d_explora_l_r64` preset on
+ * `timm/vit_large_patch14_dinov2` weights through the timm loader).
+ */
+import { existsSync } from 'fs';
+import * as path from 'path';
+import { tInterval } from '../lib/report/stats';
+import { ClaimRecord, claimRows, writeClaims } from '../lib/report/claims';
+import { PlotlyFigure, lineFigure } from '../lib/report/plot';
+import { runsRoot } from '../lib/report/runs';
+import { DinoMiniConfig, MiniMethod, MiniRecord, runMiniature, readSafetensorsMeta } from './miniature';
+import { DINO_MINI, DINO_MINI_CI, SOURCE_DINO_ASSET, SOURCE_DINO_CI_ASSET } from './miniature-presets';
+import { miniatureClaims, summaryRows, EvalLine } from './miniature-claims';
+import { Recipe, recipe } from './recipe';
+import { RECIPES } from './presets';
+
+export type DinoNotebookScale = 'ci' | 'smoke' | 'paper';
+
+/** What a scale runs: the miniature config, the seeds, and the scale as stated beside every number. */
+export interface DinoNotebookSettings {
+  scale: DinoNotebookScale;
+  config: DinoMiniConfig;
+  seeds: number[];
+  /** One line: model, data, steps, seeds (shown beside the paper's numbers). */
+  describe: string;
+  /** Where the notebook writes its claims (`<runs root>/nb03-explora-dino-<scale>`; VITPEFT_RUNS_DIR moves it). */
+  outDir: string;
+}
+
+/** ExPLoRA with more unfrozen blocks, for Fig. 3 (the paper's [1,L-1,L] row). */
+const EXPLORA_THREE_BLOCKS: MiniMethod = { name: 'explora-[1,L-1,L]', kind: 'recipe', unfrozen: [1, 'L-1', 'L'], rank: 8 };
+
+/**
+ * The settings of a scale. `ci`: the 2-block source, 4 steps, small evaluation sets (mechanics only). `smoke`: the
+ * committed DINOv2-style source (d96×6, patch 8, 32 px), 150 steps of batch 32, evaluated at 50 / 100 / 150 steps
+ * for Fig. 3 (step 0 is the source), 3 seeds. `paper` returns the smoke miniature too (the paper-scale run is `dinoPaperRecipe`).
+ */
+export function dinoNotebookSettings(scale: DinoNotebookScale, o: { seeds?: number[] } = {}): DinoNotebookSettings {
+  const seeds = o.seeds ?? [0, 1, 2];
+  const config: DinoMiniConfig =
+    scale === 'ci'
+      ? DINO_MINI_CI
+      : { ...DINO_MINI, methods: [...DINO_MINI.methods.filter((m) => m.name !== 'lora'), EXPLORA_THREE_BLOCKS], evalAt: [50, 100] };
+  const m = config.model as { overrides: { embedDim: number; depth: number; patchSize: number; imgSize: number } };
+  const e = config.data.evalImages;
+  const describe =
+    `${scale}: ViT d${m.overrides.embedDim}×${m.overrides.depth}, patch ${m.overrides.patchSize}, ${m.overrides.imgSize} px; ` +
+    `${config.pretrain.steps} steps of batch ${config.pretrain.batch}; probe ${e.train || 'all'}/${e.val || 'all'}/${e.test || 'all'} images; seeds ${seeds.join(',')} ` +
+    `(paper: ViT-L/14, 224 px, fMoW-RGB 363k images, 200 epochs of batch 1024)`;
+  return { scale, config, seeds, describe, outDir: path.join(runsRoot(), `nb03-explora-dino-${scale}`) };
+}
+
+/** Run the miniature of the settings (every method × seed), reporting each evaluation to `onRecord`. */
+export async function runDinoNotebook(s: DinoNotebookSettings, onRecord?: (r: MiniRecord) => void): Promise<MiniRecord[]> {
+  return runMiniature(s.config, s.seeds, { onRecord });
+}
+
+/** One line per evaluation (method, seed, step, accuracies in %) for progress tables. */
+export function recordRow(r: MiniRecord): Record<string, string | number> {
+  return { method: r.method, seed: r.seed, step: r.step, 'LP %': +(100 * r.probeTest).toFixed(1), 'kNN %': +(100 * r.knn).toFixed(1), 'ridge %': +(100 * r.ridgeTest).toFixed(1), 'train CPU s': Math.round(r.trainCpu) };
+}
+
+/** Paper LP beside ours (mean and 95 % t interval over seeds) per method. */
+export function dinoLinearProbeTable(records: readonly MiniRecord[]): Array<Record<string, string | number>> {
+  const paper: Record<string, number | string> = { source: 69.0, explora: 77.48, unfreeze: 74.83, scratch: 54.29, 'explora-[1,L-1,L]': 78.04, lora: '-' };
+  return summaryRows(records as unknown as EvalLine[]).map((r) => ({ method: r.method, recipe: r.recipe, 'paper LP (ViT-L, fMoW-RGB)': paper[String(r.method)] ?? '-', ...r }));
+}
+
+/**
+ * Fig. 3: linear-probe test top-1 against pre-training iterations, mean over seeds (the band is the 95 % t interval,
+ * drawn as dotted lines), one curve per method with more than one point; the source as a flat line.
+ */
+export function dinoFig3(input: readonly MiniRecord[]): PlotlyFigure {
+  // Every method that continues from the source starts at iteration 0 from the source itself (LoRA B = 0, the same
+  // weights and probe seed: its step-0 evaluation is the source's, exactly), so the source's evaluations are used as
+  // its step 0 when it was not evaluated there; scratch starts from a fresh initialisation and is not extended.
+  const sources = input.filter((r) => r.method === 'source');
+  const records = [...input];
+  for (const m of new Set(input.filter((r) => r.method !== 'source' && r.recipe !== 'scratch').map((r) => r.method))) {
+    if (!input.some((r) => r.method === m && r.step === 0)) records.push(...sources.map((r) => ({ ...r, method: m })));
+  }
+  const methods = [...new Set(records.map((r) => r.method))];
+  const steps = [...new Set(records.map((r) => r.step))].sort((a, b) => a - b);
+  const series = [];
+  for (const m of methods) {
+    const xs: number[] = [];
+    const ys: number[] = [];
+    const lo: number[] = [];
+    const hi: number[] = [];
+    const stepsOf = m === 'source' ? [0, steps[steps.length - 1]] : steps;
+    for (const s of stepsOf) {
+      const v = records.filter((r) => r.method === m && (m === 'source' || r.step === s)).map((r) => 100 * r.probeTest);
+      if (!v.length) continue;
+      const iv = v.length >= 2 ? tInterval(v) : { mean: v[0], lo: v[0], hi: v[0] };
+      xs.push(s);
+      ys.push(iv.mean);
+      lo.push(iv.lo);
+      hi.push(iv.hi);
+    }
+    if (xs.length < 2) continue;
+    series.push({ name: m, x: xs, y: ys, mode: 'lines+markers' as const });
+    if (lo.some((x, i) => x !== hi[i])) {
+      series.push({ name: `${m} 95% lo`, x: xs, y: lo, mode: 'lines' as const }, { name: `${m} 95% hi`, x: xs, y: hi, mode: 'lines' as const });
+    }
+  }
+  const fig = lineFigure(series, { title: 'Fig. 3 (miniature): linear probe vs pre-training iterations', xTitle: 'pre-training iteration', yTitle: 'LP test top-1 (%)' });
+  for (const d of fig.data as Array<Record<string, unknown>>) if (/95% (lo|hi)$/.test(String(d.name))) Object.assign(d, { line: { dash: 'dot', width: 1 }, showlegend: false });
+  return fig;
+}
+
+/**
+ * The claims of the run (paired over seeds; verdicts only from intervals), written as JSON lines to
+ * `<outDir>/claims.jsonl` (replacing that file), with their table rows and the per-seed item-bootstrap rows.
+ */
+export function dinoNotebookClaims(records: readonly MiniRecord[], s: DinoNotebookSettings, outDir: string = s.outDir): { claims: ClaimRecord[]; rows: ReturnType<typeof claimRows>; items: Array<Record<string, string | number>>; file: string } {
+  const { claims, items } = miniatureClaims(records as unknown as EvalLine[], { scale: s.describe, source: `notebooks/03-explora-dino.ipynb (${s.scale})` });
+  const file = path.join(outDir, 'claims.jsonl');
+  writeClaims(file, claims, { replace: true });
+  return { claims, rows: claimRows(claims), items, file };
+}
+
+/**
+ * The paper-scale D-ExPLoRA run: `RECIPES.d_explora_l_r64` unchanged (ViT-L/14, D-ExPLoRA-[L]-r64, fMoW-RGB CSVs,
+ * batch 1024, the paper's schedule) except that the DINOv2 ViT-L/14 weights come as a timm file
+ * (`timm/vit_large_patch14_dinov2`, model.safetensors) through the timm loader. Throws, naming the file, when the
+ * weights or the fMoW-RGB CSVs are absent (paths relative to the working directory).
+ */
+export function dinoPaperRecipe(o: { timmWeights: string }): Recipe {
+  const base = RECIPES.d_explora_l_r64;
+  if (!existsSync(o.timmWeights)) {
+    throw new Error(`paper scale needs the DINOv2 ViT-L/14 weights from the Hugging Face hub (timm/vit_large_patch14_dinov2, model.safetensors) at ${path.resolve(o.timmWeights)}`);
+  }
+  const src = base.data.source as { csv?: Record<string, string> };
+  for (const f of Object.values(src.csv ?? {})) if (!existsSync(f)) throw new Error(`paper scale needs fMoW-RGB (SatMAE CSV layout): ${path.resolve(f)} is missing`);
+  return recipe({ ...base, weights: { kind: 'timm', path: o.timmWeights, head: 'keep' } });
+}
+
+/**
+ * What the source checkpoint of the settings records (file, steps, kNN check on the natural labels, CPU time, git), as
+ * key/value rows. Throws, naming the tool that makes it, when the file is missing.
+ */
+export function dinoSourceRows(s: DinoNotebookSettings): Array<{ key: string; value: unknown }> {
+  const file = s.config.source.checkpoint;
+  if (!existsSync(file)) {
+    const name = s.scale === 'ci' ? SOURCE_DINO_CI_ASSET : SOURCE_DINO_ASSET;
+    throw new Error(`the DINOv2-style source ${file} is missing: make it with 'npx tsx tools/make-source-dino.ts' (${name}; see notebooks/assets/README.md)`);
+  }
+  const meta = readSafetensorsMeta(file);
+  const rows = { file, kind: meta.kind, steps: meta.steps, 'kNN natural val (teacher)': meta.knnNaturalVal, 'CPU s': meta.cpuSeconds, git: meta.git, note: meta.note ?? '' };
+  return Object.entries(rows).map(([key, value]) => ({ key, value }));
+}

@@ -1,0 +1,63 @@
+import { strict as assert } from 'assert';
+import { mkdtempSync, rmSync, writeFileSync } from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import { dinoNotebookSettings, dinoSourceRows, dinoPaperRecipe, dinoFig3, dinoLinearProbeTable, recordRow } from '../recipes/explora-dino-notebook';
+import { MiniRecord } from '../recipes/miniature';
+
+/** A record with `k` of `n` test images right (the first k). */
+function rec(method: string, seed: number, step: number, k: number, n = 50): MiniRecord {
+  const c = '1'.repeat(k) + '0'.repeat(n - k);
+  return {
+    kind: 'eval', objective: 'dino', method, recipe: method, seed, step, trainableEncoder: 10, loss: step ? 1 : null, trainCpu: step, trainSteps: step,
+    probeVal: k / n, probeTest: k / n, probeBest: 'n1', knn: k / n, ridgeTest: k / n, ridgeVal: k / n, ridgeBest: 'r', probeCorrect: c, knnCorrect: c, ridgeCorrect: c,
+    cpu: { extract: 1, probe: 1, knn: 0, ridge: 0 }, seconds: 1,
+  };
+}
+
+describe('notebook 03 helpers (recipes/explora-dino-notebook.ts)', () => {
+  it('scales: ci = the committed 2-block source, 3 seeds, claims under the runs root; smoke adds [1,L-1,L] and Fig. 3 points', () => {
+    const ci = dinoNotebookSettings('ci');
+    assert.deepEqual(ci.seeds, [0, 1, 2]);
+    assert.match(ci.describe, /^ci: ViT d32×2, patch 8, 32 px; 4 steps of batch 8; probe 100\/50\/50 images; seeds 0,1,2/);
+    assert.match(ci.outDir, /nb03-explora-dino-ci$/);
+    const rows = Object.fromEntries(dinoSourceRows(ci).map((r) => [r.key, r.value]));
+    assert.equal(rows.kind, 'vitpeft-source-dino/1');
+    assert.equal(rows.steps, 50);
+    const smoke = dinoNotebookSettings('smoke');
+    assert.deepEqual(smoke.config.methods.map((m) => m.name), ['source', 'explora', 'unfreeze', 'scratch', 'explora-[1,L-1,L]']);
+    assert.deepEqual(smoke.config.evalAt, [50, 100]);
+  });
+  it('a missing source or paper file is an error that names the file and the tool', () => {
+    const s = dinoNotebookSettings('smoke');
+    const gone = { ...s, config: { ...s.config, source: { checkpoint: '/nonexistent/source-dino.safetensors' } } };
+    assert.throws(() => dinoSourceRows(gone), /\/nonexistent\/source-dino\.safetensors is missing: make it with 'npx tsx tools\/make-source-dino\.ts'/);
+    assert.throws(() => dinoPaperRecipe({ timmWeights: '/nonexistent/model.safetensors' }), /timm\/vit_large_patch14_dinov2, model\.safetensors\) at \/nonexistent\/model\.safetensors/);
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'vitpeft-nb03-'));
+    try {
+      const w = path.join(dir, 'model.safetensors');
+      writeFileSync(w, '');
+      assert.throws(() => dinoPaperRecipe({ timmWeights: w }), /fMoW-RGB \(SatMAE CSV layout\): .*train_62classes\.csv is missing/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+  it('Fig. 3: mean over seeds per step with the t interval as dotted lines; LP table with the paper beside ours', () => {
+    const recs = [0, 1, 2].flatMap((s) => [rec('source', s, 0, 30), rec('explora', s, 0, 30), rec('explora', s, 4, 32 + s), rec('unfreeze', s, 4, 31)]);
+    const fig = dinoFig3(recs);
+    const byName = new Map((fig.data as Array<{ name: string; x: number[]; y: number[]; line?: { dash: string } }>).map((d) => [d.name, d]));
+    assert.deepEqual(byName.get('explora')!.x, [0, 4]);
+    assert.ok(Math.abs(byName.get('explora')!.y[1] - 66) < 1e-9, 'mean of 64, 66, 68 %');
+    assert.ok(byName.get('explora 95% lo')!.y[1] < 66 && byName.get('explora 95% hi')!.y[1] > 66);
+    assert.equal(byName.get('explora 95% lo')!.line!.dash, 'dot');
+    assert.deepEqual(byName.get('unfreeze')!.x, [0, 4], 'step 0 of a method that continues from the source = the source');
+    assert.deepEqual(byName.get('unfreeze')!.y, [60, 62]);
+    const noScratch = dinoFig3([...recs, ...[0, 1, 2].map((s) => ({ ...rec('scratch', s, 4, 10), recipe: 'scratch' }))]);
+    assert.ok(!(noScratch.data as Array<{ name: string }>).some((d) => d.name === 'scratch'), 'scratch starts from a fresh init: one point, no curve');
+    assert.deepEqual(byName.get('source')!.y, [60, 60]);
+    const t = dinoLinearProbeTable(recs);
+    assert.equal(t.find((r) => r.method === 'explora')!['paper LP (ViT-L, fMoW-RGB)'], 77.48);
+    assert.equal(t.find((r) => r.method === 'explora')!['LP per seed'], '64.0 66.0 68.0');
+    assert.deepEqual(recordRow(recs[2]), { method: 'explora', seed: 0, step: 4, 'LP %': 64, 'kNN %': 64, 'ridge %': 64, 'train CPU s': 4 });
+  });
+});
