@@ -67,3 +67,4 @@ export * from './dino/ema';
 export * from './dino/dinov2';
 export * from './dino/param-groups';
 export * from './io/timm';
+export * from './tome/sweep';
