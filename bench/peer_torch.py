@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""PyTorch CPU peer for `npm run bench -- --peer` (not part of CI; run with Debian's python3-torch).
+"""PyTorch CPU peer for `npm run bench -- --peer` (not part of CI; run with Debian's python3-torch), and the CUDA fp32
+peer of the GPU device check (`--device cuda`: TF32 off, timings synchronised, peak CUDA memory reported).
 
 A timm-style ViT written in plain torch (pre-norm blocks, fused qkv, exact-erf GELU, LayerNorm eps 1e-6, CLS pooling,
 linear head), timed on the same configurations as bench/run.ts. One JSON line per measurement on stdout:
@@ -127,15 +128,17 @@ def build(model, config, rank):
     return m
 
 
-def timeit(fn, warmup, iters):
+def timeit(fn, warmup, iters, sync=lambda: None):
     """(mean wall ms, mean process-CPU ms, best wall ms) per iteration."""
     for _ in range(warmup):
         fn()
+    sync()
     walls = []
     c0 = time.process_time()
     for _ in range(iters):
         t0 = time.perf_counter()
         fn()
+        sync()
         walls.append((time.perf_counter() - t0) * 1000)
     cpu = (time.process_time() - c0) * 1000 / iters
     return sum(walls) / iters, cpu, min(walls)
@@ -150,12 +153,18 @@ def main():
     ap.add_argument('--warmup', type=int, default=1)
     ap.add_argument('--threads', type=int, default=1)
     ap.add_argument('--rank', type=int, default=64)
+    ap.add_argument('--device', default='cpu', help="'cpu' or 'cuda' (fp32: TF32 matmul / cuDNN off)")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
-    m = build(a.model, a.config, a.rank)
-    x = torch.rand(a.batch, 3, 224, 224) * 2 - 1
-    y = torch.arange(a.batch) % 10
+    dev = torch.device(a.device)
+    cuda = dev.type == 'cuda'
+    if cuda:
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+    m = build(a.model, a.config, a.rank).to(dev)
+    x = (torch.rand(a.batch, 3, 224, 224) * 2 - 1).to(dev)
+    y = (torch.arange(a.batch) % 10).to(dev)
     if a.config == 'forward':
         m.eval()
 
@@ -173,10 +182,14 @@ def main():
             loss.backward()
             opt.step()
 
-    ms, cpu_ms, best_ms = timeit(step, a.warmup, a.iters)
+    if cuda:
+        torch.cuda.reset_peak_memory_stats(dev)
+    ms, cpu_ms, best_ms = timeit(step, a.warmup, a.iters, (lambda: torch.cuda.synchronize(dev)) if cuda else (lambda: None))
     trainable = sum(p.numel() for p in m.parameters() if p.requires_grad)
     print(json.dumps({
-        'kind': 'peer', 'config': a.config, 'model': a.model, 'batch': a.batch, 'threads': torch.get_num_threads(),
+        'kind': 'peer', 'device': str(dev), 'gpu': torch.cuda.get_device_name(dev) if cuda else None,
+        'peakCudaMiB': torch.cuda.max_memory_allocated(dev) / 2**20 if cuda else None,
+        'config': a.config, 'model': a.model, 'batch': a.batch, 'threads': torch.get_num_threads(),
         'torch': torch.__version__, 'iters': a.iters, 'msPerIter': ms, 'imgPerSec': 1000 * a.batch / ms,
         'cpuMsPerIter': cpu_ms, 'imgPerCpuSec': 1000 * a.batch / cpu_ms,
         'bestMsPerIter': best_ms, 'bestImgPerSec': 1000 * a.batch / best_ms,

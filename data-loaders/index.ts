@@ -5,6 +5,7 @@
 export * from './image';
 export * from './csv';
 export * from './decode';
+export * from './limits';
 export * from './encode';
 export * from './dataset';
 export * from './transforms';
@@ -29,3 +30,4 @@ export * from './formats/fmow-sentinel';
 export * from './formats/spacenet';
 export * from './formats/wilds';
 export * from './formats/vtab';
+export * from './resample8';

@@ -1,5 +1,5 @@
 /**
- * ExPLoRA with the MAE objective (explora.md §2.2, §2.5): extended pre-training of an MAE (RGB) or SatMAE group-channel
+ * ExPLoRA with the MAE objective (ExPLoRA `scripts/pretrain_mae.sh`, `mae/pretrain.py`): extended pre-training of an MAE (RGB) or SatMAE group-channel
  * (multispectral) model with the ExPLoRA parameter rule, plus the MAE optimisation recipe.
  *
  * Parameters (recipe from `lib/peft/explora.ts`, applied to encoder + decoder):
@@ -10,8 +10,8 @@
  *   18,722,816.
  * - `M-ExPLoRA-[1,L]-r32` (fMoW-Sentinel, SatMAE group-channel ViT-L/8): blocks 1 and L trainable, LoRA r32, and
  *   `--unfreeze_embed`: the group patch embeddings `patch_embed.g.*` and the per-group heads `decoder_pred.g.*` train
- *   (they are new: the RGB checkpoint's shapes do not fit). The paper's 29.7M count is not reproduced exactly (§2.4,
- *   UNCONFIRMED extras); this preset gives 28,169,216 + 658,432 = 28,827,648 encoder parameters at ViT-L/8.
+ *   (they are new: the RGB checkpoint's shapes do not fit). The paper's 29.7M count (its fMoW-Sentinel table) is not reproduced exactly
+ *   (the extras behind it are not published); this preset gives 28,169,216 + 658,432 = 28,827,648 encoder parameters at ViT-L/8.
  *
  * Optimisation (`scripts/pretrain_mae.sh`, MAE `util/lr_sched.py`): AdamW β = (0.9, 0.95), weight decay 0, lr =
  * blr·effective batch/256 (blr 4.5e-4, batch 1024 ⇒ 1.8e-3), linear warm-up (1 epoch) then half-cycle cosine to 0,
@@ -28,7 +28,8 @@ import { Optimizer, OptimizerConfig, ADAMW_MAE, checkOptimizerConfig } from '../
 import { Schedule, scaledLr, checkSchedule } from '../lib/train/schedule';
 import { VitHooks } from '../lib/vit/forward';
 import { Vit } from '../lib/vit/params';
-import { applyExplora, exploraRecipe, ExploraRecipe, ExploraSetup, EXPLORA_PRESETS } from '../lib/peft/explora';
+import { applyExplora, exploraRecipe, ExploraRecipe, ExploraSetup } from '../lib/peft/explora';
+import { EXPLORA_PRESETS } from './explora-presets';
 import { loraHooks, mergeLora } from '../lib/peft/lora';
 import { Mae, maeForward } from '../lib/mae/mae';
 import { SatMaeGroup, satMaeGroupForward } from '../lib/mae/satmae-group';
@@ -55,7 +56,7 @@ const TRAIN_KEYS: readonly (keyof ExploraMaeTrain)[] = [
   'blr', 'effectiveBatch', 'epochs', 'warmupEpochs', 'minLr', 'weightDecay', 'optimizer', 'maskRatio', 'normPixLoss', 'accumIter',
 ];
 
-/** ExPLoRA MAE fMoW-RGB settings (explora.md §2.5; `--epochs 400` is the script value, the stopping point is UNCONFIRMED). */
+/** ExPLoRA MAE fMoW-RGB settings (ExPLoRA `scripts/pretrain_mae.sh`; `--epochs 400` is the script value, the stopping point is UNCONFIRMED). */
 export const EXPLORA_MAE_TRAIN: Readonly<ExploraMaeTrain> = Object.freeze({
   blr: 4.5e-4,
   effectiveBatch: 1024,
@@ -247,8 +248,8 @@ export interface TemporalBatch {
 }
 
 /**
- * Set up ExPLoRA on a SatMAE temporal model. ExPLoRA's temporal recipe is not published (explora.md §2.2:
- * UNCONFIRMED); the default applies the RGB recipe `M-ExPLoRA-[L]-r64` (patch embedding shared with RGB, so frozen).
+ * Set up ExPLoRA on a SatMAE temporal model. ExPLoRA's temporal recipe is not published (its
+ * `scripts/pretrain_mae_temporal.sh` is not public); the default applies the RGB recipe `M-ExPLoRA-[L]-r64` (patch embedding shared with RGB, so frozen).
  */
 export function setupExploraSatMaeTemporal(
   model: SatMaeTemporal,

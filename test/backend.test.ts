@@ -35,7 +35,7 @@ describe('backend selection', () => {
   });
 
   it('refuses an unknown forced backend and lists the valid ones', async () => {
-    await assert.rejects(init({ backend: 'cuda' as never }), /unknown backend 'cuda'; valid: tfjs-node-gpu, tfjs-node, wasm, cpu, tensorflow/);
+    await assert.rejects(init({ backend: 'cuda' as never }), /unknown backend 'cuda'; valid: tfjs-node-gpu, webgpu, tfjs-node, wasm, cpu, tensorflow/);
     const prev = process.env.VITPEFT_BACKEND;
     process.env.VITPEFT_BACKEND = 'metal';
     try {

@@ -64,7 +64,7 @@ describe('ExPLoRA-MAE', () => {
     const m = createSatMaeGroup('satmae_group_vit_large_patch8', {}, { skipInit: true });
     const run = setupExploraSatMaeGroup(m);
     const s = run.explora.selection.summary;
-    // 28,169,216 (MAE ViT-L [1,L]-r32, explora.md §2.4) + 658,432 (three group patch embeddings at p = 8)
+    // 28,169,216 (MAE ViT-L [1,L]-r32, counted from shapes) + 658,432 (three group patch embeddings at p = 8)
     assert.equal(s.trainableEncoder, 28_169_216 + 658_432, formatTrainSummary(s));
     for (const k of ['patch_embed.0.proj.weight', 'patch_embed.2.proj.bias', 'decoder_pred.1.weight', 'blocks.0.mlp.fc1.weight', 'blocks.23.attn.proj.bias']) assert.ok(run.trainable.has(k), k);
     for (const k of ['channel_embed', 'pos_embed', 'decoder_channel_embed', 'decoder_embed.weight', 'mask_token', 'blocks.5.attn.qkv.weight']) assert.ok(!run.trainable.has(k), k);

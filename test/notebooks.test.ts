@@ -109,8 +109,9 @@ describe('notebooks through the real tslab kernel', function () {
       assert.equal(dirs.length, 1, `one nb01-${name} run`);
       const info = JSON.parse(readFileSync(path.join(tmp, 'runs', dirs[0], 'run.json'), 'utf8'));
       assert.equal(info.status, 'done');
-      assert.equal(info.config.scale, 'ci');
+      assert.equal(info.config.tags.scale, 'ci');
       assert.equal(info.summary.leakedTensors, 0);
+      assert.ok(existsSync(path.join(tmp, 'runs', dirs[0], 'recipe.json')), `${name}: a recipe run (recipe.json)`);
       assert.ok(info.summary.probeTest >= 0 && info.summary.probeTest <= 1);
       const ckpts = readdirSync(path.join(tmp, 'runs', dirs[0], 'checkpoints'));
       assert.ok(ckpts.some((f) => /^encoder-step\d+\.safetensors$/.test(f)), `${name}: a merged-encoder checkpoint`);
@@ -136,10 +137,26 @@ describe('notebooks through the real tslab kernel', function () {
       assert.equal(dirs.length, 1, `one run of ${m}: ${runs.join(', ')}`);
       const info = JSON.parse(readFileSync(path.join(tmp, 'runs', dirs[0], 'run.json'), 'utf8'));
       assert.equal(info.status, 'done');
-      assert.equal(info.config.scale, 'ci');
+      assert.equal(info.config.tags.scale, 'ci');
+      assert.ok(existsSync(path.join(tmp, 'runs', dirs[0], 'recipe.json')), `${m}: a recipe run (recipe.json)`);
       assert.ok(info.summary.finalTestAcc >= 0 && info.summary.finalTestAcc <= 1);
       if (m.startsWith('pyra')) assert.equal(info.summary.lastBlockWD, 0, 'the last merging block\'s W_D never moves');
     }
+  });
+
+  it('05-checkpoints: malicious pickle refused, key report, forward = PyTorch, exact peft / transformers / timm round trips', function () {
+    if (!selected('05-checkpoints.ipynb')) this.skip();
+    const cells = executedCells(path.join(tmp, 'out', '05-checkpoints.ipynb'));
+    cells.forEach((c, i) => assert.equal(streamText(c, 'stderr'), '', `cell ${i} wrote to stderr`));
+    const text = cells.map((c) => `${streamText(c, 'stdout')}\n${displayText(c)}`).join('\n');
+    assert.match(text, /refused global 'posix\.system'/);
+    assert.match(text, /explora key map: \d+ loaded, 12 ignored, 12 checked/);
+    assert.match(text, /checked\s+—\s+backbone\.blocks\.0\.attn\.q_proj\.weight\s+\[24,24\]/, 'the key report table');
+    assert.match(text, /within 2e-5\s+true/, 'forward equals the PyTorch reference');
+    assert.match(text, /max \|Δ\| after peft round trip\s+0/);
+    assert.match(text, /transformers\s+model\.safetensors\s+.*\s0\n/);
+    assert.match(text, /timm\s+timm\.safetensors\s+.*1 kept\s+0\n/);
+    assert.match(text, /float path vs the 8-bit path/);
   });
 
   it('the exported HTML draws the plotly chart in headless Chromium (no network)', function () {

@@ -1,5 +1,5 @@
 /**
- * The masked encoder core shared by the RGB MAE and the SatMAE variants (explora.md §4):
+ * The masked encoder core shared by the RGB MAE and the SatMAE variants (MAE `models_mae.py` `forward_encoder`):
  * tokens (position / group / time codes already added) → keep the visible ones → prepend CLS → blocks → final LN.
  *
  * Blocks run through `blockForward` from lib/vit, so every Linear is a named site (`blocks.i.attn.qkv`, …) where
@@ -7,7 +7,8 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { BlockParams, NormParams } from '../vit/params';
-import { blockForward, ForwardEnv, norm, TokenState } from '../vit/forward';
+import { blockForward, BlockOptions, ForwardEnv, norm, TokenState } from '../vit/forward';
+import { checkpointedBlock } from '../vit/checkpoint';
 import { keepTokens, MaskPlan } from './masking';
 
 export interface StackOptions {
@@ -19,7 +20,10 @@ export interface StackOptions {
   dropPath: number | readonly number[];
 }
 
-/** Run a list of transformer blocks. x [B, T, D] → [B, T, D]. */
+/**
+ * Run a list of transformer blocks. x [B, T, D] → [B, T, D]. With `env.checkpoint` every block recomputes its
+ * activations in the backward (lib/vit/checkpoint.ts; trainable variables named under `${prefix}.i.`).
+ */
 export function runBlockStack(blocks: readonly BlockParams[], x: tf.Tensor3D, o: StackOptions, env: ForwardEnv): tf.Tensor3D {
   if (typeof o.dropPath !== 'number' && o.dropPath.length !== blocks.length) {
     throw new Error(`runBlockStack(${o.prefix}): ${o.dropPath.length} drop-path rates for ${blocks.length} blocks`);
@@ -27,7 +31,8 @@ export function runBlockStack(blocks: readonly BlockParams[], x: tf.Tensor3D, o:
   let state: TokenState = { x, size: null, source: null };
   blocks.forEach((bp, i) => {
     const dp = typeof o.dropPath === 'number' ? o.dropPath : o.dropPath[i];
-    state = blockForward(bp, state, { prefix: `${o.prefix}.${i}`, index: i, numHeads: o.numHeads, eps: o.eps, dropPath: dp }, env);
+    const bo: BlockOptions = { prefix: `${o.prefix}.${i}`, index: i, numHeads: o.numHeads, eps: o.eps, dropPath: dp };
+    state = env.checkpoint ? checkpointedBlock(blockForward, bp, state, bo, env, env.checkpoint) : blockForward(bp, state, bo, env);
   });
   if (state.x.shape[1] !== x.shape[1]) {
     throw new Error(`runBlockStack(${o.prefix}): a merge hook changed the token count; MAE needs every token back for the decoder`);

@@ -5,16 +5,19 @@
  *
  * @example
  *   const hooks = tomeHooks(vit.config, { schedule: 16 });                         // ToMe r = 16, off the shelf
- *   const hooks = pyraHooks(vit.config, pyra, {}, loraHooks);                      // PYRA + LoRA (paper setting)
+ *   const hooks = pyraHooks(vit.config, pyra, {}, { linear: loraHooks(lora) });    // PYRA + LoRA (paper setting)
  *   vitForward(vit, images, { hooks, training: true, rng });
  * Only blocks whose site prefix is `blocks.<i>` merge (an MAE decoder's `decoder_blocks.<i>` is left alone).
  * Call the forward inside `tf.tidy` (the matching's index tensors are kept alive by the gradient tape).
+ * With activation recomputation (`checkpoint`) the matching of each block is recorded in the forward and replayed
+ * when the block is re-run in the backward (`ForwardEnv.replay`).
  */
 import * as tf from '@tensorflow/tfjs';
 import { checkKeys } from '../check';
 import { VitConfig, numPosPrefix } from '../vit/config';
 import { numPatches } from '../vit/params';
 import { VitHooks, MergeSiteInput, TokenState } from '../vit/forward';
+import { replayOr } from '../vit/checkpoint';
 import { RSchedule, CapPolicy, resolveSchedule, tokenCounts } from './schedule';
 import { bipartiteSoftMatching } from './matching';
 import { mergeWavg, mergeSource, ScatterMode, SourceModulator } from './merge';
@@ -66,12 +69,13 @@ function makeMerge(
 ): (input: MergeSiteInput) => TokenState {
   const distillToken = opts.distillToken;
   const onCap = opts.onCap ?? 'cap';
-  return ({ index, prefix, state, keyMean }: MergeSiteInput): TokenState => {
+  return ({ index, prefix, state, keyMean, env }: MergeSiteInput): TokenState => {
     if (prefix !== `blocks.${index}`) return state; // decoder blocks etc.
     const r = rs[index] ?? 0;
     if (r === 0) return state;
     const [B, N] = state.x.shape;
-    const m = bipartiteSoftMatching(keyMean, r, { classToken: true, distillToken });
+    // under activation recomputation the backward's re-run replays the forward's matching (lib/vit/checkpoint.ts)
+    const m = replayOr(env.replay, prefix, () => bipartiteSoftMatching(keyMean, r, { classToken: true, distillToken }));
     if (onCap === 'error' && (m?.r ?? 0) < r) {
       const prot = distillToken ? 2 : 1;
       throw new Error(

@@ -1,6 +1,7 @@
 /**
- * PYRA (parallel yielding re-activation, ECCV 2024) exactly as released, and its paper's ablation variants as data
- * (`PyraVariant`): generator subsets with and without the activation, and two other generator designs.
+ * PYRA (parallel yielding re-activation, ECCV 2024) exactly as released (PYRA `model/vision_transformer_timm.py`
+ * `Block`, `model/adaptive_merge.py`), and its paper's ablation variants as data (`PyraVariant`): generator subsets
+ * with and without the activation, and two other generator designs.
  *
  * Released form (PYRA `model/adaptive_merge.py`, `model/vision_transformer_timm.py::Block`). Per block l with r_l > 0:
  *   `blocks.l.pyra_a`            W_r [r_l, 1]  U(−1, 1) (kaiming-uniform a=√5 on fan_in 1)

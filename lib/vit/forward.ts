@@ -1,7 +1,7 @@
 /**
  * The ViT forward pass as pure functions over a parameter tree, with named sites where LoRA, ToMe and PYRA attach.
  *
- * Block (pre-norm, timm / DINOv2 / MAE, explora.md §1.2):
+ * Block (pre-norm; timm `vision_transformer.py` `Block`, DINOv2 `dinov2/layers/block.py`, MAE via timm):
  *   y = x + DropPath(LS1(Attn(LN1(x))))
  *   [merge site: ToMe / PYRA reduce the tokens of y here]
  *   z = y + DropPath(LS2(MLP(LN2(y))))
@@ -16,12 +16,14 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { Rng } from '../rng';
+import { assertLive } from '../tree';
+import { checkKeys, fmtValue } from '../check';
 import { dropPath } from '../ops/nn';
 import { linear as dense, layerNormFast as layerNorm, geluFast as gelu, attentionQKV } from '../ops/fast';
 import { VitConfig, imgHW, posGridHW, dropPathRates, numPosPrefix, numPrefixTokens } from './config';
 import { BlockParams, LinearParams, NormParams, Vit, VitParams } from './params';
 import { resizeGridEmbed, sincos2d } from './posembed';
-import { CheckpointOptions, checkpointedBlock } from './checkpoint';
+import { CheckpointOptions, ForwardReplay, checkpointedBlock } from './checkpoint';
 
 /** Tokens flowing through the blocks. ToMe adds sizes (patches each token stands for) and sources (for visualisation). */
 export interface TokenState {
@@ -58,6 +60,14 @@ export interface ForwardEnv {
   /** Source of randomness for drop-path / dropout; required when training with any stochastic part. */
   rng: Rng | null;
   hooks: VitHooks;
+  /** Activation recomputation for the block stacks run with this env (ViT blocks, MAE encoder and decoder). */
+  checkpoint?: CheckpointOptions | null;
+  /**
+   * Record / replay of data-dependent, gradient-free choices inside a block (a merge hook's matching), keyed by site
+   * prefix: set by activation recomputation so that the backward's re-run of a block merges exactly the tokens the
+   * forward merged (lib/vit/checkpoint.ts). Hooks without such choices ignore it.
+   */
+  replay?: ForwardReplay | null;
 }
 
 export interface VitForwardOptions {
@@ -73,7 +83,7 @@ export interface VitForwardOptions {
   /**
    * Activation recomputation per block (lib/vit/checkpoint.ts): keep only block inputs in the forward, recompute each
    * block in the backward. Pass the trainable set given to `trainStep`; variables named under `blocks.i.` get
-   * gradients through block i. Not with a merge hook.
+   * gradients through block i. Composes with the merge hooks (ToMe / PYRA: the matching is recorded and replayed).
    */
   checkpoint?: CheckpointOptions | null;
 }
@@ -107,8 +117,10 @@ export interface VitOutput extends BlockOutputs {
   state: TokenState;
 }
 
-export function makeEnv(opts: { training?: boolean; rng?: Rng | null; hooks?: VitHooks } = {}): ForwardEnv {
-  return { training: opts.training ?? false, rng: opts.rng ?? null, hooks: opts.hooks ?? {} };
+export function makeEnv(opts: { training?: boolean; rng?: Rng | null; hooks?: VitHooks; checkpoint?: CheckpointOptions | null } = {}): ForwardEnv {
+  const env: ForwardEnv = { training: opts.training ?? false, rng: opts.rng ?? null, hooks: opts.hooks ?? {} };
+  if (opts.checkpoint) env.checkpoint = opts.checkpoint;
+  return env;
 }
 
 /** Weights of a linear layer as tensors (a `LinearParams`, or a reshaped view such as the patch embedding). */
@@ -173,10 +185,16 @@ export function blockForward(p: BlockParams, state: TokenState, o: BlockOptions,
 
 /** Check an image batch against the model: [B, H, W, C] with C = inChans and H, W divisible by the patch. */
 export function checkImages(cfg: VitConfig, images: tf.Tensor): [number, number] {
+  // duck-typed: a second copy of tfjs-core (e.g. under tfjs-node) has its own Tensor class
+  if (!images || !Array.isArray(images.shape) || typeof images.dataSync !== 'function') {
+    throw new Error(`ViT input: expected a tf.Tensor [B, H, W, C], got ${fmtValue(images)}`);
+  }
+  if (images.isDisposed) throw new Error(`ViT input: the images tensor [${images.shape}] was disposed before the forward`);
   if (images.rank !== 4) {
     throw new Error(`ViT input: expected images [B, H, W, C] (NHWC), got rank ${images.rank} shape [${images.shape}]`);
   }
-  const [, H, W, C] = images.shape;
+  const [B, H, W, C] = images.shape;
+  if (B === 0) throw new Error(`ViT input: empty batch (shape [${images.shape}])`);
   if (C !== cfg.inChans) {
     throw new Error(`ViT input: expected ${cfg.inChans} channels (NHWC, last axis), got ${C} (shape [${images.shape}])`);
   }
@@ -194,6 +212,7 @@ export function checkImages(cfg: VitConfig, images: tf.Tensor): [number, number]
  */
 export function patchEmbed(vit: Vit, images: tf.Tensor4D, env: ForwardEnv): tf.Tensor3D {
   const [gh, gw] = checkImages(vit.config, images);
+  assertLive(vit.params, 'ViT forward', 'disposeVit was called on this ViT, or the tree it came from was disposed');
   const { patchSize: p, inChans: C, embedDim: D } = vit.config;
   const B = images.shape[0];
   // [B, H, W, C] → [B·gh, p(ky), gw, p·C (kx,c)] → [B·gh, gw, ky, (kx,c)] → [B·N, p·p·C]
@@ -284,9 +303,10 @@ export function runBlocks(
   }
   let state: TokenState = { x: tokens, size: null, source: null };
   const layers: tf.Tensor3D[] = [];
+  const ck = opts.checkpoint ?? env.checkpoint ?? null;
   vit.params.blocks.forEach((bp, i) => {
     const bo: BlockOptions = { prefix: `blocks.${i}`, index: i, numHeads: cfg.numHeads, eps: cfg.normEps, dropPath: rates[i] };
-    state = opts.checkpoint ? checkpointedBlock(blockForward, bp, state, bo, env, opts.checkpoint) : blockForward(bp, state, bo, env);
+    state = ck ? checkpointedBlock(blockForward, bp, state, bo, env, ck) : blockForward(bp, state, bo, env);
     if (i >= cfg.depth - n) layers.push(state.x);
   });
   return { state, layers };
@@ -314,6 +334,7 @@ function finalNorm(params: VitParams, x: tf.Tensor3D, eps: number): tf.Tensor3D 
  * @example const out = vitForward(vit, x); out.cls // [B, D]
  */
 export function vitForward(vit: Vit, images: tf.Tensor4D, opts: VitForwardOptions = {}): VitOutput {
+  checkKeys('vitForward options', opts, ['training', 'rng', 'hooks', 'masks', 'returnLayers', 'dropPathRate', 'checkpoint']);
   const cfg = vit.config;
   const env = makeEnv(opts);
   const tokens = prepareTokens(vit, images, env, opts.masks);
@@ -355,9 +376,4 @@ export function vitForward(vit: Vit, images: tf.Tensor4D, opts: VitForwardOption
   }
   const logits = vit.params.head ? (linearSite(env, 'head', vit.params.head, pooled) as tf.Tensor2D) : null;
   return { cls, patchTokens, prenorm: x, intermediates, pooled, logits, state, distilled: null };
-}
-
-/** Input size [H, W] the model was configured for. */
-export function inputSize(vit: Vit): [number, number] {
-  return imgHW(vit.config);
 }

@@ -8,7 +8,8 @@
  *   distillation token), `dist_token` [1,1,D], `mask_token` [1, D], `register_tokens` [1, R, D], LayerNorm
  *   `weight`/`bias` [D], LayerScale `gamma` [D].
  *
- * Initialisation (explora.md §1.3), deterministic from `seed`:
+ * Initialisation (DINOv2 `vision_transformer.py` `init_weights`, MAE `models_mae.py` `initialize_weights`),
+ * deterministic from `seed`:
  * - timm / dinov2: Linear trunc-normal(0.02), bias 0; pos_embed trunc-normal(0.02); cls N(0, 1e-6); mask token 0;
  *   DeiT `dist_token` trunc-normal(0.02) and `head_dist` as `head` (timm `VisionTransformerDistilled.init_weights`);
  *   patch embedding PyTorch's Conv2d default (kaiming-uniform a=√5: weight and bias U(±1/√(C·p²))).
@@ -61,7 +62,12 @@ export interface VitParams {
   head_dist?: LinearParams;
 }
 
-/** A model: its resolved config, its parameter tree and the tfjs scope its variables live in. */
+/**
+ * A model: its resolved config, its parameter tree and a scope name. For a `createVit` model `scope` is the tfjs
+ * variable scope of its parameters; for a derived model it is only a label: `mergeLora` (and the D-ExPLoRA teacher
+ * copies) make new variables in scopes of their own, so `{...vit, params: mergeLora(vit.params, lora)}` keeps the old
+ * model's `scope` while none of its variables live there.
+ */
 export interface Vit {
   readonly config: VitConfig;
   readonly params: VitParams;
