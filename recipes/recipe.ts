@@ -31,6 +31,7 @@ import type { TeacherTargetMode } from '../lib/dino/teacher';
 import type { IbotMaskConfig } from '../lib/dino/masking';
 import { DINOV2_LINEAR_PROBE } from '../lib/eval/linear-probe';
 import { SENTINEL2_DROPPED_BANDS } from '../data-loaders/transforms';
+import type { StructuredTask } from '../data-loaders/embedded-structured';
 import {
   Check, Fields, RecipeError, arr, bool, delegate, either, int, isPlainObject, lit, nullable, num, obj, oneOf, opt, record, str,
   tagged, tuple,
@@ -161,7 +162,8 @@ export interface SplitSet {
 export type SourceSpec =
   | {
       kind: 'embedded';
-      domain: 'satellite-rgb' | 'satellite-ms' | 'natural';
+      /** 'count' / 'orientation': the structured tasks (data-loaders/embedded-structured.ts; `naturalPerClass` images per class). */
+      domain: 'satellite-rgb' | 'satellite-ms' | 'natural' | StructuredTask;
       /** Generation options of `loadEmbedded` (seed 0, 32 px, 100 per class by default). */
       seed: number;
       size: number;
@@ -545,7 +547,7 @@ const splitSet = obj<SplitSet>({ splits: arr(splitRef, { min: 1 }), transform: t
 const sourceSpec = tagged<SourceSpec>('kind', {
   embedded: obj({
     kind: lit('embedded'),
-    domain: oneOf(['satellite-rgb', 'satellite-ms', 'natural'] as const),
+    domain: oneOf(['satellite-rgb', 'satellite-ms', 'natural', 'count', 'orientation'] as const),
     seed: opt(int({ min: 0 }), 0),
     size: opt(int({ min: 8, max: 512 }), 32),
     satellitePerClass: opt(int({ min: 5 }), 100),
