@@ -6,6 +6,8 @@
  *
  * - `count`: 1–6 objects (the natural domain's shapes, random colour, scale, rotation, no overlap) on a noisy
  *   two-tone background; class = the count ('1'…'6').
+ * - `objects` (for the NATURAL group, which needs a test split the natural domain's train / val lacks): the natural
+ *   domain's ten shape classes rendered the same way, seeded apart from it, split 60 / 20 / 20.
  * - `orientation`: one elongated bar (random length, width, colour, position) on the same kind of background; class =
  *   its angle in [0°, 180°) in 8 bins of 22.5° ('000'…'157'). A bar is symmetric under 180°, so the bins are complete.
  *
@@ -22,9 +24,10 @@ import { Dataset } from './dataset';
 import { encodeImage } from './encode';
 import { imageFolder } from './formats/imagefolder';
 import { Img, makeImg } from './image';
-import { NATURAL_SHAPES } from './embedded-render';
+import { NATURAL_CLASSES, NATURAL_SHAPES, renderNatural } from './embedded-render';
 
 export const STRUCTURED_TASKS = {
+  objects: NATURAL_CLASSES,
   count: ['1', '2', '3', '4', '5', '6'],
   orientation: ['000', '022', '045', '067', '090', '112', '135', '157'],
 } as const;
@@ -148,7 +151,7 @@ export async function loadStructured(task: StructuredTask, opt: StructuredOption
         for (let i = 1; i <= per; i++) {
           const split = i <= nTrain ? 'train' : i <= nTrain + nVal ? 'val' : 'test';
           const rng = Rng.derive(seed, 'embedded-structured', task, cls, i);
-          const img = task === 'count' ? renderCount(ci + 1, S, rng) : renderOrientation(ci, S, rng);
+          const img = task === 'count' ? renderCount(ci + 1, S, rng) : task === 'orientation' ? renderOrientation(ci, S, rng) : renderNatural(cls, S, rng);
           const file = path.join(tmp, split, cls, `${cls}_${i}.png`);
           await fsp.mkdir(path.dirname(file), { recursive: true });
           await fsp.writeFile(file, await encodeImage(img, 'png'));

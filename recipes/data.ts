@@ -65,7 +65,7 @@ export function openSource(spec: SourceSpec): DataSource {
         split: (name, at) => {
           if (!splits.includes(name)) unknown(name, at, splits);
           return once(name, async () => {
-            if (spec.domain === 'count' || spec.domain === 'orientation') {
+            if (spec.domain === 'objects' || spec.domain === 'count' || spec.domain === 'orientation') {
               const t = await loadStructured(spec.domain, { seed: spec.seed, size: spec.size, perClass: spec.naturalPerClass, cacheDir: defaultCacheDir() });
               return t[name as 'train' | 'val' | 'test'];
             }

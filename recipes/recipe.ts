@@ -166,7 +166,7 @@ export interface SplitSet {
 export type SourceSpec =
   | {
       kind: 'embedded';
-      /** 'count' / 'orientation': the structured tasks (data-loaders/embedded-structured.ts; `naturalPerClass` images per class). */
+      /** 'objects' / 'count' / 'orientation': three-split tasks (data-loaders/embedded-structured.ts; `naturalPerClass` images per class). */
       domain: 'satellite-rgb' | 'satellite-ms' | 'natural' | StructuredTask;
       /** Generation options of `loadEmbedded` (seed 0, 32 px, 100 per class by default). */
       seed: number;
@@ -560,7 +560,7 @@ const splitSet = obj<SplitSet>({ splits: arr(splitRef, { min: 1 }), transform: t
 const sourceSpec = tagged<SourceSpec>('kind', {
   embedded: obj({
     kind: lit('embedded'),
-    domain: oneOf(['satellite-rgb', 'satellite-ms', 'natural', 'count', 'orientation'] as const),
+    domain: oneOf(['satellite-rgb', 'satellite-ms', 'natural', 'objects', 'count', 'orientation'] as const),
     seed: opt(int({ min: 0 }), 0),
     size: opt(int({ min: 8, max: 512 }), 32),
     satellitePerClass: opt(int({ min: 5 }), 100),
