@@ -18,7 +18,8 @@
  * unmerged LoRA (speed-up) and, for PYRA, to ToMe at the same schedule; {kind:'memory'} per method.
  *
  * Env: BENCH_MODEL (vit_base_patch16_224), BENCH_SMALL (vit_small_patch16_224; '' to skip), BENCH_BATCH (4),
- * BENCH_TRAIN_BATCH (4), BENCH_REPEATS (5), BENCH_PHASES (infer,train), BENCH_METHODS (all), VITPEFT_BACKEND.
+ * BENCH_TRAIN_BATCH (4), BENCH_REPEATS (5), BENCH_PHASES (infer,train), BENCH_METHODS (all), BENCH_MEMORY (1; 0 skips the
+ * memory step), VITPEFT_BACKEND.
  */
 import * as tf from '@tensorflow/tfjs';
 import { init, backendReport } from '../lib/backend';
@@ -151,7 +152,7 @@ async function main(): Promise<void> {
         }));
       }
     }
-    for (const m of methods) {
+    for (const m of process.env.BENCH_MEMORY === '0' ? [] : methods) {
       const info = await tf.profile(() => train(m));
       let trainable = 0;
       for (const v of m.model.trainable.values()) trainable += v.size;
