@@ -5,7 +5,7 @@
  *
  * Paper numbers: PYRA (ECCV 2024) Tables 2–3 (VTAB-1k averages, ViT-B/16 and ViT-L/16) and the §4 ablation table.
  */
-import { ClaimRecord, ClaimTest, claimFromPairs, claimFromSeeds } from '../lib/report/claims';
+import { ClaimRecord, ClaimTest, claimFromPairs } from '../lib/report/claims';
 import { Recipe, recipe } from './recipe';
 import type { PyraVariant } from '../lib/tome/pyra';
 import { PYRA_PAPER_AVERAGES, PYRA_METHOD_LABEL, PyraRunName } from './pyra-compare';
@@ -83,17 +83,6 @@ export function pyraAblationClaims(res: VtabResult, labels: Record<string, strin
         tome,
       );
     });
-}
-
-/** A single method's VTAB average as a claim-style interval (for the table of averages beside the paper). */
-export function vtabAverageClaim(res: VtabResult, method: string, paperValue: number | null, o: { scale: string; source: string }): ClaimRecord {
-  return claimFromSeeds(
-    {
-      paper: PAPER, tableOrFigure: 'Tables 2–3', row: method, metric: 'VTAB average (points)', paperValue,
-      claim: 'reported average (recorded for reference; the scales differ)', test: { kind: 'within', lo: 0, hi: 100 }, scale: o.scale, seeds: res.seeds, source: o.source,
-    },
-    vtabAverages(res, method).average,
-  );
 }
 
 /**
