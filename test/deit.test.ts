@@ -238,7 +238,7 @@ describe('DeiT presets, schedules and PEFT on DeiT', () => {
   });
 
   it('bad configs: distillation token with avg pooling or registers', () => {
-    assert.throws(() => vitConfig('deit_base_distilled_patch16_224', { pool: 'avg' }), /distillToken: a distillation token needs pool 'cls'/);
-    assert.throws(() => vitConfig('deit_base_distilled_patch16_224', { numRegisters: 2 }), /with 2 register tokens is not supported/);
+    assert.throws(() => vitConfig('deit_base_distilled_patch16_224', { pool: 'avg' }), /distillToken: expected false with pool 'avg' \(a distillation token needs pool 'cls'/);
+    assert.throws(() => vitConfig('deit_base_distilled_patch16_224', { numRegisters: 2 }), /distillToken: expected false with 2 register tokens \(not supported together\)/);
   });
 });
