@@ -451,6 +451,9 @@ const SHAPES: Record<(typeof NATURAL_CLASSES)[number], (x: number, y: number) =>
   },
 };
 
+/** The natural domain's shape inside-tests in object coordinates (also drawn by the structured tasks). */
+export const NATURAL_SHAPES: Readonly<Record<(typeof NATURAL_CLASSES)[number], (x: number, y: number) => boolean>> = SHAPES;
+
 function hsv(h: number, s: number, v: number): [number, number, number] {
   const i = Math.floor(h * 6) % 6;
   const f = h * 6 - Math.floor(h * 6);

@@ -72,6 +72,7 @@ export * from './dino/ema';
 export * from './dino/dinov2';
 export * from './dino/param-groups';
 export * from './io/timm';
+export * from './tome/sweep';
 export * from './io/zip';
 export * from './io/pickle';
 export * from './io/dtype';

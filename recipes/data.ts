@@ -11,6 +11,7 @@ import { compose, dinoMultiCrop, normalizeWith, randomHFlip, randomResizedCrop }
 import { NORM_PRESETS } from '../data-loaders/transforms';
 import { fmowEval, fmowTrain, linearProbeEval, maePretrain, sentinelEval, sentinelTrain, vtab } from '../data-loaders/presets';
 import { EmbeddedDatasets, defaultCacheDir, loadEmbedded } from '../data-loaders/embedded';
+import { loadStructured } from '../data-loaders/embedded-structured';
 import { imageFolder } from '../data-loaders/formats/imagefolder';
 import { eurosat } from '../data-loaders/formats/eurosat';
 import { VTAB_SPLITS, VtabSplit, vtab1k } from '../data-loaders/formats/vtab';
@@ -64,6 +65,10 @@ export function openSource(spec: SourceSpec): DataSource {
         split: (name, at) => {
           if (!splits.includes(name)) unknown(name, at, splits);
           return once(name, async () => {
+            if (spec.domain === 'objects' || spec.domain === 'count' || spec.domain === 'orientation') {
+              const t = await loadStructured(spec.domain, { seed: spec.seed, size: spec.size, perClass: spec.naturalPerClass, cacheDir: defaultCacheDir() });
+              return t[name as 'train' | 'val' | 'test'];
+            }
             const e = await load();
             if (spec.domain === 'natural') return e.natural[name as 'train' | 'val'];
             return e.satellite[spec.domain === 'satellite-rgb' ? 'rgb' : 'ms'][name as 'train' | 'val' | 'test'];

@@ -30,3 +30,5 @@ export * from './source-mae';
 export * from './report';
 export * from './explora-compare';
 export * from './pyra-compare';
+export * from './vtab';
+export * from './pyra-vtab';

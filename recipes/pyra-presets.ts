@@ -6,9 +6,15 @@
  *   scaling, input dropout 0.1) + PYRA generators in every merging block + ToMe (proportional attention on).
  * - `tome`: the ToMe + LoRA baseline (same LoRA, same schedule, no generators).
  * - `lora`: uncompressed LoRA (e.g. the "smaller model" ViT-S baseline at high compression).
- * LoRA ranks as released: ViT-S 4, ViT-B 8, ViT-L 12. LoRA init: `truncNormal` (σ 0.02 for A and B) by default, which
- * is what the released pipeline ends up with (its ViT init overwrites LoRA's zero-B init, so the adapter is NOT zero at
- * step 0); use `{...PYRA_PRESETS.pyra_vit_b16_high, loraInit: 'kaiming'}` for the textbook identity-at-init start.
+ * LoRA ranks as released: ViT-S 4, ViT-B 8, ViT-L 12, DeiT-S 4, DeiT-B 8. LoRA init: `kaiming` (A kaiming-uniform,
+ * B = 0: LoRA's own init, so every method starts exactly at its frozen backbone and PYRA = ToMe + LoRA = ToMe at init)
+ * by default, as notebook 02 runs it. The released pipeline ends up with `truncNormal` instead (σ 0.02 for A and B: its
+ * ViT init overwrites LoRA's zero-B init, so its adapter is NOT zero at step 0); reproduce that with
+ * `{...PYRA_PRESETS.pyra_vit_b16_high, loraInit: 'truncNormal'}`.
+ * DeiT (PYRA's `deit_*_distilled_patch16_224`): the distillation token is protected from merging like CLS; training
+ * uses the cls head only and evaluation averages both heads, as released (its `head_dist` is re-created by
+ * `reset_classifier` and never receives gradient, so the average includes an untrained head — a code quirk kept here).
+ * Ablations (§4): `variant` takes a `PyraVariant` (e.g. `PYRA_ABLATIONS.wd_act`); `pyraAblationPresets` spreads them.
  *
  * Parameter report (the paper's convention): trainable = LoRA + Σ(r_l + D) PYRA generators, as a share of the backbone
  * without head (ViT-B 85.80 M, ViT-L 303.30 M); PYRA's trainable LayerNorm (2D per merging block) and the task head are
@@ -25,7 +31,7 @@ import { vitShapes } from '../lib/peft/shapes';
 import { createLora, disposeLora, loraHooks, LoraAdapters, LoraConfig, LoraInit, loraPlanCount, planLora, loraConfig, mergeLora } from '../lib/peft/lora';
 import { selectTrainable, FREEZE_REST, TrainSummary } from '../lib/peft/trainable';
 import { RSchedule, resolveSchedule, pyraSchedule, PyraSchedulePreset, PYRA_SCHEDULES } from '../lib/tome/schedule';
-import { createPyra, disposePyra, Pyra, pyraParamCount } from '../lib/tome/pyra';
+import { createPyra, disposePyra, Pyra, pyraParamCount, PyraVariant, pyraVariant, PYRA_ABLATIONS, PyraAblationName } from '../lib/tome/pyra';
 import { tomeHooks, pyraHooks } from '../lib/tome/hooks';
 import { Rng } from '../lib/rng';
 import { vitForward } from '../lib/vit/forward';
@@ -49,14 +55,18 @@ export interface PyraPresetConfig {
   loraDropout: number;
   /** ToMe proportional attention (PYRA: on in training and evaluation). */
   propAttn: boolean;
+  /** PYRA ablation variant (method 'pyra' only; default: PYRA as released). */
+  variant?: Partial<PyraVariant>;
 }
 
-const PRESET_KEYS: readonly (keyof PyraPresetConfig)[] = ['method', 'backbone', 'schedule', 'loraRank', 'loraInit', 'loraDropout', 'propAttn'];
+const PRESET_KEYS: readonly (keyof PyraPresetConfig)[] = ['method', 'backbone', 'schedule', 'loraRank', 'loraInit', 'loraDropout', 'propAttn', 'variant'];
 
-const LORA_REL = { loraInit: 'truncNormal', loraDropout: 0.1, propAttn: true } as const;
+const LORA_REL = { loraInit: 'kaiming', loraDropout: 0.1, propAttn: true } as const;
 const B16 = { backbone: 'vit_base_patch16_224', loraRank: 8, ...LORA_REL } as const;
 const L16 = { backbone: 'vit_large_patch16_224', loraRank: 12, ...LORA_REL } as const;
 const S16 = { backbone: 'vit_small_patch16_224', loraRank: 4, ...LORA_REL } as const;
+const DB16 = { backbone: 'deit_base_distilled_patch16_224', loraRank: 8, ...LORA_REL } as const;
+const DS16 = { backbone: 'deit_small_distilled_patch16_224', loraRank: 4, ...LORA_REL } as const;
 
 /** Named presets (tweak with spread: `{...PYRA_PRESETS.pyra_vit_b16_low, loraInit: 'kaiming'}`). */
 export const PYRA_PRESETS = {
@@ -71,9 +81,72 @@ export const PYRA_PRESETS = {
   lora_vit_s16: { method: 'lora', schedule: null, ...S16 },
   lora_vit_b16: { method: 'lora', schedule: null, ...B16 },
   lora_vit_l16: { method: 'lora', schedule: null, ...L16 },
+  pyra_deit_b16_low: { method: 'pyra', schedule: 'low', ...DB16 },
+  pyra_deit_b16_high: { method: 'pyra', schedule: 'high', ...DB16 },
+  tome_lora_deit_b16_low: { method: 'tome', schedule: 'low', ...DB16 },
+  tome_lora_deit_b16_high: { method: 'tome', schedule: 'high', ...DB16 },
+  lora_deit_s16: { method: 'lora', schedule: null, ...DS16 },
+  lora_deit_b16: { method: 'lora', schedule: null, ...DB16 },
 } as const satisfies Record<string, PyraPresetConfig>;
 
 export type PyraPresetName = keyof typeof PYRA_PRESETS;
+
+/**
+ * The paper's ablation table (§4: ViT-B/16 at high compression, VTAB-1k group means and their average) as presets on
+ * `base` (default `pyra_vit_b16_high`): `tome` is the ToMe + LoRA baseline row, the others are PYRA variants. The
+ * paper's numbers ride along for the notebook's "paper beside ours" table.
+ * @example const rows = pyraAblationPresets(); buildPyraModel(vit, {...rows.wd_act.preset, schedule: mySchedule})
+ */
+export function pyraAblationPresets(
+  base: PyraPresetName | PyraPresetConfig = 'pyra_vit_b16_high',
+): Record<'tome' | PyraAblationName, { preset: PyraPresetConfig; label: string; paper: PyraAblationPaperRow | null }> {
+  const b = pyraPreset(base);
+  if (b.method !== 'pyra') throw new Error(`pyraAblationPresets: base must be a 'pyra' preset, got method '${b.method}'`);
+  const { variant: _v, ...plain } = b;
+  const out = { tome: { preset: { ...plain, method: 'tome' }, label: 'ToMe + LoRA', paper: PYRA_ABLATION_PAPER.tome ?? null } } as Record<
+    'tome' | PyraAblationName,
+    { preset: PyraPresetConfig; label: string; paper: PyraAblationPaperRow | null }
+  >;
+  for (const [name, v] of Object.entries(PYRA_ABLATIONS) as [PyraAblationName, PyraVariant][]) {
+    out[name] = { preset: { ...plain, variant: { ...v } }, label: ABLATION_LABEL[name], paper: PYRA_ABLATION_PAPER[name] ?? null };
+  }
+  return out;
+}
+
+/** One row of the paper's ablation table: Natural / Specialized / Structured group means, their average, params. */
+export interface PyraAblationPaperRow {
+  natural: number | null;
+  specialized: number | null;
+  structured: number | null;
+  avg: number;
+  /** the paper's trainable-parameter figure for the generators (ViT-B high), where it gives one */
+  params: string | null;
+}
+
+const ABLATION_LABEL: Record<PyraAblationName, string> = {
+  wr_noact: '+ W_r only, no activation',
+  wr_act: '+ W_r only, with activation',
+  wd_noact: '+ W_D only, no activation',
+  wd_act: '+ W_D only, with activation',
+  both_noact: '+ W_r & W_D, no activation',
+  pyra: 'PYRA (W_r & W_D, activation)',
+  pyra_gaussian_wr: "PYRA, W_r ~ N(0, 1) (the paper's text)",
+  full_matrix: 'full r×D modulation matrix (no input dependence)',
+  gated_mlp: 'gated-MLP generator',
+};
+
+/** The paper's ablation numbers (ViT-B/16, high compression, VTAB-1k; the average is the mean of the group means). */
+export const PYRA_ABLATION_PAPER: Partial<Record<'tome' | PyraAblationName, PyraAblationPaperRow>> = {
+  tome: { natural: 72.87, specialized: 80.78, structured: 57.64, avg: 70.43, params: null },
+  wr_noact: { natural: 72.9, specialized: 81.07, structured: 57.66, avg: 70.54, params: null },
+  wr_act: { natural: 73.18, specialized: 81.69, structured: 57.65, avg: 70.84, params: null },
+  wd_noact: { natural: 73.09, specialized: 81.13, structured: 58.43, avg: 70.88, params: null },
+  wd_act: { natural: 73.31, specialized: 82.17, structured: 58.44, avg: 71.31, params: null },
+  both_noact: { natural: 73.77, specialized: 81.37, structured: 58.81, avg: 71.32, params: null },
+  pyra: { natural: 73.91, specialized: 82.6, structured: 59.66, avg: 72.06, params: '8.64 K' },
+  full_matrix: { natural: null, specialized: null, structured: null, avg: 71.49, params: '70.66 K' },
+  gated_mlp: { natural: null, specialized: null, structured: null, avg: 71.06, params: '73.73 K' },
+};
 
 /**
  * The released training recipe (ViT-L script; ViT-B / DeiT recipes were not released — Consolidator's per-task lr/wd
@@ -183,6 +256,10 @@ export function pyraPreset(p: PyraPresetName | PyraPresetConfig): PyraPresetConf
   if (cfg.method === 'lora' && cfg.schedule !== null) throw new Error(`PYRA preset: method 'lora' merges nothing; schedule must be null, got ${JSON.stringify(cfg.schedule)}`);
   if (cfg.method !== 'lora' && cfg.schedule === null) throw new Error(`PYRA preset: method '${cfg.method}' needs a schedule ('low', 'high' or an r schedule)`);
   if (!Number.isInteger(cfg.loraRank) || cfg.loraRank <= 0) throw new Error(`PYRA preset.loraRank: expected a positive integer, got ${cfg.loraRank}`);
+  if (cfg.variant !== undefined) {
+    if (cfg.method !== 'pyra') throw new Error(`PYRA preset: a variant applies to method 'pyra' only (method is '${cfg.method}')`);
+    pyraVariant(cfg.variant); // validates
+  }
   return cfg;
 }
 
@@ -224,7 +301,7 @@ export interface PyraParamReport {
   pct: number;
   /** (trainable + pyraLayerNorm) / backbone · 100 */
   pctWithLayerNorm: number;
-  /** Head parameters for `numClasses` (trainable, excluded from the paper's share). */
+  /** Head parameters for `numClasses` (both heads of a distilled DeiT; trainable, excluded from the paper's share). */
   head: number;
 }
 
@@ -241,7 +318,7 @@ export function pyraParamReport(preset: PyraPresetName | PyraPresetConfig, opts:
   const depth = [...shapes.keys()].filter((k) => /^blocks\.\d+\.norm1\.weight$/.test(k)).length;
   const D = shapes.get('cls_token')!.shape[2];
   const lora = loraPlanCount(planLora(shapes, pyraLoraConfig(cfg)));
-  const pc = cfg.method === 'pyra' ? pyraParamCount(presetSchedule(cfg, depth), D) : { generators: 0, layerNorm: 0 };
+  const pc = cfg.method === 'pyra' ? pyraParamCount(presetSchedule(cfg, depth), D, cfg.variant) : { generators: 0, layerNorm: 0 };
   const trainable = lora + pc.generators;
   return {
     preset: cfg,
@@ -252,7 +329,7 @@ export function pyraParamReport(preset: PyraPresetName | PyraPresetConfig, opts:
     trainable,
     pct: (100 * trainable) / backbone,
     pctWithLayerNorm: (100 * (trainable + pc.layerNorm)) / backbone,
-    head: numClasses > 0 ? numClasses * D + numClasses : 0,
+    head: numClasses > 0 ? (shapes.has('dist_token') ? 2 : 1) * (numClasses * D + numClasses) : 0,
   };
 }
 
@@ -295,7 +372,7 @@ export function buildPyraModel(
     const linear = { linear: loraHooks(lora) };
     let hooks: VitHooks;
     if (cfg.method === 'pyra') {
-      pyra = createPyra(vit.config, schedule, { seed });
+      pyra = createPyra(vit.config, schedule, { seed, variant: cfg.variant });
       hooks = pyraHooks(vit.config, pyra, { propAttn: cfg.propAttn, traceSource: opts.traceSource }, linear);
     } else if (cfg.method === 'tome') {
       hooks = tomeHooks(vit.config, { schedule, propAttn: cfg.propAttn, traceSource: opts.traceSource }, linear);
@@ -306,12 +383,14 @@ export function buildPyraModel(
     if (trainHead && !vit.params.head) throw new Error('buildPyraModel: trainHead is set but the ViT has no head (numClasses = 0)');
     const spec = [
       { match: /(^|\.)lora_[AB]\.weight$/, train: true, group: 'LoRA (shared qkv A, B)' },
-      { match: /(^|\.)pyra_[ab]$/, train: true, group: 'PYRA generators (W_r, W_D)', optional: true },
+      { match: /(^|\.)pyra_([ab]|full|mlp\..*)$/, train: true, group: 'PYRA generators (W_r, W_D / variant)', optional: true },
       { match: /(^|\.)pyra_norm\./, train: true, group: 'PYRA LayerNorm', optional: true },
       { match: /^head\./, train: trainHead, group: 'head', optional: true },
+      // DeiT: trainable as released (its name has 'head'), but the cls-head loss gives it no gradient
+      { match: /^head_dist\./, train: trainHead, group: 'distillation head', optional: true },
       { ...FREEZE_REST, group: 'backbone (frozen)' },
     ];
-    const { head: _head, ...backboneTree } = vit.params;
+    const { head: _head, head_dist: _hd, ...backboneTree } = vit.params;
     const sel = selectTrainable([vit.params, lora.params, ...(pyra ? [pyra.params] : [])], spec, {
       encoderTotal: countParams(backboneTree),
     });

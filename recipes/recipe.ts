@@ -31,6 +31,9 @@ import type { TeacherTargetMode } from '../lib/dino/teacher';
 import type { IbotMaskConfig } from '../lib/dino/masking';
 import { DINOV2_LINEAR_PROBE } from '../lib/eval/linear-probe';
 import { SENTINEL2_DROPPED_BANDS } from '../data-loaders/transforms';
+import type { StructuredTask } from '../data-loaders/embedded-structured';
+import type { PyraVariant } from '../lib/tome/pyra';
+import { PYRA_VARIANT_KEYS, pyraVariant } from '../lib/tome/pyra';
 import {
   Check, Fields, RecipeError, arr, bool, delegate, either, int, isPlainObject, lit, nullable, num, obj, oneOf, opt, record, str,
   tagged, tuple,
@@ -106,6 +109,8 @@ export type AdapterSpec =
       loraDropout: number;
       propAttn: boolean;
       trainHead: boolean;
+      /** PYRA ablation variant (method 'pyra' only; absent = PYRA as released; lib/tome/pyra.ts `PYRA_ABLATIONS`). */
+      variant?: Partial<PyraVariant>;
     }
   /** ExPLoRA's fine-tuning protocol: LoRA on Q,V of every block + a new head; fc_norm frozen (recipes/finetune.ts). */
   | { kind: 'finetune-lora'; rank: number; alpha: number; slices: QkvSlice[]; headInitStd: number };
@@ -161,7 +166,8 @@ export interface SplitSet {
 export type SourceSpec =
   | {
       kind: 'embedded';
-      domain: 'satellite-rgb' | 'satellite-ms' | 'natural';
+      /** 'objects' / 'count' / 'orientation': three-split tasks (data-loaders/embedded-structured.ts; `naturalPerClass` images per class). */
+      domain: 'satellite-rgb' | 'satellite-ms' | 'natural' | StructuredTask;
       /** Generation options of `loadEmbedded` (seed 0, 32 px, 100 per class by default). */
       seed: number;
       size: number;
@@ -319,6 +325,7 @@ const vitOverrides = partial<VitConfig>({
   qkvBias: bool,
   layerScale: nullable(num({ gt: 0 })),
   numRegisters: int({ min: 0 }),
+  distillToken: bool,
   maskToken: bool,
   posEmbed: oneOf(['learned', 'sincos'] as const),
   posEmbedGrid: nullable(side),
@@ -454,6 +461,15 @@ const adapterSpec = tagged<AdapterSpec>('kind', {
     loraDropout: opt(num({ min: 0, lt: 1 }), 0.1),
     propAttn: opt(bool, true),
     trainHead: opt(bool, true),
+    // absent stays absent (resolved recipes of the released form are unchanged)
+    variant: opt(
+      delegate('a PYRA variant', (v) => {
+        if (!isPlainObject(v)) throw new Error(`expected an object with some of ${PYRA_VARIANT_KEYS.join(', ')}, got ${JSON.stringify(v)}`);
+        pyraVariant(v as Partial<PyraVariant>);
+        return { ...(v as Partial<PyraVariant>) };
+      }),
+      undefined,
+    ),
   }),
   'finetune-lora': obj({
     kind: lit('finetune-lora'),
@@ -544,7 +560,7 @@ const splitSet = obj<SplitSet>({ splits: arr(splitRef, { min: 1 }), transform: t
 const sourceSpec = tagged<SourceSpec>('kind', {
   embedded: obj({
     kind: lit('embedded'),
-    domain: oneOf(['satellite-rgb', 'satellite-ms', 'natural'] as const),
+    domain: oneOf(['satellite-rgb', 'satellite-ms', 'natural', 'objects', 'count', 'orientation'] as const),
     seed: opt(int({ min: 0 }), 0),
     size: opt(int({ min: 8, max: 512 }), 32),
     satellitePerClass: opt(int({ min: 5 }), 100),

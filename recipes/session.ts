@@ -454,7 +454,7 @@ async function build(r: Recipe, disposers: Array<() => void>, cleanup: () => voi
       case 'pyra': {
         const pm = buildPyraModel(
           vit,
-          { method: a.method, backbone: a.backbone, schedule: a.schedule, loraRank: a.loraRank, loraInit: a.loraInit, loraDropout: a.loraDropout, propAttn: a.propAttn },
+          { method: a.method, backbone: a.backbone, schedule: a.schedule, loraRank: a.loraRank, loraInit: a.loraInit, loraDropout: a.loraDropout, propAttn: a.propAttn, ...(a.variant ? { variant: a.variant } : {}) },
           { seed: r.seed, trainHead: a.trainHead },
         );
         disposers.push(() => pm.dispose());
@@ -470,13 +470,16 @@ async function build(r: Recipe, disposers: Array<() => void>, cleanup: () => voi
             // With cls pooling the last merging block's PYRA parameters cannot reach the loss (only per-token MLPs
             // follow its merge): W_D gets no gradient and stays exactly 0 (LOG.md, ToMe / PYRA).
             const last = pm.schedule.reduce((acc, rr, i) => (rr > 0 ? i : acc), -1);
-            const wd = pm.pyra!.params.blocks[last]!.pyra_b;
+            const wd = pm.pyra!.params.blocks[last]!.pyra_b; // absent in the W_r-only and other-design variants
+            const out: Record<string, number> = {};
+            if (!wd) return out;
             const m = tf.tidy(() => tf.max(tf.abs(wd)));
             try {
-              return { lastBlockWD: (await readValues(m))[0] };
+              out.lastBlockWD = (await readValues(m))[0];
             } finally {
               m.dispose();
             }
+            return out;
           };
         }
         break;

@@ -179,6 +179,35 @@ describe('notebooks through the real tslab kernel', function () {
     }
   });
 
+  it('10-pyra-vtab: VTAB-style table (one task per group, group means, the mean of group means), claims written, cost rows; nothing on stderr', function () {
+    if (!selected('10-pyra-vtab.ipynb')) this.skip();
+    const cells = executedCells(path.join(tmp, 'out', '10-pyra-vtab.ipynb'));
+    cells.forEach((c, i) => assert.equal(streamText(c, 'stderr'), '', `cell ${i} wrote to stderr`));
+    const text = cells.map((c) => `${streamText(c, 'stdout')}\n${displayText(c)}`).join('\n');
+    assert.match(text, /objects\s+natural\s+10/);
+    assert.match(text, /count\s+structured\s+6/);
+    assert.match(text, /method\s+objects\s+satellite\s+count\s+natural\s+specialized\s+structured\s+VTAB avg \(ours\)\s+VTAB avg \(paper\)/);
+    assert.match(text, /pyra-high\s+.*\s72\.06\n/, "the paper's ViT-B PYRA high average beside ours");
+    assert.match(text, /adverse compression/);
+    const runs = readdirSync(path.join(tmp, 'runs'));
+    for (const m of ['tome-high', 'pyra-high', 'small-lora']) {
+      assert.equal(runs.filter((d) => d.startsWith(`vtab10-${m}-count-s`)).length, 2, `two final seeds of ${m} on count: ${runs.join(', ')}`);
+    }
+  });
+
+  it('11-pyra-ablations: ablation rows as recipe variants, the table beside the paper, claims; nothing on stderr', function () {
+    if (!selected('11-pyra-ablations.ipynb')) this.skip();
+    const cells = executedCells(path.join(tmp, 'out', '11-pyra-ablations.ipynb'));
+    cells.forEach((c, i) => assert.equal(streamText(c, 'stderr'), '', `cell ${i} wrote to stderr`));
+    const text = cells.map((c) => `${streamText(c, 'stdout')}\n${displayText(c)}`).join('\n');
+    assert.match(text, /wr_noact\s+\+ W_r only, no activation\s+\{"design":"parallel","generators":"wr","activation":false/);
+    assert.match(text, /PYRA \(W_r & W_D, activation\)\s+.*73\.91 \/ 82\.6 \/ 59\.66\s+72\.06/);
+    const runs = readdirSync(path.join(tmp, 'runs'));
+    assert.ok(runs.some((d) => d.startsWith('vtab11-wd_act-count-s1')), runs.join(', '));
+    const rec = JSON.parse(readFileSync(path.join(tmp, 'runs', runs.find((d) => d.startsWith('vtab11-wd_act-count-s1'))!, 'recipe.json'), 'utf8'));
+    assert.equal(rec.adapters.variant.generators, 'wd');
+  });
+
   it('05-checkpoints: malicious pickle refused, key report, forward = PyTorch, exact peft / transformers / timm round trips', function () {
     if (!selected('05-checkpoints.ipynb')) this.skip();
     const cells = executedCells(path.join(tmp, 'out', '05-checkpoints.ipynb'));

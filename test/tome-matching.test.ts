@@ -112,7 +112,7 @@ describe('tome: bipartite soft matching and merge', () => {
                   pyra_b: tf.variable(tf.tensor2d(st.pyra.b, [1, c.D])),
                   pyra_norm: { weight: tf.variable(tf.tensor1d(st.pyra.gamma)), bias: tf.variable(tf.tensor1d(st.pyra.beta)) },
                 };
-                vars.push(p.pyra_a, p.pyra_b, p.pyra_norm.weight, p.pyra_norm.bias);
+                vars.push(p.pyra_a!, p.pyra_b!, p.pyra_norm!.weight, p.pyra_norm!.bias);
                 modulate = pyraModulator(p, k);
               }
               for (const scatter of ['segment', 'onehot'] as const) {

@@ -97,11 +97,12 @@ describe('tome: PYRA presets and parameter report', () => {
       }
     });
 
-    it('PYRA preset at init = ToMe+LoRA preset at init exactly; with kaiming LoRA init = plain ToMe exactly', async () => {
+    it('PYRA preset at init = ToMe+LoRA preset at init exactly; with the default (kaiming) LoRA init = plain ToMe exactly', async () => {
+      assert.equal(PYRA_PRESETS.pyra_vit_b16_high.loraInit, 'kaiming', 'presets default to LoRA\'s zero-B init, as notebook 02');
       await noLeak(() => {
-        const py = buildPyraModel(vit, micro(PYRA_PRESETS.pyra_vit_b16_high), { seed: 5 });
-        const tm = buildPyraModel(vit, micro(PYRA_PRESETS.tome_lora_vit_b16_high), { seed: 5 });
-        const pk = buildPyraModel(vit, { ...micro(PYRA_PRESETS.pyra_vit_b16_high), loraInit: 'kaiming' }, { seed: 5 });
+        const py = buildPyraModel(vit, { ...micro(PYRA_PRESETS.pyra_vit_b16_high), loraInit: 'truncNormal' }, { seed: 5 });
+        const tm = buildPyraModel(vit, { ...micro(PYRA_PRESETS.tome_lora_vit_b16_high), loraInit: 'truncNormal' }, { seed: 5 });
+        const pk = buildPyraModel(vit, micro(PYRA_PRESETS.pyra_vit_b16_high), { seed: 5 });
         try {
           tf.tidy(() => {
             const img = x();
@@ -135,7 +136,7 @@ describe('tome: PYRA presets and parameter report', () => {
         }
         assert.equal(counts[2], counts[1], `tensors across steps: ${counts}`);
         assert.equal(maxAbsDiff(vit.params.blocks[0].attn.qkv.weight.dataSync(), qkv), 0);
-        assert.ok(maxAbsDiff(m.pyra!.params.blocks[0]!.pyra_b.dataSync(), new Float32Array(32)) > 0, 'W_D moved');
+        assert.ok(maxAbsDiff(m.pyra!.params.blocks[0]!.pyra_b!.dataSync(), new Float32Array(32)) > 0, 'W_D moved');
       } finally {
         opt.dispose();
         m.dispose();
@@ -184,7 +185,7 @@ describe('tome: PYRA presets and parameter report', () => {
 
     it('LoRA merged into qkv for inference gives the same outputs as the adapter branch', async () => {
       const m = buildPyraModel(vit, micro(PYRA_PRESETS.pyra_vit_b16_low), { seed: 1 });
-      m.pyra!.params.blocks[1]!.pyra_b.assign(tf.tidy(() => tf.tensor2d(randArray(32, 4), [1, 32]).mul(0.5)));
+      m.pyra!.params.blocks[1]!.pyra_b!.assign(tf.tidy(() => tf.tensor2d(randArray(32, 4), [1, 32]).mul(0.5)));
       const inf = mergeForInference(vit, m);
       try {
         assert.equal(inf.hooks.linear, undefined);
@@ -230,7 +231,7 @@ describe('tome: PYRA presets and parameter report', () => {
       const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tome-'));
       const file = path.join(dir, 'pyra.safetensors');
       try {
-        a.pyra!.params.blocks[0]!.pyra_b.assign(tf.tidy(() => tf.tensor2d(randArray(32, 8), [1, 32])));
+        a.pyra!.params.blocks[0]!.pyra_b!.assign(tf.tidy(() => tf.tensor2d(randArray(32, 8), [1, 32])));
         saveCheckpoint(file, { params: a.trainable, meta: { preset: a.preset } });
         const t = readSafetensors(file).tensors;
         assert.deepEqual(t.get('blocks.0.pyra_a')!.shape, [8, 1]);

@@ -155,7 +155,7 @@ describe('tome: ToMe / PYRA in the ViT forward', () => {
     const p2 = createPyra(vit.config, SCHED, { seed: 4 });
     try {
       // W_D ≠ 0 in block 2 only: matchings up to block 2 are unchanged, so the sizes after block 2 must be identical
-      p2.params.blocks[2]!.pyra_b.assign(tf.tidy(() => tf.tensor2d(randArray(32, 9), [1, 32])));
+      p2.params.blocks[2]!.pyra_b!.assign(tf.tidy(() => tf.tensor2d(randArray(32, 9), [1, 32])));
       tf.tidy(() => {
         const x = images(2, 5);
         const at2: Record<string, TokenState> = {};
@@ -230,7 +230,7 @@ describe('tome: ToMe / PYRA in the ViT forward', () => {
       assert.equal(counts[2], counts[1], `tensor count across steps: ${counts}`);
       assert.ok(losses.every(Number.isFinite));
       assert.equal(maxAbsDiff(frozen.dataSync(), frozenBefore), 0, 'the frozen backbone did not move');
-      assert.ok(maxAbsDiff(p.params.blocks[0]!.pyra_b.dataSync(), new Float32Array(32)) > 0, 'W_D moved');
+      assert.ok(maxAbsDiff(p.params.blocks[0]!.pyra_b!.dataSync(), new Float32Array(32)) > 0, 'W_D moved');
     } finally {
       opt.dispose();
       disposePyra(p);

@@ -373,8 +373,11 @@ export function loadTensors(
       if (!same) {
         const canResize =
           opts.resizePosEmbed && /(^|\.)pos_embed$/.test(key) && t.rank === 3 && t.shape[0] === 1 && t.shape[2] === wantD;
-        const fromN = (t.shape[1] as number) - 1;
-        const toN = want[1] - 1;
+        // prefix rows before the square grid: cls (1), or cls + DeiT distillation token (2)
+        const sq = (n: number): boolean => n > 0 && Math.round(Math.sqrt(n)) ** 2 === n;
+        const pre = [1, 2].find((k) => sq((t.shape[1] as number) - k) && sq(want[1] - k)) ?? 1;
+        const fromN = (t.shape[1] as number) - pre;
+        const toN = want[1] - pre;
         const fg = Math.round(Math.sqrt(fromN));
         const tg = Math.round(Math.sqrt(toN));
         if (!canResize || fg * fg !== fromN || tg * tg !== toN) {
@@ -385,8 +388,8 @@ export function loadTensors(
         }
         const r = tf.tidy(() => {
           const D = t.shape[2] as number;
-          const cls = t.slice([0, 0, 0], [1, 1, D]);
-          const grid = resizeGridEmbed(t.slice([0, 1, 0], [1, fromN, D]) as tf.Tensor3D, { from: [fg, fg], to: [tg, tg], mode: opts.resizeMode ?? 'size' });
+          const cls = t.slice([0, 0, 0], [1, pre, D]);
+          const grid = resizeGridEmbed(t.slice([0, pre, 0], [1, fromN, D]) as tf.Tensor3D, { from: [fg, fg], to: [tg, tg], mode: opts.resizeMode ?? 'size' });
           return tf.concat([cls, grid], 1);
         });
         t.dispose();

@@ -12,6 +12,8 @@
  *    The kit's register tokens carry no position, so the register rows are added into `register_tokens`
  *    (reg + pos, the same float32 sum timm computes in its forward).
  * `reg_token` [1, R, D] is renamed `register_tokens`. timm never stores DINOv2's `mask_token`.
+ * DeiT distilled (`VisionTransformerDistilled`): `dist_token` and `head_dist` keep their names and the table covers
+ * [cls, dist, patches] exactly as the kit's (config.distillToken); nothing is folded.
  *
  * timm options without an equivalent in the kit (pre_norm, qk_norm, attention pooling, gated MLPs, no class token)
  * are refused with an error naming the key.
@@ -76,13 +78,18 @@ export function timmToKit(src: SafeFile, opts: TimmLayoutOptions = {}, where = '
   }
   if (t.has('register_tokens')) throw new Error(`${where}: 'register_tokens' is DINOv2-hub layout, not timm's (load it with loadCheckpoint)`);
   const R = reg ? reg.shape[1] : 0;
+  const dist = t.get('dist_token');
+  if (dist && (dist.shape.length !== 3 || dist.shape[0] !== 1 || dist.shape[1] !== 1 || dist.shape[2] !== D)) {
+    throw new Error(`${where}: 'dist_token' has shape [${dist.shape}], expected [1, 1, ${D}]`);
+  }
+  if (dist && reg) throw new Error(`${where}: both 'dist_token' and 'reg_token': not a timm layout the kit knows`);
   const pos = t.get('pos_embed');
   if (!pos) throw new Error(`${where}: no 'pos_embed' (timm pos_embed='none' is not supported)`);
   if (pos.shape.length !== 3 || pos.shape[0] !== 1 || pos.shape[2] !== D) {
     throw new Error(`${where}: 'pos_embed' has shape [${pos.shape}], expected [1, L, ${D}]`);
   }
   const L = pos.shape[1];
-  const prefix = 1 + R;
+  const prefix = 1 + R + (dist ? 1 : 0);
   let noEmbedClass = opts.noEmbedClass;
   if (noEmbedClass === undefined) {
     if (opts.grid && L === opts.grid[0] * opts.grid[1]) noEmbedClass = true;
@@ -103,6 +110,11 @@ export function timmToKit(src: SafeFile, opts: TimmLayoutOptions = {}, where = '
     if (k === 'cls_token' && reg) out.set('register_tokens', reg); // keep the checkpoint's key order
   }
   const N = noEmbedClass ? L : L - prefix;
+  if (dist) {
+    if (noEmbedClass) throw new Error(`${where}: 'dist_token' with no_embed_class (DeiT-III style) is not supported`);
+    out.set('pos_embed', pos); // [1, 2 + N, D]: [cls, dist, patches] rows, as the kit's
+    return { file: { tensors: out, metadata: src.metadata }, noEmbedClass, numRegisters: 0 };
+  }
   const table = new Float32Array((1 + N) * D); // [1, 1+N, D]: CLS row then patch rows
   if (noEmbedClass) {
     table.set(p, D); // CLS row stays 0: cls + 0 = cls exactly

@@ -178,6 +178,8 @@ export function exploraPlan(recipe: ExploraRecipe, depth: number, opts: { decode
   }
   if (recipe.unfreezeNorms) rules.push({ match: /(^|\.)[A-Za-z_]*norm\d*\.(weight|bias)$/, train: true, group: 'LayerNorms' });
   if (recipe.unfreezeCls) rules.push({ match: /^cls_token$/, train: true, group: 'cls token' });
+  // a DeiT distillation token is the second CLS-like token: unfrozen with it
+  if (recipe.unfreezeCls) rules.push({ match: /^dist_token$/, train: true, group: 'distillation token', optional: true });
   rules.push({ match: /^register_tokens$/, train: true, group: 'register tokens', optional: true });
   if (recipe.unfreezeEmbed) {
     rules.push({ match: /(^|\.)patch_embed(\.|$)/, train: true, group: 'patch embeddings' });

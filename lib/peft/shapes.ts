@@ -3,7 +3,7 @@
  * the two agree), so trainable-parameter counts of ViT-L/g recipes cost microseconds instead of seconds and gigabytes.
  * Use it with `planLora` / `classifyParams` (dry runs of ExPLoRA recipes, notebook "what would train" tables).
  */
-import { VitConfig, VitPresetName, vitConfig, posGridHW, mlpHidden } from '../vit/config';
+import { VitConfig, VitPresetName, vitConfig, posGridHW, mlpHidden, numPosPrefix } from '../vit/config';
 import type { ShapeLike } from './lora';
 
 /** Ordered path → {shape} map of the parameters `createVit(preset, overrides)` would create. */
@@ -17,9 +17,10 @@ export function vitShapes(preset: VitPresetName | VitConfig, overrides: Partial<
     out.set(path, { shape });
   };
   add('cls_token', [1, 1, D]);
-  add('pos_embed', [1, 1 + ph * pw, D]);
+  add('pos_embed', [1, numPosPrefix(cfg) + ph * pw, D]);
   if (cfg.numRegisters > 0) add('register_tokens', [1, cfg.numRegisters, D]);
   if (cfg.maskToken) add('mask_token', [1, D]);
+  if (cfg.distillToken) add('dist_token', [1, 1, D]);
   add('patch_embed.proj.weight', [p, p, C, D]);
   add('patch_embed.proj.bias', [D]);
   const linear = (path: string, din: number, dout: number, bias = true): void => {
@@ -44,5 +45,6 @@ export function vitShapes(preset: VitPresetName | VitConfig, overrides: Partial<
   if (cfg.pool === 'cls') norm('norm');
   else norm('fc_norm');
   if (cfg.numClasses > 0) linear('head', D, cfg.numClasses);
+  if (cfg.numClasses > 0 && cfg.distillToken) linear('head_dist', D, cfg.numClasses);
   return out;
 }

@@ -6,7 +6,7 @@
  *   patch embedding  N_p · p²C · D
  *   block l          4 N D² + 2 N² D   (qkv + proj, QKᵀ + AV; on the pre-merge N)
  *                    2 h N' D          (fc1 + fc2 with hidden width h = mlpRatio·D, i.e. 8 N' D²; on the post-merge N')
- *   PYRA (optional)  2 r D             (δ_D = W_rᵀM and δ_r = M W_Dᵀ)
+ *   PYRA (optional)  2 r D             (δ_D = W_rᵀM and δ_r = M W_Dᵀ; variants: see `MacsOptions.pyra`)
  * Not counted: head, LayerNorms, softmax, GELU, the matching itself (reported separately as `matching`).
  * Expected (224², /16): ViT-B 17.56 G unmerged, 8.77 G low, 5.07 G high; ViT-L 61.55 / 30.96 / 17.92 G;
  * DeiT-B distilled 17.66 / 9.65 / 5.16 G. FLOPs ≈ 2 × MACs; PYRA's code prints fvcore counts / 2³⁰ (`fvcoreG`).
@@ -15,6 +15,7 @@ import { checkKeys } from '../check';
 import { VitConfig, mlpHidden } from '../vit/config';
 import { numPatches } from '../vit/params';
 import { RSchedule, CapPolicy, tokenCounts } from './schedule';
+import { PyraVariant, pyraVariant } from './pyra';
 
 export interface BlockMacs {
   index: number;
@@ -55,12 +56,25 @@ export interface MacsReport {
 export interface MacsOptions {
   /** Merge schedule (default 0 = unmerged). */
   schedule?: RSchedule;
-  /** Count PYRA's 2rD per merging block (default false). */
-  pyra?: boolean;
-  /** The sequence carries a DeiT distillation token (one more token, protected). */
+  /**
+   * Count PYRA's generator MACs per merging block (default false): `true` = as released, 2rD (δ_D and δ_r); a variant
+   * counts its own: W_r only or W_D only rD, the full matrix 0 (no product), the gated MLP 2rhD.
+   */
+  pyra?: boolean | Partial<PyraVariant>;
+  /**
+   * The sequence carries a DeiT distillation token (one more token, protected). Default: `config.distillToken`;
+   * `true` on a config without one counts it anyway (e.g. `vitMacs(vitConfig('vit_base_patch16_224'), {distillToken: true})`).
+   */
   distillToken?: boolean;
   /** Cap policy for the schedule (default 'cap'). */
   onCap?: CapPolicy;
+}
+
+/** MACs of one merging block's PYRA generators (r sources of width D). */
+function pyraMacs(r: number, D: number, v: PyraVariant): number {
+  if (v.design === 'full') return 0;
+  if (v.design === 'gatedMlp') return 2 * r * v.mlpHidden * D;
+  return v.generators === 'both' ? 2 * r * D : r * D;
 }
 
 /**
@@ -71,11 +85,12 @@ export function vitMacs(cfg: VitConfig, opts: MacsOptions = {}): MacsReport {
   checkKeys('vitMacs options', opts, ['schedule', 'pyra', 'distillToken', 'onCap']);
   const D = cfg.embedDim;
   const np = numPatches(cfg);
-  const prot = 1 + (opts.distillToken ? 1 : 0) + cfg.numRegisters;
+  const prot = 1 + ((opts.distillToken ?? cfg.distillToken) ? 1 : 0) + cfg.numRegisters;
   const n0 = np + prot;
   const counts = tokenCounts(opts.schedule ?? 0, cfg.depth, { numTokens: n0, protectedTokens: prot, onCap: opts.onCap ?? 'cap' });
   const patchEmbed = np * cfg.patchSize * cfg.patchSize * cfg.inChans * D;
   const hidden = mlpHidden(cfg);
+  const pv = opts.pyra ? pyraVariant(opts.pyra === true ? {} : opts.pyra) : null;
   const dh = D / cfg.numHeads;
   const blocks: BlockMacs[] = counts.r.map((r, i) => {
     const n = counts.before[i];
@@ -88,7 +103,7 @@ export function vitMacs(cfg: VitConfig, opts: MacsOptions = {}): MacsReport {
       attnLinear: 4 * n * D * D,
       attnMatmul: 2 * n * n * D,
       mlp: 2 * hidden * n2 * D,
-      pyra: opts.pyra && r > 0 ? 2 * r * D : 0,
+      pyra: pv && r > 0 ? pyraMacs(r, D, pv) : 0,
       matching: r > 0 ? Math.ceil(n / 2) * Math.floor(n / 2) * dh : 0,
     };
   });

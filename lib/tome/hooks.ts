@@ -14,7 +14,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { checkKeys } from '../check';
-import { VitConfig } from '../vit/config';
+import { VitConfig, numPosPrefix } from '../vit/config';
 import { numPatches } from '../vit/params';
 import { VitHooks, MergeSiteInput, TokenState } from '../vit/forward';
 import { replayOr } from '../vit/checkpoint';
@@ -22,14 +22,17 @@ import { RSchedule, CapPolicy, resolveSchedule, tokenCounts } from './schedule';
 import { bipartiteSoftMatching } from './matching';
 import { mergeWavg, mergeSource, ScatterMode, SourceModulator } from './merge';
 import { registerHook } from '../parallel/hook-specs';
-import { Pyra, pyraModulator } from './pyra';
+import { Pyra, pyraModulator, pyraBlockShape } from './pyra';
 
 export interface MergeHookOptions {
   /** Proportional attention: + log(size) on every key's logit (default true: ToMe's timm patch and PYRA, train + eval). */
   propAttn?: boolean;
   /** Track the 0/1 source map [B, N, N0] in `state.source` for visualisation (default false). */
   traceSource?: boolean;
-  /** The sequence has a DeiT distillation token at position 1 (default false; the kit's ViT has none). */
+  /**
+   * The sequence has a DeiT distillation token at position 1, protected like CLS (ToMe's timm patch sets this when the
+   * model has a `dist_token`). Default and only valid value: the model's `config.distillToken`.
+   */
   distillToken?: boolean;
   /** Scatter-add implementation (default 'segment'). */
   scatter?: ScatterMode;
@@ -44,7 +47,13 @@ export interface TomeHookOptions extends MergeHookOptions {
 
 const MERGE_KEYS = ['propAttn', 'traceSource', 'distillToken', 'scatter', 'onCap'];
 
-function checkModel(cfg: VitConfig, what: string): void {
+function checkModel(cfg: VitConfig, opts: MergeHookOptions, what: string): void {
+  if (opts.distillToken !== undefined && opts.distillToken !== cfg.distillToken) {
+    throw new Error(
+      `${what}: distillToken ${opts.distillToken} but the model ${cfg.distillToken ? 'has' : 'has no'} distillation token ` +
+        '(leave the option out: it follows config.distillToken)',
+    );
+  }
   if (cfg.numRegisters > 0) {
     throw new Error(
       `${what}: the model has ${cfg.numRegisters} register tokens; token merging would merge and reorder them ` +
@@ -56,10 +65,10 @@ function checkModel(cfg: VitConfig, what: string): void {
 /** The per-block merge hook shared by ToMe and PYRA. */
 function makeMerge(
   rs: readonly number[],
-  opts: MergeHookOptions,
+  opts: MergeHookOptions & { distillToken: boolean },
   modulatorFor: (index: number) => SourceModulator | undefined,
 ): (input: MergeSiteInput) => TokenState {
-  const distillToken = opts.distillToken ?? false;
+  const distillToken = opts.distillToken;
   const onCap = opts.onCap ?? 'cap';
   return ({ index, prefix, state, keyMean, env }: MergeSiteInput): TokenState => {
     if (prefix !== `blocks.${index}`) return state; // decoder blocks etc.
@@ -93,12 +102,13 @@ function compose(base: VitHooks, merge: VitHooks['merge'], propAttn: boolean, wh
  */
 export function tomeHooks(cfg: VitConfig, opts: TomeHookOptions, base: VitHooks = {}): VitHooks {
   checkKeys('tomeHooks options', opts, ['schedule', ...MERGE_KEYS]);
-  checkModel(cfg, 'tomeHooks');
+  checkModel(cfg, opts, 'tomeHooks');
   const rs = resolveSchedule(opts.schedule, cfg.depth);
+  const prot = numPosPrefix(cfg);
   if ((opts.onCap ?? 'cap') === 'error') {
-    tokenCounts(rs, cfg.depth, { numTokens: 1 + numPatches(cfg), protectedTokens: opts.distillToken ? 2 : 1, onCap: 'error' });
+    tokenCounts(rs, cfg.depth, { numTokens: prot + numPatches(cfg), protectedTokens: prot, onCap: 'error' });
   }
-  const merge = registerHook(makeMerge(rs, opts, () => undefined), { kind: 'tome', args: { cfg, opts } }); // rebuildable in workers
+  const merge = registerHook(makeMerge(rs, { ...opts, distillToken: cfg.distillToken }, () => undefined), { kind: 'tome', args: { cfg, opts } }); // rebuildable in workers
   return compose(base, merge, opts.propAttn ?? true, 'tomeHooks');
 }
 
@@ -108,20 +118,29 @@ export function tomeHooks(cfg: VitConfig, opts: TomeHookOptions, base: VitHooks 
  */
 export function pyraHooks(cfg: VitConfig, pyra: Pyra, opts: Omit<MergeHookOptions, 'onCap'> = {}, base: VitHooks = {}): VitHooks {
   checkKeys('pyraHooks options', opts, MERGE_KEYS.filter((k) => k !== 'onCap'));
-  checkModel(cfg, 'pyraHooks');
+  checkModel(cfg, opts, 'pyraHooks');
   if (pyra.embedDim !== cfg.embedDim) throw new Error(`pyraHooks: PYRA width ${pyra.embedDim} ≠ model width ${cfg.embedDim}`);
   if (pyra.schedule.length !== cfg.depth) {
     throw new Error(`pyraHooks: PYRA has ${pyra.schedule.length} blocks, the model ${cfg.depth}`);
   }
   pyra.params.blocks.forEach((b, i) => {
     const r = pyra.schedule[i];
-    if ((r > 0) !== (b !== undefined) || (b && (b.pyra_a.isDisposed || b.pyra_a.shape[0] !== r))) {
-      throw new Error(`pyraHooks: blocks.${i} parameters do not match schedule r = ${r} (disposed or resized?)`);
+    if ((r > 0) !== (b !== undefined)) throw new Error(`pyraHooks: blocks.${i} parameters do not match schedule r = ${r}`);
+    if (!b) return;
+    let shape: { r: number | null; D: number };
+    try {
+      shape = pyraBlockShape(b, pyra.variant);
+    } catch (e) {
+      throw new Error(`pyraHooks: blocks.${i}: ${(e as Error).message}`);
+    }
+    if ((shape.r !== null && shape.r !== r) || shape.D !== cfg.embedDim) {
+      throw new Error(`pyraHooks: blocks.${i} parameters are sized for r = ${shape.r}, D = ${shape.D}, the schedule says r = ${r}, the model D = ${cfg.embedDim} (resized?)`);
     }
   });
-  tokenCounts(pyra.schedule, cfg.depth, { numTokens: 1 + numPatches(cfg), protectedTokens: opts.distillToken ? 2 : 1, onCap: 'error' });
-  const mods = pyra.params.blocks.map((b, i) => (b ? pyraModulator(b, i) : undefined));
-  const merge = registerHook(makeMerge(pyra.schedule, { ...opts, onCap: 'error' }, (i) => mods[i]), { kind: 'pyra', args: { cfg, pyra, opts } });
+  const prot = numPosPrefix(cfg);
+  tokenCounts(pyra.schedule, cfg.depth, { numTokens: prot + numPatches(cfg), protectedTokens: prot, onCap: 'error' });
+  const mods = pyra.params.blocks.map((b, i) => (b ? pyraModulator(b, i, pyra.variant) : undefined));
+  const merge = registerHook(makeMerge(pyra.schedule, { ...opts, onCap: 'error', distillToken: cfg.distillToken }, (i) => mods[i]), { kind: 'pyra', args: { cfg, pyra, opts } });
   return compose(base, merge, opts.propAttn ?? true, 'pyraHooks');
 }
 

@@ -70,7 +70,7 @@ export const MAIN_OPTIMIZER = 'main';
  * depth+1 for everything after the blocks (final norm, head).
  */
 export function layerId(path: string, depth: number): number {
-  if (/^(cls_token|pos_embed|register_tokens|mask_token|patch_embed)(\.|$)/.test(path)) return 0;
+  if (/^(cls_token|dist_token|pos_embed|register_tokens|mask_token|patch_embed)(\.|$)/.test(path)) return 0;
   const m = /^blocks\.(\d+)\./.exec(path);
   if (m) return Number(m[1]) + 1;
   return depth + 1;

@@ -6,7 +6,12 @@
  * - timm-style supervised / MAE fine-tune encoders: `vit_{tiny,small,base,large}_patch{16,14}_224`;
  * - DINOv2 backbones as released (img 518, patch 14, LayerScale, mask token): `vit_{small,base,large}_patch14_dinov2`
  *   (+ `_reg4` variants with 4 register tokens);
- * - MAE encoders (fixed 2-D sin-cos position embedding, xavier init): `mae_vit_{base,large}_patch16`.
+ * - MAE encoders (fixed 2-D sin-cos position embedding, xavier init): `mae_vit_{base,large}_patch16`, and MAE's
+ *   fine-tuning model with average pooling (`global_pool`: mean of the patch tokens, then `fc_norm`; no final norm), as
+ *   PYRA's MAE experiments use it: `mae_vit_{base,large}_patch16_avg`;
+ * - DeiT (timm `deit_*_patch16_224`, same architecture as the ViT presets of that size) and DeiT distilled
+ *   (`deit_*_distilled_patch16_224`, timm `VisionTransformerDistilled`): a distillation token after CLS whose position
+ *   the table also covers, and a second head `head_dist`; see `distillToken`.
  * ViT-g/14 (SwiGLU FFN) is not provided: ExPLoRA's reported runs use B and L only.
  */
 import { checkKeys, fmtValue, lookup } from '../check';
@@ -26,6 +31,12 @@ export interface VitConfig {
   layerScale: number | null;
   /** Register tokens (DINOv2 reg variants), inserted after CLS and after position embeddings. */
   numRegisters: number;
+  /**
+   * DeiT distillation token (timm `VisionTransformerDistilled`): `dist_token` [1, 1, D] right after CLS, positioned by
+   * the table (pos_embed [1, 2 + N, D]), and `head_dist` on it. Inference averages the two heads' logits (DeiT);
+   * training returns both (see `VitOutput.logits`). Needs pool 'cls' and no registers.
+   */
+  distillToken: boolean;
   /** DINOv2 mask token [1, D] replacing masked patch embeddings (iBOT). */
   maskToken: boolean;
   /** 'learned' (timm/DINOv2) or fixed 2-D 'sincos' (MAE, stored as a frozen variable). */
@@ -54,7 +65,7 @@ export interface VitConfig {
 
 export const VIT_CONFIG_KEYS: readonly (keyof VitConfig)[] = [
   'imgSize', 'patchSize', 'inChans', 'embedDim', 'depth', 'numHeads', 'mlpRatio', 'qkvBias', 'layerScale',
-  'numRegisters', 'maskToken', 'posEmbed', 'posEmbedGrid', 'posEmbedInterp', 'normEps', 'pool', 'numClasses',
+  'numRegisters', 'distillToken', 'maskToken', 'posEmbed', 'posEmbedGrid', 'posEmbedInterp', 'normEps', 'pool', 'numClasses',
   'dropPathRate', 'dropPathMode', 'init',
 ];
 
@@ -69,6 +80,7 @@ const BASE: VitConfig = {
   qkvBias: true,
   layerScale: null,
   numRegisters: 0,
+  distillToken: false,
   maskToken: false,
   posEmbed: 'learned',
   posEmbedGrid: null,
@@ -118,6 +130,14 @@ export const VIT_PRESETS = {
   vit_large_patch14_reg4_dinov2: { ...BASE, ...SIZES.large, ...DINOV2, numRegisters: 4 },
   mae_vit_base_patch16: { ...BASE, ...SIZES.base, ...MAE },
   mae_vit_large_patch16: { ...BASE, ...SIZES.large, ...MAE },
+  mae_vit_base_patch16_avg: { ...BASE, ...SIZES.base, ...MAE, pool: 'avg' },
+  mae_vit_large_patch16_avg: { ...BASE, ...SIZES.large, ...MAE, pool: 'avg' },
+  deit_tiny_patch16_224: { ...BASE, ...SIZES.tiny },
+  deit_small_patch16_224: { ...BASE, ...SIZES.small },
+  deit_base_patch16_224: { ...BASE, ...SIZES.base },
+  deit_tiny_distilled_patch16_224: { ...BASE, ...SIZES.tiny, distillToken: true },
+  deit_small_distilled_patch16_224: { ...BASE, ...SIZES.small, distillToken: true },
+  deit_base_distilled_patch16_224: { ...BASE, ...SIZES.base, distillToken: true },
 } satisfies Record<string, VitConfig>;
 
 export type VitPresetName = keyof typeof VIT_PRESETS;
@@ -193,6 +213,9 @@ export function validateVitConfig(cfg: VitConfig): VitConfig {
   finite('dropPathRate', 'a number in [0, 1)', (v) => v >= 0 && v < 1);
   if (typeof cfg.numRegisters !== 'number' || !Number.isInteger(cfg.numRegisters) || cfg.numRegisters < 0) fail('numRegisters', 'an integer ≥ 0');
   if (typeof cfg.numClasses !== 'number' || !Number.isInteger(cfg.numClasses) || cfg.numClasses < 0) fail('numClasses', 'an integer ≥ 0');
+  bool('distillToken');
+  if (cfg.distillToken && cfg.pool !== 'cls') fail('distillToken', `false with pool '${cfg.pool}' (a distillation token needs pool 'cls', as DeiT)`);
+  if (cfg.distillToken && cfg.numRegisters > 0) fail('distillToken', `false with ${cfg.numRegisters} register tokens (not supported together)`);
   const oneOf = <K extends keyof VitConfig>(k: K, valid: readonly unknown[]): void => {
     if (!valid.includes(cfg[k])) fail(k, `one of ${valid.map((x) => `'${String(x)}'`).join(', ')}`);
   };
@@ -220,6 +243,16 @@ export function vitConfig(preset: VitPresetName | VitConfig, overrides: Partial<
     merged.posEmbedGrid = gridHW(base);
   }
   return Object.freeze(validateVitConfig(merged));
+}
+
+/** Tokens before the patches that the position table covers: CLS (+ the DeiT distillation token). */
+export function numPosPrefix(cfg: Pick<VitConfig, 'distillToken'>): number {
+  return cfg.distillToken ? 2 : 1;
+}
+
+/** Tokens before the patches in the sequence: CLS, the distillation token, registers. */
+export function numPrefixTokens(cfg: Pick<VitConfig, 'distillToken' | 'numRegisters'>): number {
+  return numPosPrefix(cfg) + cfg.numRegisters;
 }
 
 /** Stochastic-depth rate of each block. */

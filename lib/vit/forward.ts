@@ -20,7 +20,7 @@ import { assertLive } from '../tree';
 import { checkKeys, fmtValue } from '../check';
 import { dropPath } from '../ops/nn';
 import { linear as dense, layerNormFast as layerNorm, geluFast as gelu, attentionQKV } from '../ops/fast';
-import { VitConfig, posGridHW, dropPathRates } from './config';
+import { VitConfig, imgHW, posGridHW, dropPathRates, numPosPrefix, numPrefixTokens } from './config';
 import { BlockParams, LinearParams, NormParams, Vit, VitParams } from './params';
 import { resizeGridEmbed, sincos2d } from './posembed';
 import { CheckpointOptions, ForwardReplay, checkpointedBlock } from './checkpoint';
@@ -91,7 +91,7 @@ export interface VitForwardOptions {
 export interface BlockOutputs {
   /** CLS token [B, D] */
   cls: tf.Tensor2D;
-  /** patch tokens [B, N, D] (registers excluded) */
+  /** patch tokens [B, N, D] (registers and the distillation token excluded) */
   patchTokens: tf.Tensor3D;
 }
 
@@ -100,10 +100,19 @@ export interface VitOutput extends BlockOutputs {
   prenorm: tf.Tensor3D;
   /** Last n block outputs (oldest first), passed through the final norm when the model has one. */
   intermediates: BlockOutputs[];
-  /** What the head sees [B, D]: norm(x)[:,0] for pool 'cls'; fc_norm(mean of patch tokens) for 'avg'. */
+  /**
+   * What the head sees [B, D]: norm(x)[:,0] for pool 'cls'; fc_norm(mean of patch tokens) for 'avg'; with a DeiT
+   * distillation token (norm(x)[:,0] + norm(x)[:,1]) / 2 (timm's pre-logits).
+   */
   pooled: tf.Tensor2D;
-  /** Head output [B, numClasses], or null without a head. */
+  /**
+   * Head output [B, numClasses], or null without a head. With a DeiT distillation token: in evaluation the mean of the
+   * two heads, (head(cls) + head_dist(dist)) / 2, as DeiT infers; in training head(cls) alone (both heads are in
+   * `distilled`; PYRA's released DeiT training uses the cls head only).
+   */
   logits: tf.Tensor2D | null;
+  /** DeiT: the distillation token after the final norm and both heads' logits; null without a distillation token. */
+  distilled: { dist: tf.Tensor2D; clsLogits: tf.Tensor2D | null; distLogits: tf.Tensor2D | null } | null;
   /** Final token state (sizes/sources after merging). */
   state: TokenState;
 }
@@ -218,8 +227,9 @@ export function patchEmbed(vit: Vit, images: tf.Tensor4D, env: ForwardEnv): tf.T
 const sincosCache = new Map<string, Float32Array>();
 
 /**
- * The position table for a gh×gw input grid, [1, 1 + gh·gw, D] (CLS slot first): the stored table when the grid
- * matches, else the bicubic resize of its patch part (learned) or a freshly computed sin-cos table (fixed).
+ * The position table for a gh×gw input grid, [1, P + gh·gw, D] (CLS slot first, then the distillation token's when
+ * the model has one; P = `numPosPrefix`): the stored table when the grid matches, else the bicubic resize of its
+ * patch part (learned) or a freshly computed sin-cos table (fixed; zero prefix rows).
  */
 export function posEmbedFor(vit: Vit, gh: number, gw: number): tf.Tensor3D {
   const cfg = vit.config;
@@ -227,21 +237,25 @@ export function posEmbedFor(vit: Vit, gh: number, gw: number): tf.Tensor3D {
   const pos = vit.params.pos_embed as tf.Tensor as tf.Tensor3D;
   if (ph === gh && pw === gw) return pos;
   const D = cfg.embedDim;
+  const P = numPosPrefix(cfg);
   if (cfg.posEmbed === 'sincos') {
     const key = `${D}|${gh}|${gw}`;
     let table = sincosCache.get(key);
     if (!table) sincosCache.set(key, (table = sincos2d(D, gh, gw, true)));
-    return tf.tensor3d(table, [1, 1 + gh * gw, D]);
+    const t = tf.tensor3d(table, [1, 1 + gh * gw, D]);
+    if (P === 1) return t;
+    const out = tf.concat([tf.zeros([1, P - 1, D]), t], 1) as tf.Tensor3D; // zero rows for the extra prefix token
+    return out;
   }
-  const cls = pos.slice([0, 0, 0], [1, 1, D]);
-  const grid = pos.slice([0, 1, 0], [1, ph * pw, D]) as tf.Tensor3D;
+  const cls = pos.slice([0, 0, 0], [1, P, D]); // [1, P, D] prefix rows
+  const grid = pos.slice([0, P, 0], [1, ph * pw, D]) as tf.Tensor3D;
   const resized = resizeGridEmbed(grid, { from: [ph, pw], to: [gh, gw], mode: cfg.posEmbedInterp });
   return tf.concat([cls, resized], 1) as tf.Tensor3D;
 }
 
 /**
- * Input tokens: patch embedding, DINOv2 mask tokens, position embedding (CLS slot included), CLS first, then
- * registers (no position). images [B, H, W, C] → [B, 1 + R + N, D].
+ * Input tokens: patch embedding, DINOv2 mask tokens, position embedding (CLS slot included), CLS first, then the DeiT
+ * distillation token (positioned), then registers (no position). images [B, H, W, C] → [B, 1 (+1) + R + N, D].
  */
 export function prepareTokens(vit: Vit, images: tf.Tensor4D, env: ForwardEnv, masks?: tf.Tensor2D | null): tf.Tensor3D {
   const { embedDim: D } = vit.config;
@@ -257,7 +271,12 @@ export function prepareTokens(vit: Vit, images: tf.Tensor4D, env: ForwardEnv, ma
     x = tf.where(m, tf.broadcastTo(vit.params.mask_token.reshape([1, 1, D]), [B, N, D]), x) as tf.Tensor3D;
   }
   const cls = tf.broadcastTo(vit.params.cls_token, [B, 1, D]);
-  x = tf.add(tf.concat([cls, x], 1), posEmbedFor(vit, gh, gw)) as tf.Tensor3D; // [B,1+N,D]
+  const prefix = [cls];
+  if (vit.config.distillToken) {
+    if (!vit.params.dist_token) throw new Error('prepareTokens: config.distillToken is set but the model has no dist_token');
+    prefix.push(tf.broadcastTo(vit.params.dist_token, [B, 1, D]));
+  }
+  x = tf.add(tf.concat([...prefix, x], 1), posEmbedFor(vit, gh, gw)) as tf.Tensor3D; // [B,P+N,D]
   if (vit.params.register_tokens) {
     const R = vit.params.register_tokens.shape[1] as number;
     const regs = tf.broadcastTo(vit.params.register_tokens, [B, R, D]);
@@ -293,10 +312,13 @@ export function runBlocks(
   return { state, layers };
 }
 
-/** Split tokens [B, T, D] into CLS [B, D] and patch tokens [B, T-1-R, D]. */
-export function splitTokens(x: tf.Tensor3D, numRegisters: number): BlockOutputs {
+/**
+ * Split tokens [B, T, D] into CLS [B, D] and patch tokens [B, T − 1 − R (− 1), D] (after CLS, the DeiT distillation
+ * token when `distillToken`, and R registers).
+ */
+export function splitTokens(x: tf.Tensor3D, numRegisters: number, distillToken = false): BlockOutputs {
   const [B, T, D] = x.shape;
-  const skip = 1 + numRegisters;
+  const skip = 1 + (distillToken ? 1 : 0) + numRegisters;
   return {
     cls: x.slice([0, 0, 0], [B, 1, D]).reshape([B, D]) as tf.Tensor2D,
     patchTokens: x.slice([0, skip, 0], [B, T - skip, D]) as tf.Tensor3D,
@@ -317,20 +339,25 @@ export function vitForward(vit: Vit, images: tf.Tensor4D, opts: VitForwardOption
   const env = makeEnv(opts);
   const tokens = prepareTokens(vit, images, env, opts.masks);
   const { state, layers } = runBlocks(vit, tokens, env, opts);
-  const R = cfg.numRegisters;
+  const R = numPrefixTokens(cfg);
   const x = state.x;
   const normed = finalNorm(vit.params, x, cfg.normEps);
-  const { cls, patchTokens } = splitTokens(normed, R);
-  const intermediates = layers.map((l) => splitTokens(finalNorm(vit.params, l, cfg.normEps), R));
+  const { cls, patchTokens } = splitTokens(normed, cfg.numRegisters, cfg.distillToken);
+  const intermediates = layers.map((l) => splitTokens(finalNorm(vit.params, l, cfg.normEps), cfg.numRegisters, cfg.distillToken));
   let pooled: tf.Tensor2D;
-  if (cfg.pool === 'cls') {
+  let dist: tf.Tensor2D | null = null;
+  if (cfg.distillToken) {
+    const [B, , D] = normed.shape;
+    dist = normed.slice([0, 1, 0], [B, 1, D]).reshape([B, D]) as tf.Tensor2D; // token 1 (ToMe keeps it there)
+    pooled = tf.div(tf.add(cls, dist), 2) as tf.Tensor2D;
+  } else if (cfg.pool === 'cls') {
     pooled = cls;
   } else {
-    const pre = splitTokens(x, R).patchTokens; // mean over patch tokens of the pre-norm output (MAE global_pool)
+    const pre = splitTokens(x, cfg.numRegisters, cfg.distillToken).patchTokens; // mean over patch tokens of the pre-norm output (MAE global_pool)
     let mean: tf.Tensor2D;
     if (state.size) {
       const [B, T] = x.shape;
-      const s = state.size.slice([0, 1 + R, 0], [B, T - 1 - R, 1]); // size-weighted mean = mean over original patches
+      const s = state.size.slice([0, R, 0], [B, T - R, 1]); // size-weighted mean = mean over original patches
       mean = tf.div(tf.sum(tf.mul(pre, s), 1), tf.sum(s, 1)) as tf.Tensor2D;
     } else {
       mean = tf.mean(pre, 1) as tf.Tensor2D;
@@ -338,6 +365,15 @@ export function vitForward(vit: Vit, images: tf.Tensor4D, opts: VitForwardOption
     if (!vit.params.fc_norm) throw new Error("vitForward: pool 'avg' needs fc_norm parameters");
     pooled = norm(vit.params.fc_norm, mean, cfg.normEps) as tf.Tensor2D;
   }
+  if (dist) {
+    const { head, head_dist } = vit.params;
+    if (head && !head_dist) throw new Error('vitForward: a distilled model with a head needs head_dist parameters');
+    const clsLogits = head ? (linearSite(env, 'head', head, cls) as tf.Tensor2D) : null;
+    const distLogits = head_dist ? (linearSite(env, 'head_dist', head_dist, dist) as tf.Tensor2D) : null;
+    // DeiT: inference averages the two classifiers; training reports both (cls head as `logits`)
+    const logits = clsLogits && distLogits ? (env.training ? clsLogits : (tf.div(tf.add(clsLogits, distLogits), 2) as tf.Tensor2D)) : null;
+    return { cls, patchTokens, prenorm: x, intermediates, pooled, logits, state, distilled: { dist, clsLogits, distLogits } };
+  }
   const logits = vit.params.head ? (linearSite(env, 'head', vit.params.head, pooled) as tf.Tensor2D) : null;
-  return { cls, patchTokens, prenorm: x, intermediates, pooled, logits, state };
+  return { cls, patchTokens, prenorm: x, intermediates, pooled, logits, state, distilled: null };
 }

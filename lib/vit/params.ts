@@ -4,12 +4,14 @@
  * Layout (kit convention, chosen for the backends' fast paths; checkpoints on disk use PyTorch layout, see io/):
  * - Linear `weight` is stored **[in, out]** (transposed from PyTorch's [out, in]) so `x·W` needs no transposeB.
  * - `patch_embed.proj.weight` is stored **[p, p, C, D]** (HWIO; PyTorch OIHW [D, C, p, p]).
- * - Everything else has the checkpoint's shape: `cls_token` [1,1,D], `pos_embed` [1, 1+N, D], `mask_token` [1, D],
- *   `register_tokens` [1, R, D], LayerNorm `weight`/`bias` [D], LayerScale `gamma` [D].
+ * - Everything else has the checkpoint's shape: `cls_token` [1,1,D], `pos_embed` [1, 1+N, D] ([1, 2+N, D] with a DeiT
+ *   distillation token), `dist_token` [1,1,D], `mask_token` [1, D], `register_tokens` [1, R, D], LayerNorm
+ *   `weight`/`bias` [D], LayerScale `gamma` [D].
  *
  * Initialisation (DINOv2 `vision_transformer.py` `init_weights`, MAE `models_mae.py` `initialize_weights`),
  * deterministic from `seed`:
  * - timm / dinov2: Linear trunc-normal(0.02), bias 0; pos_embed trunc-normal(0.02); cls N(0, 1e-6); mask token 0;
+ *   DeiT `dist_token` trunc-normal(0.02) and `head_dist` as `head` (timm `VisionTransformerDistilled.init_weights`);
  *   patch embedding PyTorch's Conv2d default (kaiming-uniform a=√5: weight and bias U(±1/√(C·p²))).
  * - mae: Linear xavier-uniform, bias 0; patch embedding xavier-uniform on its [D, C·p²] view; cls N(0, 0.02);
  *   fixed sin-cos pos_embed (a frozen variable).
@@ -19,7 +21,7 @@ import * as tf from '@tensorflow/tfjs';
 import { Rng } from '../rng';
 import { fillInit, Init } from '../init';
 import { makeVariable, newScope, flattenTree, disposeTree, countParams } from '../tree';
-import { VitConfig, vitConfig, VitPresetName, gridHW, posGridHW, mlpHidden } from './config';
+import { VitConfig, vitConfig, VitPresetName, gridHW, posGridHW, mlpHidden, numPosPrefix } from './config';
 import { sincos2d } from './posembed';
 
 export interface LinearParams {
@@ -48,12 +50,16 @@ export interface VitParams {
   cls_token: tf.Variable;
   register_tokens?: tf.Variable;
   mask_token?: tf.Variable;
+  /** DeiT distillation token [1, 1, D] (config.distillToken). */
+  dist_token?: tf.Variable;
   pos_embed: tf.Variable;
   blocks: BlockParams[];
   /** Final LayerNorm (absent when pool = 'avg', as timm deletes it when fc_norm is used). */
   norm?: NormParams;
   fc_norm?: NormParams;
   head?: LinearParams;
+  /** DeiT distillation head (config.distillToken and numClasses > 0). */
+  head_dist?: LinearParams;
 }
 
 /**
@@ -145,6 +151,7 @@ export function createVit(
   const { embedDim: D, patchSize: p, inChans: C } = config;
   const [ph, pw] = posGridHW(config);
   const npos = ph * pw;
+  const P = numPosPrefix(config); // table rows before the patches: cls (+ dist)
   const fanIn = C * p * p;
   const isMae = config.init === 'mae';
 
@@ -162,14 +169,15 @@ export function createVit(
     cls_token: f.make('cls_token', [1, 1, D], { kind: 'normal', std: isMae ? 0.02 : 1e-6 }),
     pos_embed:
       config.posEmbed === 'sincos'
-        ? f.fromValues('pos_embed', [1, 1 + npos, D], sincos2d(D, ph, pw, true), false)
-        : f.make('pos_embed', [1, 1 + npos, D], { kind: 'truncNormal', std: 0.02 }),
+        ? f.fromValues('pos_embed', [1, P + npos, D], withPrefixRows(sincos2d(D, ph, pw, true), P, D), false)
+        : f.make('pos_embed', [1, P + npos, D], { kind: 'truncNormal', std: 0.02 }),
     blocks: [],
   };
   if (config.numRegisters > 0) {
     params.register_tokens = f.make('register_tokens', [1, config.numRegisters, D], { kind: 'normal', std: 1e-6 });
   }
   if (config.maskToken) params.mask_token = f.make('mask_token', [1, D], { kind: 'zeros' });
+  if (config.distillToken) params.dist_token = f.make('dist_token', [1, 1, D], { kind: 'truncNormal', std: 0.02 });
   const hidden = mlpHidden(config);
   for (let i = 0; i < config.depth; i++) {
     params.blocks.push(createBlockParams(f, `blocks.${i}`, D, hidden, config));
@@ -178,20 +186,32 @@ export function createVit(
   else params.fc_norm = f.norm('fc_norm', D);
   if (config.numClasses > 0) {
     params.head = f.linear('head', D, config.numClasses, { kind: 'truncNormal', std: 0.02 });
+    if (config.distillToken) params.head_dist = f.linear('head_dist', D, config.numClasses, { kind: 'truncNormal', std: 0.02 });
   }
-  // Canonical key order (checkpoint order): cls_token, pos_embed, register_tokens, mask_token, patch_embed, blocks, norm, fc_norm, head.
+  // Canonical key order (checkpoint order): cls_token, pos_embed, register_tokens, mask_token, dist_token, patch_embed,
+  // blocks, norm, fc_norm, head, head_dist (timm's state-dict order for VisionTransformerDistilled).
   const ordered: VitParams = {
     cls_token: params.cls_token,
     pos_embed: params.pos_embed,
     ...(params.register_tokens ? { register_tokens: params.register_tokens } : {}),
     ...(params.mask_token ? { mask_token: params.mask_token } : {}),
+    ...(params.dist_token ? { dist_token: params.dist_token } : {}),
     patch_embed: params.patch_embed,
     blocks: params.blocks,
     ...(params.norm ? { norm: params.norm } : {}),
     ...(params.fc_norm ? { fc_norm: params.fc_norm } : {}),
     ...(params.head ? { head: params.head } : {}),
+    ...(params.head_dist ? { head_dist: params.head_dist } : {}),
   };
   return { config, params: ordered, scope: f.scope };
+}
+
+/** A sin-cos table with one zero CLS row → `P` zero prefix rows (a second zero row for the distillation token). */
+function withPrefixRows(table: Float32Array, P: number, D: number): Float32Array {
+  if (P === 1) return table;
+  const out = new Float32Array(table.length + (P - 1) * D);
+  out.set(table.subarray(D), P * D);
+  return out;
 }
 
 /** Number of patch tokens for an input of the configured size. */
@@ -200,9 +220,9 @@ export function numPatches(cfg: VitConfig): number {
   return h * w;
 }
 
-/** Parameter count of the encoder (everything but `head`). */
+/** Parameter count of the encoder (everything but `head` and `head_dist`). */
 export function encoderParamCount(vit: Vit): number {
-  const { head: _head, ...rest } = vit.params;
+  const { head: _head, head_dist: _hd, ...rest } = vit.params;
   return countParams(rest);
 }
 

@@ -8,9 +8,9 @@ import * as tf from '@tensorflow/tfjs';
 import { Vit, createVit, disposeVit } from '../vit/params';
 import { VitConfig } from '../vit/config';
 import { VitHooks } from '../vit/forward';
-import { flattenTree } from '../tree';
+import { ParamTree, flattenTree } from '../tree';
 import { LoraAdapters, LoraModule, loraHooks } from '../peft/lora';
-import { Pyra, PyraParams } from '../tome/pyra';
+import { Pyra, PyraBlockParams, PyraParams, PyraVariant } from '../tome/pyra';
 import { tomeHooks, pyraHooks, TomeHookOptions, MergeHookOptions } from '../tome/hooks';
 import { hookSpec } from '../parallel/hook-specs';
 
@@ -50,7 +50,7 @@ export function unpack(p: Packed): Map<string, tf.Tensor> {
 type ShippedLinear = { kind: 'lora'; modules: Array<Omit<LoraModule, 'slices'> & { slices: Array<Omit<LoraModule['slices'][number], 'A' | 'B'>> }>; weights: Packed };
 type ShippedMerge =
   | { kind: 'tome'; opts: TomeHookOptions }
-  | { kind: 'pyra'; schedule: number[]; embedDim: number; weights: Packed; opts: Omit<MergeHookOptions, 'onCap'> };
+  | { kind: 'pyra'; schedule: number[]; embedDim: number; variant: PyraVariant; weights: Packed; opts: Omit<MergeHookOptions, 'onCap'> };
 
 /** A model for evaluation workers (structured-cloneable; the weights are shared, not copied). */
 export interface ShippedVit {
@@ -84,10 +84,9 @@ function shipMerge(fn: NonNullable<VitHooks['merge']>): ShippedMerge {
     const tensors: Array<[string, tf.Tensor]> = [];
     pyra.params.blocks.forEach((b, i) => {
       if (!b) return;
-      tensors.push([`${i}.pyra_a`, b.pyra_a], [`${i}.pyra_b`, b.pyra_b]);
-      for (const [k, v] of flattenTree(b.pyra_norm)) tensors.push([`${i}.pyra_norm.${k}`, v]);
+      for (const [k, v] of flattenTree(b as unknown as ParamTree)) tensors.push([`${i}.${k}`, v]); // every variant's leaves
     });
-    return { kind: 'pyra', schedule: [...pyra.schedule], embedDim: pyra.embedDim, weights: pack(tensors), opts };
+    return { kind: 'pyra', schedule: [...pyra.schedule], embedDim: pyra.embedDim, variant: pyra.variant, weights: pack(tensors), opts };
   }
   throw new Error('hooks.merge: only hooks made by tomeHooks / pyraHooks can be rebuilt in a worker; use workers: 1');
 }
@@ -133,14 +132,19 @@ export function landVit(s: ShippedVit): { vit: Vit; hooks: VitHooks; dispose: ()
     if (s.merge?.kind === 'tome') hooks = tomeHooks(s.config, s.merge.opts, hooks);
     else if (s.merge?.kind === 'pyra') {
       const w = unpack(s.merge.weights);
-      const blocks: PyraParams['blocks'] = s.merge.schedule.map((r, i) => {
-        if (r === 0) return undefined;
-        const v = (k: string): tf.Variable => tf.variable(w.get(`${i}.${k}`)!, false);
-        return { pyra_a: v('pyra_a'), pyra_b: v('pyra_b'), pyra_norm: { weight: v('pyra_norm.weight'), bias: v('pyra_norm.bias') } };
-      });
+      const blocks: PyraParams['blocks'] = s.merge.schedule.map(() => undefined);
+      for (const [key, t] of w) {
+        // '<block>.<path>' → blocks[block] as a tree (pyra_a, pyra_b, pyra_full, pyra_mlp.fc1.weight, pyra_norm.weight …)
+        const [head, ...rest] = key.split('.');
+        const i = Number(head);
+        let node = (blocks[i] ??= {}) as Record<string, unknown>;
+        for (const part of rest.slice(0, -1)) node = (node[part] ??= {}) as Record<string, unknown>;
+        const v = tf.variable(t, false);
+        owned.push(v);
+        node[rest[rest.length - 1]] = v;
+      }
       tf.dispose([...w.values()]);
-      for (const b of blocks) if (b) owned.push(b.pyra_a, b.pyra_b, b.pyra_norm.weight, b.pyra_norm.bias);
-      hooks = pyraHooks(s.config, { schedule: s.merge.schedule, embedDim: s.merge.embedDim, params: { blocks }, scope: 'shipped-pyra' }, s.merge.opts, hooks);
+      hooks = pyraHooks(s.config, { schedule: s.merge.schedule, embedDim: s.merge.embedDim, variant: s.merge.variant, params: { blocks: blocks as (PyraBlockParams | undefined)[] }, scope: 'shipped-pyra' }, s.merge.opts, hooks);
     }
     if (s.propAttn !== undefined) hooks.propAttn = s.propAttn;
     return { vit, hooks, dispose: () => { tf.dispose(owned); disposeVit(vit); } };

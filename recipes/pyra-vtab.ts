@@ -1,0 +1,130 @@
+/**
+ * PYRA's VTAB-1k tables read against a `runVtab` result (recipes/vtab.ts): the paper's averages beside ours, the
+ * paper's claims as scoreboard records with verdicts from intervals over seeds (lib/report/claims.ts), the ablation
+ * table, and training cost per method (seconds per run, analytic MACs of the schedule).
+ *
+ * Paper numbers: PYRA (ECCV 2024) Tables 2–3 (VTAB-1k averages, ViT-B/16 and ViT-L/16) and the §4 ablation table.
+ */
+import { ClaimRecord, ClaimTest, claimFromPairs } from '../lib/report/claims';
+import { Recipe, recipe } from './recipe';
+import type { PyraVariant } from '../lib/tome/pyra';
+import { PYRA_PAPER_AVERAGES, PYRA_METHOD_LABEL, PyraRunName } from './pyra-compare';
+import { PYRA_ABLATION_PAPER, pyraAblationPresets } from './pyra-presets';
+import { VtabResult, vtabAverages, VTAB_GROUPS } from './vtab';
+import { vitConfig } from '../lib/vit/config';
+import { vitMacs } from '../lib/tome/flops';
+
+const PAPER = 'PYRA (ECCV 2024, arXiv 2403.09192)';
+
+/** The paper's VTAB-1k average per method: `column` 'B' (ViT-B/16, smaller = ViT-S/16) or 'L' (ViT-L/16, smaller = ViT-B/16). */
+export function pyraPaperAverage(column: 'B' | 'L'): Record<string, number> {
+  return Object.fromEntries(PYRA_PAPER_AVERAGES.map((p) => [p.method, column === 'B' ? p.bAcc : p.lAcc]));
+}
+
+/**
+ * The paper's claims about the six methods as claim records: adverse compression (ToMe + LoRA high < smaller-model
+ * LoRA), PYRA's recovery (PYRA high > ToMe + LoRA high, PYRA high ≥ smaller model), low compression costs little
+ * (PYRA low ≥ LoRA − 1 point). Each is a paired difference of VTAB averages over the same seeds; a claim whose methods
+ * were not run is left out.
+ */
+export function pyraVtabClaims(res: VtabResult, o: { scale: string; column: 'B' | 'L'; source: string }): ClaimRecord[] {
+  const av = (m: PyraRunName): number[] => vtabAverages(res, m).average;
+  const paper = pyraPaperAverage(o.column);
+  const model = o.column === 'B' ? 'ViT-B/16 (smaller: ViT-S/16)' : 'ViT-L/16 (smaller: ViT-B/16)';
+  const pair = (a: PyraRunName, b: PyraRunName, claim: string, test: ClaimTest, table: string): ClaimRecord =>
+    claimFromPairs(
+      {
+        paper: PAPER, tableOrFigure: table, row: `${PYRA_METHOD_LABEL[a]} − ${PYRA_METHOD_LABEL[b]}, ${model}`,
+        metric: 'VTAB average difference (points; mean of group means, best test accuracy per task)',
+        paperValue: +(paper[a] - paper[b]).toFixed(2), claim, test, scale: o.scale, seeds: res.seeds, source: o.source,
+      },
+      av(a),
+      av(b),
+    );
+  const have = (...ms: PyraRunName[]): boolean => ms.every((m) => res.methods.includes(m));
+  return [
+    have('small-lora', 'tome-high') && pair('small-lora', 'tome-high', 'adverse compression: ToMe + LoRA at high compression falls below LoRA on a smaller model', { kind: 'greater', margin: 0 }, 'Table 3'),
+    have('pyra-high', 'tome-high') && pair('pyra-high', 'tome-high', 'PYRA recovers the accuracy ToMe + LoRA loses at high compression', { kind: 'greater', margin: 0 }, 'Table 3'),
+    have('pyra-high', 'small-lora') && pair('pyra-high', 'small-lora', 'PYRA at high compression beats the smaller model of equal throughput', { kind: 'greater', margin: 0 }, 'Table 3'),
+    have('pyra-low', 'lora') && pair('pyra-low', 'lora', 'at low compression PYRA loses (almost) nothing against uncompressed LoRA (tolerance 1 point)', { kind: 'not-less', tolerance: 1 }, 'Table 2'),
+  ].filter((c): c is ClaimRecord => c !== false); // claims whose methods were run
+}
+
+/** The ablation table: per variant our group means and average beside the paper's (ViT-B/16, high compression). */
+export function pyraAblationRows(res: VtabResult, labels: Record<string, string>): Array<Record<string, string | number | null>> {
+  return res.methods.map((m) => {
+    const av = vtabAverages(res, m);
+    const p = PYRA_ABLATION_PAPER[m as keyof typeof PYRA_ABLATION_PAPER] ?? null;
+    const mean = (xs: number[] | undefined): number | null => (xs ? +(xs.reduce((a, b) => a + b, 0) / xs.length).toFixed(1) : null);
+    const row: Record<string, string | number | null> = { configuration: labels[m] ?? m };
+    for (const g of VTAB_GROUPS) row[`${g} (ours)`] = mean(av.groups[g]);
+    row['avg (ours)'] = mean(av.average);
+    row['paper Nat. / Spec. / Struct.'] = p && p.natural !== null ? `${p.natural} / ${p.specialized} / ${p.structured}` : '—';
+    row['paper avg'] = p ? p.avg : null;
+    return row;
+  });
+}
+
+/** Claims of the ablation table: every variant against ToMe + LoRA (the paper: each one gains), paired over seeds. */
+export function pyraAblationClaims(res: VtabResult, labels: Record<string, string>, o: { scale: string; source: string }): ClaimRecord[] {
+  const tome = vtabAverages(res, 'tome').average;
+  const paperTome = PYRA_ABLATION_PAPER.tome!.avg;
+  return res.methods
+    .filter((m) => m !== 'tome')
+    .map((m) => {
+      const p = PYRA_ABLATION_PAPER[m as keyof typeof PYRA_ABLATION_PAPER];
+      return claimFromPairs(
+        {
+          paper: PAPER, tableOrFigure: 'ablation table (§4)', row: `${labels[m] ?? m} − ToMe + LoRA, ViT-B/16 high`,
+          metric: 'VTAB average difference (points)', paperValue: p ? +(p.avg - paperTome).toFixed(2) : null,
+          claim: `${labels[m] ?? m} improves on ToMe + LoRA at high compression`, test: { kind: 'greater', margin: 0 }, scale: o.scale, seeds: res.seeds, source: o.source,
+        },
+        vtabAverages(res, m).average,
+        tome,
+      );
+    });
+}
+
+/**
+ * Training cost per method: mean seconds of a final run (same steps and batch for all), analytic MACs per image of
+ * its schedule (forward; ToMe's §2.6 rule) and both relative to unmerged LoRA.
+ */
+export function pyraCostRows(res: VtabResult, methods: Record<string, Recipe>): Array<Record<string, string | number>> {
+  const sec = (m: string): number => {
+    const xs = res.cells.filter((c) => c.method === m).flatMap((c) => c.seconds);
+    return xs.reduce((a, b) => a + b, 0) / xs.length;
+  };
+  const macs = (m: string): number => {
+    const r = methods[m];
+    if (r.model.kind !== 'vit' || r.adapters.kind !== 'pyra') throw new Error(`pyraCostRows: ${m} is not a PYRA-form ViT recipe`);
+    const cfg = vitConfig(r.model.preset, r.model.overrides);
+    const sched = Array.isArray(r.adapters.schedule) ? r.adapters.schedule : new Array<number>(cfg.depth).fill(0);
+    return vitMacs(cfg, { schedule: sched, ...(r.adapters.method === 'pyra' ? { pyra: r.adapters.variant ?? true } : {}) }).total;
+  };
+  const base = 'lora' in methods ? 'lora' : Object.keys(methods)[0];
+  return res.methods.map((m) => ({
+    method: PYRA_METHOD_LABEL[m as PyraRunName] ?? m,
+    'train s / run': +sec(m).toFixed(1),
+    'time vs LoRA': +(sec(m) / sec(base)).toFixed(2),
+    'MMACs / image': +(macs(m) / 1e6).toFixed(2),
+    'MACs vs LoRA': +(macs(m) / macs(base)).toFixed(2),
+  }));
+}
+
+/**
+ * The ablation rows as recipes: `pyraHigh` (a PYRA-form recipe, method 'pyra') with each variant of the paper's
+ * ablation (lib/tome/pyra.ts `PYRA_ABLATIONS`), and its ToMe + LoRA baseline ('tome': method 'tome', no variant).
+ */
+export function pyraAblationPresetsForRecipe(pyraHigh: Recipe): Record<string, { label: string; variant: Partial<PyraVariant> | null; recipe: Recipe }> {
+  const a = pyraHigh.adapters;
+  if (a.kind !== 'pyra' || a.method !== 'pyra') throw new Error(`pyraAblationPresetsForRecipe: expected a PYRA recipe (adapters.kind 'pyra', method 'pyra'), got ${a.kind}${a.kind === 'pyra' ? ` method '${a.method}'` : ''}`);
+  const { variant: _v, ...plain } = a;
+  const rows = pyraAblationPresets({ method: 'pyra', backbone: a.backbone, schedule: a.schedule, loraRank: a.loraRank, loraInit: a.loraInit, loraDropout: a.loraDropout, propAttn: a.propAttn });
+  const out: Record<string, { label: string; variant: Partial<PyraVariant> | null; recipe: Recipe }> = {};
+  for (const [k, row] of Object.entries(rows)) {
+    const variant = row.preset.method === 'pyra' ? (row.preset.variant ?? null) : null;
+    const adapters = row.preset.method === 'tome' ? { ...plain, method: 'tome' as const } : { ...plain, variant: { ...variant } };
+    out[k] = { label: row.label, variant, recipe: recipe({ ...pyraHigh, name: `${pyraHigh.name}-${k}`, tags: { ...pyraHigh.tags, ablation: k }, adapters }) };
+  }
+  return out;
+}
