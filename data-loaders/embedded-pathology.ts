@@ -39,7 +39,7 @@ export interface HospitalStain {
  */
 export const HOSPITAL_STAINS: readonly HospitalStain[] = [
   { hematoxylin: [0.65, 0.7, 0.29], eosin: [0.07, 0.99, 0.11], hScale: 1, eScale: 1, wb: [1, 1, 1], gamma: 1, blur: 0 },
-  { hematoxylin: [0.56, 0.74, 0.37], eosin: [0.1, 0.97, 0.2], hScale: 1.1, eScale: 0.8, wb: [0.97, 1, 1.04], gamma: 1.05, blur: 0.004 },
+  { hematoxylin: [0.52, 0.75, 0.41], eosin: [0.1, 0.97, 0.22], hScale: 1.15, eScale: 0.75, wb: [0.95, 1, 1.06], gamma: 1.08, blur: 0.006 },
   { hematoxylin: [0.48, 0.76, 0.44], eosin: [0.04, 0.88, 0.47], hScale: 1.35, eScale: 0.6, wb: [0.92, 0.97, 1.08], gamma: 1.15, blur: 0.012 },
   { hematoxylin: [0.69, 0.68, 0.24], eosin: [0.12, 0.98, 0.16], hScale: 0.85, eScale: 1.2, wb: [1.04, 1, 0.95], gamma: 0.95, blur: 0 },
   { hematoxylin: [0.62, 0.72, 0.31], eosin: [0.08, 0.96, 0.24], hScale: 1, eScale: 0.9, wb: [1.01, 0.99, 1.01], gamma: 1, blur: 0.006 },
@@ -65,15 +65,18 @@ export function renderPathologyPatch(tumor: boolean, hospital: number, S: number
   if (!st) throw new Error(`renderPathologyPatch: hospital must be 0–${HOSPITAL_STAINS.length - 1}, got ${hospital}`);
   const lr = rng.fork('tissue');
   // tumour region: a noisy blob; for tumour patches it covers the centre, for hard negatives it stays outside the centre
-  const hard = !tumor && lr.next() < 0.3;
+  const hard = !tumor && lr.next() < 0.35;
+  // normal look-alikes: a germinal centre (medium, paler nuclei) in 35 % of the normal patches, anywhere
+  const germinal = !tumor && lr.next() < 0.35 ? { x: lr.uniform(0.2, 0.8), y: lr.uniform(0.2, 0.8), r: lr.uniform(0.2, 0.35) } : null;
   const blob = new ValueNoise(lr, 3, 2);
   let cx = 0.5;
   let cy = 0.5;
   let rad = 0;
   if (tumor) {
-    cx = lr.uniform(0.35, 0.65);
-    cy = lr.uniform(0.35, 0.65);
-    rad = lr.uniform(0.3, 0.55);
+    // the region always holds the patch centre but may cover only part of the central third
+    cx = lr.uniform(0.3, 0.7);
+    cy = lr.uniform(0.3, 0.7);
+    rad = Math.max(Math.hypot(cx - 0.5, cy - 0.5) + 0.08, lr.uniform(0.18, 0.45));
   } else if (hard) {
     const corner = lr.int(4);
     cx = corner % 2 ? lr.uniform(0.92, 1.1) : lr.uniform(-0.1, 0.08);
@@ -100,7 +103,8 @@ export function renderPathologyPatch(tumor: boolean, hospital: number, S: number
     const y = lr.uniform(-0.05, 1.05);
     const tum = region(x, y);
     if (!tum && (inFat(x, y) || lr.next() > density)) continue;
-    const r = tum ? lr.uniform(0.055, 0.085) : lymphR * lr.uniform(0.85, 1.15);
+    const inGerm = !tum && germinal !== null && Math.hypot(x - germinal.x, y - germinal.y) < germinal.r;
+    const r = tum ? lr.uniform(0.045, 0.075) : inGerm ? lr.uniform(0.04, 0.055) : lymphR * lr.uniform(0.85, 1.15);
     const gap = tum ? 1.25 : 1.05;
     const cx0 = pcell(x);
     const cy0 = pcell(y);
@@ -111,7 +115,7 @@ export function renderPathologyPatch(tumor: boolean, hospital: number, S: number
       }
     }
     if (clash) continue;
-    const nu: Nucleus = { x, y, r, tumor: tum, a1: lr.uniform(0, 6.3), a2: lr.uniform(0, 6.3), e: tum ? lr.uniform(0.1, 0.3) : 0.05, rot: lr.uniform(0, Math.PI) };
+    const nu: Nucleus = { x, y, r, tumor: tum || inGerm, a1: lr.uniform(0, 6.3), a2: lr.uniform(0, 6.3), e: tum ? lr.uniform(0.1, 0.3) : inGerm ? lr.uniform(0.05, 0.15) : 0.05, rot: lr.uniform(0, Math.PI) };
     nuclei.push(nu);
     placed[cy0 * (PG + 2) + cx0].push(nu);
   }

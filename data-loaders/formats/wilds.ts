@@ -212,7 +212,7 @@ export async function camelyon17Protocol(
     return ds;
   };
   const pick = (split: string): Dataset => splitSubset(all as RecordDataset<WildsRecord>, CAMELYON17_SPLITS, split);
-  const ids = new Set(splits.map((s) => {
+  const ids = new Set<number>(splits.map((s) => {
     if (!(s in CAMELYON17_UNLABELED_SPLITS)) throw new Error(`camelyon17Protocol: unknown unlabelled split '${s}'; valid: ${Object.keys(CAMELYON17_UNLABELED_SPLITS).join(', ')}`);
     return CAMELYON17_UNLABELED_SPLITS[s];
   }));
