@@ -159,7 +159,7 @@ const CONFIGS: Record<string, () => void> = {
     const opt = new Optimizer(ADAMW_DEFAULTS, sel.trainable);
     const B = c.finetune.batch;
     const x = rand([B, c.imgSize, c.imgSize, 3], 9) as tf.Tensor4D;
-    const m = tf.floor(rand([B, c.imgSize, c.imgSize, 1], 10).mul(2)) as tf.Tensor4D;
+    const m = tf.tidy(() => tf.floor(rand([B, c.imgSize, c.imgSize, 1], 10).mul(2))) as tf.Tensor4D;
     const t = time(() =>
       trainStep({
         params: sel.trainable,

@@ -8,3 +8,4 @@ export * from './explora-mae';
 export * from './explora-dino';
 export * from './supervised';
 export * from './source-vit';
+export * from './beyondrgb-smoke';

@@ -40,6 +40,7 @@ import { flattenTree } from '../lib/tree';
 import { FINETUNE_SPEC } from '../recipes/finetune';
 import { setupExploraSatMaeGroup, setupExploraSatMaeTemporal, EXPLORA_MAE_PRESETS } from '../recipes/explora-mae';
 import { Rng } from '../lib/rng';
+import { BEYOND_RGB_SMOKE } from '../recipes/beyondrgb-smoke';
 
 function groupFromCase(f: ModelCase): SatMaeGroupVit {
   const c = f.config as Record<string, number>;
@@ -305,5 +306,33 @@ describe('SatMAE temporal classifier (models_vit_temporal.py)', () => {
       assert.throws(() => satMaeTemporalVitForward(m, tf.zeros([1, 3, 16, 16, 3]) as tf.Tensor5D, [[[1, 2], [2, 3], [3, 4]]]), /expected \[1\]\[3\]\[3\] \(year offset, month − 1, hour\)/);
     });
     disposeSatMaeTemporalVit(m);
+  });
+});
+
+describe('beyond-RGB smoke presets (recipes/beyondrgb-smoke.ts)', () => {
+  it('every smoke model and recipe builds with the shared source-MAE backbone; ExPLoRA trains what the recipes say', () => {
+    const P = BEYOND_RGB_SMOKE;
+    const ms = createSatMaeGroup('satmae_group_vit_base_patch8', { ...P.backbone, imgSize: P.multispectral.imgSize, patchSize: P.multispectral.patchSize, channelEmbedDim: P.multispectral.channelEmbedDim, decoder: P.decoder, decoderChannelEmbedDim: P.multispectral.decoderChannelEmbedDim });
+    assert.equal(satMaeGroupTokenCount(ms), 48);
+    const run = setupExploraSatMaeGroup(ms, P.multispectral.explora.recipe);
+    // blocks 1 and L, r4 on the 4 others, norms, cls, group patch embeddings, decoder r4 + norms + per-group heads
+    const D = 96;
+    const block = 12 * D * D + 13 * D;
+    const enc = 2 * block + 4 * 2 * 2 * 4 * D + 4 * 4 * D + 2 * D + D + (4 + 4 + 2) * 64 * D + 3 * D;
+    assert.equal(run.explora.selection.summary.trainableEncoder, enc);
+    run.dispose();
+    disposeSatMaeGroup(ms);
+    const tm = createSatMaeTemporal('satmae_temporal_vit_base_patch16', { ...P.backbone, imgSize: P.temporal.imgSize, timeEmbedDim: P.temporal.timeEmbedDim, decoder: P.decoder, decoderTimeEmbedDim: P.temporal.decoderTimeEmbedDim });
+    const trun = setupExploraSatMaeTemporal(tm, P.temporal.explora.recipe);
+    assert.ok([...trun.explora.lora!.modules.values()].every((mm) => mm.rank === 4));
+    trun.dispose();
+    disposeSatMaeTemporal(tm);
+    assert.equal(P.seeds.length, 3);
+    for (const k of ['multispectral', 'temporal', 'wilds', 'spacenet'] as const) {
+      assert.ok(P[k].finetune.steps > 0 && P[k].finetune.batch > 0 && P[k].finetune.rank > 0);
+      assert.ok(P[k].explora.steps > 0);
+    }
+    assert.equal(P.wilds.explora.recipe.rank, 8);
+    assert.equal(P.wilds.explora.recipe.decoderRank, 2);
   });
 });
