@@ -8,7 +8,7 @@
  * Photometric ops that assume RGB throw on other channel counts; `spectralJitter` is the multispectral-safe variant.
  */
 import { Rng } from '../lib/rng';
-import { checkKeys } from '../lib/check';
+import { checkKeys, fmtValue, checkNumber, checkOneOf } from '../lib/check';
 import { Img, makeImg, shapeOf } from './image';
 import type { Sample, SampleTransform, ViewsTransform } from './dataset';
 import {
@@ -92,16 +92,34 @@ export interface RandomResizedCropOptions {
   interpolation?: Interpolation;
 }
 
-function hw(size: number | [number, number]): [number, number] {
-  return typeof size === 'number' ? [size, size] : size;
+function hw(size: number | [number, number], what = 'size'): [number, number] {
+  const [h, w] = typeof size === 'number' ? [size, size] : Array.isArray(size) && size.length === 2 ? size : [NaN, NaN];
+  if (!(Number.isInteger(h) && Number.isInteger(w) && h > 0 && w > 0)) {
+    throw new Error(`${what}: expected a positive integer or a [height, width] pair of them, got ${fmtValue(size)}`);
+  }
+  return [h, w];
+}
+
+/** Throw unless `p` is a probability. */
+function checkP(what: string, p: unknown): void {
+  checkNumber(what, p, { min: 0, max: 1 });
+}
+
+/** Throw unless `r` is a [lo, hi] range of finite numbers with lo ≤ hi (and lo ≥ `min`, or lo > `min` with `gt`). */
+function checkRange(what: string, r: unknown, min: number, gt = false): void {
+  const ok = Array.isArray(r) && r.length === 2 && r.every((v) => typeof v === 'number' && Number.isFinite(v)) && r[0] <= r[1] && (gt ? r[0] > min : r[0] >= min);
+  if (!ok) throw new Error(`${what}: expected [lo, hi] with ${gt ? `${min} < lo` : `${min} ≤ lo`} ≤ hi, got ${fmtValue(r)}`);
 }
 
 /** RandomResizedCrop (bicubic by default); frames share the crop, masks use nearest. Any channel count. */
 export function randomResizedCrop(opt: RandomResizedCropOptions): SampleTransform {
   checkKeys('RandomResizedCropOptions', opt, ['size', 'scale', 'ratio', 'interpolation']);
-  const [oh, ow] = hw(opt.size);
+  const [oh, ow] = hw(opt.size, 'RandomResizedCropOptions.size');
   const scale = opt.scale ?? [0.08, 1];
   const ratio = opt.ratio ?? [3 / 4, 4 / 3];
+  checkRange('RandomResizedCropOptions.scale', scale, 0, true);
+  if (scale[1] > 1) throw new Error(`RandomResizedCropOptions.scale: the area fraction cannot exceed 1, got ${fmtValue(scale)}`);
+  checkRange('RandomResizedCropOptions.ratio', ratio, 0, true);
   const interp = opt.interpolation ?? 'bicubic';
   return (s, rng) => {
     const box = rrcParams(s.image.height, s.image.width, scale, ratio, rng);
@@ -115,17 +133,20 @@ export function randomResizedCrop(opt: RandomResizedCropOptions): SampleTransfor
 
 /** Horizontal flip with probability p (default 0.5). */
 export function randomHFlip(p = 0.5): SampleTransform {
+  checkP('randomHFlip: p', p);
   return (s, rng) => (rng.next() < p ? mapImages(s, flipH, flipH) : s);
 }
 
 /** Resize to exactly size (e.g. VTAB-1k: direct 224×224 bicubic, no crop). */
 export function resizeTo(size: number | [number, number], interp: Interpolation = 'bicubic'): SampleTransform {
-  const [oh, ow] = hw(size);
+  const [oh, ow] = hw(size, 'resizeTo: size');
   return (s) => mapImages(s, (img) => resize(img, oh, ow, interp), (m) => resize(m, oh, ow, 'nearest'));
 }
 
 /** torchvision Resize(int) (shorter side) then CenterCrop (the usual eval transform). */
 export function resizeCenterCrop(resizeShort: number, cropSize: number, interp: Interpolation = 'bicubic'): SampleTransform {
+  checkNumber('resizeCenterCrop: resizeShort', resizeShort, { integer: true, min: 1 });
+  checkNumber('resizeCenterCrop: cropSize', cropSize, { integer: true, min: 1 });
   return (s) =>
     mapImages(
       s,
@@ -247,6 +268,8 @@ export function solarizeImg(img: Img, threshold = 128 / 255): Img {
 
 /** 1-D Gaussian kernel as torchvision: x = linspace(−(k−1)/2, (k−1)/2, k), exp(−x²/(2σ²)), normalised. */
 export function gaussianKernel(k: number, sigma: number): Float64Array {
+  checkNumber('gaussianKernel: size', k, { integer: true, min: 1 });
+  checkNumber('gaussianKernel: sigma', sigma, { gt: 0 });
   const w = new Float64Array(k);
   let s = 0;
   for (let i = 0; i < k; i++) {
@@ -267,7 +290,7 @@ function reflect(i: number, n: number): number {
 
 /** Separable Gaussian blur with reflect padding (torch 'reflect': edge pixel not repeated). Any channel count. */
 export function gaussianBlurImg(img: Img, sigma: number, kernelSize = 9): Img {
-  if (kernelSize % 2 !== 1 || kernelSize < 1) throw new Error(`gaussianBlur: kernel size must be odd, got ${kernelSize}`);
+  if (kernelSize % 2 !== 1 || kernelSize < 1) throw new Error(`gaussianBlur: kernel size must be odd, got ${fmtValue(kernelSize)}`);
   const k = gaussianKernel(kernelSize, sigma);
   const r = (kernelSize - 1) / 2;
   const { height: H, width: W, channels: C } = img;
@@ -310,7 +333,9 @@ export interface ColorJitterOptions {
 export function colorJitter(opt: ColorJitterOptions): SampleTransform {
   checkKeys('ColorJitterOptions', opt, ['brightness', 'contrast', 'saturation', 'hue', 'p']);
   const { brightness = 0, contrast = 0, saturation = 0, hue = 0, p = 1 } = opt;
-  if (hue < 0 || hue > 0.5) throw new Error(`colorJitter: hue must be in [0, 0.5], got ${hue}`);
+  for (const [k, v] of [['brightness', brightness], ['contrast', contrast], ['saturation', saturation]] as const) checkNumber(`colorJitter: ${k}`, v, { min: 0 });
+  checkNumber('colorJitter: hue', hue, { min: 0, max: 0.5 });
+  checkP('colorJitter: p', p);
   return (s, rng) => {
     if (rng.next() >= p) return s;
     const order = rng.permutation(4);
@@ -336,11 +361,15 @@ export function colorJitter(opt: ColorJitterOptions): SampleTransform {
 
 /** RandomGrayscale(p). RGB only. */
 export function randomGrayscale(p = 0.1): SampleTransform {
+  checkP('randomGrayscale: p', p);
   return (s, rng) => (rng.next() < p ? mapImages(s, toGrayscale, (m) => m) : s);
 }
 
 /** Gaussian blur with σ ~ U(sigma) applied with probability p (kernel 9 as DINOv2). Any channel count. */
 export function randomGaussianBlur(p: number, sigma: [number, number] = [0.1, 2.0], kernelSize = 9): SampleTransform {
+  checkP('randomGaussianBlur: p', p);
+  checkRange('randomGaussianBlur: sigma', sigma, 0, true);
+  checkNumber('randomGaussianBlur: kernelSize', kernelSize, { integer: true, min: 1 });
   return (s, rng) => {
     if (rng.next() >= p) return s;
     const sg = rng.uniform(sigma[0], sigma[1]);
@@ -350,6 +379,8 @@ export function randomGaussianBlur(p: number, sigma: [number, number] = [0.1, 2.
 
 /** RandomSolarize(threshold, p) on [0, 1] data. */
 export function randomSolarize(p: number, threshold = 128 / 255): SampleTransform {
+  checkP('randomSolarize: p', p);
+  checkNumber('randomSolarize: threshold', threshold);
   return (s, rng) => (rng.next() < p ? mapImages(s, (img) => solarizeImg(img, threshold), (m) => m) : s);
 }
 
@@ -361,6 +392,9 @@ export function randomSolarize(p: number, threshold = 128 / 255): SampleTransfor
 export function spectralJitter(opt: { brightness?: number; contrast?: number; p?: number }): SampleTransform {
   checkKeys('spectralJitter options', opt, ['brightness', 'contrast', 'p']);
   const { brightness = 0, contrast = 0, p = 1 } = opt;
+  checkNumber('spectralJitter: brightness', brightness, { min: 0, max: 1 });
+  checkNumber('spectralJitter: contrast', contrast, { min: 0 });
+  checkP('spectralJitter: p', p);
   return (s, rng) => {
     if (rng.next() >= p) return s;
     const g = rng.uniform(1 - brightness, 1 + brightness);
@@ -438,6 +472,10 @@ export function dinoMultiCrop(opt: MultiCropOptions = {}): ViewsTransform {
   const gs = opt.globalSize ?? 224;
   const ls = opt.localSize ?? 96;
   const nLocal = opt.nLocal ?? 8;
+  checkNumber('MultiCropOptions.nLocal', nLocal, { integer: true, min: 0 });
+  hw(gs, 'MultiCropOptions.globalSize');
+  hw(ls, 'MultiCropOptions.localSize');
+  if (opt.blurMode !== undefined) checkOneOf('MultiCropOptions.blurMode', opt.blurMode, ['effective', 'intended']);
   const rgb = opt.rgb ?? true;
   const [pg1, pg2, pl] = multiCropBlurProbs(opt.blurMode ?? 'effective');
   const norm = opt.normalize === undefined ? IMAGENET_STATS : opt.normalize;

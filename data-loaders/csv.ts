@@ -109,7 +109,14 @@ export async function readCsv(path: string): Promise<CsvTable> {
 export function column(t: CsvTable, name: string): number {
   const k = t.header.indexOf(name);
   if (k < 0) throw new Error(`${t.source}: missing column '${name}'; columns: ${t.header.map((h) => `'${h}'`).join(', ')}`);
+  checkUnique(t, name, k);
   return k;
+}
+
+/** A column read by name must be named once (pandas would rename the second 'x' to 'x.1'; which one is meant?). */
+function checkUnique(t: CsvTable, name: string, k: number): void {
+  const again = t.header.indexOf(name, k + 1);
+  if (again >= 0) throw new Error(`${t.source}: column '${name}' appears twice in the header (columns ${k} and ${again})`);
 }
 
 /** Indices of several required columns (all missing ones are named in one error). */
@@ -122,7 +129,10 @@ export function columns<K extends string>(t: CsvTable, names: readonly K[]): Rec
     );
   }
   const out = {} as Record<K, number>;
-  for (const n of names) out[n] = t.header.indexOf(n);
+  for (const n of names) {
+    out[n] = t.header.indexOf(n);
+    checkUnique(t, n, out[n]);
+  }
   return out;
 }
 

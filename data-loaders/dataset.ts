@@ -12,8 +12,9 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { Rng } from '../lib/rng';
-import { checkKeys } from '../lib/check';
+import { checkBoolean, checkKeys, checkNumber, fmtValue } from '../lib/check';
 import { Img, checkImg, shapeOf } from './image';
+import { checkStatsValues } from './transforms';
 
 /** Metadata attached to a sample (format specific: timestamps, hospital, bounding boxes, ...). */
 export type Meta = Record<string, unknown>;
@@ -58,7 +59,7 @@ export interface Dataset {
 
 /** Throw unless 0 ≤ i < n. */
 export function checkIndex(name: string, i: number, n: number): void {
-  if (!Number.isInteger(i) || i < 0 || i >= n) throw new Error(`${name}: index ${i} out of range [0, ${n})`);
+  if (!Number.isInteger(i) || i < 0 || i >= n) throw new Error(`${name}: index ${fmtValue(i)} out of range [0, ${n})`);
 }
 
 /**
@@ -104,6 +105,46 @@ export function subset(ds: Dataset, indices: readonly number[], name = `${ds.nam
     get: async (i: number, rng?: Rng) => {
       checkIndex(name, i, idx.length);
       return { ...(await ds.get(idx[i], rng)), index: i };
+    },
+  };
+}
+
+/**
+ * The samples of several datasets one after another (re-indexed 0..Σn−1; the classes must agree), e.g. VTAB-1k's
+ * train800 + val200 or the embedded train + val splits.
+ */
+export function concatDatasets(parts: readonly Dataset[], name = parts.map((d) => d.name).join('+')): Dataset {
+  if (parts.length === 0) throw new Error('concatDatasets: no dataset');
+  if (parts.length === 1) return parts[0];
+  const classes = parts[0].classes;
+  for (const d of parts.slice(1)) {
+    if (JSON.stringify(d.classes ?? null) !== JSON.stringify(classes ?? null)) {
+      throw new Error(`concatDatasets(${name}): ${d.name} has classes [${(d.classes ?? []).join(', ')}], ${parts[0].name} has [${(classes ?? []).join(', ')}]`);
+    }
+  }
+  const starts: number[] = [];
+  let n = 0;
+  for (const d of parts) {
+    starts.push(n);
+    n += d.length;
+  }
+  const locate = (i: number): [Dataset, number] => {
+    checkIndex(name, i, n);
+    let k = parts.length - 1;
+    while (starts[k] > i) k--;
+    return [parts[k], i - starts[k]];
+  };
+  return {
+    name,
+    length: n,
+    classes,
+    info: (i: number) => {
+      const [d, j] = locate(i);
+      return d.info(j);
+    },
+    get: async (i: number, rng?: Rng) => {
+      const [d, j] = locate(i);
+      return { ...(await d.get(j, rng)), index: i };
     },
   };
 }
@@ -260,9 +301,16 @@ export class Loader {
   ) {
     checkKeys('LoaderOptions', opt, LOADER_KEYS);
     if (!Number.isInteger(opt.batchSize) || opt.batchSize <= 0) {
-      throw new Error(`LoaderOptions.batchSize must be a positive integer, got ${opt.batchSize}`);
+      throw new Error(`LoaderOptions.batchSize must be a positive integer, got ${fmtValue(opt.batchSize)}`);
     }
     if (opt.transform && opt.views) throw new Error('LoaderOptions: give either `transform` or `views`, not both');
+    if (opt.seed !== undefined) checkNumber('LoaderOptions.seed', opt.seed, { integer: true });
+    for (const k of ['shuffle', 'dropLast'] as const) if (opt[k] !== undefined) checkBoolean(`LoaderOptions.${k}`, opt[k]);
+    if (opt.prefetch !== undefined) checkNumber('LoaderOptions.prefetch', opt.prefetch, { integer: true, min: 0 });
+    if (opt.concurrency !== undefined) checkNumber('LoaderOptions.concurrency', opt.concurrency, { integer: true, min: 1 });
+    for (const k of ['transform', 'views', 'batchTransform', 'onProgress'] as const) {
+      if (opt[k] !== undefined && typeof opt[k] !== 'function') throw new Error(`LoaderOptions.${k}: expected a function, got ${fmtValue(opt[k])}`);
+    }
     this.opt = opt;
     this.batchSize = opt.batchSize;
     this.seed = opt.seed ?? 0;
@@ -291,7 +339,7 @@ export class Loader {
 
   /** Dataset indices of global step `step`. */
   indicesAt(step: number): number[] {
-    if (!Number.isInteger(step) || step < 0) throw new Error(`Loader.indicesAt: step must be an integer ≥ 0, got ${step}`);
+    if (!Number.isInteger(step) || step < 0) throw new Error(`Loader.indicesAt: step must be an integer ≥ 0, got ${fmtValue(step)}`);
     const epoch = Math.floor(step / this.stepsPerEpoch);
     const k = step % this.stepsPerEpoch;
     return this.order(epoch).slice(k * this.batchSize, (k + 1) * this.batchSize);
@@ -458,11 +506,6 @@ export function stackImages(imgs: Img[], what: string, indices?: number[]): tf.T
   return tf.tensor4d(buf, [imgs.length, h, w, c]);
 }
 
-/** Convenience: `new Loader(ds, opt)`. */
-export function createLoader(ds: Dataset, opt: LoaderOptions): Loader {
-  return new Loader(ds, opt);
-}
-
 /**
  * Visit every sample of a dataset (decoded, untransformed) with bounded concurrency, reporting progress, e.g. to
  * compute per-band statistics. `fn` is called in index order.
@@ -525,6 +568,7 @@ export async function channelStats(
  * pipelines that keep [0, 1] pixels through the sample transforms. Runs inside the loader's tidy.
  */
 export function normalizeBatch(stats: { mean: readonly number[]; std: readonly number[] }): (b: Batch) => Batch {
+  checkStatsValues(stats, 'normalizeBatch');
   const norm = (t: tf.Tensor4D): tf.Tensor4D => {
     const c = t.shape[3];
     if (stats.mean.length !== c || stats.std.length !== c) {

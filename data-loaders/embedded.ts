@@ -9,13 +9,16 @@
  *
  * `ensureEmbedded()` generates into `<cacheDir>/<name>-<seed>-<size>/` once and reuses it: generation writes into a
  * temporary sibling folder, writes `COMPLETE.json` last and renames the folder into place, so a half-written cache is
- * never used (an interrupted run leaves only a `*.tmp-*` folder that is ignored and cleaned up). See
+ * never used (an interrupted run leaves only a `*.tmp-<host>.<pid>.*` folder that is ignored, and removed by a later
+ * run once its generator process is gone). See
  * data-loaders/README.md for what these datasets can and cannot show.
  */
 import { promises as fsp } from 'fs';
 import * as path from 'path';
 import { Rng } from '../lib/rng';
-import { checkKeys } from '../lib/check';
+import { checkKeys, fmtValue } from '../lib/check';
+import { ensureDir, tempOwnerTag, writerGone } from '../lib/io/atomic';
+import { kitCacheDir } from '../lib/report/paths';
 import { Dataset, Progress } from './dataset';
 import { encodeGeoTiff, encodeImage } from './encode';
 import { EUROSAT_CLASSES, EUROSAT_DIRS, eurosat } from './formats/eurosat';
@@ -34,7 +37,7 @@ export interface EmbeddedOptions {
   satellitePerClass?: number;
   /** Natural images per class (default 100 → 800 train / 200 val). */
   naturalPerClass?: number;
-  /** Cache root (default `$VITPEFT_CACHE_DIR` or `<repo>/.cache/embedded`). */
+  /** Cache root (default `$VITPEFT_CACHE_DIR`, else `<repo>/.cache/embedded`; `~/.cache/vitpeft/embedded` for an installed copy). */
   cacheDir?: string;
   /** Regenerate even if a complete cache exists. */
   force?: boolean;
@@ -71,7 +74,7 @@ export interface EmbeddedPaths {
 
 /** Default cache root. */
 export function defaultCacheDir(): string {
-  return process.env.VITPEFT_CACHE_DIR ?? path.resolve(__dirname, '..', '.cache', 'embedded');
+  return process.env.VITPEFT_CACHE_DIR ?? path.join(kitCacheDir(), 'embedded');
 }
 
 function resolved(opt: EmbeddedOptions): Required<Pick<EmbeddedOptions, 'seed' | 'size' | 'satellitePerClass' | 'naturalPerClass'>> {
@@ -81,9 +84,10 @@ function resolved(opt: EmbeddedOptions): Required<Pick<EmbeddedOptions, 'seed' |
     satellitePerClass: opt.satellitePerClass ?? 100,
     naturalPerClass: opt.naturalPerClass ?? 100,
   };
-  if (!Number.isInteger(r.size) || r.size < 8 || r.size > 512) throw new Error(`embedded: size must be an integer in [8, 512], got ${r.size}`);
+  if (!Number.isInteger(r.seed)) throw new Error(`embedded: seed must be an integer, got ${fmtValue(r.seed)}`);
+  if (!Number.isInteger(r.size) || r.size < 8 || r.size > 512) throw new Error(`embedded: size must be an integer in [8, 512], got ${fmtValue(r.size)}`);
   for (const k of ['satellitePerClass', 'naturalPerClass'] as const) {
-    if (!Number.isInteger(r[k]) || r[k] < 5) throw new Error(`embedded: ${k} must be an integer ≥ 5, got ${r[k]}`);
+    if (!Number.isInteger(r[k]) || r[k] < 5) throw new Error(`embedded: ${k} must be an integer ≥ 5, got ${fmtValue(r[k])}`);
   }
   return r;
 }
@@ -137,8 +141,12 @@ export async function generateEmbedded(dir: string, opt: EmbeddedOptions = {}): 
     if (opt.onProgress && (done % 50 === 0 || done === total)) opt.onProgress({ phase: 'generate embedded', done, total });
   };
   const write = async (file: string, data: Buffer | string): Promise<void> => {
-    await fsp.mkdir(path.dirname(file), { recursive: true });
-    await fsp.writeFile(file, data);
+    try {
+      await fsp.mkdir(path.dirname(file), { recursive: true });
+      await fsp.writeFile(file, data); // (fs.writeFile retries short writes and reports ENOSPC)
+    } catch (e) {
+      throw new Error(`embedded: cannot write ${file} (${(e as Error).message}); the partial dataset is discarded`);
+    }
     files++;
   };
   // satellite: EuroSAT layout, RGB JPEG + 13-band GeoTIFF of the same scene
@@ -228,15 +236,18 @@ export async function ensureEmbedded(opt: EmbeddedOptions = {}): Promise<Embedde
   const dir = path.join(cache, embeddedName(opt));
   const existing = await readManifest(dir);
   if (!opt.force && matches(existing, r)) return pathsFor(dir, existing);
-  await fsp.mkdir(cache, { recursive: true });
-  // clean up temporary folders of interrupted runs of this configuration that are more than an hour old
+  ensureDir(cache, 'embedded: cache folder');
+  // clean up the temporary (and replaced) folders of interrupted runs of this configuration whose generator is gone (io/atomic.ts)
   for (const e of await fsp.readdir(cache)) {
-    if (e.startsWith(`${path.basename(dir)}.tmp-`)) {
-      const st = await fsp.stat(path.join(cache, e)).catch(() => null);
-      if (st && Date.now() - st.mtimeMs > 3600e3) await fsp.rm(path.join(cache, e), { recursive: true, force: true });
+    const pre = [`${path.basename(dir)}.tmp-`, `${path.basename(dir)}.old-`].find((p) => e.startsWith(p));
+    const m = pre ? /^([A-Za-z0-9_-]+)\.(\d+)\.[a-z0-9]+$/.exec(e.slice(pre.length)) : null;
+    if (!m) continue;
+    const st = await fsp.lstat(path.join(cache, e)).catch(() => null);
+    if (st?.isDirectory() && writerGone({ host: m[1], pid: Number(m[2]) }, st.mtimeMs)) {
+      await fsp.rm(path.join(cache, e), { recursive: true, force: true });
     }
   }
-  const tmp = `${dir}.tmp-${process.pid}-${Math.random().toString(36).slice(2)}`;
+  const tmp = `${dir}.tmp-${tempOwnerTag()}.${Math.random().toString(36).slice(2)}`;
   try {
     const manifest = await generateEmbedded(tmp, { ...r, onProgress: opt.onProgress });
     // replace an incomplete/outdated folder (or a forced one); keep a complete one another process just renamed in
@@ -245,7 +256,7 @@ export async function ensureEmbedded(opt: EmbeddedOptions = {}): Promise<Embedde
       await fsp.rm(tmp, { recursive: true, force: true });
       return pathsFor(dir, now);
     }
-    const trash = `${dir}.old-${process.pid}-${Math.random().toString(36).slice(2)}`;
+    const trash = `${dir}.old-${tempOwnerTag()}.${Math.random().toString(36).slice(2)}`;
     await fsp.rename(dir, trash).catch(() => undefined);
     try {
       await fsp.rename(tmp, dir);

@@ -13,9 +13,10 @@ export async function encodeImage(img: Img, format: 'jpeg' | 'png', quality = 95
   if (img.channels !== 1 && img.channels !== 3) {
     throw new Error(`encodeImage: ${format} needs 1 or 3 channels, got ${img.channels}`);
   }
-  const p = sharp(Buffer.from(toUint8(img).buffer), {
+  let p = sharp(Buffer.from(toUint8(img).buffer), {
     raw: { width: img.width, height: img.height, channels: img.channels as 1 | 3 },
   });
+  if (img.channels === 1) p = p.toColourspace('b-w'); // else sharp writes grey as 3 identical channels
   return format === 'jpeg' ? p.jpeg({ quality, chromaSubsampling: '4:4:4' }).toBuffer() : p.png().toBuffer();
 }
 

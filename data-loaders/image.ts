@@ -6,6 +6,7 @@
  * tensors. Values: RGB images decoded from 8-bit files are in [0, 1]; multispectral GeoTIFFs keep their raw digital
  * numbers (e.g. Sentinel-2 reflectance × 10⁴) until a normalisation maps them.
  */
+import { fmtValue } from '../lib/check';
 
 /** A float32 image, row-major H×W×C (channel fastest): value (y, x, c) is `data[(y * width + x) * channels + c]`. */
 export interface Img {
@@ -18,18 +19,13 @@ export interface Img {
 /** A new image of the given shape (zero-filled unless `data` is given; `data` must have h·w·c entries). */
 export function makeImg(height: number, width: number, channels: number, data?: Float32Array): Img {
   for (const [k, v] of [['height', height], ['width', width], ['channels', channels]] as const) {
-    if (!Number.isInteger(v) || v <= 0) throw new Error(`makeImg: ${k} must be a positive integer, got ${v}`);
+    if (!Number.isInteger(v) || v <= 0) throw new Error(`makeImg: ${k} must be a positive integer, got ${fmtValue(v)}`);
   }
   const n = height * width * channels;
   if (data && data.length !== n) {
     throw new Error(`makeImg: data has ${data.length} values, expected ${height}×${width}×${channels} = ${n}`);
   }
   return { data: data ?? new Float32Array(n), height, width, channels };
-}
-
-/** A deep copy. */
-export function cloneImg(img: Img): Img {
-  return { data: img.data.slice(), height: img.height, width: img.width, channels: img.channels };
 }
 
 /** Shape as a string `H×W×C` for messages. */
@@ -56,7 +52,7 @@ export function imgFromInts(
 ): Img {
   const img = makeImg(height, width, channels);
   if (src.length !== img.data.length) {
-    throw new Error(`imgFromInts: got ${src.length} samples, expected ${height}×${width}×${channels} = ${img.data.length}`);
+    throw new Error(`imgFromInts: got ${fmtValue(src.length)} samples, expected ${height}×${width}×${channels} = ${img.data.length}`);
   }
   for (let i = 0; i < src.length; i++) img.data[i] = src[i] * scale;
   return img;
@@ -70,14 +66,4 @@ export function toUint8(img: Img): Uint8Array {
     out[i] = v < 0 ? 0 : v > 255 ? 255 : v;
   }
   return out;
-}
-
-/** Per-channel mean of an image (length C). */
-export function channelMeans(img: Img): Float64Array {
-  const m = new Float64Array(img.channels);
-  const c = img.channels;
-  for (let i = 0; i < img.data.length; i++) m[i % c] += img.data[i];
-  const n = img.height * img.width;
-  for (let k = 0; k < c; k++) m[k] /= n;
-  return m;
 }

@@ -5,6 +5,7 @@
 export * from './image';
 export * from './csv';
 export * from './decode';
+export * from './limits';
 export * from './encode';
 export * from './dataset';
 export * from './transforms';

@@ -236,8 +236,3 @@ export function preprocess8(img: Img, p: EvalPreprocess): Img {
   const resized = p.resize === 'direct' ? resize8(img, p.crop, p.crop, p.interp) : centerCrop(resizeShorter8(img, p.resize, p.interp), p.crop);
   return normalize(resized, p.stats);
 }
-
-/** Round half to even on the 8-bit grid (exported for tests of the float path's distance from whole levels). */
-export function nearestLevel(v: number): number {
-  return pyRound(v * 255);
-}

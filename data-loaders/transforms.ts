@@ -9,6 +9,7 @@
  * Rounding helpers reproduce Python's `round` (half to even), which torchvision uses for crop sizes and offsets.
  */
 import { Img, makeImg, shapeOf } from './image';
+import { checkNumber, fmtValue } from '../lib/check';
 
 export type Interpolation = 'bicubic' | 'bilinear' | 'nearest';
 
@@ -100,7 +101,7 @@ export interface Box {
 export function resizedCrop(img: Img, box: Box, outH: number, outW: number, interp: Interpolation = 'bicubic'): Img {
   if (!(box.height > 0 && box.width > 0)) throw new Error(`resizedCrop: empty box ${JSON.stringify(box)}`);
   if (!Number.isInteger(outH) || !Number.isInteger(outW) || outH <= 0 || outW <= 0) {
-    throw new Error(`resizedCrop: output size must be positive integers, got ${outH}×${outW}`);
+    throw new Error(`resizedCrop: output size must be positive integers, got ${fmtValue(outH)}×${outW}`);
   }
   const { height: H, width: W, channels: C, data } = img;
   const out = makeImg(outH, outW, C);
@@ -257,8 +258,6 @@ export const SENTINEL2_STATS: NormStats = {
     1364.38688993, 472.37967789, 14.3114637, 1310.36996126, 1087.6020813,
   ],
 };
-/** Sentinel-2 band names in file order (index = band position in a 13-band tile). */
-export const SENTINEL2_BANDS = ['B1', 'B2', 'B3', 'B4', 'B5', 'B6', 'B7', 'B8', 'B8A', 'B9', 'B10', 'B11', 'B12'] as const;
 /** SatMAE/ExPLoRA default dropped bands: B1, B9, B10. */
 export const SENTINEL2_DROPPED_BANDS = [0, 9, 10] as const;
 
@@ -269,6 +268,13 @@ function checkStats(img: Img, s: NormStats, what: string): void {
   if (s.mean.length !== img.channels || s.std.length !== img.channels) {
     throw new Error(`${what}: statistics for ${s.mean.length} channels, image has ${img.channels} (${shapeOf(img)})`);
   }
+  checkStatsValues(s, what);
+}
+
+/** Throw unless every mean is finite and every std finite and > 0 (a zero std turns a channel into NaN). */
+export function checkStatsValues(stats: { mean: readonly number[]; std: readonly number[] }, what: string): void {
+  stats.mean.forEach((m, c) => checkNumber(`${what}: mean[${c}]`, m));
+  stats.std.forEach((s, c) => checkNumber(`${what}: std[${c}]`, s, { gt: 0 }));
 }
 
 /** (x − mean) / std per channel. */

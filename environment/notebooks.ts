@@ -6,17 +6,20 @@
  *   npx tsx environment/notebooks.ts lint [files...]    # only the tslab pitfalls (run before executing notebooks)
  *
  * Checks: committed without outputs or execution counts; nbformat 4; kernelspec `tslab`; the first code cell sets
- * the hyperparameters (`scale` and `notebookScale`); the kit is imported as `./lib/index` through the links
- * `notebooks/lib -> ../lib` and `notebooks/data-loaders -> ../data-loaders` (tslab neither compiles files outside the
- * kernel's folder nor resolves directory imports); and the tslab pitfall of shorthand
+ * the hyperparameters (`scale` and `notebookScale`); the kit is imported as a package, like a user's notebook does
+ * (`'vitpeft'`, `'vitpeft/report'`, `'vitpeft/data'`, `'vitpeft/recipes'`), never through relative paths into lib/,
+ * data-loaders/ or recipes/ (`npm run notebooks:imports` rewrites those); other relative imports stay under the
+ * notebook's folder and name a file (tslab neither compiles files outside the kernel's folder nor resolves directory
+ * imports); and the tslab pitfall of shorthand
  * properties: `{ x }` where `x` is a variable of an *earlier* cell compiles but throws `ReferenceError: x is not
  * defined` at run time (tslab 1.0.22 rewrites `x` to `exports.x` everywhere except in shorthand properties);
  * object destructuring with renamed, nested or rest elements outside a function in a cell that uses earlier cells'
  * variables (tslab inserts an `exports` binding into the pattern: SyntaxError at top level, ReferenceError in a block).
  */
-import { readFileSync, writeFileSync, readdirSync, existsSync, statSync } from 'fs';
+import { readFileSync, readdirSync, existsSync, statSync } from 'fs';
 import * as path from 'path';
 import * as ts from 'typescript';
+import { writeFileAtomic } from '../lib/io/atomic';
 
 export interface NotebookCell {
   cell_type: 'code' | 'markdown' | 'raw';
@@ -114,10 +117,16 @@ export function notebookProblems(file: string, nb: Notebook, o: { committed?: bo
       }
     }
     firstCode = false;
-    for (const m of src.matchAll(/from\s+['"](\.{1,2}\/[^'"]*)['"]/g)) {
+    for (const m of src.matchAll(/(?:from|import)\s+['"](\.{1,2}\/[^'"]*)['"]/g)) {
       const spec = m[1];
       const target = path.resolve(path.dirname(path.resolve(file)), spec);
-      if (spec.startsWith('../')) out.push(`${rel}: cell ${i} imports '${spec}': tslab only compiles files under the notebook's folder; import the kit as './lib/index'`);
+      const kit = /^(?:\.\.?\/)+(lib|data-loaders|recipes)(?:\/|$)/.exec(spec);
+      if (kit) {
+        out.push(
+          `${rel}: cell ${i} imports '${spec}': import the kit as a package ('vitpeft', 'vitpeft/report', 'vitpeft/data', ` +
+            `'vitpeft/recipes'), as a notebook anywhere does; \`npm run notebooks:imports\` rewrites these lines`,
+        );
+      } else if (spec.startsWith('../')) out.push(`${rel}: cell ${i} imports '${spec}': tslab only compiles files under the notebook's folder`);
       else if (!existsSync(`${target}.ts`) && existsSync(target) && statSync(target).isDirectory()) {
         out.push(`${rel}: cell ${i} imports '${spec}', a folder: tslab does not resolve directory imports; write '${spec.replace(/\/$/, '')}/index'`);
       }
@@ -201,7 +210,7 @@ function main(argv: string[]): number {
   if (cmd === 'strip') {
     for (const f of list) {
       const nb = readNotebook(f);
-      writeFileSync(f, `${JSON.stringify(stripNotebook(nb), null, 1)}\n`);
+      writeFileAtomic(f, `${JSON.stringify(stripNotebook(nb), null, 1)}\n`);
       console.error(`stripped ${path.relative(ROOT, f)}`);
     }
     return 0;

@@ -3,11 +3,15 @@
 
     npm run notebooks                                   # every notebooks/*.ipynb
     npm run notebooks -- notebooks/00-quickstart.ipynb  # some of them
+    npm run notebooks -- --export-only --out DIR my.ipynb  # HTML of a notebook saved from Jupyter, as it is
     /usr/bin/python3 environment/run_notebooks.py --help
 
 For each notebook this writes <out>/<name>.ipynb (executed, with outputs) and <out>/<name>.html (nbconvert's lab
-template, plotly.js injected into <head> once), plus <out>/summary.json. The kernel starts in the notebook's folder,
-as it does when a person opens the notebook in Jupyter, so the notebook imports the kit exactly as it would there.
+template, plotly.js injected into <head> once), and updates <out>/summary.json (entries of notebooks not run this time
+are kept). The kernel starts in the notebook's folder, as it does when a person opens the notebook in Jupyter, so the
+notebook imports the kit (`vitpeft`, the built package: `npm run notebooks` builds first) exactly as it would there.
+Progress goes to stderr: a line per finished cell (its time and first line), and for a long cell a line every 30 s
+(every second, rewritten in place, on a terminal) with the cell's latest output line (the kit's progress bars).
 
 A failing cell fails the run with the cell's real message: tslab's error replies carry no ename/evalue/traceback, so
 the message is taken from the cell's stderr stream. After an error tslab aborts every request that arrives within
@@ -15,20 +19,21 @@ the message is taken from the cell's stderr stream. After an error tslab aborts 
 
 Exit status: 0 when every notebook ran without error, 1 otherwise, 2 for bad usage or a missing set-up.
 Needs Debian's python3-nbclient / jupyter-nbconvert (environment/setup-system.sh) and the kernel registered under
-.jupyter/ (environment/install-kernel.sh; done automatically here when missing or stale).
+.jupyter/ (environment/install-kernel.sh --local; done automatically here when missing or stale).
 """
 import argparse
 import asyncio
 import glob
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 KERNEL_DIR = os.path.join(ROOT, '.jupyter', 'share', 'jupyter')
-TSLAB = os.path.join(ROOT, 'node_modules', '.bin', 'tslab')
+TSLAB = os.path.join(ROOT, 'node_modules', 'tslab', 'bin', 'tslab')
 PLOTLY_JS = os.path.join(ROOT, 'node_modules', 'plotly.js-dist', 'plotly.js')
 
 
@@ -60,7 +65,7 @@ def ensure_kernel(kernel_name):
         if not os.path.exists(TSLAB):
             die(f'{TSLAB} not found: run `npm ci` first')
         print(f'run_notebooks: registering the {kernel_name} kernel (environment/install-kernel.sh)', file=sys.stderr)
-        subprocess.run([os.path.join(ROOT, 'environment', 'install-kernel.sh')], check=True, stdout=sys.stderr)
+        subprocess.run([os.path.join(ROOT, 'environment', 'install-kernel.sh'), '--local'], check=True, stdout=sys.stderr)
     paths = [p for p in os.environ.get('JUPYTER_PATH', '').split(os.pathsep) if p]
     if KERNEL_DIR not in paths:
         os.environ['JUPYTER_PATH'] = os.pathsep.join([KERNEL_DIR] + paths)
@@ -84,11 +89,14 @@ def cell_error_message(nb_path, cell, index):
                 parts.extend(o.get('traceback', []))
         err = '\n'.join(parts).strip() or '(the kernel reported an error but wrote no message)'
     hint = ''
-    if "Cannot find module './lib" in err or "Cannot find module '../data-loaders" in err:
-        hint = ("\n--- hint ---\nthe notebook's folder needs the links `lib -> <project>/lib` and `data-loaders -> "
-                "<project>/data-loaders` (notebooks/ has them), and imports must name a file: './lib/index'")
+    if "Cannot find module 'vitpeft" in err:
+        hint = ("\n--- hint ---\n'vitpeft' resolves to the built package (dist/): run `npm run build` (npm ci and npm run "
+                "notebooks build it); a notebook outside this project needs the package installed next to it (README)")
+    elif "Cannot find module './lib" in err or "Cannot find module './data-loaders" in err or "Cannot find module './recipes" in err:
+        hint = ("\n--- hint ---\nimport the kit as a package: 'vitpeft', 'vitpeft/report', 'vitpeft/data', 'vitpeft/recipes' "
+                "(npm run notebooks:imports rewrites old-style imports)")
     elif 'is not under \'rootDir\'' in err:
-        hint = "\n--- hint ---\ntslab only compiles files under the kernel's folder: import the kit as './lib/index'"
+        hint = "\n--- hint ---\ntslab only compiles files under the kernel's folder: import the kit as 'vitpeft'"
     elif 'RuntimeError: Aborted()' in err and 'wasm' in err:
         hint = ("\n--- hint ---\nthe wasm backend aborted, usually because its 4 GB heap is full: lower the batch or the image size, "
                 "or split a large tf.tidy (a tidy keeps every intermediate tensor until it returns)")
@@ -116,10 +124,12 @@ def uses_plotly(nb):
     return False
 
 
-def export_html(nb, html_path, inject_plotly):
+def export_html(nb, html_path):
+    """nbconvert's lab template; plotly.js injected once into <head> when a chart needs it and the page lacks it
+    (notebooks never store the bundle: lib/report/plot.ts)."""
     from nbconvert import HTMLExporter
     body, _ = HTMLExporter(template_name='lab').from_notebook_node(nb)
-    if inject_plotly and uses_plotly(nb):
+    if uses_plotly(nb) and 'window.__vitpeftDefine = window.define' not in body:
         at = body.find('</head>')
         if at < 0:
             raise RuntimeError(f'{html_path}: the exported HTML has no </head> to inject plotly.js into')
@@ -139,6 +149,96 @@ def cell_seconds(cell):
         return (datetime.fromisoformat(b.replace('Z', '+00:00')) - datetime.fromisoformat(a.replace('Z', '+00:00'))).total_seconds()
     except ValueError:
         return None
+
+
+class CellProgress:
+    """Progress of one notebook on stderr: a line per finished code cell, heartbeats for long cells.
+
+    A heartbeat shows the running cell's elapsed time and its latest output line (the kit's progress bars update one
+    output in place, so this is the bar's current state). On a terminal it is one line rewritten every second;
+    otherwise (logs, CI) a line every 30 s.
+    """
+
+    def __init__(self, nb, stream=None, interval=None):
+        self.stream = stream or sys.stderr
+        self.tty = hasattr(self.stream, 'isatty') and self.stream.isatty()
+        self.interval = interval or (1.0 if self.tty else 30.0)
+        self.code = [i for i, c in enumerate(nb.cells) if c.get('cell_type') == 'code' and c.get('source', '').strip()]
+        self.task = None
+        self.started = None
+        self.live = False
+
+    def position(self, index):
+        k = self.code.index(index) + 1 if index in self.code else 0
+        return f'[{k:>{len(str(len(self.code)))}}/{len(self.code)}] cell {index}'
+
+    @staticmethod
+    def first_line(cell, width=70):
+        for line in cell.get('source', '').splitlines():
+            line = line.strip()
+            if line:
+                return line if len(line) <= width else line[:width - 1] + '…'
+        return ''
+
+    @staticmethod
+    def latest_output(cell, width=90):
+        for o in reversed(cell.get('outputs', [])):
+            if o.get('output_type') == 'stream':
+                text = o.get('text', '')
+            else:
+                text = o.get('data', {}).get('text/plain', '')
+            text = ''.join(text) if isinstance(text, list) else str(text)
+            lines = [l.strip() for l in text.replace('\r', '\n').splitlines() if l.strip()]
+            if lines:
+                line = lines[-1] if o.get('output_type') == 'stream' else lines[0]
+                return line if len(line) <= width else line[:width - 1] + '…'
+        return ''
+
+    def write(self, text):
+        try:
+            self.stream.write(text)
+            self.stream.flush()
+        except (OSError, ValueError):
+            pass
+
+    async def on_execute(self, cell, cell_index):
+        self.stop()
+        self.started = time.time()
+        self.task = asyncio.ensure_future(self.beat(cell, cell_index))
+
+    async def beat(self, cell, cell_index):
+        try:
+            while True:
+                await asyncio.sleep(self.interval)
+                line = f'  {self.position(cell_index)} … {time.time() - self.started:.0f} s  {self.latest_output(cell) or self.first_line(cell)}'
+                if self.tty:
+                    cols = shutil.get_terminal_size((100, 20)).columns
+                    self.write('\r\x1b[K' + line[:cols - 1])
+                    self.live = True
+                else:
+                    self.write(line + '\n')
+        except asyncio.CancelledError:
+            pass
+
+    async def on_executed(self, cell, cell_index, execute_reply):
+        self.stop()
+        status = (execute_reply or {}).get('content', {}).get('status', 'ok')
+        seconds = cell_seconds(cell)
+        if seconds is None and self.started is not None:
+            seconds = time.time() - self.started
+        mark = 'ok' if status == 'ok' else status.upper()
+        self.write(f'  {self.position(cell_index)} {mark} {seconds or 0:6.1f} s  {self.first_line(cell)}\n')
+
+    def stop(self):
+        if self.task is not None:
+            try:
+                self.task.cancel()
+            except RuntimeError:  # its event loop is already closed (the kernel died or a cell timed out)
+                pass
+            self.task = None
+        if self.live:
+            self.write('\r\x1b[K')
+            self.live = False
 
 
 def run_one(path, args, attempts=3):
@@ -169,8 +269,16 @@ def run_attempt(path, args):
     failed = {}
     current = {}
 
-    def on_execute(cell, cell_index):
+    progress = CellProgress(nb, interval=args.progress_interval)
+
+    async def on_execute(cell, cell_index):
         current['index'] = cell_index
+        if not args.quiet:
+            await progress.on_execute(cell, cell_index)
+
+    async def on_executed(cell, cell_index, execute_reply):
+        if not args.quiet:
+            await progress.on_executed(cell, cell_index, execute_reply)
 
     async def on_error(cell, cell_index, execute_reply):
         failed.setdefault('index', cell_index)
@@ -186,10 +294,13 @@ def run_attempt(path, args):
         resources={'metadata': {'path': cwd}},
         on_cell_error=on_error,
         on_cell_execute=on_execute,
+        on_cell_executed=on_executed,
         startup_timeout=120,
     )
     t0 = time.time()
     error = None
+    if not args.quiet:
+        print(f'run_notebooks: {os.path.relpath(os.path.abspath(path), ROOT)}: {len(progress.code)} code cells', file=sys.stderr, flush=True)
     try:
         client.execute()
     except CellTimeoutError as e:
@@ -205,6 +316,8 @@ def run_attempt(path, args):
         if 'index' not in current:
             raise KernelStartError(str(e).strip()[:300]) from e
         raise
+    finally:
+        progress.stop()
     if error is None and args.allow_errors and 'index' in failed:
         idx = failed['index']
         error = cell_error_message(path, nb.cells[idx], idx)
@@ -217,12 +330,14 @@ def run_attempt(path, args):
     out_html = None
     if not args.no_html:
         out_html = os.path.join(args.out, f'{stem}.html')
-        export_html(nb, out_html, args.plotly == 'inject')
+        export_html(nb, out_html)
     timings = [(i, cell_seconds(c)) for i, c in enumerate(nb.cells) if c.get('cell_type') == 'code']
     slowest = sorted([t for t in timings if t[1] is not None], key=lambda t: -t[1])[:3]
     return {
         'notebook': os.path.relpath(os.path.abspath(path), ROOT),
         'ok': error is None,
+        'finished': time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime()),
+        'scale': os.environ.get('VITPEFT_SCALE') or None,
         'seconds': round(seconds, 2),
         'error': error,
         'executed': os.path.relpath(out_nb, ROOT),
@@ -238,13 +353,19 @@ def main():
     ap.add_argument('--timeout', type=int, default=900, help='seconds per cell (default 900)')
     ap.add_argument('--scale', choices=['ci', 'smoke', 'paper'], help="set VITPEFT_SCALE (overrides the notebooks' default)")
     ap.add_argument('--plotly', choices=['inject', 'inline'], default='inject',
-                    help='inject plotly.js into the exported HTML (default) or let notebooks inline it')
+                    help="inject: notebooks send no plotly.js (VITPEFT_PLOTLY=external, default); inline: as in an "
+                         "interactive session (sent to the page, not stored). Exported HTML gets plotly.js either way")
     ap.add_argument('--allow-errors', action='store_true', help='run every cell even after an error (still exits 1)')
     ap.add_argument('--error-delay', type=float, default=0.3, help='seconds to wait after a cell error (default 0.3)')
     ap.add_argument('--fail-fast', action='store_true', help='stop at the first failing notebook')
     ap.add_argument('--no-html', action='store_true', help='skip the HTML export')
+    ap.add_argument('--export-only', action='store_true',
+                    help='do not execute: export the notebooks as they are (e.g. saved from Jupyter) to HTML with plotly.js')
     ap.add_argument('--cwd', help="kernel working folder (default: each notebook's folder, as in Jupyter)")
     ap.add_argument('--kernel', default='tslab', help='kernel name (default tslab)')
+    ap.add_argument('--quiet', action='store_true', help='no per-cell progress lines')
+    ap.add_argument('--progress-interval', type=float, default=None,
+                    help='seconds between progress lines of a running cell (default 1 on a terminal, else 30)')
     args = ap.parse_args()
 
     paths = args.notebooks or sorted(glob.glob(os.path.join(ROOT, 'notebooks', '*.ipynb')))
@@ -253,6 +374,14 @@ def main():
     for p in paths:
         if not os.path.isfile(p):
             die(f'{p}: no such notebook')
+    if args.export_only:
+        os.makedirs(args.out, exist_ok=True)
+        for p in paths:
+            stem = os.path.splitext(os.path.basename(p))[0]
+            html = os.path.join(args.out, f'{stem}.html')
+            export_html(nbformat.read(p, as_version=4), html)
+            print(f'run_notebooks: {os.path.relpath(os.path.abspath(p), ROOT)} -> {os.path.relpath(html, ROOT)} (not executed)', file=sys.stderr)
+        sys.exit(0)
     ensure_kernel(args.kernel)
     os.environ['VITPEFT_PLOTLY'] = 'external' if args.plotly == 'inject' else 'inline'
     if args.scale:
@@ -260,7 +389,6 @@ def main():
 
     results = []
     for p in paths:
-        print(f'run_notebooks: {os.path.relpath(os.path.abspath(p), ROOT)} ...', file=sys.stderr, flush=True)
         r = run_one(p, args)
         results.append(r)
         status = 'ok' if r['ok'] else 'FAILED'
@@ -271,12 +399,35 @@ def main():
             print(r['error'], file=sys.stderr, flush=True)
             if args.fail_fast:
                 break
-    os.makedirs(args.out, exist_ok=True)
-    with open(os.path.join(args.out, 'summary.json'), 'w') as f:
-        json.dump(results, f, indent=2)
+    merged = write_summary(args.out, results)
     bad = [r for r in results if not r['ok']]
-    print(f'run_notebooks: {len(results) - len(bad)}/{len(results)} notebooks ok', file=sys.stderr)
+    others = len(merged) - len(results)
+    kept = f'; {args.out}/summary.json also keeps {others} earlier notebook(s)' if others else ''
+    print(f'run_notebooks: {len(results) - len(bad)}/{len(results)} notebooks ok{kept}', file=sys.stderr)
     sys.exit(1 if bad else 0)
+
+
+def write_summary(out, results):
+    """Merge this run's entries into <out>/summary.json: a re-run notebook's entry is replaced where it was, other
+    notebooks' entries are kept (each says when it finished), new ones are appended. Written atomically."""
+    path = os.path.join(out, 'summary.json')
+    previous = []
+    if os.path.exists(path):
+        try:
+            with open(path, encoding='utf-8') as f:
+                loaded = json.load(f)
+            previous = [e for e in loaded if isinstance(e, dict) and 'notebook' in e] if isinstance(loaded, list) else []
+        except (OSError, ValueError):
+            print(f'run_notebooks: {path} is unreadable; starting a new summary', file=sys.stderr)
+    new = {r['notebook']: r for r in results}
+    merged = [new.pop(e['notebook'], e) for e in previous]
+    merged += [r for r in results if r['notebook'] in new]
+    os.makedirs(out, exist_ok=True)
+    tmp = f'{path}.tmp'
+    with open(tmp, 'w', encoding='utf-8') as f:
+        json.dump(merged, f, indent=2)
+    os.replace(tmp, path)
+    return merged
 
 
 if __name__ == '__main__':

@@ -25,7 +25,8 @@ if [ "$(id -u)" -ne 0 ]; then
   if command -v sudo >/dev/null; then SUDO="sudo"; else echo "setup-system.sh: needs root (apt-get)" >&2; exit 1; fi
 fi
 
-JUPYTER_PKGS=(jupyter-nbconvert python3-nbclient python3-jupyter-client jupyter-notebook python3-ipykernel)
+# jupyter-client: the `jupyter kernelspec` command (python3-jupyter-client is only the library).
+JUPYTER_PKGS=(jupyter-nbconvert python3-nbclient python3-jupyter-client jupyter-client jupyter-notebook python3-ipykernel)
 BROWSER_PKGS=(chromium)
 # WebGPU on a CPU-only machine: glvnd EGL (+ the libEGL.so link), Mesa's EGL vendor library, the llvmpipe DRI driver
 GL_PKGS=(libegl-dev libegl-mesa0 libgl1-mesa-dri)

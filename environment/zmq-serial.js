@@ -1,15 +1,27 @@
 'use strict';
 /**
- * Serialise zeromq.js v6 `send` calls per socket.
+ * Serialise zeromq.js v6 `send` calls per socket, and make sends on a closed socket harmless.
  *
  * zeromq.js v6 allows one send in flight per socket: a second `send` before the first has resolved throws EBUSY
  * ("Socket is busy writing; only one send operation may be in progress at any time"). tslab 1.0.22 calls
  * `sock.send(...)` without awaiting it (status, stream and display messages), so a notebook that prints or updates a
  * display while iopub is still busy can kill the kernel (seen on the 2-core machines in a 6-minute notebook).
  * `serializeSends(proto)` wraps `proto.send` so that each socket's sends run one after another in call order; the
- * returned promise settles with that send's result. Used by environment/tslab-preload.js.
+ * returned promise settles with that send's result.
+ *
+ * A kernel shutdown closes every socket while sends may still be queued (iopub's final "idle" status behind "busy") or
+ * about to start (tslab's heartbeat loop echoes a ping it received just before the close): zeromq then throws
+ * `Error: Socket is closed` (EBADF), synchronously or as a rejection nobody handles, and the process dies with that
+ * trace. A message for a closed socket can never be delivered, so the wrapper drops it: the send resolves to
+ * `undefined`, whether the socket was closed before the call, while the send waited in the queue, or while it was in
+ * flight. Every other error is passed on unchanged. Used by environment/tslab-preload.js.
  */
 const WRAPPED = Symbol.for('vitpeft.zmqSerialSend');
+
+/** zeromq's error for an operation on a closed socket. */
+function isClosedError(e) {
+  return Boolean(e) && (e.code === 'EBADF' || /Socket is closed/.test(String(e.message)));
+}
 
 /**
  * @param {object} proto  the prototype that owns `send` (zeromq's `Socket.prototype`)
@@ -23,16 +35,32 @@ function serializeSends(proto) {
   const original = proto.send;
   const tails = new WeakMap(); // socket -> promise of its last queued send (never rejects)
   const send = function (...args) {
-    const prev = tails.get(this);
-    // Nothing in flight: send now (keeps zeromq's synchronous errors, e.g. a closed socket, synchronous).
-    const result = prev ? prev.then(() => original.apply(this, args)) : Promise.resolve(original.apply(this, args));
+    const sock = this;
+    const dropped = (e) => sock.closed === true || isClosedError(e);
+    const attempt = () => {
+      if (sock.closed === true) return undefined; // shutting down: nothing can be delivered any more
+      let pending;
+      try {
+        pending = original.apply(sock, args);
+      } catch (e) {
+        if (dropped(e)) return undefined;
+        throw e;
+      }
+      return Promise.resolve(pending).catch((e) => {
+        if (dropped(e)) return undefined;
+        throw e;
+      });
+    };
+    const prev = tails.get(sock);
+    // Nothing in flight: send now (other synchronous errors of zeromq stay synchronous).
+    const result = prev ? prev.then(attempt) : Promise.resolve(attempt());
     const tail = result.then(
       () => undefined,
       () => undefined,
     );
-    tails.set(this, tail);
+    tails.set(sock, tail);
     tail.then(() => {
-      if (tails.get(this) === tail) tails.delete(this);
+      if (tails.get(sock) === tail) tails.delete(sock);
     });
     return result;
   };
@@ -42,4 +70,4 @@ function serializeSends(proto) {
   return true;
 }
 
-module.exports = { serializeSends };
+module.exports = { serializeSends, isClosedError };

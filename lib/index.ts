@@ -2,7 +2,8 @@
  * vitpeft — a TypeScript research kit for parameter-efficient Vision Transformers on TensorFlow.js.
  *
  * Start with `await init()` (backend selection), then build models from presets (`createVit`), run them with
- * `vitForward`, train with `trainLoop` / `trainStep`, save with `saveCheckpoint`.
+ * `vitForward`, train with `trainLoop` / `trainStep`, save with `saveCheckpoint`. Reporting helpers (tables, charts,
+ * progress, run records) are in `vitpeft/report` (lib/report/index.ts).
  */
 export * as tf from '@tensorflow/tfjs';
 export * from './backend';
@@ -23,6 +24,7 @@ export * from './train/schedule';
 export * from './train/loss';
 export * from './train/step';
 export * from './io/safetensors';
+export * from './io/atomic';
 export * from './io/checkpoint';
 export * from './peft/patterns';
 export * from './peft/lora';
@@ -49,16 +51,6 @@ export * from './mae/mae';
 export * from './mae/recon';
 export * from './mae/satmae-group';
 export * from './mae/satmae-temporal';
-export * from './report/display';
-export * from './report/table';
-export * from './report/plot';
-export * from './report/image';
-export * from './report/progress';
-export * from './report/paths';
-export * from './report/runs';
-export * from './report/notebook';
-export * from './report/params';
-export * from './report/steps';
 export * from './ops/fast';
 export * from './vit/checkpoint';
 export * from './dino/head';

@@ -88,9 +88,15 @@ export function disposeTree(tree: ParamTree): void {
   });
 }
 
-/** Look up a leaf by path; throws naming the path if absent. */
-export function getLeaf(tree: ParamTree, path: string): tf.Variable {
-  const v = flattenTree(tree).get(path);
-  if (!v) throw new Error(`getLeaf: no parameter '${path}'`);
-  return v;
+/**
+ * Throw if a variable of `tree` was disposed, naming it, the caller (`what`) and how it happened (`hint`, e.g.
+ * 'disposeVit was called on this ViT'). tfjs itself only says "Tensor is disposed", and assigning to a disposed
+ * variable silently revives it.
+ */
+export function assertLive(tree: ParamTree | ReadonlyMap<string, tf.Variable>, what: string, hint = ''): void {
+  const check = (p: string, v: tf.Variable): void => {
+    if (v.isDisposed) throw new Error(`${what}: parameter '${p}' was disposed${hint ? ` (${hint})` : ''}; create or load the model again`);
+  };
+  if (tree instanceof Map) tree.forEach((v, k) => check(k, v));
+  else forEachLeaf(tree as ParamTree, check);
 }

@@ -1,6 +1,6 @@
 /**
- * D-ExPLoRA: ExPLoRA's extended pre-training with the DINOv2 objective (explora.md §2.2, §2.3, §2.5, §3; the paper's
- * headline method, `D-ExPLoRA-[L]-r64` on ViT-L/14).
+ * D-ExPLoRA: ExPLoRA's extended pre-training with the DINOv2 objective (ExPLoRA `scripts/pretrain_dino.sh` on DINOv2
+ * `dinov2/train/ssl_meta_arch.py`; the paper's headline method, `D-ExPLoRA-[L]-r64` on ViT-L/14).
  *
  * Student: the DINOv2 ViT (mask token, LayerScale) with `applyExplora`: block [L] fully trainable, LoRA r (α = 1 ⇒
  * scale 1/r) on the Q and V slices of every other block, every LayerNorm and the CLS token trainable; DINO head (and
@@ -114,7 +114,7 @@ const TRAIN_KEYS: readonly (keyof DinoTrain)[] = [
   'clipGrad', 'freezeLastLayerEpochs', 'momentumTeacher', 'finalMomentumTeacher', 'optimizer', 'dropPathRate', 'accumIter',
 ];
 
-/** ExPLoRA's `scripts/pretrain_dino.sh` on DINOv2 defaults (explora.md §2.5, §3.6). */
+/** ExPLoRA's `scripts/pretrain_dino.sh` on DINOv2 defaults (`dinov2/configs/ssl_default_config.yaml`). */
 export const D_EXPLORA_TRAIN: DinoTrain = Object.freeze({
   baseLr: 1e-3,
   batchSize: 1024,

@@ -1,5 +1,5 @@
 /**
- * ExPLoRA with the MAE objective (explora.md §2.2, §2.5): extended pre-training of an MAE (RGB) or SatMAE group-channel
+ * ExPLoRA with the MAE objective (ExPLoRA `scripts/pretrain_mae.sh`, `mae/pretrain.py`): extended pre-training of an MAE (RGB) or SatMAE group-channel
  * (multispectral) model with the ExPLoRA parameter rule, plus the MAE optimisation recipe.
  *
  * Parameters (recipe from `lib/peft/explora.ts`, applied to encoder + decoder):
@@ -31,7 +31,8 @@ import { Optimizer, OptimizerConfig, ADAMW_MAE, checkOptimizerConfig } from '../
 import { Schedule, scaledLr, checkSchedule } from '../lib/train/schedule';
 import { VitHooks } from '../lib/vit/forward';
 import { Vit } from '../lib/vit/params';
-import { applyExplora, exploraRecipe, ExploraRecipe, ExploraSetup, EXPLORA_PRESETS } from '../lib/peft/explora';
+import { applyExplora, exploraRecipe, ExploraRecipe, ExploraSetup } from '../lib/peft/explora';
+import { EXPLORA_PRESETS } from './explora-presets';
 import { loraHooks, mergeLora } from '../lib/peft/lora';
 import { Mae, maeForward } from '../lib/mae/mae';
 import { SatMaeGroup, satMaeGroupForward } from '../lib/mae/satmae-group';
@@ -58,7 +59,7 @@ const TRAIN_KEYS: readonly (keyof ExploraMaeTrain)[] = [
   'blr', 'effectiveBatch', 'epochs', 'warmupEpochs', 'minLr', 'weightDecay', 'optimizer', 'maskRatio', 'normPixLoss', 'accumIter',
 ];
 
-/** ExPLoRA MAE fMoW-RGB settings (explora.md §2.5; `--epochs 400` is the script value, the stopping point is UNCONFIRMED). */
+/** ExPLoRA MAE fMoW-RGB settings (ExPLoRA `scripts/pretrain_mae.sh`; `--epochs 400` is the script value, the stopping point is UNCONFIRMED). */
 export const EXPLORA_MAE_TRAIN: Readonly<ExploraMaeTrain> = Object.freeze({
   blr: 4.5e-4,
   effectiveBatch: 1024,

@@ -1,5 +1,5 @@
 /**
- * ExPLoRA's supervised LoRA fine-tuning protocol (explora.md §2.6, `scripts/finetune.sh` + `finetune/finetune.py`):
+ * ExPLoRA's supervised LoRA fine-tuning protocol (ExPLoRA `scripts/finetune.sh` + `finetune/finetune.py`):
  * after extended pre-training (adapters merged), fine-tune with
  * - LoRA r8 (α = 1 ⇒ scale 1/8) on the Q and V slices of the fused qkv of **all** blocks, no unfrozen blocks/norms;
  * - a new linear head (trunc-normal σ = 2e-5, bias 0), trainable;

@@ -1,11 +1,26 @@
 /**
  * vitpeft recipes — the paper configurations and the code that runs them: the only layer that imports both the
- * primitives (`lib/`) and the data loaders (`data-loaders/`).
+ * primitives (`lib/`) and the data loaders (`data-loaders/`). A recipe is plain data (recipe.ts); `prepareRecipe`
+ * builds one (session.ts), `runRecipe` runs it into a run folder and `resumeRun` continues one (run.ts); `RECIPES`
+ * holds the paper configurations and the notebooks' small ones (presets.ts). The command line is cli.ts
+ * (`npx vitpeft run …`).
  */
+export * from './explora-presets';
 export * from './finetune';
 export * from './pyra-presets';
 export * from './explora-mae';
 export * from './explora-dino';
 export * from './supervised';
 export * from './source-vit';
+export { RecipeError } from './schema';
+export * from './recipe';
+export * from './data';
+export * from './model';
+export * from './session';
+export * from './run';
+export * from './presets';
+export * from './source-mae';
+export * from './report';
+export * from './explora-compare';
+export * from './pyra-compare';
 export * from './beyondrgb-smoke';

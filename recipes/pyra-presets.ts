@@ -1,6 +1,6 @@
 /**
  * PYRA / ToMe+LoRA / LoRA presets as data, model assembly on a ViT, and the trainable-parameter report of the paper
- * (pyra.md §2.5, §2.6, §2.9, §7 facts 8–10).
+ * (PYRA `model/vision_transformer_timm.py`, `model/tome.py`; the paper's tunable-parameter columns).
  *
  * - `pyra`: LoRA (PYRA's released form: one shared A [D, r] and B [r, 3D] on the fused qkv, added to q, k and v, no α/r
  *   scaling, input dropout 0.1) + PYRA generators in every merging block + ToMe (proportional attention on).

@@ -1,6 +1,6 @@
 /**
  * Small supervised "source" backbones for the notebooks: the kit's stand-in for the ImageNet-21k supervised ViTs that
- * PYRA fine-tunes (pyra.md §2.7), pre-trained from scratch on the embedded natural domain (10 shape classes, 32 px) by
+ * PYRA fine-tunes (PYRA `scripts/pyra_vit-l.sh`: Google's `imagenet21k_ViT-L_16.npz`), pre-trained from scratch on the embedded natural domain (10 shape classes, 32 px) by
  * `tools/make-source-vit.ts`, deterministic from a seed.
  *
  * A spec is plain data (model config, data, recipe, seed) and names the checkpoint

@@ -192,7 +192,7 @@ describe('data: embedded beyond-RGB domains', function () {
       const g2 = path.join(base, 'geojson', 'Geo_AOI_1_RIO_img2.geojson');
       await writeGeojson(g2, [[[[-40, -20], [-39.9999, -20], [-39.9999, -20.0001], [-40, -20]]]]);
       const ds = await spacenet1(root);
-      await assert.rejects(ds.get(0), /Geo_AOI_1_RIO_img1\.geojson: features\[0\]\.geometry\.coordinates\[0\]: a polygon ring needs at least 3 positions, got 2/);
+      await assert.rejects(ds.get(0), /Geo_AOI_1_RIO_img1\.geojson: features\[0\]\.geometry: ring of 2 positions encloses nothing/);
       await assert.rejects(ds.get(1), /Geo_AOI_1_RIO_img2\.geojson: none of its 1 polygon\(s\) overlaps the raster .*3band_AOI_1_RIO_img2\.tif/);
       // a transform that resizes the image but not the mask → the batch names the sample and file
       const rec = new RecordDataset('masks', [{ path: 'chip_7.tif' }], async () => ({ image: makeImg(8, 8, 3), mask: makeImg(4, 4, 1), path: 'chip_7.tif' }));

@@ -9,7 +9,7 @@ import * as path from 'path';
 import { strict as assert } from 'assert';
 import {
   resize8Bytes, resizedCrop8, resizeShorter8, toBytes, fromBytes, resizedCrop, loadImage, preprocess8, timmEvalPreprocess,
-  resizeCenterCrop8, IMAGENET_STATS, centerCrop, normalize, Sample,
+  resizeCenterCrop8, resizeTo8, IMAGENET_STATS, centerCrop, normalize, Sample,
 } from '../data-loaders/index';
 import { Rng } from '../lib/index';
 
@@ -59,6 +59,12 @@ describe('data: Pillow-exact 8-bit resize', () => {
     assert.deepEqual(Array.from(p.data), Array.from(want.data));
     const s = resizeCenterCrop8(20, 16)({ image: img, label: 0 } as Sample, new Rng(0));
     assert.deepEqual(Array.from(s.image.data), Array.from(centerCrop(r, 16).data));
+    // resizeTo8 (VTAB-1k's direct 224² resize) as a SampleTransform: Pillow's bytes at [outH, outW], masks nearest.
+    const d = g.cases.find((x) => x.name === 'down_bicubic')!;
+    const mask = fromBytes(Uint8Array.from(g.l), g.H, g.W, 1);
+    const t = resizeTo8([d.outH, d.outW])({ image: img, mask, label: 0 } as Sample, new Rng(0));
+    assert.deepEqual(Array.from(toBytes(t.image)), d.rgb8);
+    assert.deepEqual([t.mask!.height, t.mask!.width], [d.outH, d.outW]);
     assert.deepEqual(timmEvalPreprocess({ input_size: [3, 224, 224], crop_pct: 0.875, interpolation: 'bicubic', mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5] }).resize, 256);
     assert.throws(() => resize8(normalize(img, IMAGENET_STATS)), /is not an 8-bit level k\/255/);
   });

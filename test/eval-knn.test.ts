@@ -103,7 +103,7 @@ describe('eval/knn (weighted kNN, DINO protocol)', () => {
       const te = { features: tf.ones([2, 3]) as tf.Tensor2D, labels: tf.tensor1d([0, 1], 'int32') };
       assert.throws(() => knnClassify(tr, te, { k: 6 }), /k must be an integer in \[1, 5\] \(training samples\), got 6/);
       assert.throws(() => knnClassify(tr, { ...te, features: tf.ones([2, 4]) as tf.Tensor2D }), /train features have width 3, test features 4/);
-      assert.throws(() => knnClassify(tr, te, { k: 2, temperature: 0 }), /temperature must be > 0/);
+      assert.throws(() => knnClassify(tr, te, { k: 2, temperature: 0 }), /knnClassify: temperature: expected a finite number > 0, got 0/);
       assert.throws(() => knnClassify(tr, te, { K: 3 } as never), /KnnConfig: unknown key 'K'/);
       assert.throws(() => knnClassify(tr, { ...te, labels: tf.tensor1d([0], 'int32') }, { k: 2 }), /5\/2 feature rows but 5\/1 labels \(train\/test\)/);
     });

@@ -292,7 +292,7 @@ describe('mae model', () => {
   it('names every parameter like the MAE checkpoint and counts MAE ViT-L/16 + decoder exactly', () => {
     const mae = createMae('mae_vit_large_patch16', { skipInit: true });
     const counts = maeParamCounts(mae);
-    // encoder 303,301,632 (explora.md §1.5); decoder: embed 1024·512+512, mask 512, pos 197·512, 8 blocks
+    // encoder 303,301,632 (ViT-L/16, the paper's 303.3M); decoder: embed 1024·512+512, mask 512, pos 197·512, 8 blocks
     // (12·512²+13·512 each), norm 1024, pred 512·768+768
     assert.equal(counts.encoder, 303_301_632);
     const block = 12 * 512 * 512 + 13 * 512;

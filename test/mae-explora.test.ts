@@ -64,7 +64,7 @@ describe('ExPLoRA-MAE', () => {
     const m = createSatMaeGroup('satmae_group_vit_large_patch8', {}, { skipInit: true });
     const run = setupExploraSatMaeGroup(m);
     const s = run.explora.selection.summary;
-    // 28,169,216 (MAE ViT-L [1,L]-r32, explora.md §2.4) + 658,432 (three group patch embeddings at p = 8)
+    // 28,169,216 (MAE ViT-L [1,L]-r32, counted from shapes) + 658,432 (three group patch embeddings at p = 8)
     assert.equal(s.trainableEncoder, 28_169_216 + 658_432, formatTrainSummary(s));
     // decoder: LoRA r32 on Q,V of 8 blocks (8·2·(512·32 + 32·512)) + 8·2 LayerNorms + decoder_norm + decoder_pred.0-2
     const decoderPred = 512 * 4 * 64 + 4 * 64 + 512 * 4 * 64 + 4 * 64 + 512 * 2 * 64 + 2 * 64;

@@ -98,7 +98,7 @@ describe('satmae group-channel model', () => {
     assert.deepEqual(v.get('decoder_channel_embed')!.shape, [1, 4, 128]);
     assert.deepEqual(v.get('decoder_pred.0.weight')!.shape, [512, 256]);
     assert.deepEqual(v.get('decoder_pred.2.weight')!.shape, [512, 128]);
-    // group patch embeddings: 2·(4·64·1024 + 1024) + (2·64·1024 + 1024) = 658,432 (explora.md §2.4)
+    // group patch embeddings: 2·(4·64·1024 + 1024) + (2·64·1024 + 1024) = 658,432
     let pe = 0;
     for (const [k, t] of v) if (k.startsWith('patch_embed.')) pe += t.size;
     assert.equal(pe, 658_432);

@@ -10,8 +10,20 @@ export const ROOT = path.resolve(__dirname, '..');
 export const PYTHON = process.env.VITPEFT_PYTHON || '/usr/bin/python3';
 export const JUPYTER_PATH = path.join(ROOT, '.jupyter', 'share', 'jupyter');
 
-/** Why the notebook tests cannot run here (null = they can). */
+/** True when running under CI (`CI=true`, as CI services and .ci/run set it). */
+export const IN_CI = /^(true|1|yes)$/i.test(process.env.CI ?? '');
+
+/**
+ * Why the notebook tests cannot run here (null = they can; the caller skips with the reason). Under CI a missing
+ * Jupyter is an error instead: CI must not look green without the notebooks.
+ */
 export function jupyterMissing(): string | null {
+  const why = jupyterMissingReason();
+  if (why && IN_CI) throw new Error(`CI=true but the notebook tests cannot run: ${why}`);
+  return why;
+}
+
+function jupyterMissingReason(): string | null {
   if (!existsSync(path.join(ROOT, 'node_modules', '.bin', 'tslab'))) return 'node_modules/.bin/tslab is missing (run npm ci)';
   const r = spawnSync(PYTHON, ['-c', 'import nbclient, nbconvert, nbformat, jupyter_client'], { encoding: 'utf8' });
   if (r.error || r.status !== 0) return `${PYTHON} cannot import nbclient/nbconvert/jupyter_client (install: sudo environment/setup-system.sh)`;

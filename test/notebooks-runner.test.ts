@@ -1,15 +1,20 @@
 /**
- * The notebook runner and kernel registration against the real tslab kernel: a failing cell fails the run with its
- * real message (tslab's error replies carry none), --allow-errors really runs the later cells, and notebooks import
- * the kit the same way headless (nbclient, nbconvert CLI) and in a Jupyter Notebook server session, where the kernel
- * starts in the notebook's folder. Skipped, with the reason, where Jupyter is not installed.
+ * The notebook runner and kernel registration against the real tslab kernel: registration for the user (seen by
+ * `jupyter kernelspec list`, found by `jupyter nbconvert --execute` without variables) and project-local (the runner's);
+ * a failing cell fails the run with its real message (tslab's error replies carry none), --allow-errors really runs
+ * the later cells; per-cell progress and a summary that keeps earlier notebooks; a kernel shutdown never crashes;
+ * notebooks import `vitpeft` the same way headless (nbclient, nbconvert CLI) and in a Jupyter Notebook server session
+ * (kernel cwd = the notebook's folder); a notebook saved from an interactive session stores no plotly.js and its
+ * charts draw again after a reload; and a user's own notebook in another folder, with the package installed from the
+ * packed tarball, runs the README's first snippet in the kernel and as a script. Skipped, with the reason, where
+ * Jupyter is not installed.
  */
 import { strict as assert } from 'assert';
 import { spawnSync } from 'child_process';
-import { mkdtempSync, readFileSync, rmSync, realpathSync, writeFileSync } from 'fs';
+import { mkdtempSync, mkdirSync, readFileSync, readdirSync, rmSync, realpathSync, statSync, writeFileSync, existsSync } from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { ROOT, PYTHON, JUPYTER_PATH, jupyterMissing, chromiumPath, runNotebooks, executedCells, streamText, mimes } from './notebook-harness';
+import { ROOT, PYTHON, JUPYTER_PATH, jupyterMissing, chromiumPath, runNotebooks, executedCells, streamText, mimes, displayText } from './notebook-harness';
 
 const FIX = path.join(ROOT, 'test', 'fixtures', 'notebooks');
 
@@ -27,13 +32,39 @@ describe('notebook runner and kernel (real tslab kernel)', function () {
   });
   after(() => tmp && rmSync(tmp, { recursive: true, force: true }));
 
-  it('npm run kernel:install registers tslab under .jupyter/ with absolute paths', () => {
-    const r = spawnSync('npm', ['run', '--silent', 'kernel:install'], { cwd: ROOT, encoding: 'utf8' });
+  it('npm run kernel:install -- --local registers tslab under .jupyter/ (absolute paths, the preload) with plotly.js for Jupyter', () => {
+    const r = spawnSync('npm', ['run', '--silent', 'kernel:install', '--', '--local'], { cwd: ROOT, encoding: 'utf8' });
     assert.equal(r.status, 0, r.stderr);
     const spec = JSON.parse(readFileSync(path.join(JUPYTER_PATH, 'kernels', 'tslab', 'kernel.json'), 'utf8'));
-    assert.deepEqual(spec.argv, [path.join(ROOT, 'node_modules', '.bin', 'tslab'), 'kernel', '--config-path', '{connection_file}']);
+    assert.deepEqual(spec.argv, [path.join(ROOT, 'node_modules', 'tslab', 'bin', 'tslab'), 'kernel', '--config-path', '{connection_file}']);
     assert.equal(spec.language, 'typescript');
     assert.equal(spec.env?.NODE_OPTIONS, `--require ${JSON.stringify(path.join(ROOT, 'environment', 'tslab-preload.js'))}`);
+    const served = path.join(JUPYTER_PATH, 'nbextensions', 'vitpeft', 'plotly-4.1.1.js');
+    assert.equal(statSync(served).size, statSync(path.join(ROOT, 'node_modules', 'plotly.js-dist', 'plotly.js')).size);
+  });
+
+  it('npm run kernel:install (for the user) is listed by `jupyter kernelspec list` and found by `jupyter nbconvert --execute` with no variables', () => {
+    // JUPYTER_DATA_DIR stands in for the user's home (~/.local/share/jupyter), which other projects share.
+    const data = path.join(tmp, 'user-data');
+    const env: NodeJS.ProcessEnv = { ...process.env, JUPYTER_DATA_DIR: data };
+    delete env.JUPYTER_PATH;
+    const r = spawnSync('npm', ['run', '--silent', 'kernel:install'], { cwd: ROOT, encoding: 'utf8', env });
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stdout, /kernel 'tslab' registered for user \S+ in .*user-data\/kernels/);
+    const list = spawnSync('jupyter', ['kernelspec', 'list', '--json'], { encoding: 'utf8', env });
+    assert.equal(list.status, 0, `jupyter kernelspec list failed (Debian package jupyter-client; environment/setup-system.sh installs it): ${list.stderr}`);
+    const specs = (JSON.parse(list.stdout) as { kernelspecs: Record<string, { resource_dir: string; spec: { argv: string[] } }> }).kernelspecs;
+    assert.equal(realpathSync(specs.tslab.resource_dir), realpathSync(path.join(data, 'kernels', 'tslab')));
+    assert.ok(existsSync(path.join(data, 'nbextensions', 'vitpeft', 'plotly-4.1.1.js')));
+    // No JUPYTER_PATH, no kernel name: nbconvert takes the notebook's kernelspec ('tslab') from the user's data folder.
+    const x = spawnSync(PYTHON, ['-m', 'nbconvert', '--to', 'notebook', '--execute', '--ExecutePreprocessor.timeout=240', '--output-dir', path.join(tmp, 'cli'),
+      path.join(FIX, 'imports.ipynb')], { cwd: ROOT, encoding: 'utf8', env, timeout: 280000 });
+    assert.equal(x.status, 0, x.stderr);
+    const cell = executedCells(path.join(tmp, 'cli', 'imports.ipynb'))[0];
+    const out = streamText(cell, 'stdout');
+    assert.match(out, /^PARAMS \d+ BACKEND wasm INKERNEL true CWD (\S+)$/m);
+    assert.equal(realpathSync(/CWD (\S+)/.exec(out)![1]), realpathSync(FIX));
+    assert.ok(mimes(cell).includes('text/html'), 'showTable produced an HTML table');
   });
 
   it('the kernel runs with zeromq sends serialised (preload) and delivers a burst of output in order', () => {
@@ -43,6 +74,7 @@ describe('notebook runner and kernel (real tslab kernel)', function () {
           "let o = z.Publisher.prototype;\nwhile (!Object.prototype.hasOwnProperty.call(o, 'send')) o = Object.getPrototypeOf(o);\n" +
           "console.log('serialised', Boolean((z.Publisher.prototype.send as any)[Symbol.for('vitpeft.zmqSerialSend')]));",
         "for (let i = 0; i < 300; i++) console.log('line ' + i);",
+        "console.log('waiting');\nawait new Promise((r) => setTimeout(r, 3500));",
       ].map((source, i) => ({ cell_type: 'code', id: `c${i}`, metadata: {}, source, outputs: [], execution_count: null })),
       metadata: { kernelspec: { display_name: 'TypeScript', language: 'typescript', name: 'tslab' } },
       nbformat: 4,
@@ -51,9 +83,15 @@ describe('notebook runner and kernel (real tslab kernel)', function () {
     const dir = mkdtempSync(path.join(tmp, 'burst-'));
     const file = path.join(dir, 'burst.ipynb');
     writeFileSync(file, JSON.stringify(nb));
-    const r = runNotebooks(['--no-html', file], path.join(tmp, 'burst-out'));
+    const r = runNotebooks(['--no-html', '--progress-interval', '1', file], path.join(tmp, 'burst-out'));
     assert.equal(r.status, 0, r.stderr);
     assert.doesNotMatch(r.stderr, /tslab-preload: zeromq sends not serialised/);
+    // Progress on the terminal: a line per finished cell, heartbeats with the latest output of a running cell.
+    assert.match(r.stderr, /burst\.ipynb: 3 code cells/);
+    assert.match(r.stderr, /^ {2}\[1\/3\] cell 0 ok +\d+\.\d s {2}const z = require/m);
+    assert.match(r.stderr, /^ {2}\[2\/3\] cell 1 ok +\d+\.\d s {2}for \(let i = 0; i < 300; i\+\+\)/m);
+    assert.match(r.stderr, /^ {2}\[3\/3\] cell 2 … [123] s {2}waiting$/m);
+    assert.match(r.stderr, /^ {2}\[3\/3\] cell 2 ok +[3-9]\.\d s/m);
     const cells = JSON.parse(readFileSync(path.join(tmp, 'burst-out', 'burst.ipynb'), 'utf8')).cells;
     const text = (c: { outputs: { text?: string | string[] }[] }) => c.outputs.map((o) => [o.text ?? ''].flat().join('')).join('');
     assert.equal(text(cells[0]).trim(), 'serialised true');
@@ -61,7 +99,7 @@ describe('notebook runner and kernel (real tslab kernel)', function () {
     assert.deepEqual(lines, Array.from({ length: 300 }, (_, i) => `line ${i}`));
   });
 
-  it('a failing cell fails the run with the real message: a thrown error and a type error', () => {
+  it('a failing cell fails the run with the real message: a thrown error and a type error; the summary keeps earlier notebooks', () => {
     const r = runNotebooks(['--no-html', path.join(FIX, 'failing.ipynb'), path.join(FIX, 'type-error.ipynb')], path.join(tmp, 'fail'));
     assert.equal(r.status, 1, r.stderr);
     assert.match(r.stderr, /failing\.ipynb: cell 1 failed:\n {4}console\.log\('before the throw'\); throw new Error/);
@@ -74,6 +112,13 @@ describe('notebook runner and kernel (real tslab kernel)', function () {
     const cells = executedCells(path.join(tmp, 'fail', 'failing.ipynb'));
     assert.match(streamText(cells[0], 'stdout'), /first cell ran 1/);
     assert.equal(streamText(cells[2], 'stdout'), '');
+    // Re-running one notebook into the same folder replaces its entry and keeps the other's.
+    const again = runNotebooks(['--no-html', '--quiet', path.join(FIX, 'type-error.ipynb')], path.join(tmp, 'fail'));
+    assert.equal(again.status, 1);
+    assert.doesNotMatch(again.stderr, /\[1\/1\] cell/, '--quiet: no progress lines');
+    assert.match(again.stderr, /0\/1 notebooks ok; .*summary\.json also keeps 1 earlier notebook\(s\)/);
+    assert.deepEqual(again.summary.map((e) => path.basename(e.notebook)), ['failing.ipynb', 'type-error.ipynb']);
+    assert.notEqual((again.summary[1] as { finished?: string }).finished, undefined);
   });
 
   it('--allow-errors runs the later cells for real (past tslab\'s 200 ms abort) and still exits 1', () => {
@@ -83,21 +128,6 @@ describe('notebook runner and kernel (real tslab kernel)', function () {
     const cells = executedCells(path.join(tmp, 'allow', 'failing.ipynb'));
     assert.match(streamText(cells[1], 'stderr'), /deliberate failure/);
     assert.equal(streamText(cells[2], 'stdout'), 'cell after the error\n');
-  });
-
-  it('the kit imports headless through the nbconvert CLI (kernel cwd = notebook folder)', () => {
-    const r = spawnSync(
-      PYTHON,
-      ['-m', 'nbconvert', '--to', 'notebook', '--execute', '--ExecutePreprocessor.kernel_name=tslab', '--ExecutePreprocessor.timeout=240',
-        '--output-dir', path.join(tmp, 'cli'), path.join(FIX, 'imports.ipynb')],
-      { cwd: ROOT, encoding: 'utf8', env: { ...process.env, JUPYTER_PATH }, timeout: 280000 },
-    );
-    assert.equal(r.status, 0, r.stderr);
-    const cell = executedCells(path.join(tmp, 'cli', 'imports.ipynb'))[0];
-    const out = streamText(cell, 'stdout');
-    assert.match(out, /^PARAMS \d+ BACKEND wasm INKERNEL true CWD (\S+)$/m);
-    assert.equal(realpathSync(/CWD (\S+)/.exec(out)![1]), realpathSync(FIX));
-    assert.ok(mimes(cell).includes('text/html'), 'showTable produced an HTML table');
   });
 
   it('the kit imports when the notebook is opened in a Jupyter Notebook server session', () => {
@@ -120,12 +150,17 @@ describe('notebook runner and kernel (real tslab kernel)', function () {
     assert.ok(cells[0].mimes.includes('text/html'));
   });
 
-  it('inline plotly (shipped by plotlyInit in the notebook) and PNG images render in the exported HTML', function () {
+  it('interactive (inline) plotly: the saved notebook stores no plotly.js; charts draw in the HTML export and again after a reload in Jupyter', function () {
     const r = runNotebooks(['--plotly', 'inline', path.join(FIX, 'rich.ipynb')], path.join(tmp, 'rich'));
     assert.equal(r.status, 0, r.stderr);
-    const cells = executedCells(path.join(tmp, 'rich', 'rich.ipynb'));
+    const saved = path.join(tmp, 'rich', 'rich.ipynb');
+    // nbclient applies update_display_data to the outputs as a front end does: this is what saving the session keeps.
+    assert.ok(statSync(saved).size < 200000, `the saved notebook is ${statSync(saved).size} bytes (plotly.js alone is 10 MB)`);
+    assert.doesNotMatch(readFileSync(saved, 'utf8'), /__vitpeftDefine/);
+    const cells = executedCells(saved);
     cells.forEach((c, i) => assert.equal(streamText(c, 'stderr'), '', `cell ${i} wrote to stderr`));
     assert.match(streamText(cells[0], 'stdout'), /INKERNEL true/);
+    assert.match(displayText(cells[0]), /plotly\.js 4\.1\.1 sent to the page \(not stored in the notebook\)/);
     assert.ok(mimes(cells[2]).includes('image/png'));
     const chromium = chromiumPath();
     if (!chromium) {
@@ -134,7 +169,7 @@ describe('notebook runner and kernel (real tslab kernel)', function () {
     }
     const html = path.join(tmp, 'rich', 'rich.html');
     const page = readFileSync(html, 'utf8');
-    assert.equal(page.split('window.__vitpeftDefine = window.define').length - 1, 1, 'plotly.js shipped once, by the notebook');
+    assert.equal(page.split('window.__vitpeftDefine = window.define').length - 1, 1, 'plotly.js injected once by the runner');
     const profile = mkdtempSync(path.join(tmp, 'chromium-'));
     const b = spawnSync(
       chromium,
@@ -146,5 +181,97 @@ describe('notebook runner and kernel (real tslab kernel)', function () {
     assert.match(b.stdout, /class="vitpeft-plot[^"]*"[^>]*><div class="plot-container plotly"/);
     assert.match(b.stdout, /<g class="trace scatter[^"]*"[^>]*>.*?<path class="js-line"[^>]* d="M[^"]+"/s);
     assert.ok((b.stdout.match(/<img src="data:image\/png;base64,/g) ?? []).length >= 3, 'the PNG images are in the page');
+    // Reload: the saved notebook opened in a Jupyter Notebook server (kernel registered for the user: plotly.js is
+    // served from its nbextensions folder), no kernel run.
+    const data = path.join(tmp, 'reload-data');
+    const env: NodeJS.ProcessEnv = { ...process.env, JUPYTER_DATA_DIR: data };
+    delete env.JUPYTER_PATH;
+    assert.equal(spawnSync(path.join(ROOT, 'environment', 'install-kernel.sh'), [], { encoding: 'utf8', env }).status, 0);
+    const folder = mkdtempSync(path.join(tmp, 'reload-'));
+    writeFileSync(path.join(folder, 'saved.ipynb'), readFileSync(saved));
+    const p = spawnSync(PYTHON, [path.join(ROOT, 'test', 'fixtures', 'jupyter_reload_page.py'), folder, 'saved.ipynb', chromium], { encoding: 'utf8', env, timeout: 240000 });
+    assert.equal(p.status, 0, p.stderr);
+    const seen = JSON.parse(p.stdout.trim().split('\n').pop()!) as { plots: number; divs: number; status: number };
+    assert.deepEqual(seen, { plots: 1, divs: 1, status: 200 }, 'the chart of the saved notebook draws after a reload');
+    // Its HTML export, without running it again: plotly.js injected once.
+    const exp = runNotebooks(['--export-only', path.join(folder, 'saved.ipynb')], path.join(tmp, 'exported'));
+    assert.equal(exp.status, 0, exp.stderr);
+    assert.match(exp.stderr, /saved\.ipynb -> .*saved\.html \(not executed\)/);
+    assert.equal(readFileSync(path.join(tmp, 'exported', 'saved.html'), 'utf8').split('window.__vitpeftDefine = window.define').length - 1, 1);
+  });
+
+  it('a kernel shutdown while the kernel is busy never prints a crash trace (Socket is closed / EBADF)', () => {
+    const r = spawnSync(PYTHON, [path.join(ROOT, 'test', 'fixtures', 'kernel_shutdown.py'), '3', tmp], {
+      encoding: 'utf8', env: { ...process.env, JUPYTER_PATH }, timeout: 240000,
+    });
+    assert.equal(r.status, 0, r.stderr);
+    const rounds = r.stdout.trim().split('\n').map((l) => JSON.parse(l) as { round: number; returncode: number; output: string });
+    assert.equal(rounds.length, 3);
+    for (const x of rounds) {
+      assert.doesNotMatch(x.output, /Error|EBADF|Socket is closed|tslab-preload/, `round ${x.round}: ${x.output}`);
+      assert.equal(x.returncode, 0, `round ${x.round} exit status`);
+    }
+  });
+
+  it('a user’s own notebook in another folder: the packed tarball installed with the README’s package.json, kernel registered for the user; the README’s first snippet runs in the kernel and as a script', function () {
+    this.timeout(900000);
+    const readme = readFileSync(path.join(ROOT, 'README.md'), 'utf8');
+    const snippet = /## A first look[\s\S]*?```ts\n([\s\S]*?)```/.exec(readme)![1];
+    const userPkg = JSON.parse(/### Your own notebooks[\s\S]*?```json\n([\s\S]*?)```/.exec(readme)![1]) as Record<string, unknown>;
+    const user = path.join(tmp, 'my-notebooks');
+    mkdirSync(user);
+    writeFileSync(path.join(user, 'package.json'), JSON.stringify(userPkg, null, 2));
+    const pack = spawnSync('npm', ['pack', '--silent', '--pack-destination', user], { cwd: ROOT, encoding: 'utf8' });
+    assert.equal(pack.status, 0, pack.stderr);
+    const tgz = path.join(user, pack.stdout.trim().split('\n').pop()!);
+    // --prefer-offline: the packages npm ci cached for this checkout; --omit=optional: no tfjs-node-gpu download attempt.
+    const inst = spawnSync('npm', ['install', tgz, '--prefer-offline', '--omit=optional', '--no-audit', '--no-fund'], { cwd: user, encoding: 'utf8', timeout: 600000 });
+    assert.equal(inst.status, 0, inst.stderr);
+    assert.ok(existsSync(path.join(user, 'node_modules', 'vitpeft', 'dist', 'lib', 'index.d.ts')));
+    const data = path.join(tmp, 'my-data');
+    const env: NodeJS.ProcessEnv = { ...process.env, JUPYTER_DATA_DIR: data, XDG_CACHE_HOME: path.join(tmp, 'my-cache') };
+    delete env.JUPYTER_PATH;
+    delete env.VITPEFT_RUNS_DIR;
+    delete env.VITPEFT_CACHE_DIR;
+    const kernel = spawnSync('npx', ['vitpeft-kernel'], { cwd: user, encoding: 'utf8', env });
+    assert.equal(kernel.status, 0, kernel.stderr);
+    const spec = JSON.parse(readFileSync(path.join(data, 'kernels', 'tslab', 'kernel.json'), 'utf8'));
+    assert.equal(spec.argv[0], path.join(user, 'node_modules', 'tslab', 'bin', 'tslab'), 'the kernel of the user’s install');
+    // The notebook: the README snippet as written, then where the kit resolved and where it writes.
+    const nb = {
+      cells: [
+        snippet,
+        "import { runsRoot, kitCacheDir } from 'vitpeft/report';\nconsole.log('RESOLVED', require.resolve('vitpeft'));\nconsole.log('RUNS', runsRoot());\nconsole.log('CACHE', kitCacheDir());",
+      ].map((source, i) => ({ cell_type: 'code', id: `c${i}`, metadata: {}, source, outputs: [], execution_count: null })),
+      metadata: { kernelspec: { display_name: 'TypeScript', language: 'typescript', name: 'tslab' } },
+      nbformat: 4,
+      nbformat_minor: 5,
+    };
+    writeFileSync(path.join(user, 'first.ipynb'), JSON.stringify(nb));
+    const x = spawnSync(PYTHON, ['-m', 'nbconvert', '--to', 'notebook', '--execute', '--ExecutePreprocessor.timeout=300', '--output-dir', path.join(user, 'out'),
+      path.join(user, 'first.ipynb')], { cwd: user, encoding: 'utf8', env, timeout: 400000 });
+    assert.equal(x.status, 0, x.stderr);
+    const cells = executedCells(path.join(user, 'out', 'first.ipynb'));
+    assert.match(streamText(cells[0], 'stdout'), /^wasm \[ 2, 10 \] 4$/m);
+    const probe = streamText(cells[1], 'stdout');
+    assert.equal(/RESOLVED (\S+)/.exec(probe)![1], path.join(user, 'node_modules', 'vitpeft', 'dist', 'lib', 'index.js'));
+    assert.equal(/RUNS (\S+)/.exec(probe)![1], path.join(user, 'runs'));
+    assert.equal(/CACHE (\S+)/.exec(probe)![1], path.join(tmp, 'my-cache', 'vitpeft'));
+    // The same snippet as a script (an ES module for top-level await), run with the tsx the package brings.
+    writeFileSync(path.join(user, 'first.mts'), snippet);
+    const script = spawnSync('npx', ['tsx', 'first.mts'], { cwd: user, encoding: 'utf8', env, timeout: 300000 });
+    assert.equal(script.status, 0, script.stderr);
+    assert.match(script.stdout, /^wasm \[ 2, 10 \] 4$/m);
+    // A checkout used directly (`npm install /path/to/vitpeft`: a link) runs it too, without the overrides.
+    const linked = path.join(tmp, 'linked');
+    mkdirSync(linked);
+    writeFileSync(path.join(linked, 'package.json'), JSON.stringify({ name: 'linked', private: true }));
+    const link = spawnSync('npm', ['install', ROOT, '--prefer-offline', '--no-audit', '--no-fund', '--ignore-scripts'], { cwd: linked, encoding: 'utf8', timeout: 300000 });
+    assert.equal(link.status, 0, link.stderr);
+    writeFileSync(path.join(linked, 'first.mts'), snippet);
+    const viaLink = spawnSync(path.join(ROOT, 'node_modules', '.bin', 'tsx'), ['first.mts'], { cwd: linked, encoding: 'utf8', env, timeout: 300000 });
+    assert.equal(viaLink.status, 0, viaLink.stderr);
+    assert.match(viaLink.stdout, /^wasm \[ 2, 10 \] 4$/m);
   });
 });
+

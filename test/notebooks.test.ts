@@ -109,8 +109,9 @@ describe('notebooks through the real tslab kernel', function () {
       assert.equal(dirs.length, 1, `one nb01-${name} run`);
       const info = JSON.parse(readFileSync(path.join(tmp, 'runs', dirs[0], 'run.json'), 'utf8'));
       assert.equal(info.status, 'done');
-      assert.equal(info.config.scale, 'ci');
+      assert.equal(info.config.tags.scale, 'ci');
       assert.equal(info.summary.leakedTensors, 0);
+      assert.ok(existsSync(path.join(tmp, 'runs', dirs[0], 'recipe.json')), `${name}: a recipe run (recipe.json)`);
       assert.ok(info.summary.probeTest >= 0 && info.summary.probeTest <= 1);
       const ckpts = readdirSync(path.join(tmp, 'runs', dirs[0], 'checkpoints'));
       assert.ok(ckpts.some((f) => /^encoder-step\d+\.safetensors$/.test(f)), `${name}: a merged-encoder checkpoint`);
@@ -136,7 +137,8 @@ describe('notebooks through the real tslab kernel', function () {
       assert.equal(dirs.length, 1, `one run of ${m}: ${runs.join(', ')}`);
       const info = JSON.parse(readFileSync(path.join(tmp, 'runs', dirs[0], 'run.json'), 'utf8'));
       assert.equal(info.status, 'done');
-      assert.equal(info.config.scale, 'ci');
+      assert.equal(info.config.tags.scale, 'ci');
+      assert.ok(existsSync(path.join(tmp, 'runs', dirs[0], 'recipe.json')), `${m}: a recipe run (recipe.json)`);
       assert.ok(info.summary.finalTestAcc >= 0 && info.summary.finalTestAcc <= 1);
       if (m.startsWith('pyra')) assert.equal(info.summary.lastBlockWD, 0, 'the last merging block\'s W_D never moves');
     }

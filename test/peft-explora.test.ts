@@ -14,8 +14,9 @@ import { vitShapes } from '../lib/peft/shapes';
 import { loraHooks, mergeLora, disposeLora, loraVariables } from '../lib/peft/lora';
 import { formatTrainSummary } from '../lib/peft/trainable';
 import {
-  parseExploraNotation, formatExploraNotation, exploraRecipe, resolveBlocks, countExplora, applyExplora, EXPLORA_PRESETS,
+  parseExploraNotation, formatExploraNotation, exploraRecipe, resolveBlocks, countExplora, applyExplora,
 } from '../lib/peft/explora';
+import { EXPLORA_PRESETS } from '../recipes/explora-presets';
 import { maxAbsDiff, randArray } from './util';
 
 function shapesEqual(a: Map<string, { shape: readonly number[] }>, b: Map<string, { shape: readonly number[] }>): void {
@@ -69,7 +70,7 @@ describe('peft/explora: notation', () => {
   });
 });
 
-describe('peft/explora: exact trainable counts (encoder only, explora.md §2.4)', () => {
+describe('peft/explora: exact trainable counts (encoder only, as the paper: 12.7M / 18.7M / 43.4M)', () => {
   const L = vitShapes('vit_large_patch14_dinov2');
   const B = vitShapes('vit_base_patch14_dinov2');
   const rows: Array<[string, number, number]> = [

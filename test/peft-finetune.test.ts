@@ -12,7 +12,7 @@ import { maxAbsDiff, randArray } from './util';
 
 const MICRO = { imgSize: 16, patchSize: 8, embedDim: 32, depth: 2, numHeads: 2 } as const;
 
-describe('peft/finetune (ExPLoRA supervised LoRA protocol, explora.md §2.6)', () => {
+describe('peft/finetune (ExPLoRA supervised LoRA protocol, `scripts/finetune.sh`)', () => {
   it('preset values: r8 α=1 on Q,V, drop-path 0.2, smoothing 0.1, lr 5e-4 at batch 128, wd 0', () => {
     const p = EXPLORA_FINETUNE;
     assert.deepEqual([p.rank, p.alpha, [...p.slices], p.dropPath, p.labelSmoothing, p.weightDecay, p.layerDecay, p.epochs, p.warmupEpochs], [8, 1, ['q', 'v'], 0.2, 0.1, 0, 1, 120, 5]);

@@ -6,7 +6,8 @@ import { mkdtempSync, readFileSync, rmSync, existsSync, appendFileSync, writeFil
 import * as os from 'os';
 import * as path from 'path';
 import * as tf from '@tensorflow/tfjs';
-import { RunRecord, listRuns, runsTable, readMetrics, readRun, runsRoot, flattenConfig, assertJsonable } from '../lib/report/runs';
+import { RunRecord, listRuns, runsTable, readMetrics, readRun, runsRoot, flattenConfig } from '../lib/report/runs';
+import { assertJsonable } from '../lib/check';
 import { projectRoot } from '../lib/report/paths';
 import { backendReport } from '../lib/backend';
 import { createVit, disposeVit, vitVariables } from '../lib/vit/params';

@@ -7,8 +7,8 @@ import {
   DisplayHandle, MimeBundle, DisplayOptions, setDisplaySink, displayBundle, inKernel, currentSink, textSink, escapeHtml,
 } from '../lib/report/display';
 import { tableHtml, tableText, tableData, formatCell, toDataFrame, showTable, keyValueRows } from '../lib/report/table';
-import { figureBundle, lineFigure, scatterFigure, plotlyInit, scriptSafe, plotlyScriptTags } from '../lib/report/plot';
-import { ProgressBar, track } from '../lib/report/progress';
+import { figureBundle, lineFigure, scatterFigure, plotlyInit, scriptSafe, plotlyScriptTags, plotlyLoaderScript, showPlot, placeLabels } from '../lib/report/plot';
+import { ProgressBar, track, formatDuration } from '../lib/report/progress';
 import { slot, releaseSlot, releaseAllSlots, slotNames, disposeValue, notebookScale } from '../lib/report/notebook';
 import { paramTable } from '../lib/report/params';
 import { createVit } from '../lib/vit/params';
@@ -161,6 +161,14 @@ describe('report/table', () => {
   });
 });
 
+describe('report/progress: durations', () => {
+  it('rounds once: no 60s or 8m60s at the boundaries', () => {
+    assert.deepEqual([4.24, 9.94, 9.96, 59.4, 59.6, 60, 539.4, 539.6, 3599.6, 3725].map(formatDuration),
+      ['4.2s', '9.9s', '10s', '59s', '1m00s', '1m00s', '8m59s', '9m00s', '1h00m', '1h02m']);
+    assert.equal(formatDuration(NaN), '?');
+  });
+});
+
 describe('report/plot', () => {
   const saved = process.env.VITPEFT_PLOTLY;
   afterEach(() => {
@@ -190,17 +198,60 @@ describe('report/plot', () => {
     assert.equal(b['text/plain'], "plotly figure: curves (2 traces)\n  0: scatter 'loss' 3 points y ∈ [1.000, 3.000]\n  1: scatter 'acc' 3 points y ∈ [0.1000, 0.9000]");
   });
 
-  it('inline mode ships plotly.js once per session; plotlyInit ships it explicitly', () => {
+  const plotlyState = (): { shipped: boolean } => (globalThis as unknown as Record<symbol, { shipped: boolean }>)[Symbol.for('vitpeft.report.plotly')];
+
+  it('inline mode: plotlyInit sends plotly.js to the page in an output replaced at once by a small stub (a saved notebook keeps only the stub)', () => {
     process.env.VITPEFT_PLOTLY = 'inline';
     const shown = capture();
     plotlyInit();
-    assert.equal(shown.length, 1);
-    const init = shown[0].bundle['text/html'] as string;
-    assert.ok(init.length > 5e6, `plotly.js should be inlined (${init.length} chars)`);
+    assert.equal(shown.length, 2);
+    const [first, stub] = shown;
+    assert.equal(first.opts.update, false);
+    assert.equal(stub.opts.update, true);
+    assert.equal(stub.opts.id, first.opts.id, 'the stub replaces the bundle (update_display_data with the same display id)');
+    const init = first.bundle['text/html'] as string;
+    assert.ok(init.length > 5e6, `plotly.js should be sent (${init.length} chars)`);
     assert.ok(init.indexOf('window.define = undefined') < init.indexOf('Plotly'), 'define must be hidden before plotly loads');
+    const kept = stub.bundle['text/html'] as string;
+    assert.ok(kept.length < 3000, `the stored stub is small (${kept.length} chars)`);
+    assert.match(kept, /nbextensions\/vitpeft\/plotly-4\.1\.1/, 'after a reload the stub loads plotly.js from the Jupyter server');
+    assert.match(stub.bundle['text/plain'], /not stored in the notebook/);
     const after = figureBundle(fig)['text/html'] as string;
-    assert.ok(after.length < 5000, 'after plotlyInit figures must not carry plotly.js again');
+    assert.ok(after.length < 5000, 'figures never carry plotly.js by default');
+    assert.match(after, /nbextensions\/vitpeft\/plotly-4\.1\.1/, 'a figure loads plotly.js itself when the page has none');
     assert.ok((figureBundle(fig, { includePlotly: true })['text/html'] as string).length > 5e6);
+  });
+
+  it('inline mode: the first showPlot of a session sends plotly.js first (replaced by the stub), later ones do not', () => {
+    process.env.VITPEFT_PLOTLY = 'inline';
+    plotlyState().shipped = false;
+    const shown = capture();
+    showPlot(fig);
+    showPlot(fig);
+    assert.deepEqual(shown.map((s) => [s.opts.update ?? false, (s.bundle['text/html'] as string).length > 5e6]), [
+      [false, true], [true, false], [false, false], [false, false],
+    ]);
+    assert.ok(shown.slice(1).every((s) => (s.bundle['text/html'] as string).length < 5000));
+  });
+
+  it('external mode (the headless runner): plotlyInit shows nothing, figures carry no plotly.js', () => {
+    process.env.VITPEFT_PLOTLY = 'external';
+    plotlyState().shipped = false;
+    const shown = capture();
+    plotlyInit();
+    assert.equal(shown.length, 0);
+    showPlot(fig);
+    assert.equal(shown.length, 1);
+    assert.ok((shown[0].bundle['text/html'] as string).length < 5000);
+  });
+
+  it('the loader script reads the base URL from the page and uses require.js where the page has it', () => {
+    const js = plotlyLoaderScript('9.9.9');
+    assert.match(js, /data-base-url/);
+    assert.match(js, /jupyter-config-data/);
+    assert.match(js, /requirejs\.config\(\{paths:\{"vitpeft-plotly":url\}\}\)/);
+    assert.match(js, /"nbextensions\/vitpeft\/plotly-9\.9\.9"/);
+    assert.match(js, /https\?:/, 'does nothing on file: pages');
   });
 
   it('script text cannot close its <script> tag', () => {
@@ -220,12 +271,32 @@ describe('report/plot', () => {
     assert.throws(() => scatterFigure([{ name: 'a', x: [1], y: [1, 2] }]), /series 'a' has 1 x and 2 y values/);
   });
 
+  it('scatter labels: a label repeated at the same point is drawn once, edge labels lean inwards, close labels go below', () => {
+    const f = scatterFigure([
+      { name: 'base', x: [15], y: [15.6], text: ['LoRA'] },
+      { name: 'ToMe', x: [15, 19, 24.4], y: [15.6, 15.6, 14.05], text: ['LoRA', 'low', 'high'] },
+      { name: 'PYRA', x: [15, 12.4, 26], y: [15.6, 15.6, 14.05], text: ['LoRA', 'low', 'high'] },
+      { name: 'small', x: [49.8], y: [9.4], text: ['smaller model'] },
+      { name: 'no labels', x: [30], y: [12] },
+    ]);
+    assert.deepEqual(f.data.map((t) => t.text), [['LoRA'], ['', 'low', 'high'], ['', 'low', 'high'], ['smaller model'], undefined]);
+    assert.deepEqual(f.data.map((t) => t.textposition), [
+      ['top right'], ['bottom right', 'bottom right', 'top center'], ['bottom right', 'bottom right', 'bottom center'], ['top left'], undefined,
+    ]);
+    assert.ok(f.data.slice(0, 4).every((t) => t.cliponaxis === false), 'labels may leave the plot area rather than be cut');
+    assert.deepEqual((f.layout!.title as unknown) ?? null, null);
+    const titled = scatterFigure([{ name: 'a', x: [1], y: [1] }], { title: 't' });
+    assert.deepEqual(titled.layout!.title, { text: 't', x: 0, xref: 'paper', xanchor: 'left' }, 'left-aligned: clear of the mode bar');
+    // Log axes: positions are judged on the log scale.
+    assert.deepEqual(placeLabels([{ x: [1, 10, 100], y: [1, 1, 1], text: ['a', 'b', 'c'] }], { logX: true })[0]!.position, ['top right', 'top center', 'top left']);
+  });
+
   it('rejects bad figures and modes', () => {
     assert.throws(() => figureBundle({} as never), /needs a `data` array/);
     assert.throws(() => figureBundle({ data: [3 as never] }), /data\[0\] is not a trace object/);
     assert.throws(() => lineFigure([{ name: 'a', y: [1, 2], x: [1] }]), /series 'a' has 1 x and 2 y values/);
     process.env.VITPEFT_PLOTLY = 'cdn';
-    assert.throws(() => figureBundle(fig), /VITPEFT_PLOTLY: expected 'inline' or 'external', got 'cdn'/);
+    assert.throws(() => showPlot(fig), /VITPEFT_PLOTLY: expected 'inline' or 'external', got 'cdn'/);
   });
 });
 

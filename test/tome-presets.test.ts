@@ -1,5 +1,5 @@
 /**
- * PYRA / ToMe+LoRA / LoRA presets on the kit's LoRA: the paper's trainable-parameter counts (§2.9), model assembly,
+ * PYRA / ToMe+LoRA / LoRA presets on the kit's LoRA: the paper's trainable-parameter counts (its tunable-parameter columns), model assembly,
  * identities at init, training without leaks, merged-LoRA inference, bad presets.
  */
 import * as tf from '@tensorflow/tfjs';
@@ -54,7 +54,7 @@ describe('tome: PYRA presets and parameter report', () => {
     assert.equal(pyraParamReport('pyra_vit_b16_low', { numClasses: 100 }).head, 76900);
   });
 
-  it('presets carry the released LoRA (shared qkv, ranks 4/8/12, dropout 0.1) and the §2.6 schedules', () => {
+  it('presets carry the released LoRA (shared qkv, ranks 4/8/12, dropout 0.1) and the released schedules', () => {
     assert.equal(PYRA_PRESETS.pyra_vit_b16_low.loraRank, 8);
     assert.equal(PYRA_PRESETS.pyra_vit_l16_high.loraRank, 12);
     assert.equal(PYRA_PRESETS.lora_vit_s16.loraRank, 4);

@@ -1,5 +1,5 @@
 /**
- * Merge schedules (ToMe parse_r, PYRA presets, cap) and the analytic MAC counts of pyra.md §2.6.
+ * Merge schedules (ToMe parse_r, PYRA presets, cap) and the analytic MAC counts that reproduce the PYRA paper's FLOPs.
  */
 import { strict as assert } from 'assert';
 import { resolveSchedule, tokenCounts, mergeCap, pyraSchedule, PYRA_SCHEDULES } from '../lib/tome/schedule';
@@ -30,7 +30,7 @@ describe('tome: r schedules', () => {
     assert.throws(() => pyraSchedule('vit_base_patch16_224', 'medium' as never), /'low' or 'high'/);
   });
 
-  it('token counts after each block equal the §2.6 table, and the shipped schedules never hit the cap', () => {
+  it('token counts after each block equal the released schedules, and the shipped schedules never hit the cap', () => {
     const table: Record<string, number[]> = {
       'vit_base_patch16_224 low': [197, 181, 165, 149, 133, 117, 101, 85, 69, 53, 37, 21, 11],
       'vit_base_patch16_224 high': [197, 157, 123, 93, 69, 51, 37, 27, 19, 15, 11, 8, 5],
@@ -73,7 +73,7 @@ describe('tome: r schedules', () => {
   });
 });
 
-describe('tome: analytic MACs (§2.6)', () => {
+describe('tome: analytic MACs (as the PYRA paper reports them)', () => {
   const G = (x: number): string => (x / 1e9).toFixed(2);
   it('ViT-B/16, ViT-L/16, DeiT-B distilled: unmerged, low, high', () => {
     const B = vitConfig('vit_base_patch16_224');
@@ -84,7 +84,7 @@ describe('tome: analytic MACs (§2.6)', () => {
     assert.equal(G(vitMacs(B, { schedule: pyraSchedule('vit_base_patch16_224', 'high') }).total), '5.07');
     assert.equal(G(vitMacs(L).total), '61.55');
     assert.equal(G(vitMacs(L, { schedule: pyraSchedule('vit_large_patch16_224', 'low') }).total), '30.96');
-    // §2.6 lists 17.92 G; the stated rule gives 17,914,542,080 = 17.91 G (no variant of the rule reproduces 17.92 while
+    // The reference notes list 17.92 G for ViT-L high; the stated rule gives 17,914,542,080 = 17.91 G (no variant of the rule reproduces 17.92 while
     // keeping the other eight numbers), so this checks the rule to the MAC and the table to 0.01 G.
     const lh = vitMacs(L, { schedule: pyraSchedule('vit_large_patch16_224', 'high') }).total;
     assert.equal(lh, 17914542080);

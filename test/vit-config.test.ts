@@ -6,7 +6,7 @@ import { vitForward } from '../lib/vit/forward';
 import { noLeak } from './util';
 
 describe('ViT presets and parameter counts', () => {
-  // explora.md §1.5: exact counts, no head.
+  // Exact counts, no head (ViT-B/16 85,798,656 and ViT-L/16 303,301,632 are the papers' 86M / 303.3M).
   const cases: Array<[keyof typeof VIT_PRESETS, Record<string, unknown>, number]> = [
     ['vit_small_patch16_224', {}, 21_665_664],
     ['vit_base_patch16_224', {}, 85_798_656],

@@ -1,5 +1,5 @@
 """Generate test/fixtures/tome_golden.json: ToMe bipartite matching / size-weighted merge / source tracking and the
-PYRA re-activation computed with PyTorch (float64), following the released algorithms (pyra.md §1.3-§1.7, §2.3).
+PYRA re-activation computed with PyTorch (float64), following the released algorithms (ToMe `tome/merge.py`, PYRA `model/adaptive_merge.py`).
 
 Run: /usr/bin/python3 tools/gen_tome_fixture.py   (python3-torch 1.13; CI only reads the committed JSON)
 """

@@ -14,7 +14,7 @@
  *   npx tsx tools/make-source-mae.ts --help
  */
 import { createHash } from 'crypto';
-import { readFileSync, writeFileSync, mkdirSync } from 'fs';
+import { readFileSync, mkdirSync } from 'fs';
 import * as path from 'path';
 import { execFileSync } from 'child_process';
 import { init, backendReport } from '../lib/backend';
@@ -23,6 +23,7 @@ import { Optimizer, ADAMW_MAE } from '../lib/train/optim';
 import { trainLoop } from '../lib/train/step';
 import { Schedule } from '../lib/train/schedule';
 import { saveCheckpoint } from '../lib/io/checkpoint';
+import { writeFileAtomic } from '../lib/io/atomic';
 import { extractFeatures, disposeFeatures, LabelledBatch } from '../lib/eval/features';
 import { knnEvaluate } from '../lib/eval/knn';
 import { loadEmbedded } from '../data-loaders/embedded';
@@ -30,31 +31,7 @@ import { Loader, Dataset } from '../data-loaders/dataset';
 import { maePretrain } from '../data-loaders/presets';
 import { normalizeWith } from '../data-loaders/augment';
 import { IMAGENET_STATS } from '../data-loaders/transforms';
-
-/** The model: a ViT with patch 4 at 32 px (8×8 = 64 patches), D 96, 6 blocks, 3 heads; decoder 64 wide, 2 blocks. */
-export const SOURCE_MAE_MODEL = {
-  preset: 'mae_vit_base_patch16',
-  encoder: { imgSize: 32, patchSize: 4, embedDim: 96, depth: 6, numHeads: 3 },
-  decoder: { embedDim: 64, depth: 2, numHeads: 4 },
-  maskRatio: 0.75,
-  normPixLoss: true,
-} as const;
-
-/** The pre-training recipe (MAE's, shortened): AdamW (0.9, 0.95), wd 0.05, warm-up then half-cycle cosine. */
-export const SOURCE_MAE_TRAIN = {
-  steps: 1200,
-  batch: 64,
-  lr: 1.5e-3,
-  minLr: 0,
-  warmupSteps: 150,
-  weightDecay: 0.05,
-  /** MAE augmentation: RandomResizedCrop(32, scale 0.2–1) + flip, ImageNet mean/std. */
-  augment: 'maePretrain(32, IMAGENET_STATS)',
-  data: 'embedded natural train (800 images, 10 shape classes; labels unused)',
-  seed: 0,
-};
-
-export const SOURCE_MAE_FORMAT = 'vitpeft-source-mae/1';
+import { SOURCE_MAE_MODEL, SOURCE_MAE_TRAIN, SOURCE_MAE_FORMAT, sourceMaeTag } from '../recipes/source-mae';
 
 interface Args {
   steps: number;
@@ -107,12 +84,6 @@ function parseArgs(argv: string[]): Args {
   }
   if (!a.out) a.out = path.resolve(__dirname, '..', 'notebooks', 'assets', `source-mae-${sourceMaeTag(a)}.safetensors`);
   return a;
-}
-
-/** File tag: model size, patch, image size, steps, seed — e.g. `d96x6-p4-32px-3000s-seed0`. */
-export function sourceMaeTag(a: { steps: number; seed: number }): string {
-  const e = SOURCE_MAE_MODEL.encoder;
-  return `d${e.embedDim}x${e.depth}-p${e.patchSize}-${e.imgSize}px-${a.steps}s-seed${a.seed}`;
 }
 
 function gitCommit(): string | null {
@@ -199,7 +170,7 @@ async function main(): Promise<void> {
   saveCheckpoint(a.out, { params: maeVariables(mae), meta });
   const sha256 = createHash('sha256').update(readFileSync(a.out)).digest('hex');
   const sidecar = a.out.replace(/\.safetensors$/, '') + '.json';
-  writeFileSync(sidecar, `${JSON.stringify({ file: path.basename(a.out), sha256, ...meta }, null, 2)}\n`);
+  writeFileAtomic(sidecar, `${JSON.stringify({ file: path.basename(a.out), sha256, ...meta }, null, 2)}\n`);
   console.log(`wrote ${a.out} (${(readFileSync(a.out).length / 1e6).toFixed(2)} MB, sha256 ${sha256.slice(0, 16)}…) and ${sidecar}; ${seconds.toFixed(0)} s on ${backend.backend}`);
   optimizer.dispose();
   disposeMae(mae);

@@ -7,6 +7,7 @@ import * as path from 'path';
 import { RecordDataset, SampleInfo } from '../dataset';
 import { loadImage } from '../decode';
 import { checkLabel, listDir, readListFile, resolveUnder } from './common';
+import { checkKeys, fmtValue } from '../../lib/check';
 
 /** The 10 classes, label = index. */
 export const EUROSAT_CLASSES = [
@@ -21,20 +22,6 @@ export const EUROSAT_CLASSES = [
   'River',
   'SeaLake',
 ] as const;
-
-/** Images per class in the full dataset (27,000 in total). */
-export const EUROSAT_COUNTS: Readonly<Record<(typeof EUROSAT_CLASSES)[number], number>> = {
-  AnnualCrop: 3000,
-  Forest: 3000,
-  HerbaceousVegetation: 3000,
-  Highway: 2500,
-  Industrial: 2500,
-  Pasture: 2000,
-  PermanentCrop: 2500,
-  Residential: 3000,
-  River: 2500,
-  SeaLake: 3000,
-};
 
 /** Folder of each variant under the dataset root. */
 export const EUROSAT_DIRS = {
@@ -58,8 +45,9 @@ export function eurosatClassOf(file: string): string | null {
 
 /** Build a EuroSAT dataset (RGB in [0, 1]; MS raw 13-band values, band count checked). */
 export async function eurosat(root: string, opt: EuroSatOptions): Promise<RecordDataset<SampleInfo>> {
+  checkKeys('EuroSatOptions', opt ?? {}, ['variant', 'split', 'name']);
   const variant = opt.variant;
-  if (variant !== 'rgb' && variant !== 'ms') throw new Error(`eurosat: variant must be 'rgb' or 'ms', got '${variant}'`);
+  if (variant !== 'rgb' && variant !== 'ms') throw new Error(`eurosat: variant must be 'rgb' or 'ms', got ${fmtValue(variant)}`);
   const base = path.join(root, EUROSAT_DIRS[variant]);
   const classes = EUROSAT_CLASSES as readonly string[];
   const records: SampleInfo[] = [];

@@ -7,9 +7,9 @@
  * Never use the fMoW-baseline 63-entry order (`false_detection` first): labels here index `FMOW_CLASSES`. When an
  * image path contains a category folder, it must agree with the label (this catches CSVs written in the other order).
  */
-import { promises as fsp } from 'fs';
 import * as path from 'path';
 import { Rng } from '../../lib/rng';
+import { writeFileAtomic } from '../../lib/io/atomic';
 import { RecordDataset, Sample, SampleInfo, SampleTransform } from '../dataset';
 import { loadImage, readFileChecked } from '../decode';
 import { Img } from '../image';
@@ -146,11 +146,16 @@ export async function readFmowMetadata(jsonPath: string): Promise<FmowImageMeta>
     if (typeof category !== 'string') throw new Error(`${jsonPath}: bounding_boxes[${k}].category must be a string`);
     return { id: typeof b.ID === 'number' ? b.ID : k, box: box as [number, number, number, number], category };
   });
+  const positive = (k: string, integer: boolean): number => {
+    const v = num(k);
+    if (!(v > 0) || (integer && !Number.isInteger(v))) throw new Error(`${jsonPath}: field '${k}' must be a positive ${integer ? 'integer' : 'number'}, got ${v}`);
+    return v;
+  };
   return {
-    gsd: num('gsd'),
+    gsd: positive('gsd', false),
     timestamp: ts,
-    imgWidth: num('img_width'),
-    imgHeight: num('img_height'),
+    imgWidth: positive('img_width', true),
+    imgHeight: positive('img_height', true),
     cloudCover: typeof j.cloud_cover === 'number' ? j.cloud_cover : undefined,
     utm: typeof j.utm === 'string' ? j.utm : undefined,
     boxes,
@@ -297,6 +302,5 @@ export async function writeFmowMetadata(
     bounding_boxes: m.boxes.map((b) => ({ ID: b.id, box: b.box, category: b.category })),
     ...(m.extra ?? {}),
   };
-  await fsp.mkdir(path.dirname(jsonPath), { recursive: true });
-  await fsp.writeFile(jsonPath, JSON.stringify(j));
+  writeFileAtomic(jsonPath, JSON.stringify(j));
 }

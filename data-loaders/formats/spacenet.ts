@@ -5,8 +5,8 @@
  * rasterio does with `all_touched=False`: a pixel is building iff its centre lies inside a polygon (even–odd rule over
  * the polygon's rings, so holes stay background). An empty GeoJSON file or one without features is an all-zero mask.
  */
-import { promises as fsp } from 'fs';
 import * as path from 'path';
+import { writeFileAtomic } from '../../lib/io/atomic';
 import { RecordDataset, SampleInfo } from '../dataset';
 import { GeoInfo, loadGeoTiff, readFileChecked } from '../decode';
 import { Img, makeImg } from '../image';
@@ -37,23 +37,31 @@ export function geojsonPolygons(text: string, source: string): Polygon[] {
       throw new Error(`${source}: ${where}: unsupported geometry type '${g.type}'`);
     }
   };
+  if (j === null || typeof j !== 'object') throw new Error(`${source}: GeoJSON must be an object, got ${JSON.stringify(j)}`);
   if (j.type === 'FeatureCollection') {
     if (!Array.isArray(j.features)) throw new Error(`${source}: FeatureCollection without a 'features' list`);
-    j.features.forEach((f: any, k: number) => geom(f?.geometry, `features[${k}].geometry`));
+    j.features.forEach((f: any, k: number) => {
+      if (f?.type !== 'Feature') throw new Error(`${source}: features[${k}] is not a Feature (type ${JSON.stringify(f?.type)})`);
+      geom(f.geometry, `features[${k}].geometry`);
+    });
   } else if (j.type === 'Feature') geom(j.geometry, 'geometry');
-  else geom(j, 'geometry');
+  else if (['Polygon', 'MultiPolygon', 'GeometryCollection', 'Point', 'LineString', 'MultiPoint', 'MultiLineString'].includes(j.type)) geom(j, 'geometry');
+  else throw new Error(`${source}: not GeoJSON (type ${JSON.stringify(j.type)}; expected a FeatureCollection, Feature or geometry)`);
   return out;
 }
 
 function checkPolygon(p: unknown, where: string): Polygon {
   if (!Array.isArray(p) || p.length === 0) throw new Error(`${where}: polygon must be a list of rings`);
-  p.forEach((ring, r) => {
-    if (!Array.isArray(ring) || !ring.every((pt) => Array.isArray(pt) && pt.length >= 2 && pt.every((v: unknown) => typeof v === 'number'))) {
+  for (const ring of p) {
+    if (!Array.isArray(ring) || !ring.every((pt) => Array.isArray(pt) && pt.length >= 2 && pt.every((v: unknown) => typeof v === 'number' && Number.isFinite(v)))) {
       throw new Error(`${where}: ring must be a list of [x, y] numbers`);
     }
-    if (ring.length < 3) throw new Error(`${where}.coordinates[${r}]: a polygon ring needs at least 3 positions, got ${ring.length}`);
-    if (!ring.every((pt: number[]) => pt.every((v) => Number.isFinite(v)))) throw new Error(`${where}.coordinates[${r}]: non-finite coordinate`);
-  });
+    // a ring needs 3 vertices to enclose anything (RFC 7946 §3.1.6: ≥ 4 positions with the closing one repeated)
+    const first = ring[0] as number[];
+    const last = ring[ring.length - 1] as number[];
+    const closed = ring.length > 1 && first[0] === last[0] && first[1] === last[1];
+    if (ring.length - (closed ? 1 : 0) < 3) throw new Error(`${where}: ring of ${ring.length} positions encloses nothing (a polygon ring needs ≥ 3 vertices)`);
+  }
   return p as Polygon;
 }
 
@@ -208,6 +216,5 @@ export async function writeGeojson(file: string, polys: Polygon[]): Promise<void
     type: 'FeatureCollection',
     features: polys.map((p, k) => ({ type: 'Feature', properties: { id: k }, geometry: { type: 'Polygon', coordinates: p } })),
   };
-  await fsp.mkdir(path.dirname(file), { recursive: true });
-  await fsp.writeFile(file, JSON.stringify(fc));
+  writeFileAtomic(file, JSON.stringify(fc));
 }

@@ -16,6 +16,7 @@ import * as path from 'path';
 import { Dataset, RecordDataset, SampleInfo, filterDataset } from '../dataset';
 import { loadImage } from '../decode';
 import { CsvTable, columns, intCell, readCsv, strCell } from '../csv';
+import { fmtValue } from '../../lib/check';
 
 export const CAMELYON17_SPLITS = { train: 0, id_val: 1, test: 2, val: 3 } as const;
 export const CAMELYON17_UNLABELED_SPLITS = { train_unlabeled: 10, val_unlabeled: 11, test_unlabeled: 12 } as const;
@@ -46,6 +47,7 @@ function camelyonRecords(t: CsvTable, root: string, labelled: boolean): WildsRec
     const x = intCell(t, r, col.x_coord);
     const y = intCell(t, r, col.y_coord);
     const center = intCell(t, r, col.center);
+    if (center < 0 || center > 4) throw new Error(`${t.source}: line ${t.lines[r]}, column 'center': expected a hospital 0–4 (Camelyon17 has 5), got ${center}`);
     const slide = intCell(t, r, col.slide);
     let split: number;
     if (labelled) {
@@ -59,7 +61,7 @@ function camelyonRecords(t: CsvTable, root: string, labelled: boolean): WildsRec
     const rec: WildsRecord = { path: path.join(root, rel), meta: { hospital: center, slide, split, patient } };
     if (labelled) {
       const tumor = intCell(t, r, col.tumor);
-      if (tumor !== 0 && tumor !== 1) throw new Error(`${t.source}: line ${t.lines[r]}, column 'tumor': expected 0 or 1, got ${tumor}`);
+      if (tumor !== 0 && tumor !== 1) throw new Error(`${t.source}: line ${t.lines[r]}, column 'tumor': expected 0 or 1, got ${fmtValue(tumor)}`);
       rec.label = tumor;
       rec.meta.y = tumor;
     }

@@ -1,5 +1,5 @@
 /**
- * The DINOv2 objective assembled like upstream's SSL meta-architecture (explora.md §3; DINOv2 `ssl_meta_arch.py`):
+ * The DINOv2 objective assembled like upstream's SSL meta-architecture (DINOv2 `dinov2/train/ssl_meta_arch.py`):
  *
  *   teacher (no gradient): backbone on the 2 global crops (unmasked) → CLS [2B, D] and patch tokens [2B, N, D] →
  *     head on CLS, iBOT head (shared by default) on the patch tokens at the masked positions → targets by centering
@@ -15,7 +15,7 @@
  * A multi-crop batch is crop-major, as upstream's collate: global [g1 of all B images; g2 of all], local [l1 …; l2 …].
  */
 import * as tf from '@tensorflow/tfjs';
-import { checkKeys } from '../check';
+import { checkKeys, fmtValue, checkNumber } from '../check';
 import { Vit } from '../vit/params';
 import { VitHooks, vitForward } from '../vit/forward';
 import { Rng } from '../rng';
@@ -86,17 +86,19 @@ export function dinov2Objective(o: Dinov2ObjectiveOverrides = {}, base: Dinov2Ob
     targets: checkTargetMode(o.targets ?? base.targets, 'Dinov2Objective.targets'),
   };
   for (const k of ['hiddenDim', 'bottleneckDim', 'outDim', 'nlayers'] as const) {
-    if (!Number.isInteger(c.head[k]) || c.head[k] <= 0) throw new Error(`Dinov2Objective.head.${k}: expected a positive integer, got ${String(c.head[k])}`);
+    if (!Number.isInteger(c.head[k]) || c.head[k] <= 0) throw new Error(`Dinov2Objective.head.${k}: expected a positive integer, got ${fmtValue(c.head[k])}`);
   }
-  if (!Number.isInteger(c.nLocalCrops) || c.nLocalCrops < 0) throw new Error(`Dinov2Objective.nLocalCrops: expected an integer ≥ 0, got ${c.nLocalCrops}`);
+  if (!Number.isInteger(c.nLocalCrops) || c.nLocalCrops < 0) throw new Error(`Dinov2Objective.nLocalCrops: expected an integer ≥ 0, got ${fmtValue(c.nLocalCrops)}`);
   for (const k of ['globalCropSize', 'localCropSize'] as const) {
-    if (!Number.isInteger(c[k]) || c[k] <= 0) throw new Error(`Dinov2Objective.${k}: expected a positive integer, got ${c[k]}`);
+    if (!Number.isInteger(c[k]) || c[k] <= 0) throw new Error(`Dinov2Objective.${k}: expected a positive integer, got ${fmtValue(c[k])}`);
   }
-  if (!(c.studentTemp > 0)) throw new Error(`Dinov2Objective.studentTemp: expected > 0, got ${c.studentTemp}`);
+  checkNumber('Dinov2Objective.studentTemp', c.studentTemp, { gt: 0 });
   const t = c.teacherTemp;
-  if (!(t.warmup > 0 && t.final > 0 && t.warmupEpochs >= 0)) throw new Error(`Dinov2Objective.teacherTemp: expected warmup, final > 0 and warmupEpochs ≥ 0, got ${JSON.stringify(t)}`);
+  checkNumber('Dinov2Objective.teacherTemp.warmup', t.warmup, { gt: 0 });
+  checkNumber('Dinov2Objective.teacherTemp.final', t.final, { gt: 0 });
+  checkNumber('Dinov2Objective.teacherTemp.warmupEpochs', t.warmupEpochs, { min: 0 });
   for (const k of ['dino', 'koleo', 'ibot'] as const) {
-    if (!(c.weights[k] >= 0)) throw new Error(`Dinov2Objective.weights.${k}: expected ≥ 0, got ${c.weights[k]}`);
+    checkNumber(`Dinov2Objective.weights.${k}`, c.weights[k], { min: 0 });
   }
   return Object.freeze(c);
 }
@@ -142,7 +144,7 @@ export interface MultiCrop {
  */
 export function multiCropBatch(views: readonly tf.Tensor4D[], nLocal: number): MultiCrop {
   if (views.length !== 2 + nLocal) {
-    throw new Error(`multi-crop batch: expected 2 global + ${nLocal} local = ${2 + nLocal} views, got ${views.length} (check nLocalCrops against the loader's dinoMultiCrop nLocal)`);
+    throw new Error(`multi-crop batch: expected 2 global + ${nLocal} local = ${2 + nLocal} views, got ${fmtValue(views.length)} (check nLocalCrops against the loader's dinoMultiCrop nLocal)`);
   }
   const B = views[0].shape[0];
   views.forEach((v, i) => {

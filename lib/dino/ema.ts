@@ -1,5 +1,6 @@
 /**
- * Teacher EMA (explora.md §2.3, §3.6, fact 8; DINOv2 `update_teacher`): after every optimizer step
+ * Teacher EMA (DINOv2 `ssl_meta_arch.py` `update_teacher`; ExPLoRA gives the teacher its own LoRA modules,
+ * `dinov2/layers/attention.py`): after every optimizer step
  *   θ_t ← m·θ_t + (1 − m)·θ_s
  * over every student parameter that can change — backbone parameters that train, the LoRA A and B matrices **as
  * separate parameters** (so the teacher's ΔW = s·EMA(A)·EMA(B), not EMA(s·A·B)), and the heads. Frozen parameters
@@ -9,6 +10,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { Schedule, checkSchedule } from '../train/schedule';
+import { fmtValue, checkNumber } from '../check';
 
 /** One teacher variable and the student variable it follows. */
 export interface EmaPair {
@@ -39,7 +41,7 @@ export function emaPairs(teacher: ReadonlyMap<string, tf.Variable>, student: Rea
 
 /** θ_t ← m·θ_t + (1 − m)·θ_s for every pair, in one synchronous tidy (no tensors survive but the variables). */
 export function emaUpdate(pairs: readonly EmaPair[], momentum: number): void {
-  if (!(momentum >= 0 && momentum <= 1)) throw new Error(`EMA: momentum must be in [0, 1], got ${momentum}`);
+  checkNumber('EMA: momentum', momentum, { min: 0, max: 1 });
   if (momentum === 1) return; // θ_t unchanged (the schedule's last value)
   tf.tidy(() => {
     for (const p of pairs) p.teacher.assign(tf.add(tf.mul(p.teacher, momentum), tf.mul(p.student, 1 - momentum)));
@@ -48,6 +50,7 @@ export function emaUpdate(pairs: readonly EmaPair[], momentum: number): void {
 
 /** Cosine momentum schedule base → final over `totalIters` iterations (DINOv2: 0.992 → 1). */
 export function teacherMomentumSchedule(totalIters: number, base = 0.992, final = 1): Schedule {
-  if (!(base >= 0 && base <= 1 && final >= 0 && final <= 1)) throw new Error(`teacher momentum: base ${base} and final ${final} must be in [0, 1]`);
+  checkNumber('teacher momentum: base', base, { min: 0, max: 1 });
+  checkNumber('teacher momentum: final', final, { min: 0, max: 1 });
   return checkSchedule({ kind: 'cosine', base, min: final, totalIters, warmupIters: 0 }, 'teacher momentum schedule');
 }

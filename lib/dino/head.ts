@@ -1,5 +1,5 @@
 /**
- * DINO / iBOT projection heads (DINOv2 `dinov2/layers/dino_head.py`; explora.md §3.2, fact 8).
+ * DINO / iBOT projection heads (DINOv2 `dinov2/layers/dino_head.py`).
  *
  *   x [M, in] → mlp.0 Linear in→hidden → GELU → mlp.2 Linear hidden→hidden → GELU → mlp.4 Linear hidden→bottleneck
  *     → L2-normalise (eps 1e-12) → last_layer: weight-normalised Linear bottleneck→K, no bias → logits [M, K]
@@ -18,7 +18,7 @@
  * K 131,072 and bottleneck 384 with a separate iBOT head).
  */
 import * as tf from '@tensorflow/tfjs';
-import { checkKeys } from '../check';
+import { checkKeys, fmtValue, checkNumber } from '../check';
 import { ParamFactory, LinearParams } from '../vit/params';
 import { dense, gelu } from '../ops/nn';
 import { countParams, disposeTree, flattenTree } from '../tree';
@@ -55,9 +55,9 @@ export function dinoHeadConfig(c: Partial<DinoHeadConfig> & Pick<DinoHeadConfig,
   checkKeys('DinoHeadConfig', c, DINO_HEAD_KEYS);
   const cfg: DinoHeadConfig = { ...DINO_HEAD_DEFAULTS, ...c };
   for (const k of ['inDim', 'hiddenDim', 'bottleneckDim', 'outDim', 'nlayers'] as const) {
-    if (!Number.isInteger(cfg[k]) || cfg[k] <= 0) throw new Error(`DinoHeadConfig.${k}: expected a positive integer, got ${String(cfg[k])}`);
+    if (!Number.isInteger(cfg[k]) || cfg[k] <= 0) throw new Error(`DinoHeadConfig.${k}: expected a positive integer, got ${fmtValue(cfg[k])}`);
   }
-  if (!(cfg.normEps > 0)) throw new Error(`DinoHeadConfig.normEps: expected > 0, got ${cfg.normEps}`);
+  checkNumber('DinoHeadConfig.normEps', cfg.normEps, { gt: 0 });
   return Object.freeze(cfg);
 }
 
@@ -175,11 +175,6 @@ export function dinoHeadVariables(h: DinoHeads | DinoHeadsParams): Map<string, t
 /** Parameter count of the heads. */
 export function dinoHeadParamCount(h: DinoHeads): number {
   return countParams(h.params);
-}
-
-/** Whether a path is a head's weight-normalised last layer (lr 0 during `freezeLastLayerEpochs`). */
-export function isLastLayer(path: string): boolean {
-  return /(^|\.)last_layer\./.test(path);
 }
 
 export function disposeDinoHeads(h: DinoHeads): void {

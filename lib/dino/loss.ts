@@ -1,5 +1,5 @@
 /**
- * The three DINOv2 losses with upstream's bookkeeping (explora.md §3.4, facts 6–7; DINOv2 `dino_clstoken_loss.py`,
+ * The three DINOv2 losses with upstream's bookkeeping (DINOv2 `dinov2/loss/dino_clstoken_loss.py`,
  * `ibot_patch_loss.py`, `koleo_loss.py`, `ssl_meta_arch.py`). H(p, s) = −Σ_k p_k log softmax(s/τ_s)_k, τ_s = 0.1.
  *
  * - **DINO (CLS)**: teacher = the 2 global crops only. Pairs: every (teacher g_i, student local l_j) and the two
@@ -17,21 +17,22 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { stopGradient } from './teacher';
+import { fmtValue } from '../check';
 
 /** Student temperature τ_s (DINOv2: 0.1). */
 export const STUDENT_TEMP = 0.1;
 
 /** Number of DINO loss terms upstream divides by: (nGlobal − 1)·nGlobal + max(nGlobal·nLocal, 1). 18 for 2 + 8. */
 export function dinoPairCount(nGlobal: number, nLocal: number): number {
-  if (nGlobal !== 2) throw new Error(`DINO loss: expected 2 global crops (the teacher views are swapped pairwise), got ${nGlobal}`);
-  if (!Number.isInteger(nLocal) || nLocal < 0) throw new Error(`DINO loss: local crop count must be an integer ≥ 0, got ${nLocal}`);
+  if (nGlobal !== 2) throw new Error(`DINO loss: expected 2 global crops (the teacher views are swapped pairwise), got ${fmtValue(nGlobal)}`);
+  if (!Number.isInteger(nLocal) || nLocal < 0) throw new Error(`DINO loss: local crop count must be an integer ≥ 0, got ${fmtValue(nLocal)}`);
   return (nGlobal - 1) * nGlobal + Math.max(nGlobal * nLocal, 1);
 }
 
 /** Swap the two crop chunks of [2B, K] rows: [g1; g2] → [g2; g1]. */
 export function swapGlobalChunks<T extends tf.Tensor>(x: T): T {
   const n = x.shape[0];
-  if (n % 2) throw new Error(`swapGlobalChunks: expected an even number of rows (2 global crops × B), got ${n}`);
+  if (n % 2) throw new Error(`swapGlobalChunks: expected an even number of rows (2 global crops × B), got ${fmtValue(n)}`);
   const [a, b] = tf.split(x, 2, 0);
   return tf.concat([b, a], 0) as T;
 }
@@ -54,7 +55,7 @@ export interface DinoClsLossInput {
 export function dinoClsLoss(a: DinoClsLossInput): { loss: tf.Scalar; local: tf.Scalar; global: tf.Scalar; pairs: number } {
   const tau = a.studentTemp ?? STUDENT_TEMP;
   const [n2, K] = a.teacherProbs.shape;
-  if (n2 % 2) throw new Error(`DINO loss: teacher targets must have 2·B rows (2 global crops), got ${n2}`);
+  if (n2 % 2) throw new Error(`DINO loss: teacher targets must have 2·B rows (2 global crops), got ${fmtValue(n2)}`);
   const B = n2 / 2;
   if (a.studentGlobal.shape[0] !== n2 || a.studentGlobal.shape[1] !== K) {
     throw new Error(`DINO loss: student global logits must be [${n2}, ${K}] (2 global crops × B=${B}), got [${a.studentGlobal.shape}]`);
@@ -103,7 +104,7 @@ export function ibotPatchLoss(studentMasked: tf.Tensor2D, teacherProbs: tf.Tenso
   }
   const w = weights instanceof Float32Array ? tf.tensor1d(weights) : weights;
   if (w.shape[0] !== M) throw new Error(`iBOT loss: ${w.shape[0]} weights for ${M} masked rows`);
-  if (!(Number.isInteger(nImages) && nImages > 0)) throw new Error(`iBOT loss: nImages (2B) must be a positive integer, got ${nImages}`);
+  if (!(Number.isInteger(nImages) && nImages > 0)) throw new Error(`iBOT loss: nImages (2B) must be a positive integer, got ${fmtValue(nImages)}`);
   if (M === 0) return tf.scalar(0);
   const h = tf.sum(tf.mul(teacherProbs, tf.logSoftmax(tf.div(studentMasked, studentTemp), -1)), 1); // [M]
   return tf.div(tf.neg(tf.sum(tf.mul(h, w))), nImages) as tf.Scalar;

@@ -1,5 +1,5 @@
 /**
- * iBOT masks for the student's global crops (explora.md §3.5, fact 7; DINOv2 `data/masking.py`, `data/collate.py`).
+ * iBOT masks for the student's global crops (DINOv2 `dinov2/data/masking.py`, `dinov2/data/collate.py`).
  *
  * Per batch of n = 2B global-crop images (crop-major: g1 of every image, then g2):
  * - ⌊n·p⌋ images get a mask (`maskProbability` p = 0.5); the i-th of them targets ⌊N·U(r_i, r_{i+1})⌋ patches with
@@ -15,7 +15,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { Rng } from '../rng';
-import { checkKeys } from '../check';
+import { checkKeys, fmtValue, checkNumber } from '../check';
 
 export interface IbotMaskConfig {
   /** [min, max] mask ratio of masked images (DINOv2: [0.1, 0.5]). */
@@ -45,11 +45,13 @@ export function ibotMaskConfig(o: Partial<IbotMaskConfig> = {}): IbotMaskConfig 
   checkKeys('IbotMaskConfig', o, KEYS);
   const c = { ...IBOT_MASK_DEFAULTS, ...o };
   const [lo, hi] = c.ratioMinMax;
+  checkNumber('IbotMaskConfig.ratioMinMax[0]', lo, { min: 0, max: 1 });
+  checkNumber('IbotMaskConfig.ratioMinMax[1]', hi, { min: 0, max: 1 });
   if (!(lo >= 0 && hi <= 1 && lo <= hi)) throw new Error(`IbotMaskConfig.ratioMinMax: expected 0 ≤ min ≤ max ≤ 1, got [${lo}, ${hi}]`);
-  if (!(c.maskProbability >= 0 && c.maskProbability <= 1)) throw new Error(`IbotMaskConfig.maskProbability: expected in [0, 1], got ${c.maskProbability}`);
-  if (!(c.maxRatio > 0 && c.maxRatio <= 1)) throw new Error(`IbotMaskConfig.maxRatio: expected in (0, 1], got ${c.maxRatio}`);
-  if (!(c.minNumPatches >= 0)) throw new Error(`IbotMaskConfig.minNumPatches: expected ≥ 0, got ${c.minNumPatches}`);
-  if (!(c.minAspect > 0 && c.minAspect <= 1)) throw new Error(`IbotMaskConfig.minAspect: expected in (0, 1], got ${c.minAspect}`);
+  checkNumber('IbotMaskConfig.maskProbability', c.maskProbability, { min: 0, max: 1 });
+  checkNumber('IbotMaskConfig.maxRatio', c.maxRatio, { gt: 0, max: 1 });
+  checkNumber('IbotMaskConfig.minNumPatches', c.minNumPatches, { min: 0 });
+  checkNumber('IbotMaskConfig.minAspect', c.minAspect, { gt: 0, max: 1 });
   return Object.freeze(c);
 }
 
@@ -92,8 +94,8 @@ function proposeBlock(rng: Rng, mask: Uint8Array, H: number, W: number, cap: num
 export function blockMask(rng: Rng, H: number, W: number, target: number, config: Partial<IbotMaskConfig> = {}): Uint8Array {
   const c = ibotMaskConfig(config);
   const N = H * W;
-  if (!(Number.isInteger(H) && Number.isInteger(W) && H > 0 && W > 0)) throw new Error(`blockMask: grid must be positive integers, got ${H}x${W}`);
-  if (!(Number.isInteger(target) && target >= 0 && target <= N)) throw new Error(`blockMask: target must be an integer in [0, ${N}], got ${target}`);
+  if (!(Number.isInteger(H) && Number.isInteger(W) && H > 0 && W > 0)) throw new Error(`blockMask: grid must be positive integers, got ${fmtValue(H)}x${W}`);
+  if (!(Number.isInteger(target) && target >= 0 && target <= N)) throw new Error(`blockMask: target must be an integer in [0, ${N}], got ${fmtValue(target)}`);
   const maxNum = c.maxRatio * N; // upstream: max_num_patches = 0.5 · N (a float)
   const mask = new Uint8Array(N);
   let count = 0;
@@ -130,7 +132,7 @@ export interface IbotMasks {
  */
 export function ibotMasks(rng: Rng, n: number, H: number, W: number, config: Partial<IbotMaskConfig> = {}): IbotMasks {
   const c = ibotMaskConfig(config);
-  if (!(Number.isInteger(n) && n > 0)) throw new Error(`ibotMasks: image count (2B) must be a positive integer, got ${n}`);
+  if (!(Number.isInteger(n) && n > 0)) throw new Error(`ibotMasks: image count (2B) must be a positive integer, got ${fmtValue(n)}`);
   const N = H * W;
   const nMasked = Math.floor(n * c.maskProbability);
   const [lo, hi] = c.ratioMinMax;

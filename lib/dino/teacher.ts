@@ -1,5 +1,5 @@
 /**
- * Teacher targets of the DINOv2 objective (explora.md §3.3, fact 6; DINOv2 `dino_clstoken_loss.py`,
+ * Teacher targets of the DINOv2 objective (DINOv2 `dinov2/loss/dino_clstoken_loss.py`,
  * `ibot_patch_loss.py`). Both modes run outside the gradient tape (call them before `tf.variableGrads`, or on
  * teacher outputs, which depend on non-trainable variables only); both return row-stochastic targets P [n, K].
  *
@@ -18,6 +18,7 @@ import * as tf from '@tensorflow/tfjs';
 import { makeVariable, newScope } from '../tree';
 import { Schedule, checkSchedule } from '../train/schedule';
 import type { StateUpdate } from '../train/step';
+import { fmtValue, checkNumber } from '../check';
 
 /** How teacher logits become targets. */
 export type TeacherTargetMode = { kind: 'centering'; momentum: number } | { kind: 'sinkhorn_knopp'; iterations: number };
@@ -33,9 +34,9 @@ export function checkTargetMode(m: TeacherTargetMode, what = 'TeacherTargetMode'
   if (!keys) throw new Error(`${what}: unknown kind '${(m as { kind: string }).kind}'; valid: centering, sinkhorn_knopp`);
   const bad = Object.keys(m).filter((k) => !keys.includes(k));
   if (bad.length) throw new Error(`${what}(${m.kind}): unknown key '${bad[0]}'; valid keys: ${keys.join(', ')}`);
-  if (m.kind === 'centering' && !(m.momentum >= 0 && m.momentum < 1)) throw new Error(`${what}.momentum: expected in [0, 1), got ${m.momentum}`);
+  if (m.kind === 'centering') checkNumber(`${what}.momentum`, m.momentum, { min: 0, lt: 1 });
   if (m.kind === 'sinkhorn_knopp' && !(Number.isInteger(m.iterations) && m.iterations >= 1)) {
-    throw new Error(`${what}.iterations: expected an integer ≥ 1, got ${m.iterations}`);
+    throw new Error(`${what}.iterations: expected an integer ≥ 1, got ${fmtValue(m.iterations)}`);
   }
   return m;
 }
@@ -51,8 +52,8 @@ export interface CenterState {
 
 /** A zero center of width K under `path` (e.g. 'dino_loss.center'). */
 export function createCenter(K: number, momentum = 0.9, path = 'dino_loss.center'): CenterState {
-  if (!Number.isInteger(K) || K <= 0) throw new Error(`createCenter: K (prototypes) must be a positive integer, got ${K}`);
-  if (!(momentum >= 0 && momentum < 1)) throw new Error(`createCenter: momentum must be in [0, 1), got ${momentum}`);
+  if (!Number.isInteger(K) || K <= 0) throw new Error(`createCenter: K (prototypes) must be a positive integer, got ${fmtValue(K)}`);
+  checkNumber('createCenter: momentum', momentum, { min: 0, lt: 1 });
   return { center: makeVariable(newScope('dino-center'), path, new Float32Array(K), [1, K], false), momentum, path };
 }
 
@@ -71,7 +72,7 @@ function checkLogits(t: tf.Tensor, what: string, K?: number): asserts t is tf.Te
 }
 
 function checkTemp(temp: number, what: string): void {
-  if (!(temp > 0) || !Number.isFinite(temp)) throw new Error(`${what}: teacher temperature must be > 0, got ${temp}`);
+  checkNumber(`${what}: teacher temperature`, temp, { gt: 0 });
 }
 
 /**
@@ -105,7 +106,7 @@ export function centerTargets(state: CenterState, teacher: tf.Tensor2D, temp: nu
 export function sinkhornKnopp(teacher: tf.Tensor2D, temp: number, iterations = 3): tf.Tensor2D {
   checkLogits(teacher, 'sinkhornKnopp');
   checkTemp(temp, 'sinkhornKnopp');
-  if (!(Number.isInteger(iterations) && iterations >= 1)) throw new Error(`sinkhornKnopp: iterations must be an integer ≥ 1, got ${iterations}`);
+  if (!(Number.isInteger(iterations) && iterations >= 1)) throw new Error(`sinkhornKnopp: iterations must be an integer ≥ 1, got ${fmtValue(iterations)}`);
   return tf.tidy(() => {
     const [n, K] = teacher.shape;
     let q = tf.transpose(tf.exp(tf.div(teacher, temp))) as tf.Tensor2D; // [K, n]

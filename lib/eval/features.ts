@@ -1,7 +1,8 @@
 /**
  * Frozen-backbone features for the evaluation protocols (linear probe, kNN), computed once per image and cached.
  *
- * What is cached (DINOv2 `get_intermediate_layers(n, return_class_token=True, norm=True)`, explora.md §1.2 / §2.7):
+ * What is cached (DINOv2 `get_intermediate_layers(n, return_class_token=True, norm=True)`, as ExPLoRA's
+ * `linprobe/linear.py` calls it):
  * - `cls` [N, n, D]: the CLS token of each of the last n blocks (oldest first), each passed through the final norm
  *   (when the model has one), from `vitForward`'s `intermediates`;
  * - `patchMean` [N, D]: the mean patch token of the last block (same norm), for the `avgpool` probe inputs;
@@ -12,6 +13,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { Vit } from '../vit/params';
 import { vitForward, VitHooks } from '../vit/forward';
+import { fmtValue } from '../check';
 
 /** Cached features of a dataset split (tensors owned by the cache: `disposeFeatures`). */
 export interface FeatureCache {
@@ -49,7 +51,7 @@ export async function extractFeatures(
   const n = opts.nLast ?? 4;
   const D = vit.config.embedDim;
   if (!Number.isInteger(n) || n < 1 || n > vit.config.depth) {
-    throw new Error(`extractFeatures: nLast must be an integer in [1, ${vit.config.depth}], got ${n}`);
+    throw new Error(`extractFeatures: nLast must be an integer in [1, ${vit.config.depth}], got ${fmtValue(n)}`);
   }
   const clsParts: Float32Array[] = [];
   const meanParts: Float32Array[] = [];
@@ -97,6 +99,11 @@ export function featureCache(cls: Float32Array, patchMean: Float32Array, labels:
   if (cls.length !== N * nLast * dim) throw new Error(`featureCache: cls has ${cls.length} values, expected N·n·D = ${N}·${nLast}·${dim}`);
   if (patchMean.length !== N * dim) throw new Error(`featureCache: patchMean has ${patchMean.length} values, expected N·D = ${N}·${dim}`);
   if (labels.some((l) => !Number.isInteger(l) || l < 0)) throw new Error('featureCache: labels must be non-negative integers');
+  // a NaN feature (a diverged or corrupt backbone) would make every probe and kNN result meaningless, silently
+  for (const [name, arr, per] of [['cls', cls, nLast * dim], ['patchMean', patchMean, dim]] as const) {
+    const i = arr.findIndex((v) => !Number.isFinite(v));
+    if (i >= 0) throw new Error(`featureCache: ${name} feature ${arr[i]} of sample ${Math.floor(i / per)} (label ${labels[Math.floor(i / per)]}); the backbone produced non-finite features`);
+  }
   return {
     cls: tf.tensor3d(cls, [N, nLast, dim]),
     patchMean: tf.tensor2d(patchMean, [N, dim]),
@@ -110,7 +117,7 @@ export function featureCache(cls: Float32Array, patchMean: Float32Array, labels:
  */
 export function probeInput(c: FeatureCache, nLast: number, avgpool: boolean): tf.Tensor2D {
   const [N, n, D] = c.cls.shape;
-  if (!Number.isInteger(nLast) || nLast < 1 || nLast > n) throw new Error(`probeInput: nLast must be in [1, ${n}] (cached blocks), got ${nLast}`);
+  if (!Number.isInteger(nLast) || nLast < 1 || nLast > n) throw new Error(`probeInput: nLast must be in [1, ${n}] (cached blocks), got ${fmtValue(nLast)}`);
   return tf.tidy(() => {
     const cls = c.cls.slice([0, n - nLast, 0], [N, nLast, D]).reshape([N, nLast * D]); // [N, nLast·D]
     return (avgpool ? tf.concat([cls, c.patchMean], 1) : cls) as tf.Tensor2D;

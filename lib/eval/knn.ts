@@ -8,7 +8,7 @@
  * `x_norm_clstoken`, the backbone output its kNN evaluation uses.
  */
 import * as tf from '@tensorflow/tfjs';
-import { checkKeys } from '../check';
+import { checkKeys, fmtValue, checkNumber } from '../check';
 import { FeatureCache } from './features';
 
 export interface KnnConfig {
@@ -58,8 +58,8 @@ export function knnClassify(
   if (train.labels.shape[0] !== Ntr || test.labels.shape[0] !== Nte) {
     throw new Error(`knnClassify: ${Ntr}/${Nte} feature rows but ${train.labels.shape[0]}/${test.labels.shape[0]} labels (train/test)`);
   }
-  for (const k of ks) if (!Number.isInteger(k) || k < 1 || k > Ntr) throw new Error(`knnClassify: k must be an integer in [1, ${Ntr}] (training samples), got ${k}`);
-  if (!(cfg.temperature > 0)) throw new Error(`knnClassify: temperature must be > 0, got ${cfg.temperature}`);
+  for (const k of ks) if (!Number.isInteger(k) || k < 1 || k > Ntr) throw new Error(`knnClassify: k must be an integer in [1, ${Ntr}] (training samples), got ${fmtValue(k)}`);
+  checkNumber('knnClassify: temperature', cfg.temperature, { gt: 0 });
   const maxOf = (t: tf.Tensor1D): number => tf.tidy(() => tf.max(t).dataSync()[0]);
   const C = cfg.numClasses ?? Math.max(maxOf(train.labels), maxOf(test.labels)) + 1;
   const kMax = Math.max(...ks);

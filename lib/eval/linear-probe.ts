@@ -1,10 +1,10 @@
 /**
- * Linear probing, DINOv2 protocol (`eval/linear.py`, ExPLoRA `linprobe/linear.py`; explora.md §2.7):
- * a grid of linear classifiers over (n last blocks ∈ {1, 4}) × (avgpool ∈ {false, true}) × (lr ∈ {1e-4, 1e-3, 5e-3,
- * 1e-2, 2e-2, 5e-2, 0.1}) trained **simultaneously** on the same batches of frozen features — the loss is the sum of
- * the classifiers' cross-entropies, so each classifier gets exactly its own gradient — with SGD (momentum 0.9, weight
- * decay 0), each lr scaled by batch/256, cosine annealing to 0 over epochs × iterations; weights N(0, 0.01), bias 0.
- * The classifier with the best validation top-1 is reported.
+ * Linear probing, DINOv2 protocol (DINOv2 `dinov2/eval/linear.py`, ExPLoRA `linprobe/linear.py`,
+ * `scripts/linprobe.sh`): a grid of linear classifiers over (n last blocks ∈ {1, 4}) × (avgpool ∈ {false, true}) × (lr
+ * ∈ {1e-4, 1e-3, 5e-3, 1e-2, 2e-2, 5e-2, 0.1}) trained **simultaneously** on the same batches of frozen features — the
+ * loss is the sum of the classifiers' cross-entropies, so each classifier gets exactly its own gradient — with SGD
+ * (momentum 0.9, weight decay 0), each lr scaled by batch/256, cosine annealing to 0 over epochs × iterations; weights
+ * N(0, 0.01), bias 0. The classifier with the best validation top-1 is reported.
  *
  * Modifications vs the reference: features are cached (one backbone pass per image, `extractFeatures`) instead of
  * re-augmenting every iteration, so there is no train-time RandomResizedCrop/flip; default iterations per epoch is
@@ -12,7 +12,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { Rng } from '../rng';
-import { checkKeys } from '../check';
+import { checkKeys, fmtValue, checkNumber } from '../check';
 import { fillInit } from '../init';
 import { makeVariable, newScope } from '../tree';
 import { scheduleAt, Schedule } from '../train/schedule';
@@ -126,10 +126,18 @@ export function linearProbe(
   if (val.cls.shape[1] < Math.max(...cfg.nLastBlocks) || val.cls.shape[2] !== D) {
     throw new Error(`linearProbe: val features [${val.cls.shape}] do not fit the grid (train features [${train.cls.shape}], nLastBlocks [${cfg.nLastBlocks.join(', ')}])`);
   }
-  if (!cfg.lrs.length || cfg.lrs.some((l) => !(l > 0))) throw new Error(`linearProbe: lrs must be positive numbers, got [${cfg.lrs.join(', ')}]`);
+  if (!Array.isArray(cfg.lrs) || !cfg.lrs.length || cfg.lrs.some((l) => typeof l !== 'number' || !(l > 0) || !Number.isFinite(l))) {
+    throw new Error(`linearProbe: lrs must be positive numbers, got ${fmtValue(cfg.lrs)}`);
+  }
+  checkNumber('linearProbe: momentum', cfg.momentum, { min: 0, lt: 1 });
+  checkNumber('linearProbe: weightDecay', cfg.weightDecay, { min: 0 });
+  checkNumber('linearProbe: initStd', cfg.initStd, { min: 0 });
+  checkNumber('linearProbe: seed', cfg.seed, { integer: true });
+  if (cfg.itersPerEpoch !== null) checkNumber('linearProbe: itersPerEpoch', cfg.itersPerEpoch, { integer: true, min: 1 });
+  if (cfg.numClasses !== null) checkNumber('linearProbe: numClasses', cfg.numClasses, { integer: true, min: 1 });
   if (!cfg.avgpool.length || !cfg.nLastBlocks.length) throw new Error('linearProbe: empty grid (nLastBlocks / avgpool)');
-  if (!Number.isInteger(cfg.batchSize) || cfg.batchSize < 1) throw new Error(`linearProbe: batchSize must be a positive integer, got ${cfg.batchSize}`);
-  if (!(cfg.epochs > 0)) throw new Error(`linearProbe: epochs must be > 0, got ${cfg.epochs}`);
+  if (!Number.isInteger(cfg.batchSize) || cfg.batchSize < 1) throw new Error(`linearProbe: batchSize must be a positive integer, got ${fmtValue(cfg.batchSize)}`);
+  checkNumber('linearProbe: epochs', cfg.epochs, { gt: 0 });
   const N = featureCount(train);
   const K = cfg.numClasses ?? Math.max(maxLabel(train), maxLabel(val)) + 1;
   if (maxLabel(train) >= K || maxLabel(val) >= K) throw new Error(`linearProbe: labels reach ${Math.max(maxLabel(train), maxLabel(val))} but numClasses is ${K}`);

@@ -8,11 +8,14 @@
  * - everything else is stored as is.
  * Metadata: `__metadata__.vitpeft` holds JSON {format, layout, step, seed, optimizer, ...user fields}.
  *
- * Loading validates the whole file against the target (names, shapes after layout conversion, dtypes) before
- * assigning anything: an error names the tensor and both shapes and leaves the model untouched.
+ * Loading validates the whole file against the target (names, shapes after layout conversion, dtypes, and no NaN/Inf
+ * in float tensors unless `allowNonFinite`) before assigning anything: an error names the tensor (and both shapes, or
+ * the first non-finite value) and leaves the model untouched. Saving or loading a disposed model is an error naming
+ * the disposed parameter.
  */
 import * as tf from '@tensorflow/tfjs';
-import { ParamTree, flattenTree } from '../tree';
+import { ParamTree, flattenTree, assertLive } from '../tree';
+import { assertJsonable, checkBoolean, checkKeys, checkOneOf, fmtValue } from '../check';
 import { Optimizer } from '../train/optim';
 import { readSafetensors, writeSafetensors, TensorToWrite, SafeTensor, SafeFile } from './safetensors';
 import { resizeGridEmbed, ResizeSpec } from '../vit/posembed';
@@ -73,14 +76,41 @@ export interface SaveParts {
   optimizer?: Optimizer;
   /** Extra JSON-serialisable metadata (preset, config, seed, ...). `step` defaults to the optimizer's step. */
   meta?: Record<string, unknown>;
+  /**
+   * Save parameters holding NaN or ±Inf (default false: refused before anything is written, so a diverged run cannot
+   * overwrite the last good checkpoint).
+   */
+  allowNonFinite?: boolean;
 }
+
+/** Metadata keys the format owns: a user `meta` may not replace them (the file would not load back). */
+const RESERVED_META = ['format', 'layout'];
 
 /** Save parameters (+ optimizer state) to `file` atomically. */
 export function saveCheckpoint(file: string, parts: SaveParts): void {
+  assertLive(asMap(parts.params), 'saveCheckpoint', 'the model was disposed before saving');
+  if (parts.optimizer) assertLive(parts.optimizer.stateTensors(), 'saveCheckpoint (optimizer state)', 'the optimizer was disposed before saving');
+  checkKeys('saveCheckpoint parts', parts, ['params', 'optimizer', 'meta', 'allowNonFinite']);
+  if (parts.meta !== undefined) {
+    if (parts.meta === null || typeof parts.meta !== 'object' || Array.isArray(parts.meta)) throw new Error(`saveCheckpoint(${file}): meta must be an object, got ${fmtValue(parts.meta)}`);
+    assertJsonable(`saveCheckpoint(${file}) meta`, parts.meta, 'meta');
+    const clash = Object.keys(parts.meta).filter((k) => RESERVED_META.includes(k));
+    if (clash.length) throw new Error(`saveCheckpoint(${file}): meta key${clash.length > 1 ? 's' : ''} ${clash.map((k) => `'${k}'`).join(', ')} belong to the file format; use another name`);
+  }
   const out = new Map<string, TensorToWrite>();
   const add = (key: string, v: tf.Tensor): void => {
     const t = tf.tidy(() => kitToTorch(key, v));
     const data = t.dataSync();
+    if (!parts.allowNonFinite && v.dtype !== 'int32') {
+      for (let i = 0; i < data.length; i++) {
+        if (!Number.isFinite(data[i])) {
+          t.dispose();
+          throw new Error(
+            `saveCheckpoint(${file}): '${key}' holds a non-finite value (${data[i]} at flat index ${i} of torch shape [${t.shape}]); nothing was written, the previous file is unchanged (pass allowNonFinite: true to save it anyway)`,
+          );
+        }
+      }
+    }
     out.set(key, {
       dtype: v.dtype === 'int32' ? 'I32' : 'F32',
       shape: t.shape,
@@ -177,6 +207,8 @@ export interface LoadOptions {
    * groups). Default false: a resume with another optimizer is an error listing the differences.
    */
   allowOptimizerChange?: boolean;
+  /** Load float tensors holding NaN or ±Inf (default false: such a file is refused, naming the tensor and value). */
+  allowNonFinite?: boolean;
 }
 
 export interface LoadReport {
@@ -188,6 +220,47 @@ export interface LoadReport {
   /** Keys resized on load. */
   resized: string[];
   meta: Record<string, unknown>;
+}
+
+const LOAD_KEYS = ['strict', 'allowMissing', 'ignore', 'stripPrefixes', 'resizePosEmbed', 'resizeMode', 'allowNonFinite', 'allowOptimizerChange'] as const;
+
+/** Validate LoadOptions (a string where a RegExp belongs would otherwise fail deep inside, or match per character). */
+function checkLoadOptions(opts: LoadOptions, file: string): void {
+  const what = `loadCheckpoint(${file}) options`;
+  checkKeys(what, opts, LOAD_KEYS);
+  for (const k of ['strict', 'resizePosEmbed', 'allowNonFinite', 'allowOptimizerChange'] as const) if (opts[k] !== undefined) checkBoolean(`${what}.${k}`, opts[k]);
+  for (const k of ['allowMissing', 'ignore'] as const) {
+    if (opts[k] !== undefined && !(opts[k] instanceof RegExp)) throw new Error(`${what}.${k}: expected a RegExp (e.g. /^head\\./), got ${fmtValue(opts[k])}`);
+  }
+  const sp = opts.stripPrefixes;
+  if (sp !== undefined && !(Array.isArray(sp) && sp.every((p) => typeof p === 'string' && p.length > 0))) {
+    throw new Error(`${what}.stripPrefixes: expected a list of non-empty strings (e.g. ['module.']), got ${fmtValue(sp)}`);
+  }
+  if (opts.resizeMode !== undefined) checkOneOf(`${what}.resizeMode`, opts.resizeMode, ['size', 'size-antialias', 'dinov2-offset']);
+}
+
+/** Throw naming the tensor, the count and the first non-finite value (with its index) of a float tensor. */
+function checkFinite(key: string, t: SafeTensor, file: string): void {
+  if (!(t.data instanceof Float32Array)) return;
+  const d = t.data;
+  let first = -1;
+  let count = 0;
+  for (let i = 0; i < d.length; i++) {
+    if (!Number.isFinite(d[i])) {
+      if (first < 0) first = i;
+      count++;
+    }
+  }
+  if (first < 0) return;
+  const idx: number[] = [];
+  let rest = first;
+  for (let k = t.shape.length - 1; k >= 0; k--) {
+    idx.unshift(rest % t.shape[k]);
+    rest = Math.floor(rest / t.shape[k]);
+  }
+  throw new Error(
+    `${file}: tensor '${key}' [${t.shape}] holds ${count} non-finite value${count > 1 ? 's' : ''} (first: ${d[first]} at [${idx}]); refusing to load a diverged or corrupt checkpoint (pass allowNonFinite: true to load it anyway)`,
+  );
 }
 
 function toTensor(key: string, t: SafeTensor, file: string): tf.Tensor {
@@ -220,6 +293,7 @@ export function loadTensors(
   into: { params: ParamTree | ReadonlyMap<string, tf.Variable>; optimizer?: Optimizer },
   opts: LoadOptions = {},
 ): LoadReport {
+  checkLoadOptions(opts, file);
   const { tensors, metadata } = source;
   let meta: Record<string, unknown> = {};
   if (metadata.vitpeft) {
@@ -239,6 +313,7 @@ export function loadTensors(
   }
   const targets = new Map<string, tf.Variable>(asMap(into.params));
   if (into.optimizer) for (const [k, v] of into.optimizer.stateTensors()) targets.set(`optim.${k}`, v);
+  assertLive(targets, `loadCheckpoint(${file})`, 'the target was disposed; assigning would silently revive it');
   // Map file keys to target keys.
   const byTarget = new Map<string, [string, SafeTensor]>();
   const unexpected: string[] = [];
@@ -269,6 +344,7 @@ export function loadTensors(
     const list = unexpected.slice(0, 8).join(', ') + (unexpected.length > 8 ? `, … (${unexpected.length} in all)` : '');
     throw new Error(`${file}: ${unexpected.length} tensor(s) with no place in the target: ${list} (pass strict: false or ignore to skip them)`);
   }
+  if (!opts.allowNonFinite) for (const [, [rawKey, st]] of byTarget) checkFinite(rawKey, st, file);
   // Build every converted tensor first; assign only when all are valid.
   const ready: Array<[tf.Variable, tf.Tensor]> = [];
   const resized: string[] = [];

@@ -4,11 +4,13 @@
  * "__metadata__": {string: string}}`, then the raw little-endian tensor bytes. Data only: loading never executes code.
  *
  * Reading validates everything before returning (header bounds, JSON, dtype, byte sizes, offsets inside the file,
- * no overlaps) and names the file and tensor in every error. Writing goes to a temporary file in the same folder, is
- * fsynced and then renamed, so a reader never sees a half-written file.
+ * no overlaps) and names the file and tensor in every error. Writing goes through `writeFileAtomic` (io/atomic.ts):
+ * checked writes to a temporary file, fsync, rename; a full disk or a kill never leaves a half-written file.
  */
 import * as fs from 'fs';
-import * as path from 'path';
+import { writeFileAtomic } from './atomic';
+
+export { writeFileAtomic };
 
 export type SafeDtype = 'F64' | 'F32' | 'F16' | 'BF16' | 'I64' | 'I32' | 'I16' | 'I8' | 'U8' | 'BOOL';
 
@@ -114,7 +116,10 @@ export function decodeSafetensors(buf: Buffer, source = '<buffer>'): SafeFile {
   const spans: Array<[number, number, string]> = [];
   for (const [name, rawInfo] of Object.entries(header)) {
     if (name === '__metadata__') {
-      for (const [k, v] of Object.entries((rawInfo ?? {}) as Record<string, unknown>)) {
+      if (rawInfo === null || typeof rawInfo !== 'object' || Array.isArray(rawInfo)) {
+        throw new Error(`${source}: __metadata__ must be an object of strings, got ${JSON.stringify(rawInfo)}`);
+      }
+      for (const [k, v] of Object.entries(rawInfo as Record<string, unknown>)) {
         if (typeof v !== 'string') throw new Error(`${source}: __metadata__.${k} is not a string`);
         metadata[k] = v;
       }
@@ -145,9 +150,17 @@ export function decodeSafetensors(buf: Buffer, source = '<buffer>'): SafeFile {
     spans.push([b, e, name]);
     tensors.set(name, { dtype, shape, data: decodeData(dtype, buf.subarray(dataStart + b, dataStart + e), count, where) });
   }
-  spans.sort((x, y) => x[0] - y[0]);
-  for (let i = 1; i < spans.length; i++) {
-    if (spans[i][0] < spans[i - 1][1]) throw new Error(`${source}: tensors '${spans[i - 1][2]}' and '${spans[i][2]}' overlap`);
+  // as the reference implementation (safetensors' Metadata::validate): the tensors tile the data section exactly
+  spans.sort((x, y) => x[0] - y[0] || x[1] - y[1]);
+  let end = 0;
+  for (let i = 0; i < spans.length; i++) {
+    const [b, e, name] = spans[i];
+    if (b < end) throw new Error(`${source}: tensors '${spans[i - 1][2]}' and '${name}' overlap`);
+    if (b > end) throw new Error(`${source}: data bytes ${end}–${b} belong to no tensor (before '${name}'); not a valid safetensors file`);
+    end = e;
+  }
+  if (end !== dataLen) {
+    throw new Error(`${source}: ${dataLen - end} trailing data bytes after the last tensor (data section ${dataLen} bytes, tensors end at ${end}); not a valid safetensors file`);
   }
   return { tensors, metadata };
 }
@@ -195,31 +208,6 @@ export function encodeSafetensors(tensors: ReadonlyMap<string, TensorToWrite>, m
     pos += bytes.length;
   }
   return out;
-}
-
-/** Write `data` to `file` atomically: temporary file in the same folder, fsync, rename. */
-export function writeFileAtomic(file: string, data: Buffer | string): void {
-  const dir = path.dirname(path.resolve(file));
-  fs.mkdirSync(dir, { recursive: true });
-  const tmp = path.join(dir, `.${path.basename(file)}.${process.pid}.${Math.random().toString(36).slice(2)}.tmp`);
-  try {
-    const fd = fs.openSync(tmp, 'w');
-    try {
-      if (typeof data === 'string') fs.writeSync(fd, data);
-      else fs.writeSync(fd, data);
-      fs.fsyncSync(fd);
-    } finally {
-      fs.closeSync(fd);
-    }
-    fs.renameSync(tmp, file);
-  } catch (e) {
-    try {
-      fs.unlinkSync(tmp);
-    } catch {
-      /* already gone */
-    }
-    throw e;
-  }
 }
 
 /** Write a safetensors file atomically. */

@@ -89,22 +89,6 @@ export function fileSource(file: string): ByteSource {
   };
 }
 
-/** A byte source over a buffer. */
-export function bufferSource(buf: Buffer, name = '<buffer>'): ByteSource {
-  return {
-    size: buf.length,
-    read(position: number, length: number): Buffer {
-      if (position < 0 || length < 0 || position + length > buf.length) {
-        throw new Error(`${name}: read of ${length} bytes at ${position} is outside the data (${buf.length} bytes; truncated?)`);
-      }
-      return buf.subarray(position, position + length);
-    },
-    close(): void {
-      /* nothing to release */
-    },
-  };
-}
-
 function u64(b: Buffer, at: number, what: string): number {
   const v = b.readBigUInt64LE(at);
   if (v > BigInt(Number.MAX_SAFE_INTEGER)) throw new Error(`${what}: 64-bit value ${v} is too large`);

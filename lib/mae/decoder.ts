@@ -1,7 +1,7 @@
 /**
- * The MAE decoder as data + pure functions (explora.md §4; `models_mae.py` `forward_decoder`).
+ * The MAE decoder as data + pure functions (MAE `models_mae.py` `forward_decoder`).
  *
- * Parameter tree keyed like MAE checkpoints (`mae_visualize_vit_large.pth`, §7.7):
+ * Parameter tree keyed like MAE checkpoints (`mae_visualize_vit_large.pth` of the MAE README):
  *   decoder_embed.{weight [D, Dd], bias}   Linear encoder width D → decoder width Dd (512)
  *   mask_token [1, 1, Dd]                   learned, N(0, 0.02)
  *   decoder_pos_embed [1, 1 + L, Dp]        fixed 2-D sin-cos (Dp = Dd, or Dd minus the group / time code width)
@@ -17,7 +17,7 @@
  *   `decoderBlocks`: blocks, decoder_norm, drop CLS → [B, N, Dd] (caller applies `decoder_pred`).
  */
 import * as tf from '@tensorflow/tfjs';
-import { checkKeys } from '../check';
+import { checkKeys, fmtValue, checkNumber } from '../check';
 import { BlockParams, createBlockParams, LinearParams, NormParams, ParamFactory } from '../vit/params';
 import { ForwardEnv, linearSite, norm } from '../vit/forward';
 import { sincos1d, sincos2d } from '../vit/posembed';
@@ -54,16 +54,16 @@ export function decoderConfig(overrides: Partial<DecoderConfig> = {}): DecoderCo
   checkKeys('DecoderConfig', overrides, DECODER_CONFIG_KEYS);
   const c = { ...MAE_DECODER, ...overrides };
   const posInt = (k: keyof DecoderConfig, v: number): void => {
-    if (!Number.isInteger(v) || v <= 0) throw new Error(`DecoderConfig.${k}: expected a positive integer, got ${v}`);
+    if (!Number.isInteger(v) || v <= 0) throw new Error(`DecoderConfig.${k}: expected a positive integer, got ${fmtValue(v)}`);
   };
   posInt('embedDim', c.embedDim);
   posInt('depth', c.depth);
   posInt('numHeads', c.numHeads);
   if (c.embedDim % c.numHeads) throw new Error(`DecoderConfig.embedDim: ${c.embedDim} is not divisible by numHeads ${c.numHeads}`);
   if (!(c.mlpRatio > 0) || !Number.isInteger(c.mlpRatio * c.embedDim)) {
-    throw new Error(`DecoderConfig.mlpRatio: expected > 0 giving an integer width, got ${c.mlpRatio}`);
+    throw new Error(`DecoderConfig.mlpRatio: expected > 0 giving an integer width, got ${fmtValue(c.mlpRatio)}`);
   }
-  if (!(c.normEps > 0)) throw new Error(`DecoderConfig.normEps: expected > 0, got ${c.normEps}`);
+  checkNumber('DecoderConfig.normEps', c.normEps, { gt: 0 });
   return Object.freeze(c);
 }
 
@@ -98,7 +98,7 @@ export function createDecoderParams(f: ParamFactory, s: DecoderSpec): DecoderPar
   const [gh, gw] = s.grid;
   const posWidth = s.posWidth ?? Dd;
   if (posWidth % 4 || posWidth <= 0) {
-    throw new Error(`decoder_pos_embed: sin-cos width must be a positive multiple of 4, got ${posWidth} (decoder width ${Dd})`);
+    throw new Error(`decoder_pos_embed: sin-cos width must be a positive multiple of 4, got ${fmtValue(posWidth)} (decoder width ${Dd})`);
   }
   const xav = (i: number, o: number) => ({ kind: 'xavierUniform', fanIn: i, fanOut: o }) as const;
   const p: DecoderParams = {
@@ -111,7 +111,7 @@ export function createDecoderParams(f: ParamFactory, s: DecoderSpec): DecoderPar
   };
   if (s.channels) {
     const { groups, width } = s.channels;
-    if (width % 2 || width <= 0) throw new Error(`decoder_channel_embed: width must be a positive even number, got ${width}`);
+    if (width % 2 || width <= 0) throw new Error(`decoder_channel_embed: width must be a positive even number, got ${fmtValue(width)}`);
     const rows = Array.from({ length: groups + 1 }, (_, g) => g);
     p.decoder_channel_embed = f.fromValues('decoder_channel_embed', [1, groups + 1, width], sincos1d(width, rows), false);
   }

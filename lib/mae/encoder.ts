@@ -1,5 +1,5 @@
 /**
- * The masked encoder core shared by the RGB MAE and the SatMAE variants (explora.md §4):
+ * The masked encoder core shared by the RGB MAE and the SatMAE variants (MAE `models_mae.py` `forward_encoder`):
  * tokens (position / group / time codes already added) → keep the visible ones → prepend CLS → blocks → final LN.
  *
  * Blocks run through `blockForward` from lib/vit, so every Linear is a named site (`blocks.i.attn.qkv`, …) where

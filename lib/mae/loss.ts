@@ -1,5 +1,5 @@
 /**
- * The MAE reconstruction loss (explora.md §4; `models_mae.py` `forward_loss`).
+ * The MAE reconstruction loss (MAE `models_mae.py` `forward_loss`).
  *
  * - norm_pix target: per patch vector t (V = p²·C values), t ← (t − mean(t)) / √(var(t) + 1e-6) with the **unbiased**
  *   variance Σ(t − mean)²/(V − 1) (torch `Tensor.var` default).

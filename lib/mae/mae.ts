@@ -1,5 +1,5 @@
 /**
- * Masked autoencoder (MAE, He et al.; explora.md §1.1, §4; `models_mae.py`): a ViT encoder (`Vit` from `createVit`
+ * Masked autoencoder (MAE, He et al.; `models_mae.py`): a ViT encoder (`Vit` from `createVit`
  * with the fixed 2-D sin-cos position table) plus the MAE decoder.
  *
  * forward_encoder: patch embedding (site `patch_embed.proj`) → + sin-cos positions (patch rows of the table) →
@@ -14,8 +14,8 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { Rng } from '../rng';
-import { flattenTree, disposeTree, countParams } from '../tree';
-import { checkKeys } from '../check';
+import { flattenTree, disposeTree, countParams, assertLive } from '../tree';
+import { checkKeys, fmtValue } from '../check';
 import { VitConfig, VitPresetName, gridHW, vitConfig, dropPathRates } from '../vit/config';
 import { createVit, ParamFactory, Vit } from '../vit/params';
 import { ForwardEnv, makeEnv, patchEmbed, posEmbedFor, checkImages, VitHooks } from '../vit/forward';
@@ -60,7 +60,7 @@ const CREATE_KEYS = ['encoder', 'decoder', 'maskRatio', 'normPixLoss', 'seed', '
 /** Check that an encoder config is an MAE encoder: fixed sin-cos positions, CLS + final norm, no head / registers. */
 export function checkMaeEncoderConfig(c: VitConfig): void {
   const bad = (k: string, want: string, got: unknown): never => {
-    throw new Error(`MAE encoder: VitConfig.${k} must be ${want}, got ${String(got)}`);
+    throw new Error(`MAE encoder: VitConfig.${k} must be ${want}, got ${fmtValue(got)}`);
   };
   if (c.posEmbed !== 'sincos') bad('posEmbed', "'sincos' (fixed 2-D sin-cos, as MAE)", c.posEmbed);
   if (c.pool !== 'cls') bad('pool', "'cls' (the encoder ends with the final LayerNorm `norm`)", c.pool);
@@ -206,6 +206,7 @@ export interface MaeOutput {
  */
 export function maeForward(mae: Mae, images: tf.Tensor4D, opts: MaeForwardOptions = {}): MaeOutput {
   checkKeys('maeForward options', opts, ['plan', 'rng', 'maskRatio', 'training', 'hooks', 'checkpoint']);
+  assertLive(maeVariables(mae), 'maeForward', 'disposeMae was called on this model');
   const grid = maeGrid(mae, images);
   let plan = opts.plan;
   if (!plan) {

@@ -1,5 +1,6 @@
 /**
- * MAE random masking as plain data (explora.md §4, §5.1, §5.2; `models_mae.py` `random_masking`).
+ * MAE random masking as plain data (MAE `models_mae.py` `random_masking`; SatMAE `models_mae_group_channels.py`,
+ * `models_mae_temporal.py`).
  *
  * Per sample: noise ~ U(0,1)^N from a seeded `Rng`; ids_shuffle = argsort(noise) ascending (small = keep);
  * ids_restore = argsort(ids_shuffle); the first lenKeep = ⌊N·(1 − ratio)⌋ shuffled ids are kept; the binary mask
@@ -17,6 +18,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { Rng } from '../rng';
+import { fmtValue } from '../check';
 
 export type MaskKind = 'random' | 'spatial' | 'frames';
 
@@ -39,7 +41,7 @@ export interface MaskPlan {
 /** Validate a mask ratio: a number strictly inside (0, 1). */
 export function checkMaskRatio(ratio: number, what = 'maskRatio'): number {
   if (typeof ratio !== 'number' || !Number.isFinite(ratio) || ratio <= 0 || ratio >= 1) {
-    throw new Error(`${what}: expected a number strictly between 0 and 1, got ${String(ratio)}`);
+    throw new Error(`${what}: expected a number strictly between 0 and 1, got ${fmtValue(ratio)}`);
   }
   return ratio;
 }
@@ -47,7 +49,7 @@ export function checkMaskRatio(ratio: number, what = 'maskRatio'): number {
 /** ⌊n·(1 − ratio)⌋, checked to keep at least one token. */
 export function keepCount(n: number, ratio: number, what = 'masking'): number {
   checkMaskRatio(ratio, `${what}: mask ratio`);
-  if (!Number.isInteger(n) || n <= 0) throw new Error(`${what}: token count must be a positive integer, got ${n}`);
+  if (!Number.isInteger(n) || n <= 0) throw new Error(`${what}: token count must be a positive integer, got ${fmtValue(n)}`);
   // Python's int(L * (1 - r)) on a float64 product, as MAE computes it.
   const k = Math.floor(n * (1 - ratio));
   if (k < 1) throw new Error(`${what}: mask ratio ${ratio} keeps ⌊${n}·${1 - ratio}⌋ = 0 of ${n} tokens; lower the ratio`);
@@ -78,7 +80,7 @@ export function planFromShuffle(kind: MaskKind, batch: number, numTokens: number
     throw new Error(`planFromShuffle: idsShuffle has ${idsShuffle.length} entries, expected B·N = ${batch}·${N}`);
   }
   if (!Number.isInteger(lenKeep) || lenKeep < 1 || lenKeep > N) {
-    throw new Error(`planFromShuffle: lenKeep must be an integer in [1, ${N}], got ${lenKeep}`);
+    throw new Error(`planFromShuffle: lenKeep must be an integer in [1, ${N}], got ${fmtValue(lenKeep)}`);
   }
   const idsRestore = new Int32Array(batch * N).fill(-1);
   const mask = new Float32Array(batch * N);
@@ -127,7 +129,7 @@ export function frameMasking(rng: Rng, batch: number, frames: number, cells: num
 
 /** Shared layout of spatial / frame masking: copies × cells tokens, kept part copy-major then removed part copy-major. */
 function tiledPlan(kind: MaskKind, rng: Rng, batch: number, copies: number, cells: number, k: number): MaskPlan {
-  if (!Number.isInteger(copies) || copies < 1) throw new Error(`${kind} masking: expected ≥ 1 groups/frames, got ${copies}`);
+  if (!Number.isInteger(copies) || copies < 1) throw new Error(`${kind} masking: expected ≥ 1 groups/frames, got ${fmtValue(copies)}`);
   const N = copies * cells;
   const shuffle = new Int32Array(batch * N);
   for (let b = 0; b < batch; b++) {
@@ -183,9 +185,4 @@ export function restoreTokens(visible: tf.Tensor3D, maskToken: tf.Tensor, plan: 
 /** The binary mask [B, N] (1 = removed) as a tensor. */
 export function maskTensor(plan: MaskPlan): tf.Tensor2D {
   return tf.tensor2d(plan.mask, [plan.batch, plan.numTokens]);
-}
-
-/** Row b of a plan's mask as a plain array (for display and tests). */
-export function maskRow(plan: MaskPlan, b: number): Float32Array {
-  return plan.mask.subarray(b * plan.numTokens, (b + 1) * plan.numTokens);
 }

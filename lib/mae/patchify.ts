@@ -1,5 +1,6 @@
 /**
- * Patchify / unpatchify: cut NHWC images into non-overlapping p×p patches and back (explora.md §4, §5.1).
+ * Patchify / unpatchify: cut NHWC images into non-overlapping p×p patches and back (MAE `models_mae.py` `patchify`;
+ * SatMAE `models_mae_group_channels.py`).
  *
  * Two flatten orders of a patch vector, one per reference model:
  * - **(ky, kx, c)** — RGB MAE and SatMAE temporal (`models_mae.py` `patchify`: einsum `nchpwq->nhwpqc`): vector index
@@ -10,13 +11,14 @@
  * allowed (MAE asserts square; the kit only needs divisibility).
  */
 import * as tf from '@tensorflow/tfjs';
+import { fmtValue } from '../check';
 
 /** Check an NHWC batch and a patch size; returns the grid [rows, cols]. Throws naming `what` on bad input. */
 export function patchGrid(images: tf.Tensor, p: number, what = 'patchify'): [number, number] {
   if (images.rank !== 4) {
     throw new Error(`${what}: expected images [B, H, W, C] (NHWC), got rank ${images.rank} shape [${images.shape}]`);
   }
-  if (!Number.isInteger(p) || p <= 0) throw new Error(`${what}: patch size must be a positive integer, got ${p}`);
+  if (!Number.isInteger(p) || p <= 0) throw new Error(`${what}: patch size must be a positive integer, got ${fmtValue(p)}`);
   const [, H, W] = images.shape;
   if (H % p || W % p) {
     throw new Error(`${what}: image size ${H}x${W} is not divisible by the patch size ${p}`);

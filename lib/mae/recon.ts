@@ -12,6 +12,7 @@ import { Mae, maeForward, maeGrid } from './mae';
 import { MaskPlan } from './masking';
 import { patchify, unpatchify, patchValuesToPixels } from './patchify';
 import { NORM_PIX_EPS } from './loss';
+import { fmtValue } from '../check';
 
 /** The four panels (plus the pixel mask) of a reconstruction, all [B, H, W, C] except `mask` [B, H, W, 1]. */
 export type ReconViews = {
@@ -137,7 +138,7 @@ export function viewsStrip(v: ReconViews, opts: StripOptions = {}): { width: num
   const panels = [v.input, v.masked, v.reconstruction, v.pasted].map((t) => toRgbPixels(t, opts, opts.index ?? 0));
   const s = opts.scale ?? 1;
   const gap = opts.gap ?? 4;
-  if (!Number.isInteger(s) || s < 1) throw new Error(`viewsStrip: scale must be a positive integer, got ${s}`);
+  if (!Number.isInteger(s) || s < 1) throw new Error(`viewsStrip: scale must be a positive integer, got ${fmtValue(s)}`);
   const h = panels[0].height * s;
   const w = panels[0].width * s;
   const width = 4 * w + 3 * gap;

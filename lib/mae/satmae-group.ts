@@ -1,5 +1,5 @@
 /**
- * SatMAE group-channel masked autoencoder for multispectral (Sentinel-2) input (explora.md §5.1;
+ * SatMAE group-channel masked autoencoder for multispectral (Sentinel-2) input (SatMAE
  * `models_mae_group_channels.py`).
  *
  * - Bands: the input carries `bands` (default the 13 Sentinel-2 bands B1…B12 in file order); `dropBands` (default
@@ -22,7 +22,7 @@
  *   from a SatMAE checkpoint's decoder heads.
  */
 import * as tf from '@tensorflow/tfjs';
-import { checkKeys, lookup } from '../check';
+import { checkKeys, lookup, fmtValue } from '../check';
 import { Rng } from '../rng';
 import { flattenTree, disposeTree, countParams } from '../tree';
 import { BlockParams, createBlockParams, LinearParams, NormParams, ParamFactory } from '../vit/params';
@@ -35,9 +35,8 @@ import { MaskPlan, checkMaskRatio, randomMasking, spatialMasking, maskTensor } f
 import { patchify, patchifyBands, unpatchifyBands } from './patchify';
 import { normPixTarget } from './loss';
 import { denormalizePatches, reconstructionViews, ReconViews } from './recon';
-import type { LoadOptions } from '../io/checkpoint';
 
-/** Sentinel-2 bands in the order of the fMoW-Sentinel / EuroSAT-MS files (same list as data-loaders' `SENTINEL2_BANDS`). */
+/** Sentinel-2 bands in the order of the fMoW-Sentinel / EuroSAT-MS files. */
 export const SATMAE_SENTINEL2_BANDS = ['B1', 'B2', 'B3', 'B4', 'B5', 'B6', 'B7', 'B8', 'B8A', 'B9', 'B10', 'B11', 'B12'] as const;
 
 export interface SatMaeGroupConfig {
@@ -167,7 +166,7 @@ export function satMaeGroupConfig(preset: SatMaeGroupPresetName | SatMaeGroupCon
   const c: SatMaeGroupConfig = { ...base, ...rest, decoder: decoderConfig({ ...base.decoder, ...(dOver ?? {}) }) };
   checkKeys('SatMaeGroupConfig', c, KEYS);
   const posInt = (k: string, v: number): void => {
-    if (!Number.isInteger(v) || v <= 0) throw new Error(`SatMaeGroupConfig.${k}: expected a positive integer, got ${v}`);
+    if (!Number.isInteger(v) || v <= 0) throw new Error(`SatMaeGroupConfig.${k}: expected a positive integer, got ${fmtValue(v)}`);
   };
   for (const k of ['patchSize', 'embedDim', 'depth', 'numHeads', 'channelEmbedDim', 'decoderChannelEmbedDim'] as const) posInt(k, c[k]);
   const [h, w] = imgHW(c);
@@ -184,19 +183,19 @@ export function satMaeGroupConfig(preset: SatMaeGroupPresetName | SatMaeGroupCon
     throw new Error(`SatMaeGroupConfig: decoder.embedDim ${c.decoder.embedDim} − decoderChannelEmbedDim ${c.decoderChannelEmbedDim} = ${dw} must be a positive multiple of 4 (and decoderChannelEmbedDim even)`);
   }
   checkMaskRatio(c.maskRatio, 'SatMaeGroupConfig.maskRatio');
-  if (!['grouped', 'satmae'].includes(c.targetAlign)) throw new Error(`SatMaeGroupConfig.targetAlign: expected 'grouped' or 'satmae', got ${String(c.targetAlign)}`);
+  if (!['grouped', 'satmae'].includes(c.targetAlign)) throw new Error(`SatMaeGroupConfig.targetAlign: expected 'grouped' or 'satmae', got ${fmtValue(c.targetAlign)}`);
   bandLayout(c);
   return Object.freeze(c);
 }
 
 /**
- * `loadCheckpoint` options to start a group model from an RGB MAE checkpoint (ExPLoRA M- multispectral, §2.2): the
- * RGB patch embedding, decoder head and position tables do not fit and are skipped; the group patch embeddings,
- * per-group heads and the group / position codes keep their own (fresh or fixed) values; every block, norm, the CLS
- * token, decoder embed, mask token and decoder blocks load.
+ * `loadCheckpoint` options to start a group model from an RGB MAE checkpoint (ExPLoRA M- multispectral:
+ * `mae/pretrain.py` drops the keys whose shapes do not fit): the RGB patch embedding, decoder head and position tables
+ * do not fit and are skipped; the group patch embeddings, per-group heads and the group / position codes keep their own
+ * (fresh or fixed) values; every block, norm, the CLS token, decoder embed, mask token and decoder blocks load.
  * @example loadCheckpoint('mae_visualize_vit_large.safetensors', {params: satMaeGroupVariables(m)}, SATMAE_GROUP_FROM_RGB_MAE)
  */
-export const SATMAE_GROUP_FROM_RGB_MAE: Readonly<LoadOptions> = Object.freeze({
+export const SATMAE_GROUP_FROM_RGB_MAE: Readonly<{ ignore: RegExp; allowMissing: RegExp }> = Object.freeze({
   ignore: /^(patch_embed\.proj|decoder_pred|pos_embed|decoder_pos_embed)(\.|$)/,
   allowMissing: /^(patch_embed\.\d+|decoder_pred\.\d+|pos_embed|channel_embed|decoder_pos_embed|decoder_channel_embed)(\.|$)/,
 });
@@ -323,7 +322,7 @@ export function selectKeptBands(m: Pick<GroupTokenizer, 'config' | 'layout'>, im
   }
   if (C === kept.length) return images;
   throw new Error(
-    `SatMAE group input: got ${C} bands; expected ${c.bands.length} (${c.bands.join(', ')}; ${c.dropBands.join(', ')} dropped here) or the ${kept.length} kept bands (${kept.join(', ')}) that the ${m.layout.groups.length} groups use`,
+    `SatMAE group input: got ${fmtValue(C)} bands; expected ${c.bands.length} (${c.bands.join(', ')}; ${c.dropBands.join(', ')} dropped here) or the ${kept.length} kept bands (${kept.join(', ')}) that the ${m.layout.groups.length} groups use`,
   );
 }
 

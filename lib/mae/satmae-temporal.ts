@@ -1,5 +1,5 @@
 /**
- * SatMAE temporal masked autoencoder (explora.md §5.2; `models_mae_temporal.py`): T images of one place (fMoW-temporal:
+ * SatMAE temporal masked autoencoder (SatMAE `models_mae_temporal.py`): T images of one place (fMoW-temporal:
  * T = 3 RGB images) go through the **same** patch embedding; tokens are frame-major (token t·L + l, 3·196 at 224/16).
  *
  * - Token code = [2-D sin-cos of the cell (width D − 3·Tc) ‖ sin-cos(year) ‖ sin-cos(month) ‖ sin-cos(hour)], each time
@@ -13,7 +13,7 @@
  *   over masked tokens as in MAE.
  */
 import * as tf from '@tensorflow/tfjs';
-import { checkKeys, lookup } from '../check';
+import { checkKeys, lookup, fmtValue } from '../check';
 import { Rng } from '../rng';
 import { flattenTree, disposeTree } from '../tree';
 import { BlockParams, createBlockParams, NormParams, ParamFactory } from '../vit/params';
@@ -88,7 +88,7 @@ export function satMaeTemporalConfig(
   const { decoder: dOver, ...rest } = overrides;
   const c: SatMaeTemporalConfig = { ...base, ...rest, decoder: decoderConfig({ ...base.decoder, ...(dOver ?? {}) }) };
   const posInt = (k: string, v: number): void => {
-    if (!Number.isInteger(v) || v <= 0) throw new Error(`SatMaeTemporalConfig.${k}: expected a positive integer, got ${v}`);
+    if (!Number.isInteger(v) || v <= 0) throw new Error(`SatMaeTemporalConfig.${k}: expected a positive integer, got ${fmtValue(v)}`);
   };
   for (const k of ['patchSize', 'inChans', 'embedDim', 'depth', 'numHeads', 'frames', 'timeEmbedDim', 'decoderTimeEmbedDim'] as const) posInt(k, c[k]);
   const [h, w] = imgHW(c);
@@ -183,7 +183,7 @@ export function timestampValues(ts: Timestamps, B: number, T: number): Float64Ar
   } else {
     flat = ts as ArrayLike<number>;
   }
-  if (flat.length !== B * T * 3) throw new Error(`timestamps: expected ${B}·${T}·3 = ${B * T * 3} values (year offset, month − 1, hour per image), got ${flat.length}`);
+  if (flat.length !== B * T * 3) throw new Error(`timestamps: expected ${B}·${T}·3 = ${B * T * 3} values (year offset, month − 1, hour per image), got ${fmtValue(flat.length)}`);
   const out = Float64Array.from(flat);
   out.forEach((v, i) => {
     if (!Number.isFinite(v)) throw new Error(`timestamps: value ${i} is ${v}`);
@@ -208,8 +208,8 @@ function checkFrames(m: SatMaeTemporal, images: tf.Tensor): [number, number, num
     throw new Error(`SatMAE temporal input: expected images [B, T, H, W, C] (T = ${c.frames} frames, NHWC), got shape [${images.shape}]`);
   }
   const [B, T, H, W, C] = images.shape;
-  if (T !== c.frames) throw new Error(`SatMAE temporal input: expected ${c.frames} frames, got ${T} (shape [${images.shape}])`);
-  if (C !== c.inChans) throw new Error(`SatMAE temporal input: expected ${c.inChans} channels, got ${C}`);
+  if (T !== c.frames) throw new Error(`SatMAE temporal input: expected ${c.frames} frames, got ${fmtValue(T)} (shape [${images.shape}])`);
+  if (C !== c.inChans) throw new Error(`SatMAE temporal input: expected ${c.inChans} channels, got ${fmtValue(C)}`);
   if (H % c.patchSize || W % c.patchSize) throw new Error(`SatMAE temporal input: image size ${H}x${W} is not divisible by the patch size ${c.patchSize}`);
   const [h, w] = imgHW(c);
   if (H !== h || W !== w) throw new Error(`SatMAE temporal input: image size ${H}x${W} differs from the configured ${h}x${w}`);

@@ -31,11 +31,6 @@ export function setFastOps(on: boolean): void {
   else fastPath();
 }
 
-/** Whether fast paths are switched on (they still only run where the backend supports them, see `fastPath()`). */
-export function fastOpsEnabled(): boolean {
-  return enabled;
-}
-
 /**
  * Which implementation the ops below use right now: 'wasm-fused' or 'plain', and why plain.
  */

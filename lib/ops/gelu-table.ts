@@ -141,11 +141,3 @@ export function geluBackward(
     out[outOff + i] = dy[dyOff + i] * d;
   }
 }
-
-/** Scalar reference (float64) for tests: gelu via the table nodes' Φ (exact at nodes). */
-export function geluScalar(x: number): number {
-  const a = new Float32Array([x]);
-  const o = new Float32Array(1);
-  geluForward(a, 0, o, 0, 1);
-  return o[0];
-}

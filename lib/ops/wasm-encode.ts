@@ -119,8 +119,6 @@ export const lane = (a: Code, i: number): Code => [...a, ...simd(0x1f), i]; // f
 /** Horizontal sum of the 4 lanes of a v128 local → f32. */
 export const hsum = (v: number): Code => [...lane(get(v), 0), ...lane(get(v), 1), 0x92, ...lane(get(v), 2), 0x92, ...lane(get(v), 3), 0x92];
 export const fadd = (a: Code, b: Code): Code => [...a, ...b, 0x92];
-export const fsub = (a: Code, b: Code): Code => [...a, ...b, 0x93];
-export const fmul = (a: Code, b: Code): Code => [...a, ...b, 0x94];
 export const fdiv = (a: Code, b: Code): Code => [...a, ...b, 0x95];
 export const fsqrt = (a: Code): Code => [...a, 0x91];
 export const i32add = (a: Code, b: Code): Code => [...a, ...b, 0x6a];

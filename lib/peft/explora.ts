@@ -1,6 +1,6 @@
 /**
- * The ExPLoRA recipe (Khanna et al., arXiv 2406.10973; explora.md §2): extended self-supervised pre-training of a
- * DINOv2 (D-) or MAE (M-) ViT on the target domain with
+ * The ExPLoRA recipe (Khanna et al., arXiv 2406.10973; ExPLoRA's `scripts/pretrain_{dino,mae}.sh`, `mae/pretrain.py`):
+ * extended self-supervised pre-training of a DINOv2 (D-) or MAE (M-) ViT on the target domain with
  * - a few **unfrozen blocks** U (paper notation, 1-based: `[L]` = last block, `[1,L]`, `[1,L-1,L]`),
  * - **LoRA on the Q and V slices** of the fused qkv of every other block (rank r, α = 1 ⇒ scale 1/r, A kaiming /
  *   B zero, no dropout; unfrozen blocks get no LoRA),
@@ -9,11 +9,13 @@
  * - patch embeddings trainable only for multispectral inputs (`unfreezeEmbed`: `patch_embed.*` and `decoder_pred.*`);
  * - per objective: DINOv2 → the DINO/iBOT heads train from scratch (`dino_head.*`, `ibot_head.*`, not counted);
  *   MAE → decoder LoRA r8 on Q,V of every decoder block + decoder norms, decoder embed/pred/mask token frozen.
- * Then merge LoRA into the weights (`mergeLora`) and fine-tune (finetune.ts) or linear-probe (eval/).
+ * Then merge LoRA into the weights (`mergeLora`) and fine-tune (recipes/finetune.ts) or linear-probe (eval/). The
+ * paper's recipes by name: recipes/explora-presets.ts.
  *
- * The parameter rule is ExPLoRA's name filter (§2.2): trainable iff the name contains `lora`, or `blocks.{i}.` with
- * i ∈ U, or `norm`, or `cls_token`, or (multispectral) `patch_embed`/`decoder_pred`, plus the objective's heads.
- * Counts reproduce the paper (encoder only): ViT-L D-[L] 12,695,552; D-[L]-r64 18,724,864; D-[1,L-1,L]-r64
+ * The parameter rule is ExPLoRA's name filter (`mae/pretrain.py`, `finetune/finetune.py`): trainable iff the name
+ * contains `lora`, or `blocks.{i}.` with i ∈ U, or `norm`, or `cls_token`, or (multispectral)
+ * `patch_embed`/`decoder_pred`, plus the objective's heads. Counts reproduce the paper's parameter columns (encoder
+ * only; 12.7M / 18.7M / 43.4M in its fMoW-RGB ablation): ViT-L D-[L] 12,695,552; D-[L]-r64 18,724,864; D-[1,L-1,L]-r64
  * 43,388,928; ViT-B D-[L]-r64 9,288,192; MAE ViT-L M-[L]-r64 18,722,816 (tests).
  *
  * Notation: `parseExploraNotation('D-ExPLoRA-[1,L-1,L]-r64')` ↔ `formatExploraNotation(recipe)`; without `-r<k>`
@@ -23,7 +25,7 @@ import { LoraConfig, LoraTarget, LoraAdapters, createLora, loraConfig, planLora,
 import { PathPattern } from './patterns';
 import { TrainRule, TrainSpec, FREEZE_REST, TrainSelection, selectTrainable, classifyParams, TrainSummary, ClassifyOptions } from './trainable';
 import { ParamTree } from '../tree';
-import { checkKeys } from '../check';
+import { checkKeys, fmtValue } from '../check';
 
 /** Initial-weights family: D = DINOv2, M = MAE (SatMAE for multispectral / temporal). */
 export type ExploraFamily = 'D' | 'M';
@@ -118,40 +120,13 @@ export function exploraRecipe(base: string | (Partial<ExploraRecipe> & Pick<Expl
   const fam = (overrides.family ?? head.family) as ExploraFamily;
   if (fam !== 'D' && fam !== 'M') throw new Error(`ExploraRecipe.family: expected 'D' (DINOv2) or 'M' (MAE), got '${String(fam)}'`);
   const r: ExploraRecipe = { ...EXPLORA_FAMILY_DEFAULTS[fam], ...head, ...overrides };
-  if (r.rank !== null && (!Number.isInteger(r.rank) || r.rank <= 0)) throw new Error(`ExploraRecipe.rank: expected a positive integer or null, got ${r.rank}`);
+  if (r.rank !== null && (!Number.isInteger(r.rank) || r.rank <= 0)) throw new Error(`ExploraRecipe.rank: expected a positive integer or null, got ${fmtValue(r.rank)}`);
   if (r.decoderRank !== null && (!Number.isInteger(r.decoderRank) || r.decoderRank <= 0)) {
-    throw new Error(`ExploraRecipe.decoderRank: expected a positive integer or null, got ${r.decoderRank}`);
+    throw new Error(`ExploraRecipe.decoderRank: expected a positive integer or null, got ${fmtValue(r.decoderRank)}`);
   }
   r.unfrozen.forEach((b) => parseBlockRef(String(b), formatExploraNotation(r)));
   return Object.freeze(r);
 }
-
-/** Presets named by their notation, as run in the paper (explora.md §2.2, §2.5). */
-export const EXPLORA_PRESETS = {
-  /** DINOv2 ViT-L/14 on fMoW-RGB (the main setting; ViT-B: same recipe). */
-  'D-ExPLoRA-[L]-r64': exploraRecipe('D-ExPLoRA-[L]-r64'),
-  'D-ExPLoRA-[L]': exploraRecipe('D-ExPLoRA-[L]'),
-  'D-ExPLoRA-[1,L]-r64': exploraRecipe('D-ExPLoRA-[1,L]-r64'),
-  'D-ExPLoRA-[1,L-1,L]-r64': exploraRecipe('D-ExPLoRA-[1,L-1,L]-r64'),
-  /** MAE ViT-L/16 on fMoW-RGB: encoder r64 on Q,V of blocks 0–22, decoder r8 on Q,V. */
-  'M-ExPLoRA-[L]-r64': exploraRecipe('M-ExPLoRA-[L]-r64'),
-  /**
-   * SatMAE group-channel ViT-L/8 on fMoW-Sentinel: blocks 1 and L, encoder LoRA r32, patch embeddings and the per-group
-   * `decoder_pred` heads train (`--unfreeze_embed`), and the decoder LoRA has rank 32 too: ExPLoRA's `mae/pretrain.py`
-   * sets `decoder_lora_rank = lora_rank` when the flag is not given (only the RGB script passes `--decoder_lora_rank 8`).
-   * The paper's "29.7M" is that script's `sum(p.numel() for p in model.parameters() if p.requires_grad)` over encoder
-   * **and** decoder: 28,169,216 + 658,432 (group patch embeddings) + 524,288 (decoder r32 LoRA on Q,V of 8 blocks) +
-   * 17,408 (decoder norms) + 328,320 (`decoder_pred.0-2`) = 29,697,664. Encoder alone: 28,827,648.
-   */
-  'M-ExPLoRA-[1,L]-r32': exploraRecipe('M-ExPLoRA-[1,L]-r32', { unfreezeEmbed: true, decoderRank: 32 }),
-  /**
-   * SatMAE temporal ViT-L/16 on fMoW-temporal: rank 32 (the paper's temporal configuration; the script
-   * `scripts/pretrain_mae_temporal.sh` could not be read, so the unfrozen set [L] and the decoder rank = encoder rank
-   * (`mae/pretrain.py`'s default) are UNCONFIRMED). The temporal model shares its patch embedding with RGB, so it stays
-   * frozen.
-   */
-  'M-ExPLoRA-[L]-r32': exploraRecipe('M-ExPLoRA-[L]-r32', { decoderRank: 32 }),
-} as const;
 
 /** Resolve paper block refs (1-based, L = depth) to sorted, distinct 0-based indices; throws when out of range. */
 export function resolveBlocks(refs: readonly BlockRef[], depth: number): number[] {

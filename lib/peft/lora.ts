@@ -8,11 +8,12 @@
  *
  * Target kinds:
  * - `linear`: one (A, B) over the whole output (proj, fc1, fc2, decoder sites, …);
- * - `qkv`: per-slice adapters on a **fused** qkv [D → 3D] whose output columns are [Q | K | V] (explora.md §1.2):
- *   by default the Q and V slices get their own (A, B) and K is untouched — loralib's `MergedLinear(enable_lora=
- *   [True, False, True])`, and ExPLoRA's split into `q_proj`/`v_proj` LoRA linears + a frozen `k_proj` (§2.3);
- * - `shared-qkv`: PYRA's released LoRA (pyra.md §2.5): one A [D, r] and one B [r, 3D] whose output is added to q, k
- *   and v; use it with `scaling: 1` (no α/r) to reproduce the release.
+ * - `qkv`: per-slice adapters on a **fused** qkv [D → 3D] whose output columns are [Q | K | V] (timm / DINOv2
+ *   `Attention`): by default the Q and V slices get their own (A, B) and K is untouched — loralib's
+ *   `MergedLinear(enable_lora=[True, False, True])`, and ExPLoRA's split into `q_proj`/`v_proj` LoRA linears + a
+ *   frozen `k_proj` (ExPLoRA `train_lora_util.py`, `vit_lora_util.py`);
+ * - `shared-qkv`: PYRA's released LoRA (PYRA `model/vision_transformer_timm.py` `Attention`): one A [D, r] and one
+ *   B [r, 3D] whose output is added to q, k and v; use it with `scaling: 1` (no α/r) to reproduce the release.
  *
  * Options: rank, α (ExPLoRA: α = 1 ⇒ s = 1/r; loralib's default too; PEFT's default α = 8 is NOT used here), dropout
  * on the adapter input (active only when `env.training`, drawn from `env.rng`), init:
@@ -25,9 +26,9 @@
  *   linear / shared-qkv: `<site>.lora_A.weight` [in, r], `<site>.lora_B.weight` [r, out]
  *   qkv slices:          `<site>.lora_A.q.weight` [D, r], `<site>.lora_B.q.weight` [r, D]   (same for k, v)
  * The slice name sits where PEFT puts its adapter name (`lora_A.default.weight`). ExPLoRA's own modules are named
- * `attn.q_proj` / `attn.v_proj` (§2.3); `exploraLoraKey` maps `blocks.3.attn.qkv.lora_A.q.weight` ↔
- * `blocks.3.attn.q_proj.lora_A.weight` (the exact parameter spelling in ExPLoRA's unreleased sources is UNCONFIRMED;
- * its released checkpoints ship merged weights only).
+ * `attn.q_proj` / `attn.v_proj` (ExPLoRA `train_lora_util.py`); `exploraLoraKey` maps
+ * `blocks.3.attn.qkv.lora_A.q.weight` ↔ `blocks.3.attn.q_proj.lora_A.weight` (the exact parameter spelling in
+ * ExPLoRA's unreleased sources is UNCONFIRMED; its released checkpoints ship merged weights only).
  *
  * Merge / unmerge are pure (`mergeLora(base, adapters)` → a new tree with new variables W + s·A·B); "disable" is simply
  * running the forward without the hook. Merging is the hand-off between ExPLoRA's extended pre-training and the
@@ -37,7 +38,7 @@ import * as tf from '@tensorflow/tfjs';
 import { Rng } from '../rng';
 import { fillInit, Init } from '../init';
 import { ParamTree, flattenTree, makeVariable, newScope, disposeTree, forEachLeaf } from '../tree';
-import { checkKeys } from '../check';
+import { checkKeys, checkNumber } from '../check';
 import { dropout as dropoutOp } from '../ops/nn';
 import type { ForwardEnv, VitHooks } from '../vit/forward';
 import { PathPattern, matchAny, describePattern, layerIndexOf, patternList, LAYER_INDEX_PATTERN } from './patterns';
@@ -96,8 +97,17 @@ export function loraConfig(c: Partial<LoraConfig> & { targets: readonly LoraTarg
   checkKeys('LoraConfig', c, CONFIG_KEYS);
   const cfg: LoraConfig = { ...LORA_DEFAULTS, ...c };
   if (!Array.isArray(cfg.targets) || cfg.targets.length === 0) throw new Error('LoraConfig.targets: expected at least one target');
+  /** Types here (a string is never coerced); ranges that depend on the site (rank ≤ width) are checked by planLora. */
+  const numbers = (where: string, o: Partial<Pick<LoraConfig, 'rank' | 'alpha' | 'scaling' | 'dropout'>>): void => {
+    if (o.rank !== undefined) checkNumber(`${where}.rank`, o.rank);
+    if (o.alpha !== undefined) checkNumber(`${where}.alpha`, o.alpha);
+    if (o.scaling !== undefined && o.scaling !== null) checkNumber(`${where}.scaling`, o.scaling);
+    if (o.dropout !== undefined) checkNumber(`${where}.dropout`, o.dropout);
+  };
+  numbers('LoraConfig', cfg);
   cfg.targets.forEach((t: LoraTarget, i: number) => {
     checkKeys(`LoraConfig.targets[${i}]`, t, TARGET_KEYS);
+    numbers(`LoraConfig.targets[${i}]`, t);
     const kind = t.kind ?? 'linear';
     if (!['linear', 'qkv', 'shared-qkv'].includes(kind)) {
       throw new Error(`LoraConfig.targets[${i}].kind: expected one of linear, qkv, shared-qkv, got '${kind}'`);
@@ -316,7 +326,8 @@ export function createLora(base: LoraBase, config: Partial<LoraConfig> & { targe
 
 /**
  * A copy of an adapter set with new variables (same config, sites and values), e.g. the DINO teacher's adapters:
- * ExPLoRA gives the teacher its own LoRA modules loaded from the student and EMAs A and B separately (explora.md §2.3).
+ * ExPLoRA gives the teacher its own LoRA modules loaded from the student and EMAs A and B separately (ExPLoRA
+ * `dinov2/layers/attention.py` + DINOv2 `update_teacher`).
  * `trainable` sets the copies' flag (default false: a teacher is updated by EMA `assign`, not by gradients).
  */
 export function cloneLora(adapters: LoraAdapters, opts: { trainable?: boolean } = {}): LoraAdapters {
@@ -354,11 +365,23 @@ export function disposeLora(adapters: LoraAdapters): void {
   disposeTree(adapters.params);
 }
 
+/** Throw naming the module and matrix if an adapter of `m` was disposed (tfjs would only say "Tensor is disposed"). */
+function checkLoraLive(m: LoraModule, what: string): void {
+  for (const s of m.slices) {
+    for (const [k, v] of [['A', s.A], ['B', s.B]] as const) {
+      if (v.isDisposed) {
+        throw new Error(`${what}: the ${k} matrix of the adapter at '${m.site}'${m.slices.length > 1 ? ` (slice at column ${s.offset})` : ''} was disposed (disposeLora was called on these adapters)`);
+      }
+    }
+  }
+}
+
 /**
  * The adapter output Δy for a module: x [M, in] → [M, out] (zeros in the columns of slices without an adapter).
  * Dropout on x is applied when `env.training` and the module has dropout > 0. Call inside a tidy.
  */
 export function loraDelta(m: LoraModule, x: tf.Tensor2D, env: Pick<ForwardEnv, 'training' | 'rng'>): tf.Tensor2D {
+  checkLoraLive(m, 'LoRA forward');
   const M = x.shape[0];
   if (x.shape[1] !== m.din) throw new Error(`LoRA at '${m.site}': input width ${x.shape[1]}, expected ${m.din}`);
   const xin = m.dropout > 0 ? (dropoutOp(x, m.dropout, env.training, env.rng) as tf.Tensor2D) : x;
@@ -403,6 +426,7 @@ export function composeLinearHooks(...hooks: Array<VitHooks['linear'] | undefine
 
 /** ΔW = s·A·B of one module in kit layout [in, out] (zero columns for slices without an adapter). Call in a tidy. */
 export function loraDeltaWeight(m: LoraModule): tf.Tensor2D {
+  checkLoraLive(m, 'LoRA merge');
   const parts: tf.Tensor2D[] = [];
   let col = 0;
   for (const s of m.slices) {

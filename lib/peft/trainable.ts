@@ -13,10 +13,10 @@
  *   for a non-trainable variable, and `trainStep` refuses one.
  *
  * The summary counts per group (rule) and in total, with the share of the **encoder** (ExPLoRA counts trainable
- * encoder parameters only: heads, DINO/iBOT heads and the MAE decoder are excluded; explora.md §2.4). By default a
- * path belongs to the encoder unless it is a head (`head`, `dino_head`, `ibot_head` components) or contains
- * `decoder`; the denominator is the number of non-adapter encoder parameters (override with `encoderTotal`, e.g.
- * 303,301,632 = ViT-L/16 as in the paper's "% of parameters").
+ * encoder parameters only: heads, DINO/iBOT heads and the MAE decoder are excluded, as in the ExPLoRA paper's parameter
+ * columns). By default a path belongs to the encoder unless it is a head (`head`, `dino_head`, `ibot_head` components)
+ * or contains `decoder`; the denominator is the number of non-adapter encoder parameters (override with `encoderTotal`,
+ * e.g. 303,301,632 = ViT-L/16 as in the paper's "% of parameters").
  */
 import * as tf from '@tensorflow/tfjs';
 import { ParamTree } from '../tree';

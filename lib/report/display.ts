@@ -125,8 +125,3 @@ export function escapeHtml(s: string): string {
 export function showMarkdown(md: string): void {
   displayBundle({ 'text/markdown': md, 'text/plain': md });
 }
-
-/** Show an HTML fragment with a text fallback. */
-export function showHtml(html: string, text = html.replace(/<[^>]*>/g, '')): void {
-  displayBundle({ 'text/html': html, 'text/plain': text });
-}

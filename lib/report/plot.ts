@@ -1,22 +1,25 @@
 /**
- * Plots: plotly figures as notebook outputs that draw everywhere without network access.
+ * Plots: plotly figures as notebook outputs that draw everywhere without network access, and without storing
+ * plotly.js (~10 MB) in the notebook.
  *
  * A figure becomes one MIME bundle:
  * - `text/html`: a `<div>` plus a script calling `Plotly.newPlot` (what classic Jupyter and the HTML export show);
  * - `application/vnd.plotly.v1+json`: the figure itself (JupyterLab's plotly renderer, and the executed .ipynb);
  * - `text/plain`: a one-line-per-trace summary (terminals).
  *
- * plotly.js itself (plotly.js-dist, ~10 MB) reaches the page in one of two ways, chosen by `VITPEFT_PLOTLY`:
- * - `inline` (default, interactive use): `plotlyInit()` (call it once in a setup cell) emits plotly.js as one output;
- *   if it was never called, the first figure of the kernel session carries it instead.
- * - `external` (the headless runner): figures reference `window.Plotly` only and the runner injects plotly.js into
- *   the exported HTML's `<head>` (executed notebooks stay small).
- * Debian's nbconvert loads require.js into exported pages; the inlined script hides `define` while plotly loads so
+ * plotly.js (plotly.js-dist) reaches the page in one of these ways, chosen by `VITPEFT_PLOTLY`:
+ * - `inline` (default, interactive use): `plotlyInit()` (or the session's first figure) sends plotly.js to the open
+ *   page in an output that is replaced right away by a small stub, so the page has `window.Plotly` but a saved
+ *   notebook does not carry the bundle. After a reload (saved notebook, no kernel), each chart loads plotly.js once per
+ *   page from the Jupyter server: `<base url>nbextensions/vitpeft/plotly-<version>.js`, installed next to the kernel
+ *   by environment/install-kernel.sh (classic Notebook serves that folder).
+ * - `external` (the headless runner): nothing is sent; the runner injects plotly.js into the exported HTML's `<head>`.
+ * Debian's nbconvert loads require.js into exported pages; every script that loads plotly hides `define` meanwhile so
  * the bundle always sets `window.Plotly`.
  */
 import { readFileSync } from 'fs';
 import { randomBytes } from 'crypto';
-import { MimeBundle, displayBundle, escapeHtml } from './display';
+import { MimeBundle, displayBundle, escapeHtml, DisplayHandle } from './display';
 
 /** A plotly figure (https://plotly.com/javascript/reference/). */
 export interface PlotlyFigure {
@@ -53,6 +56,14 @@ export function plotlyVersion(): string {
   return (require('plotly.js-dist/package.json') as { version: string }).version;
 }
 
+/**
+ * Where a Jupyter server serves plotly.js, relative to its base URL: `nbextensions/vitpeft/plotly-<version>.js`
+ * (environment/install-kernel.sh copies the bundle into `<jupyter data dir>/nbextensions/vitpeft/`).
+ */
+export function plotlyServedPath(version: string = plotlyVersion()): string {
+  return `nbextensions/vitpeft/plotly-${version}.js`;
+}
+
 /** Make text safe inside an inline `<script>` (no `</script>` or HTML comment openers; JS line separators escaped). */
 export function scriptSafe(js: string): string {
   return js.replace(/<\/(script)/gi, '<\\/$1').replace(/<!--/g, '<\\!--').replace(/\u2028/g, '\\u2028').replace(/\u2029/g, '\\u2029');
@@ -71,18 +82,44 @@ export function plotlyScriptTags(source: string = readFileSync(plotlyPath(), 'ut
 }
 
 /**
- * Load plotly.js into the notebook page (inline mode; call once in a setup cell — re-running the cell ships it
- * again). In external mode this only notes that the exporter will provide plotly.js.
+ * JavaScript that loads plotly.js from the Jupyter server serving the page, once per page, when the page has no
+ * `window.Plotly` yet (a saved notebook reopened without running it). Does nothing on `file:` pages (HTML exports carry
+ * plotly.js in their `<head>` when made by the runner). The base URL is the page's (`data-base-url` in classic
+ * Notebook, `jupyter-config-data` elsewhere), so servers under a prefix work.
+ */
+export function plotlyLoaderScript(version: string = plotlyVersion()): string {
+  const rel = JSON.stringify(plotlyServedPath(version).replace(/\.js$/, ''));
+  return (
+    '(function(){if(window.Plotly||window.__vitpeftPlotlyLoading||!/^https?:$/.test(location.protocol))return;' +
+    'window.__vitpeftPlotlyLoading=true;var base="/";' +
+    'try{var b=document.body&&document.body.getAttribute("data-base-url");' +
+    'var c=document.getElementById("jupyter-config-data");' +
+    'if(b)base=b;else if(c)base=JSON.parse(c.textContent||"{}").baseUrl||"/";}catch(e){}' +
+    'if(base.charAt(base.length-1)!=="/")base+="/";var url=base+' + rel + ';' +
+    // Pages with require.js (classic Notebook): load it as an AMD module, the way that page loads scripts.
+    'if(window.requirejs&&typeof window.define==="function"&&window.define.amd){' +
+    'window.requirejs.config({paths:{"vitpeft-plotly":url}});' +
+    'window.requirejs(["vitpeft-plotly"],function(P){if(!window.Plotly)window.Plotly=P;},function(){});return;}' +
+    'var s=document.createElement("script");s.type="text/javascript";s.src=url+".js";document.head.appendChild(s);})();'
+  );
+}
+
+/**
+ * Send plotly.js to the notebook page (inline mode; call it once in a setup cell — the first chart does it otherwise).
+ * The bundle goes out in an output that is replaced at once by a small stub: the open page keeps `window.Plotly`,
+ * the saved notebook does not keep the bundle. External mode (the headless runner): shows nothing.
  */
 export function plotlyInit(): void {
   if (plotlyMode() === 'external') {
     state().shipped = true;
-    displayBundle({ 'text/plain': `plotly.js ${plotlyVersion()}: provided by the HTML export` });
     return;
   }
-  displayBundle({
-    'text/html': plotlyScriptTags(),
-    'text/plain': `plotly.js ${plotlyVersion()} loaded`,
+  const version = plotlyVersion();
+  const h = new DisplayHandle(`vitpeft-plotly-${randomBytes(6).toString('hex')}`);
+  h.update({ 'text/html': plotlyScriptTags(), 'text/plain': `plotly.js ${version}` });
+  h.update({
+    'text/html': `<script type="text/javascript">${plotlyLoaderScript(version)}</script>`,
+    'text/plain': `plotly.js ${version} sent to the page (not stored in the notebook)`,
   });
   state().shipped = true;
 }
@@ -115,7 +152,7 @@ export interface PlotOptions {
   height?: number;
   /** Element id (default random). */
   id?: string;
-  /** Ship plotly.js inside this output (default: inline mode and plotly not yet shipped in this kernel session). */
+  /** Put plotly.js itself into this output (~10 MB; default false: it reaches the page once, see the module doc). */
   includePlotly?: boolean;
 }
 
@@ -131,14 +168,14 @@ export function figureBundle(fig: PlotlyFigure, o: PlotOptions = {}): MimeBundle
     `(function(){var id=${JSON.stringify(id)};var fig=${json};` +
     'function draw(){var el=document.getElementById(id);if(el)window.Plotly.newPlot(el,fig.data,fig.layout,fig.config);}' +
     'if(window.Plotly){draw();return;}' +
+    `${plotlyLoaderScript()}` +
     'var n=0,t=setInterval(function(){if(window.Plotly){clearInterval(t);draw();}else if(++n>150){clearInterval(t);' +
-    'var el=document.getElementById(id);if(el)el.textContent="plotly.js is not loaded on this page (run plotlyInit())";}},100);})();';
-  const include = o.includePlotly ?? (plotlyMode() === 'inline' && !state().shipped);
+    'var el=document.getElementById(id);if(el)el.textContent="plotly.js is not loaded on this page: run plotlyInit() in the notebook, ' +
+    'or register the kernel with environment/install-kernel.sh (it installs plotly.js for Jupyter)";}},100);})();';
   const html =
-    (include ? `${plotlyScriptTags()}\n` : '') +
+    (o.includePlotly ? `${plotlyScriptTags()}\n` : '') +
     `<div id="${escapeHtml(id)}" class="vitpeft-plot" style="width:100%;height:${height}px"></div>\n` +
     `<script type="text/javascript">${script}</script>`;
-  if (include) state().shipped = true;
   return {
     'text/html': html,
     'application/vnd.plotly.v1+json': { data: fig.data, layout },
@@ -146,9 +183,11 @@ export function figureBundle(fig: PlotlyFigure, o: PlotOptions = {}): MimeBundle
   };
 }
 
-/** Show a plotly figure. */
+/** Show a plotly figure (inline mode: the session's first figure sends plotly.js to the page first, see plotlyInit). */
 export function showPlot(fig: PlotlyFigure, o: PlotOptions = {}): void {
-  displayBundle(figureBundle(fig, o));
+  const bundle = figureBundle(fig, o);
+  if (!o.includePlotly && plotlyMode() === 'inline' && !state().shipped) plotlyInit();
+  displayBundle(bundle);
 }
 
 /** One named line of a line chart. */
@@ -178,9 +217,9 @@ export function lineFigure(
       };
     }),
     layout: {
-      ...(o.title ? { title: { text: o.title } } : {}),
-      xaxis: { title: { text: o.xTitle ?? '' } },
-      yaxis: { title: { text: o.yTitle ?? '' }, ...(o.logY ? { type: 'log' } : {}) },
+      ...(o.title ? { title: titleLayout(o.title) } : {}),
+      xaxis: { title: { text: o.xTitle ?? '' }, automargin: true },
+      yaxis: { title: { text: o.yTitle ?? '' }, automargin: true, ...(o.logY ? { type: 'log' } : {}) },
       margin: { t: o.title ? 50 : 20, r: 20, b: 50, l: 60 },
     },
   };
@@ -195,30 +234,76 @@ export interface ScatterSeries {
   text?: readonly string[];
 }
 
-/** A scatter-chart figure with optional point labels. */
+/**
+ * Where each point label goes (plotly `textposition`), so labels stay inside the chart and do not cover each other:
+ * a label repeated at the same point by another series (two methods sharing a baseline point) is drawn once (the later
+ * copies become ''); labels in the right or left fifth of the x range lean inwards (the plot area clips nothing then,
+ * and the legend sits right of it); a label close to one already placed above its point goes below its own point.
+ * Returns per series the positions and the (deduplicated) texts; series without labels get nulls.
+ */
+export function placeLabels(
+  series: ReadonlyArray<{ x: ArrayLike<number>; y: ArrayLike<number>; text?: readonly string[] }>,
+  o: { logX?: boolean; logY?: boolean } = {},
+): Array<{ text: string[]; position: string[] } | null> {
+  const tx = (v: number): number => (o.logX ? Math.log10(Math.max(v, Number.MIN_VALUE)) : v);
+  const ty = (v: number): number => (o.logY ? Math.log10(Math.max(v, Number.MIN_VALUE)) : v);
+  const xs = series.flatMap((s) => Array.from(s.x, tx)).filter(Number.isFinite);
+  const ys = series.flatMap((s) => Array.from(s.y, ty)).filter(Number.isFinite);
+  const span = (v: number[]): [number, number] => (v.length ? [Math.min(...v), Math.max(...v)] : [0, 1]);
+  const [x0, x1] = span(xs);
+  const [y0, y1] = span(ys);
+  const nx = (v: number): number => (x1 > x0 ? (tx(v) - x0) / (x1 - x0) : 0.5);
+  const ny = (v: number): number => (y1 > y0 ? (ty(v) - y0) / (y1 - y0) : 0.5);
+  const placed: Array<{ x: number; y: number; text: string; vertical: 'top' | 'bottom' }> = [];
+  return series.map((s) => {
+    if (!s.text) return null;
+    const text: string[] = [];
+    const position: string[] = [];
+    s.text.forEach((label, i) => {
+      const x = nx(s.x[i]);
+      const y = ny(s.y[i]);
+      const same = placed.some((p) => p.text === label && Math.abs(p.x - x) < 1e-9 && Math.abs(p.y - y) < 1e-9);
+      const horizontal = x > 0.8 ? 'left' : x < 0.2 ? 'right' : 'center';
+      const crowded = placed.some((p) => p.vertical === 'top' && Math.abs(p.x - x) < 0.12 && Math.abs(p.y - y) < 0.08);
+      const vertical = crowded ? 'bottom' : 'top';
+      text.push(same ? '' : label);
+      position.push(`${vertical} ${horizontal}`);
+      if (!same && label) placed.push({ x, y, text: label, vertical });
+    });
+    return { text, position };
+  });
+}
+
+/** A scatter-chart figure with optional point labels (placed by `placeLabels`: inside the chart, not doubled). */
 export function scatterFigure(
   series: ScatterSeries[],
   o: { title?: string; xTitle?: string; yTitle?: string; logX?: boolean; logY?: boolean } = {},
 ): PlotlyFigure {
+  series.forEach((s) => {
+    if (s.x.length !== s.y.length) throw new Error(`scatterFigure: series '${s.name}' has ${s.x.length} x and ${s.y.length} y values`);
+    if (s.text && s.text.length !== s.x.length) throw new Error(`scatterFigure: series '${s.name}' has ${s.text.length} labels for ${s.x.length} points`);
+  });
+  const labels = placeLabels(series, o);
   return {
-    data: series.map((s) => {
-      if (s.x.length !== s.y.length) throw new Error(`scatterFigure: series '${s.name}' has ${s.x.length} x and ${s.y.length} y values`);
-      if (s.text && s.text.length !== s.x.length) throw new Error(`scatterFigure: series '${s.name}' has ${s.text.length} labels for ${s.x.length} points`);
-      return {
-        type: 'scatter',
-        mode: s.text ? 'markers+text' : 'markers',
-        name: s.name,
-        x: Array.from(s.x),
-        y: Array.from(s.y),
-        ...(s.text ? { text: [...s.text], textposition: 'top center' } : {}),
-        marker: { size: 9 },
-      };
-    }),
+    data: series.map((s, k) => ({
+      type: 'scatter',
+      mode: s.text ? 'markers+text' : 'markers',
+      name: s.name,
+      x: Array.from(s.x),
+      y: Array.from(s.y),
+      ...(labels[k] ? { text: labels[k]!.text, textposition: labels[k]!.position, cliponaxis: false } : {}),
+      marker: { size: 9 },
+    })),
     layout: {
-      ...(o.title ? { title: { text: o.title } } : {}),
-      xaxis: { title: { text: o.xTitle ?? '' }, ...(o.logX ? { type: 'log' } : {}) },
-      yaxis: { title: { text: o.yTitle ?? '' }, ...(o.logY ? { type: 'log' } : {}) },
+      ...(o.title ? { title: titleLayout(o.title) } : {}),
+      xaxis: { title: { text: o.xTitle ?? '' }, automargin: true, ...(o.logX ? { type: 'log' } : {}) },
+      yaxis: { title: { text: o.yTitle ?? '' }, automargin: true, ...(o.logY ? { type: 'log' } : {}) },
       margin: { t: o.title ? 50 : 20, r: 20, b: 50, l: 60 },
     },
   };
+}
+
+/** A chart title aligned with the plot's left edge (plotly's centred default runs under the mode bar at top right). */
+export function titleLayout(text: string): Record<string, unknown> {
+  return { text, x: 0, xref: 'paper', xanchor: 'left' };
 }

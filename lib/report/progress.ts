@@ -40,11 +40,14 @@ export interface ProgressState {
   finished: boolean;
 }
 
-function fmtTime(s: number): string {
+/** Seconds as progress bars show them: `4.2s`, `37s`, `8m05s`, `1h02m` (rounded once, so never `8m60s`). */
+export function formatDuration(s: number): string {
   if (!Number.isFinite(s)) return '?';
-  if (s < 60) return `${s.toFixed(s < 10 ? 1 : 0)}s`;
-  const m = Math.floor(s / 60);
-  if (m < 60) return `${m}m${String(Math.round(s - m * 60)).padStart(2, '0')}s`;
+  if (s < 9.95) return `${Math.max(0, s).toFixed(1)}s`;
+  const t = Math.round(s);
+  if (t < 60) return `${t}s`;
+  const m = Math.floor(t / 60);
+  if (m < 60) return `${m}m${String(t - m * 60).padStart(2, '0')}s`;
   return `${Math.floor(m / 60)}h${String(m % 60).padStart(2, '0')}m`;
 }
 
@@ -127,7 +130,7 @@ export class ProgressBar {
     const fill = Math.round(frac * width);
     const bar = '#'.repeat(fill) + '.'.repeat(width - fill);
     const m = Object.entries(s.metrics).map(([k, v]) => `${k}=${typeof v === 'number' ? formatCell(v, 4) : v}`);
-    const time = s.finished ? `${fmtTime(s.elapsedS)}` : `${fmtTime(s.elapsedS)}<${s.etaS === null ? '?' : fmtTime(s.etaS)}`;
+    const time = s.finished ? `${formatDuration(s.elapsedS)}` : `${formatDuration(s.elapsedS)}<${s.etaS === null ? '?' : formatDuration(s.etaS)}`;
     const rate = s.rate > 0 ? `${s.rate >= 10 ? s.rate.toFixed(0) : s.rate.toPrecision(2)} it/s` : '';
     return [s.label, `${String(s.done).padStart(String(s.total).length)}/${s.total}`, `[${bar}]`, `${Math.floor(frac * 100)}%`, time, rate, ...m]
       .filter(Boolean)

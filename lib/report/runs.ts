@@ -9,12 +9,14 @@
  *
  * The root is `VITPEFT_RUNS_DIR` if set, else `<project>/runs` (git-ignored).
  */
-import { appendFileSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'fs';
 import * as path from 'path';
 import { execFileSync } from 'child_process';
 import { BackendReport, backendReport, isInitialised } from '../backend';
 import { saveCheckpoint, SaveParts } from '../io/checkpoint';
-import { projectRoot } from './paths';
+import { appendFileChecked, ensureDir, writeFileAtomic } from '../io/atomic';
+import { assertJsonable, fmtValue } from '../check';
+import { projectRoot, defaultRunsDir } from './paths';
 
 export const RUN_FORMAT = 'vitpeft-run/1';
 
@@ -40,31 +42,13 @@ export interface RunInfo {
 /** One line of `metrics.jsonl`. */
 export type MetricRow = { step: number; time: string } & Record<string, number | string | null>;
 
-/** The folder runs go to. */
+/** The folder runs go to: `$VITPEFT_RUNS_DIR`, else `<checkout>/runs` (`./runs` for an installed copy of the kit). */
 export function runsRoot(): string {
-  return path.resolve(process.env.VITPEFT_RUNS_DIR || path.join(projectRoot(), 'runs'));
-}
-
-/** Throw naming the first value that JSON cannot represent faithfully (functions, tensors, bigints, cycles). */
-export function assertJsonable(what: string, v: unknown, at = what, seen: Set<unknown> = new Set()): void {
-  if (v === null || typeof v === 'string' || typeof v === 'boolean' || typeof v === 'number' || v === undefined) return;
-  if (typeof v === 'function' || typeof v === 'bigint' || typeof v === 'symbol') {
-    throw new Error(`${what}: '${at}' is a ${typeof v}, which a run record cannot store`);
-  }
-  if (seen.has(v)) throw new Error(`${what}: '${at}' is a circular reference`);
-  seen.add(v);
-  const proto = Object.getPrototypeOf(v);
-  if (!Array.isArray(v) && proto !== Object.prototype && proto !== null) {
-    throw new Error(`${what}: '${at}' is a ${(v as object).constructor?.name ?? 'class instance'}; store plain data (numbers, strings, arrays, objects)`);
-  }
-  for (const [k, x] of Object.entries(v as Record<string, unknown>)) assertJsonable(what, x, `${at}.${k}`, seen);
-  seen.delete(v);
+  return path.resolve(process.env.VITPEFT_RUNS_DIR || defaultRunsDir());
 }
 
 function writeJsonAtomic(file: string, data: unknown): void {
-  const tmp = `${file}.${process.pid}.tmp`;
-  writeFileSync(tmp, `${JSON.stringify(data, null, 2)}\n`);
-  renameSync(tmp, file);
+  writeFileAtomic(file, `${JSON.stringify(data, null, 2)}\n`);
 }
 
 function stamp(d: Date): string {
@@ -109,10 +93,10 @@ export class RunRecord {
     if (!/^[A-Za-z0-9][\w.-]*$/.test(name)) {
       throw new Error(`RunRecord.create: name '${name}' must start with a letter or digit and use only letters, digits, '_', '-', '.'`);
     }
-    if (!Number.isInteger(o.seed)) throw new Error(`RunRecord.create(${name}): seed must be an integer, got ${o.seed}`);
+    if (!Number.isInteger(o.seed)) throw new Error(`RunRecord.create(${name}): seed must be an integer, got ${fmtValue(o.seed)}`);
     assertJsonable(`RunRecord.create(${name}) config`, o.config, 'config');
     const root = path.resolve(o.root ?? runsRoot());
-    mkdirSync(root, { recursive: true });
+    ensureDir(root, `RunRecord.create(${name}): runs root`);
     const now = o.now ?? new Date();
     const base = `${name}-${stamp(now)}`;
     let dir = path.join(root, base);
@@ -132,8 +116,13 @@ export class RunRecord {
       summary: {},
     };
     const rec = new RunRecord(dir, info);
-    rec.persist();
-    writeFileSync(path.join(dir, 'metrics.jsonl'), '');
+    try {
+      rec.persist();
+      writeFileAtomic(path.join(dir, 'metrics.jsonl'), '');
+    } catch (e) {
+      rmSync(dir, { recursive: true, force: true }); // no half-made run folder (full disk)
+      throw e;
+    }
     return rec;
   }
 
@@ -168,7 +157,7 @@ export class RunRecord {
       row[k] = typeof v === 'number' && !Number.isFinite(v) ? null : v;
     }
     row.time = new Date().toISOString();
-    appendFileSync(path.join(this.dir, 'metrics.jsonl'), `${JSON.stringify(row)}\n`);
+    appendFileChecked(path.join(this.dir, 'metrics.jsonl'), `${JSON.stringify(row)}\n`, { jsonl: true });
   }
 
   /** The metrics logged so far. */
@@ -200,9 +189,9 @@ export class RunRecord {
       .sort();
   }
 
-  /** Mark the run finished and store its summary (final metrics, timings...). */
+  /** Mark the run finished and store its summary (final metrics, timings...; non-finite numbers are stored as null). */
   finish(summary: Record<string, unknown> = {}, status: Exclude<RunStatus, 'running'> = 'done'): void {
-    assertJsonable(`RunRecord(${this.name}).finish summary`, summary, 'summary');
+    assertJsonable(`RunRecord(${this.name}).finish summary`, summary, 'summary', { allowNonFinite: true }); // stored as null, like log()
     this.info = { ...this.info, status, finished: new Date().toISOString(), summary: { ...this.info.summary, ...summary } };
     this.persist();
   }
@@ -244,8 +233,14 @@ export function readMetrics(dir: string): MetricRow[] {
 export function listRuns(o: { root?: string; name?: string | RegExp } = {}): RunInfo[] {
   const root = path.resolve(o.root ?? runsRoot());
   if (!existsSync(root)) return [];
+  let ents: import('fs').Dirent[];
+  try {
+    ents = readdirSync(root, { withFileTypes: true });
+  } catch (e) {
+    throw new Error(`listRuns: cannot list the runs root ${root} (${(e as Error).message})`);
+  }
   const runs: RunInfo[] = [];
-  for (const d of readdirSync(root, { withFileTypes: true })) {
+  for (const d of ents) {
     if (!d.isDirectory() || !existsSync(path.join(root, d.name, 'run.json'))) continue;
     const info = readRun(path.join(root, d.name));
     if (o.name !== undefined && !(typeof o.name === 'string' ? info.name === o.name : o.name.test(info.name))) continue;

@@ -6,6 +6,7 @@
  */
 import type { DataFrame } from 'danfojs-node';
 import { MimeBundle, displayBundle, escapeHtml } from './display';
+import type { BackendReport } from '../backend';
 
 /** What a danfo DataFrame or Series looks like to the table helpers. */
 export interface DataFrameLike {
@@ -196,4 +197,20 @@ export function keyValueRows(obj: Record<string, unknown>, prefix = ''): Array<{
     }
   }
   return out;
+}
+
+/** The backend report as key / value rows (what a notebook shows first). */
+export function backendRows(r: BackendReport): Array<{ key: string; value: unknown }> {
+  return keyValueRows({
+    backend: r.backend,
+    via: r.via,
+    threads: r.threads,
+    simd: r.simd,
+    'fast ops': r.fastOps,
+    'tfjs-core': r.versions['tfjs-core'],
+    node: r.node,
+    cpus: `${r.cpus} × ${r.cpuModel}`,
+    'custom kernels': r.customKernels.join(', ') || '-',
+    skipped: r.candidates.filter((c) => !c.ok).map((c) => `${c.candidate}: ${c.reason}`).join('; ') || '-',
+  });
 }

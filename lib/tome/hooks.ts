@@ -5,7 +5,7 @@
  *
  * @example
  *   const hooks = tomeHooks(vit.config, { schedule: 16 });                         // ToMe r = 16, off the shelf
- *   const hooks = pyraHooks(vit.config, pyra, {}, loraHooks);                      // PYRA + LoRA (paper setting)
+ *   const hooks = pyraHooks(vit.config, pyra, {}, { linear: loraHooks(lora) });    // PYRA + LoRA (paper setting)
  *   vitForward(vit, images, { hooks, training: true, rng });
  * Only blocks whose site prefix is `blocks.<i>` merge (an MAE decoder's `decoder_blocks.<i>` is left alone).
  * Call the forward inside `tf.tidy` (the matching's index tensors are kept alive by the gradient tape).

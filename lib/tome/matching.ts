@@ -1,5 +1,5 @@
 /**
- * ToMe bipartite soft matching, exactly as the reference `bipartite_soft_matching` (pyra.md §1.2–§1.3).
+ * ToMe bipartite soft matching, exactly as the reference `bipartite_soft_matching` (ToMe `tome/merge.py`).
  *
  * For the current token order (N tokens):
  * 1. A = even positions (cls = A[0]), B = odd positions (a DeiT distillation token = B[0]);
@@ -124,9 +124,4 @@ export function bipartiteSoftMatching(metric: tf.Tensor3D, r: number, opts: Matc
   const unm = packed.slice([0, 2 * rr], [B, na - rr]) as tf.Tensor2D;
   packed.dispose();
   return { n: N, na, nb, r: rr, src, dst, unm, classToken, distillToken };
-}
-
-/** Dispose the index tensors of a matching (when not inside a tidy). */
-export function disposeMatching(m: Matching | null): void {
-  if (m) tf.dispose([m.src, m.dst, m.unm]);
 }

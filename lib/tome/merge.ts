@@ -1,6 +1,6 @@
 /**
  * Applying a matching: the size-weighted average merge (ToMe `merge_wavg`), source tracking (`merge_source`) and the
- * differentiable scatter-add they are built on (pyra.md §1.4, §1.7, §2.3 step 6).
+ * differentiable scatter-add they are built on (ToMe `tome/merge.py`; PYRA `model/adaptive_merge.py`).
  *
  * One merge of any per-token tensor y [B, N, C] under a matching:
  *   A, B = even / odd rows; unm = A[unm]; s = A[src]; (PYRA: s ← modulate(s, B[dst]))

@@ -1,5 +1,6 @@
 /**
- * PYRA (parallel yielding re-activation, ECCV 2024) exactly as released (pyra.md §2.2–§2.5).
+ * PYRA (parallel yielding re-activation, ECCV 2024) exactly as released (PYRA `model/vision_transformer_timm.py`
+ * `Block`, `model/adaptive_merge.py`).
  *
  * Per block l with r_l > 0 (parameters as a separate tree keyed like the released checkpoint):
  *   `blocks.l.pyra_a`            W_r [r_l, 1]  U(−1, 1) (kaiming-uniform a=√5 on fan_in 1)

@@ -1,6 +1,6 @@
 /**
  * Token-merging schedules as data (ToMe `parse_r`, PYRA's `get_merging_schedule`), per-layer token counts and the
- * run-time cap (pyra.md §1.3 step 4, §1.6, §2.6).
+ * run-time cap (ToMe `tome/utils.py` `parse_r`, `tome/merge.py`; PYRA `model/tome.py` `get_merging_schedule`).
  *
  * A schedule says how many tokens r_l block l removes. Three forms, as in ToMe:
  * - a number r: the same r in every block;
@@ -13,7 +13,7 @@
  * never merged. `tokenCounts` applies that cap ('cap', ToMe's behaviour) or refuses a schedule that needs it ('error';
  * PYRA sizes W_r by r_l, so its schedule must be feasible as written).
  */
-import { checkKeys, lookup } from '../check';
+import { checkKeys, lookup, fmtValue } from '../check';
 
 /** r schedule: constant r, ToMe's (r, inflection) pair, or an explicit per-layer list. */
 export type RSchedule = number | { readonly r: number; readonly inflect: number } | readonly number[];
@@ -23,7 +23,7 @@ export type CapPolicy = 'cap' | 'error';
 
 function checkR(what: string, r: unknown): number {
   if (typeof r !== 'number' || !Number.isInteger(r) || r < 0) {
-    throw new Error(`${what}: expected a non-negative integer number of tokens to merge, got ${String(r)}`);
+    throw new Error(`${what}: expected a non-negative integer number of tokens to merge, got ${fmtValue(r)}`);
   }
   return r;
 }
@@ -34,7 +34,7 @@ function checkR(what: string, r: unknown): number {
  * @example resolveSchedule({r: 8, inflect: -1}, 12) // [16, 14, 13, 11, 10, 8, 7, 5, 4, 2, 1, 0]
  */
 export function resolveSchedule(schedule: RSchedule, depth: number): number[] {
-  if (!Number.isInteger(depth) || depth <= 0) throw new Error(`r schedule: depth must be a positive integer, got ${depth}`);
+  if (!Number.isInteger(depth) || depth <= 0) throw new Error(`r schedule: depth must be a positive integer, got ${fmtValue(depth)}`);
   if (Array.isArray(schedule)) {
     const list = schedule as readonly number[];
     if (list.length > depth) {
@@ -55,10 +55,10 @@ export function resolveSchedule(schedule: RSchedule, depth: number): number[] {
     r = checkR('r schedule.r', pair.r);
     inflect = pair.inflect;
     if (typeof inflect !== 'number' || !(inflect >= -1 && inflect <= 1)) {
-      throw new Error(`r schedule.inflect: expected a number in [-1, 1], got ${String(inflect)}`);
+      throw new Error(`r schedule.inflect: expected a number in [-1, 1], got ${fmtValue(inflect)}`);
     }
   } else {
-    throw new Error(`r schedule: expected a number, {r, inflect} or a per-layer list, got ${String(schedule)}`);
+    throw new Error(`r schedule: expected a number, {r, inflect} or a per-layer list, got ${fmtValue(schedule)}`);
   }
   const lo = Math.trunc(r * (1.0 - inflect));
   const hi = 2 * r - lo;
@@ -99,10 +99,10 @@ export function tokenCounts(schedule: RSchedule, depth: number, opts: TokenCount
   const rs = resolveSchedule(schedule, depth);
   const prot = opts.protectedTokens ?? 1;
   if (!Number.isInteger(opts.numTokens) || opts.numTokens <= prot) {
-    throw new Error(`tokenCounts: numTokens must be an integer > protectedTokens (${prot}), got ${opts.numTokens}`);
+    throw new Error(`tokenCounts: numTokens must be an integer > protectedTokens (${prot}), got ${fmtValue(opts.numTokens)}`);
   }
   const policy = opts.onCap ?? 'cap';
-  if (policy !== 'cap' && policy !== 'error') throw new Error(`tokenCounts.onCap: expected 'cap' or 'error', got ${String(policy)}`);
+  if (policy !== 'cap' && policy !== 'error') throw new Error(`tokenCounts.onCap: expected 'cap' or 'error', got ${fmtValue(policy)}`);
   let n = opts.numTokens;
   const tokens = [n];
   const applied: number[] = [];
@@ -144,8 +144,9 @@ const fill = (n: number, v: number): number[] => new Array<number>(n).fill(v);
 const HIGH_B = [40, 34, 30, 24, 18, 14, 10, 8, 4, 4, 3, 3] as const;
 
 /**
- * PYRA's released compression schedules (pyra.md §2.6), keyed by the kit's preset name (the timm name the code used
- * is in `backbone`). No schedule exists for ViT-S / DeiT-S: they serve uncompressed as "smaller model" baselines.
+ * PYRA's released compression schedules (PYRA `model/tome.py` `get_merging_schedule`), keyed by the kit's preset name
+ * (the timm name the code used is in `backbone`). No schedule exists for ViT-S / DeiT-S: they serve uncompressed as
+ * "smaller model" baselines.
  */
 export const PYRA_SCHEDULES = {
   vit_base_patch16_224: {
@@ -183,6 +184,6 @@ export type CompressionLevel = 'low' | 'high';
  */
 export function pyraSchedule(backbone: PyraSchedulePreset, level: CompressionLevel): number[] {
   const p: SchedulePreset = lookup('PYRA schedule backbone', PYRA_SCHEDULES, backbone);
-  if (level !== 'low' && level !== 'high') throw new Error(`PYRA schedule level: expected 'low' or 'high', got ${String(level)}`);
+  if (level !== 'low' && level !== 'high') throw new Error(`PYRA schedule level: expected 'low' or 'high', got ${fmtValue(level)}`);
   return [...p[level]];
 }

@@ -1,6 +1,6 @@
 /**
  * Measured inference throughput (images / s) of a ViT unmerged, with ToMe, or with PYRA, as JSON records a notebook
- * can plot against accuracy (the "adverse compression" curve, pyra.md §3.4).
+ * can plot against accuracy (the "adverse compression" curve of the PYRA paper).
  *
  * Protocol (after PYRA's `engine.py` / ToMe's `benchmark`, scaled to a CPU): eval mode (no drop-path / dropout),
  * random inputs from a seeded stream, `warmup` untimed iterations, then timed iterations until both `iters` and
@@ -50,7 +50,7 @@ export interface ThroughputRecord {
   schedule: number[];
   /** Tokens after the last block (from the schedule and the cap). */
   tokensOut: number;
-  /** Analytic MACs per image (§2.6 rule; PYRA's 2rD included for 'pyra'). */
+  /** Analytic MACs per image (lib/tome/flops.ts rule; PYRA's 2rD included for 'pyra'). */
   macsPerImage: number;
   imgSize: [number, number];
   backend: string;

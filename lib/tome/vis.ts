@@ -1,7 +1,7 @@
 /**
- * Merge visualisation from source tracking (ToMe `make_visualization`, pyra.md §1.7): every patch is painted with the
- * mean colour of the group (final token) it was merged into, and each group's outline (its mask minus the binary
- * erosion of the mask, 4-neighbourhood, image border counts as outside) is drawn in a per-group colour.
+ * Merge visualisation from source tracking (ToMe `tome/vis.py` `make_visualization`, `merge_source`): every patch is
+ * painted with the mean colour of the group (final token) it was merged into, and each group's outline (its mask minus
+ * the binary erosion of the mask, 4-neighbourhood, image border counts as outside) is drawn in a per-group colour.
  *
  * Output is a plain RGB pixel buffer (`RgbImage`), and `toPng` encodes it (sharp) so a tslab notebook can show it:
  *   tslab.display.png(await toPng(mergeVisualization(image, out.state.source, { patchSize: 16 })))

@@ -1,14 +1,15 @@
 /**
  * ViT configuration: one typed record, presets as data, and `vitConfig(preset, overrides)` which validates and fills.
  *
- * Sizes follow timm / DINOv2 / MAE (explora.md §1.4). Presets:
+ * Sizes follow timm / DINOv2 / MAE (timm `vision_transformer.py`, DINOv2 `vision_transformer.py`
+ * `vit_small`…`vit_giant2`, MAE `models_mae.py`). Presets:
  * - timm-style supervised / MAE fine-tune encoders: `vit_{tiny,small,base,large}_patch{16,14}_224`;
  * - DINOv2 backbones as released (img 518, patch 14, LayerScale, mask token): `vit_{small,base,large}_patch14_dinov2`
  *   (+ `_reg4` variants with 4 register tokens);
  * - MAE encoders (fixed 2-D sin-cos position embedding, xavier init): `mae_vit_{base,large}_patch16`.
  * ViT-g/14 (SwiGLU FFN) is not provided: ExPLoRA's reported runs use B and L only.
  */
-import { checkKeys, lookup } from '../check';
+import { checkKeys, fmtValue, lookup } from '../check';
 
 export interface VitConfig {
   /** Input size (square, or [height, width]); must be divisible by `patchSize`. */
@@ -138,20 +139,40 @@ export function posGridHW(cfg: VitConfig): [number, number] {
   return typeof cfg.posEmbedGrid === 'number' ? [cfg.posEmbedGrid, cfg.posEmbedGrid] : [cfg.posEmbedGrid[0], cfg.posEmbedGrid[1]];
 }
 
-/** Validate a full config; throws naming the field, what was expected and what came. */
+/**
+ * Validate a full config; throws naming the field, what was expected and what came (strings where numbers belong are
+ * reported as strings, never coerced: `imgSize: '224'` is an error, as are NaN, Infinity and missing fields).
+ */
 export function validateVitConfig(cfg: VitConfig): VitConfig {
+  if (cfg === null || typeof cfg !== 'object') throw new Error(`VitConfig: expected an object, got ${fmtValue(cfg)}`);
   checkKeys('VitConfig', cfg, VIT_CONFIG_KEYS);
-  const posInt = (k: keyof VitConfig, v: unknown): void => {
-    if (!Number.isInteger(v) || (v as number) <= 0) throw new Error(`VitConfig.${k}: expected a positive integer, got ${String(v)}`);
+  const fail = (k: keyof VitConfig, expected: string, got: unknown = cfg[k]): never => {
+    throw new Error(`VitConfig.${k}: expected ${expected}, got ${fmtValue(got)}`);
   };
-  posInt('patchSize', cfg.patchSize);
-  posInt('inChans', cfg.inChans);
-  posInt('embedDim', cfg.embedDim);
-  posInt('depth', cfg.depth);
-  posInt('numHeads', cfg.numHeads);
+  const isPosInt = (v: unknown): v is number => typeof v === 'number' && Number.isInteger(v) && v > 0;
+  const posInt = (k: keyof VitConfig): void => {
+    if (!isPosInt(cfg[k])) fail(k, 'a positive integer');
+  };
+  const bool = (k: keyof VitConfig): void => {
+    if (typeof cfg[k] !== 'boolean') fail(k, 'true or false');
+  };
+  /** A positive integer, or a [rows, cols] pair of them. */
+  const sizeLike = (k: 'imgSize' | 'posEmbedGrid'): void => {
+    const v = cfg[k];
+    const ok = isPosInt(v) || (Array.isArray(v) && v.length === 2 && v.every(isPosInt));
+    if (!ok) fail(k, `a positive integer or a [height, width] pair of them${k === 'posEmbedGrid' ? ', or null' : ''}`);
+  };
+  const finite = (k: keyof VitConfig, expected: string, ok: (v: number) => boolean): void => {
+    const v = cfg[k];
+    if (typeof v !== 'number' || !Number.isFinite(v) || !ok(v)) fail(k, expected);
+  };
+  posInt('patchSize');
+  posInt('inChans');
+  posInt('embedDim');
+  posInt('depth');
+  posInt('numHeads');
+  sizeLike('imgSize');
   const [h, w] = imgHW(cfg);
-  posInt('imgSize', h);
-  posInt('imgSize', w);
   if (h % cfg.patchSize || w % cfg.patchSize) {
     throw new Error(`VitConfig.imgSize: ${h}x${w} is not divisible by patchSize ${cfg.patchSize}`);
   }
@@ -161,31 +182,26 @@ export function validateVitConfig(cfg: VitConfig): VitConfig {
   if (cfg.posEmbed === 'sincos' && cfg.embedDim % 4) {
     throw new Error(`VitConfig.embedDim: 2-D sin-cos position embedding needs embedDim divisible by 4, got ${cfg.embedDim}`);
   }
-  if (!(cfg.mlpRatio > 0)) throw new Error(`VitConfig.mlpRatio: expected > 0, got ${cfg.mlpRatio}`);
+  finite('mlpRatio', 'a finite number > 0', (v) => v > 0);
   if (!Number.isInteger(cfg.mlpRatio * cfg.embedDim)) {
     throw new Error(`VitConfig.mlpRatio: ${cfg.mlpRatio}·${cfg.embedDim} is not an integer width`);
   }
-  if (!(cfg.dropPathRate >= 0 && cfg.dropPathRate < 1)) {
-    throw new Error(`VitConfig.dropPathRate: expected in [0, 1), got ${cfg.dropPathRate}`);
-  }
-  if (!Number.isInteger(cfg.numRegisters) || cfg.numRegisters < 0) {
-    throw new Error(`VitConfig.numRegisters: expected an integer ≥ 0, got ${cfg.numRegisters}`);
-  }
-  if (!Number.isInteger(cfg.numClasses) || cfg.numClasses < 0) {
-    throw new Error(`VitConfig.numClasses: expected an integer ≥ 0, got ${cfg.numClasses}`);
-  }
+  bool('qkvBias');
+  bool('maskToken');
+  if (cfg.layerScale !== null) finite('layerScale', 'a finite number ≥ 0 (the LayerScale init value) or null', (v) => v >= 0);
+  finite('normEps', 'a finite number > 0 (LayerNorm epsilon, 1e-6 in timm/DINOv2/MAE)', (v) => v > 0);
+  finite('dropPathRate', 'a number in [0, 1)', (v) => v >= 0 && v < 1);
+  if (typeof cfg.numRegisters !== 'number' || !Number.isInteger(cfg.numRegisters) || cfg.numRegisters < 0) fail('numRegisters', 'an integer ≥ 0');
+  if (typeof cfg.numClasses !== 'number' || !Number.isInteger(cfg.numClasses) || cfg.numClasses < 0) fail('numClasses', 'an integer ≥ 0');
   const oneOf = <K extends keyof VitConfig>(k: K, valid: readonly unknown[]): void => {
-    if (!valid.includes(cfg[k])) throw new Error(`VitConfig.${k}: expected one of ${valid.join(', ')}, got ${String(cfg[k])}`);
+    if (!valid.includes(cfg[k])) fail(k, `one of ${valid.map((x) => `'${String(x)}'`).join(', ')}`);
   };
   oneOf('posEmbed', ['learned', 'sincos']);
   oneOf('posEmbedInterp', ['size', 'size-antialias', 'dinov2-offset']);
   oneOf('pool', ['cls', 'avg']);
   oneOf('dropPathMode', ['linear', 'uniform']);
   oneOf('init', ['timm', 'dinov2', 'mae']);
-  if (cfg.posEmbedGrid !== null) {
-    const g = typeof cfg.posEmbedGrid === 'number' ? [cfg.posEmbedGrid, cfg.posEmbedGrid] : cfg.posEmbedGrid;
-    g.forEach((v) => posInt('posEmbedGrid', v));
-  }
+  if (cfg.posEmbedGrid !== null) sizeLike('posEmbedGrid');
   return cfg;
 }
 
@@ -196,9 +212,11 @@ export function validateVitConfig(cfg: VitConfig): VitConfig {
 export function vitConfig(preset: VitPresetName | VitConfig, overrides: Partial<VitConfig> = {}): VitConfig {
   const base: VitConfig = typeof preset === 'string' ? lookup('ViT preset', VIT_PRESETS, preset) : preset;
   checkKeys(`vitConfig overrides`, overrides, VIT_CONFIG_KEYS);
-  const merged = { ...base, ...overrides };
+  // an override given as undefined means "not given" (e.g. `{imgSize: small ? 64 : undefined}`)
+  const given = Object.fromEntries(Object.entries(overrides).filter(([, v]) => v !== undefined)) as Partial<VitConfig>;
+  const merged = { ...base, ...given };
   // A DINOv2 checkpoint keeps its 37×37 pos-embed when the input size changes: remember the stored grid.
-  if (typeof preset === 'string' && overrides.imgSize !== undefined && overrides.posEmbedGrid === undefined && base.posEmbed === 'learned' && preset.includes('dinov2')) {
+  if (typeof preset === 'string' && given.imgSize !== undefined && given.posEmbedGrid === undefined && base.posEmbed === 'learned' && preset.includes('dinov2')) {
     merged.posEmbedGrid = gridHW(base);
   }
   return Object.freeze(validateVitConfig(merged));

@@ -1,7 +1,7 @@
 /**
  * The ViT forward pass as pure functions over a parameter tree, with named sites where LoRA, ToMe and PYRA attach.
  *
- * Block (pre-norm, timm / DINOv2 / MAE, explora.md §1.2):
+ * Block (pre-norm; timm `vision_transformer.py` `Block`, DINOv2 `dinov2/layers/block.py`, MAE via timm):
  *   y = x + DropPath(LS1(Attn(LN1(x))))
  *   [merge site: ToMe / PYRA reduce the tokens of y here]
  *   z = y + DropPath(LS2(MLP(LN2(y))))
@@ -16,9 +16,11 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { Rng } from '../rng';
+import { assertLive } from '../tree';
+import { checkKeys, fmtValue } from '../check';
 import { dropPath } from '../ops/nn';
 import { linear as dense, layerNormFast as layerNorm, geluFast as gelu, attentionQKV } from '../ops/fast';
-import { VitConfig, imgHW, posGridHW, dropPathRates } from './config';
+import { VitConfig, posGridHW, dropPathRates } from './config';
 import { BlockParams, LinearParams, NormParams, Vit, VitParams } from './params';
 import { resizeGridEmbed, sincos2d } from './posembed';
 import { CheckpointOptions, ForwardReplay, checkpointedBlock } from './checkpoint';
@@ -174,10 +176,16 @@ export function blockForward(p: BlockParams, state: TokenState, o: BlockOptions,
 
 /** Check an image batch against the model: [B, H, W, C] with C = inChans and H, W divisible by the patch. */
 export function checkImages(cfg: VitConfig, images: tf.Tensor): [number, number] {
+  // duck-typed: a second copy of tfjs-core (e.g. under tfjs-node) has its own Tensor class
+  if (!images || !Array.isArray(images.shape) || typeof images.dataSync !== 'function') {
+    throw new Error(`ViT input: expected a tf.Tensor [B, H, W, C], got ${fmtValue(images)}`);
+  }
+  if (images.isDisposed) throw new Error(`ViT input: the images tensor [${images.shape}] was disposed before the forward`);
   if (images.rank !== 4) {
     throw new Error(`ViT input: expected images [B, H, W, C] (NHWC), got rank ${images.rank} shape [${images.shape}]`);
   }
-  const [, H, W, C] = images.shape;
+  const [B, H, W, C] = images.shape;
+  if (B === 0) throw new Error(`ViT input: empty batch (shape [${images.shape}])`);
   if (C !== cfg.inChans) {
     throw new Error(`ViT input: expected ${cfg.inChans} channels (NHWC, last axis), got ${C} (shape [${images.shape}])`);
   }
@@ -195,6 +203,7 @@ export function checkImages(cfg: VitConfig, images: tf.Tensor): [number, number]
  */
 export function patchEmbed(vit: Vit, images: tf.Tensor4D, env: ForwardEnv): tf.Tensor3D {
   const [gh, gw] = checkImages(vit.config, images);
+  assertLive(vit.params, 'ViT forward', 'disposeVit was called on this ViT, or the tree it came from was disposed');
   const { patchSize: p, inChans: C, embedDim: D } = vit.config;
   const B = images.shape[0];
   // [B, H, W, C] → [B·gh, p(ky), gw, p·C (kx,c)] → [B·gh, gw, ky, (kx,c)] → [B·N, p·p·C]
@@ -303,6 +312,7 @@ function finalNorm(params: VitParams, x: tf.Tensor3D, eps: number): tf.Tensor3D 
  * @example const out = vitForward(vit, x); out.cls // [B, D]
  */
 export function vitForward(vit: Vit, images: tf.Tensor4D, opts: VitForwardOptions = {}): VitOutput {
+  checkKeys('vitForward options', opts, ['training', 'rng', 'hooks', 'masks', 'returnLayers', 'dropPathRate', 'checkpoint']);
   const cfg = vit.config;
   const env = makeEnv(opts);
   const tokens = prepareTokens(vit, images, env, opts.masks);
@@ -330,9 +340,4 @@ export function vitForward(vit: Vit, images: tf.Tensor4D, opts: VitForwardOption
   }
   const logits = vit.params.head ? (linearSite(env, 'head', vit.params.head, pooled) as tf.Tensor2D) : null;
   return { cls, patchTokens, prenorm: x, intermediates, pooled, logits, state };
-}
-
-/** Input size [H, W] the model was configured for. */
-export function inputSize(vit: Vit): [number, number] {
-  return imgHW(vit.config);
 }

@@ -7,7 +7,8 @@
  * - Everything else has the checkpoint's shape: `cls_token` [1,1,D], `pos_embed` [1, 1+N, D], `mask_token` [1, D],
  *   `register_tokens` [1, R, D], LayerNorm `weight`/`bias` [D], LayerScale `gamma` [D].
  *
- * Initialisation (explora.md §1.3), deterministic from `seed`:
+ * Initialisation (DINOv2 `vision_transformer.py` `init_weights`, MAE `models_mae.py` `initialize_weights`),
+ * deterministic from `seed`:
  * - timm / dinov2: Linear trunc-normal(0.02), bias 0; pos_embed trunc-normal(0.02); cls N(0, 1e-6); mask token 0;
  *   patch embedding PyTorch's Conv2d default (kaiming-uniform a=√5: weight and bias U(±1/√(C·p²))).
  * - mae: Linear xavier-uniform, bias 0; patch embedding xavier-uniform on its [D, C·p²] view; cls N(0, 0.02);
@@ -55,7 +56,12 @@ export interface VitParams {
   head?: LinearParams;
 }
 
-/** A model: its resolved config, its parameter tree and the tfjs scope its variables live in. */
+/**
+ * A model: its resolved config, its parameter tree and a scope name. For a `createVit` model `scope` is the tfjs
+ * variable scope of its parameters; for a derived model it is only a label: `mergeLora` (and the D-ExPLoRA teacher
+ * copies) make new variables in scopes of their own, so `{...vit, params: mergeLora(vit.params, lora)}` keeps the old
+ * model's `scope` while none of its variables live there.
+ */
 export interface Vit {
   readonly config: VitConfig;
   readonly params: VitParams;

@@ -1,7 +1,7 @@
 /**
  * Position embeddings: MAE's fixed 2-D sin-cos table and PyTorch-exact bicubic resizing of learned tables.
  *
- * Sin-cos (MAE `util/pos_embed.py`, explora.md §1.1): for width E (divisible by 4) and a grid of H×W tokens in
+ * Sin-cos (MAE `util/pos_embed.py`): for width E (divisible by 4) and a grid of H×W tokens in
  * row-major order, token (i, j) gets [code_{E/2}(j) ‖ code_{E/2}(i)] — the column (x) code first — where
  * code_{E'}(t) = [sin(t·ω_0..ω_{E'/2-1}) ‖ cos(t·ω_0..)], ω_k = 10000^(-k/(E'/2)). Blocks of sines then cosines.
  *

@@ -196,7 +196,8 @@ function asMap(p: ParamTree | ReadonlyMap<string, tf.Variable>): ReadonlyMap<str
  * refused unless `allowMissing` matches them (they are then 'kept').
  */
 export function loadMapped(mapped: Mapped, params: ParamTree | ReadonlyMap<string, tf.Variable>, opts: LoadMappedOptions = {}): KeyReport {
-  const where = opts.source ?? 'checkpoint';
+  const { source, ...loadOpts } = opts;
+  const where = source ?? 'checkpoint';
   const targets = asMap(params);
   const bySource = new Map<string, KeyRow>();
   for (const r of mapped.rows) if (r.target) bySource.set(r.target, r);
@@ -227,7 +228,7 @@ export function loadMapped(mapped: Mapped, params: ParamTree | ReadonlyMap<strin
     throw new Error(`${where}: ${list.length} tensor(s) with no place in the model: ${list.slice(0, 8).join(', ')}${list.length > 8 ? `, … (${list.length} in all)` : ''} (pass strict: false, or ignore, to skip them)`);
   }
   const file: SafeFile = { tensors: new Map([...mapped.tensors].filter(([k]) => targets.has(k))), metadata: {} };
-  const report = loadTensors(file, where, { params: targets }, { ...opts, strict: true });
+  const report = loadTensors(file, where, { params: targets }, { ...loadOpts, strict: true });
   const resized = new Set(report.resized);
   const rows: KeyRow[] = mapped.rows.map((r) => {
     if (!r.target) return r;
