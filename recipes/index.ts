@@ -24,3 +24,4 @@ export * from './report';
 export * from './explora-compare';
 export * from './pyra-compare';
 export * from './beyondrgb-smoke';
+export * from './beyondrgb-wilds';

@@ -30,6 +30,7 @@ import { satMaeGroupForward } from '../lib/mae/satmae-group';
 import { extractFeatures, disposeFeatures, FeatureCache, LabelledBatch } from '../lib/eval/features';
 import { linearProbe } from '../lib/eval/linear-probe';
 import { knnEvaluate } from '../lib/eval/knn';
+import { argmaxRows, macroF1 } from '../lib/eval/metrics';
 import { Dataset, Loader, disposeBatch } from '../data-loaders/dataset';
 import { RecipeError } from './schema';
 import { Recipe, RecipeInput, SplitSet, peakLr, recipe as checkRecipe, resolveRecipePaths } from './recipe';
@@ -691,6 +692,12 @@ function session(p: SessionParts): RecipeSession {
         }
         const probe = linearProbe(f.train!, f.val!, { ...e.probe, seed: r.seed });
         const row: EvalRow = { step, probeVal: probe.best.valAcc, probeTest: probe.accuracy(f.test!), probeBest: probe.best.name };
+        if (e.macroF1) {
+          const logits = probe.predict(f.test!);
+          const pred = argmaxRows(logits);
+          logits.dispose();
+          row.probeTestMacroF1 = macroF1(f.test!.labels.dataSync(), pred);
+        }
         probe.dispose();
         if (e.knn) row.knn = knnEvaluate(f.train!, f.test!, { k: Math.min(e.knn.k, f.train!.labels.shape[0]), temperature: e.knn.temperature })[0].top1;
         if (keepEncoder) keepEncoder(enc.vit, row);

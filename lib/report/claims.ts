@@ -16,7 +16,7 @@
  */
 import { appendFileSync, existsSync, mkdirSync, readFileSync } from 'fs';
 import * as path from 'path';
-import { assertJsonable } from './runs';
+import { assertJsonable } from '../check';
 import { Interval, tInterval, pairedTInterval, bootstrapInterval, pairedBootstrapInterval, pairedDifferences } from './stats';
 
 export const CLAIM_FORMAT = 'vitpeft-claim/1';

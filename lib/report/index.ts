@@ -16,3 +16,5 @@ export * from './runs';
 export * from './notebook';
 export * from './params';
 export * from './steps';
+export * from './stats';
+export * from './claims';
