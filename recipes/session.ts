@@ -693,7 +693,7 @@ function session(p: SessionParts): RecipeSession {
         const probe = linearProbe(f.train!, f.val!, { ...e.probe, seed: r.seed });
         const row: EvalRow = { step, probeVal: probe.best.valAcc, probeTest: probe.accuracy(f.test!), probeBest: probe.best.name };
         if (e.macroF1) {
-          const logits = probe.predict(f.test!);
+          const logits = tf.tidy(() => probe.predict(f.test!));
           const pred = argmaxRows(logits);
           logits.dispose();
           row.probeTestMacroF1 = macroF1(f.test!.labels.dataSync(), pred);

@@ -68,7 +68,7 @@ describe('notebook 08 (WILDS) recipes', function () {
     const real = openSource({ kind: 'camelyon17', root: p.root, unlabeledRoot: p.unlabeledRoot, pretrainSplits: ['val_unlabeled', 'test_unlabeled'] });
     assert.equal((await real.split('train', 'x')).length, by.train.images);
     assert.equal((await real.split('pretrain', 'x')).length, by.pretrain.images);
-    await assert.rejects(() => real.split('ood', 'recipe.data.train.splits[0].split'), /recipe\.data\.train\.splits\[0\]\.split: no split 'ood' in camelyon17 data; valid: pretrain, train, id_val, val, test/);
+    assert.throws(() => real.split('ood', 'recipe.data.train.splits[0].split'), /recipe\.data\.train\.splits\[0\]\.split: no split 'ood' in camelyon17 data; valid: pretrain, train, id_val, val, test/);
   });
 
   it('the camera-trap source: train / OOD val / OOD test at disjoint locations', async () => {
@@ -77,7 +77,10 @@ describe('notebook 08 (WILDS) recipes', function () {
     assert.deepEqual(Object.keys(by), ['train', 'val', 'test', 'id_val', 'id_test']);
     const locs = (s: string): string[] => String(by[s].locations).split(', ');
     for (const o of ['val', 'test']) assert.ok(!locs(o).some((l) => locs('train').includes(l)), `${o} locations are not training locations`);
-    assert.ok(locs('id_val').every((l) => locs('train').includes(l)));
+    // 15 locations: the first 10 are training locations (ID splits: other frames there), then 2 OOD val, 3 OOD test
+    for (const s of ['train', 'id_val', 'id_test']) assert.ok(locs(s).every((l) => +l < 10), `${s}: training locations only`);
+    assert.deepEqual(locs('val'), ['10', '11']);
+    assert.deepEqual(locs('test'), ['12', '13', '14']);
   });
 
   it('a ci run probes at step 0 and at the end, with macro F1 for iWildCam; results, rows and claims', async () => {
