@@ -101,6 +101,7 @@ export function wildsCiRecipe(task: WildsTask): Recipe {
   const small = { ...(s.data.source as Extract<SourceSpec, { kind: 'embedded' }>), count: 20 };
   return recipe({
     ...s,
+    description: s.description.replace('smoke scale', 'ci scale: 20 images per hospital / 20 training bursts, 3 steps of 16'),
     tags: { ...s.tags, scale: 'ci' },
     data: { ...s.data, source: small },
     batch: 16,
