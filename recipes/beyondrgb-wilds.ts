@@ -18,7 +18,9 @@ import { runRecipe } from './run';
 import { Recipe, RecipeInput, SourceSpec, recipe } from './recipe';
 import { RECIPES, DINOV2_PROBE, probeEval } from './presets';
 import { BEYOND_RGB_SMOKE } from './beyondrgb-smoke';
-import { withSubset, openSource } from './data';
+import * as tf from '@tensorflow/tfjs';
+import { openSource } from './data';
+import { Loader } from '../data-loaders/dataset';
 import { rmSync } from 'fs';
 import * as path from 'path';
 import { ClaimRecord, claimFromPairs, writeClaims } from '../lib/report/claims';
@@ -287,4 +289,24 @@ export function writeNotebookClaims(name: string, claims: readonly ClaimRecord[]
   rmSync(file, { force: true });
   writeClaims(file, claims);
   return file;
+}
+
+/**
+ * The shift by eye: the first `n` images (raw, [0, 1]) of `train`, the OOD `val` and the OOD `test` split, one row
+ * each — Camelyon17: training hospitals, hospital 1, hospital 2; iWildCam: training, OOD-val and OOD-test locations.
+ * Returns [3n, H, W, 3] (caller disposes).
+ */
+export async function wildsShiftImages(r: RecipeInput, n = 8): Promise<tf.Tensor4D> {
+  const src = openSource(recipe(r).data.source);
+  const rows: tf.Tensor4D[] = [];
+  try {
+    for (const split of ['train', 'val', 'test']) {
+      const b = await new Loader(await src.split(split, split), { batchSize: n, seed: 1 }).batchAt(0);
+      b.labels?.dispose();
+      rows.push(b.images!);
+    }
+    return tf.concat(rows) as tf.Tensor4D;
+  } finally {
+    tf.dispose(rows);
+  }
 }

@@ -7,7 +7,7 @@ import { recipe, recipeJson, resolveRecipePaths } from '../recipes/recipe';
 import { openSource } from '../recipes/data';
 import { runRecipe, RunResult } from '../recipes/run';
 import {
-  WILDS_TASKS, wildsSettings, wildsSeedRecipe, wildsDataRows, wildsResults, wildsResultRows, wildsClaims, wildsPaperRecipe, writeNotebookClaims,
+  WILDS_TASKS, wildsSettings, wildsSeedRecipe, wildsDataRows, wildsResults, wildsResultRows, wildsClaims, wildsPaperRecipe, writeNotebookClaims, wildsShiftImages,
 } from '../recipes/beyondrgb-wilds';
 import { ensureEmbeddedPathology } from '../data-loaders/embedded-beyond';
 import { readClaims } from '../lib/report/claims';
@@ -81,6 +81,11 @@ describe('notebook 08 (WILDS) recipes', function () {
     for (const s of ['train', 'id_val', 'id_test']) assert.ok(locs(s).every((l) => +l < 10), `${s}: training locations only`);
     assert.deepEqual(locs('val'), ['10', '11']);
     assert.deepEqual(locs('test'), ['12', '13', '14']);
+    const n0 = tf.memory().numTensors;
+    const im = await wildsShiftImages(wildsSettings('ci').recipes.iwildcam, 4);
+    assert.deepEqual(im.shape, [12, 32, 32, 3]);
+    im.dispose();
+    assert.equal(tf.memory().numTensors, n0);
   });
 
   it('a ci run probes at step 0 and at the end, with macro F1 for iWildCam; results, rows and claims', async () => {
