@@ -63,5 +63,3 @@ export const BEYOND_RGB_SMOKE = Object.freeze({
     finetune: Object.freeze({ rank: 4, steps: 80, batch: 32, lr: 5e-3 }),
   }),
 });
-
-export type BeyondRgbSmoke = typeof BEYOND_RGB_SMOKE;

@@ -22,6 +22,7 @@ import {
   createSatMaeTemporalVit,
   satMaeTemporalVitForward,
   satMaeTemporalVitVariables,
+  satMaeTemporalVitParamCounts,
   satMaeTemporalVitShapes,
   satMaeTemporalVitFromMae,
   disposeSatMaeTemporalVit,
@@ -196,6 +197,9 @@ describe('SatMAE temporal classifier (models_vit_temporal.py)', () => {
       const c = f.config as Record<string, number>;
       const m = temporalFromCase(f);
       const vars = satMaeTemporalVitVariables(m);
+      const counts = satMaeTemporalVitParamCounts(m);
+      assert.equal(counts.total, [...vars.values()].reduce((s, v) => s + v.size, 0));
+      assert.equal(counts.encoder, [...vars].filter(([k]) => !k.startsWith('head.')).reduce((s, [, v]) => s + v.size, 0));
       assignRenamed(vars, f.params);
       const x = tf.tensor5d(f.images, [c.B, c.T, c.H, c.W, c.C]);
       const y = tf.tensor1d(f.labels, 'int32');

@@ -27,7 +27,7 @@ import { sincos1d, sincos2d } from '../vit/posembed';
 import { Rng } from '../rng';
 import { LoraAdapters, mergeLora, ShapeLike } from '../peft/lora';
 import { vitShapes } from '../peft/shapes';
-import { BandLayout, SatMaeGroup, SatMaeGroupConfig, SATMAE_SENTINEL2_BANDS, bandLayout, groupTokens, satMaeGroupGrid, selectKeptBands } from './satmae-group';
+import { BandLayout, SatMaeGroup, SatMaeGroupConfig, SATMAE_SENTINEL2_BANDS, bandLayout, groupTokens, selectKeptBands } from './satmae-group';
 
 export interface SatMaeGroupVitConfig {
   imgSize: number | readonly [number, number];
@@ -271,11 +271,6 @@ export function satMaeGroupVitForward(m: SatMaeGroupVit, images: tf.Tensor4D, op
   }
   const logits = m.params.head ? (linearSite(env, 'head', m.params.head, pooled) as tf.Tensor2D) : null;
   return { prenorm: x, pooled, logits };
-}
-
-/** Grid and token counts of the classifier (L cells, G groups, G·L patch tokens). */
-export function satMaeGroupVitGrid(m: SatMaeGroupVit): { gh: number; gw: number; L: number; G: number } {
-  return satMaeGroupGrid(m);
 }
 
 /** The encoder part of a group MAE's tree (what a classifier takes over). */
