@@ -78,6 +78,9 @@ export function openSource(spec: SourceSpec): DataSource {
           },
         };
       }
+      if (spec.count !== undefined && spec.count !== null) {
+        throw new RecipeError('recipe.data.source.count', `sizes the 'pathology' and 'camera-traps' domains only; '${spec.domain}' uses satellitePerClass / naturalPerClass`);
+      }
       const splits = spec.domain === 'natural' ? ['train', 'val'] : ['train', 'val', 'test'];
       const opts = { seed: spec.seed, size: spec.size, satellitePerClass: spec.satellitePerClass, naturalPerClass: spec.naturalPerClass };
       const key = JSON.stringify({ ...opts, cache: defaultCacheDir() });

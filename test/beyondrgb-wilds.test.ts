@@ -50,6 +50,7 @@ describe('notebook 08 (WILDS) recipes', function () {
     assert.equal(r.data.train.splits[0].split, 'pretrain');
     assert.deepEqual(resolveRecipePaths(wildsPaperRecipe('iwildcam'), '/nb').data.source, { kind: 'iwildcam', root: '/nb/data/iwildcam_v2.0' });
     assert.throws(() => recipe({ ...r, data: { ...r.data, source: { ...r.data.source, pretrainSplits: ['test'] } } }), /pretrainSplits\[0\]/);
+    assert.throws(() => openSource({ kind: 'embedded', domain: 'natural', seed: 0, size: 32, satellitePerClass: 5, naturalPerClass: 5, count: 8 }), /recipe\.data\.source\.count: sizes the 'pathology' and 'camera-traps' domains only/);
   });
 
   it('the embedded pathology source follows the hospital protocol, as the camelyon17 source on the same files', async () => {
