@@ -473,6 +473,7 @@ export class Loader {
           out.masks = stackImages(
             first.map((s, r) => {
               if (!s.mask) throw new Error(`${name}: sample ${p.indices[r]} has no mask but sample ${p.indices[0]} has one`);
+              checkMaskShape(s, name);
               return s.mask;
             }),
             `${name} masks`,
@@ -489,6 +490,21 @@ export class Loader {
       if (tensors[k] !== undefined) (batch as unknown as Record<string, unknown>)[k] = tensors[k];
     }
     return batch;
+  }
+}
+
+/**
+ * A segmentation sample's mask must be one channel with its image's height and width (after the transforms, which
+ * must move masks with the image); otherwise an error naming the dataset, the sample and its file.
+ */
+export function checkMaskShape(s: Sample, dataset: string): void {
+  if (!s.mask) return;
+  const m = s.mask;
+  const im = s.image;
+  if (m.channels !== 1 || m.height !== im.height || m.width !== im.width) {
+    throw new Error(
+      `${dataset}: sample ${s.index}${s.path ? ` (${s.path})` : ''}: mask is ${shapeOf(m)} but the image is ${shapeOf(im)}; a mask must be H×W×1 with the image's H×W (geometric transforms must move the mask too)`,
+    );
   }
 }
 

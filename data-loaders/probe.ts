@@ -33,6 +33,8 @@ export interface RidgeProbeResult {
   lambda: number;
   /** 1 / number of classes. */
   chance: number;
+  /** Predicted class of every test row with the chosen λ (for other metrics, e.g. macro F1). */
+  testPred?: Int32Array;
 }
 
 /** Solve (K + λI) A = Y for symmetric positive definite K (n×n, row-major) via Cholesky; Y is n×k. */
@@ -99,7 +101,7 @@ export function ridgeProbe(
   for (let i = 0; i < n; i++) diag += K[i * n + i] / n;
   const Y = new Float64Array(n * numClasses);
   for (let i = 0; i < n; i++) for (let c = 0; c < numClasses; c++) Y[i * numClasses + c] = (train.y[i] === c ? 1 : 0) - 1 / numClasses;
-  const acc = (Kx: Float32Array, y: ArrayLike<number>, A: Float64Array): number => {
+  const acc = (Kx: Float32Array, y: ArrayLike<number>, A: Float64Array, pred?: Int32Array): number => {
     const m = y.length;
     let ok = 0;
     for (let i = 0; i < m; i++) {
@@ -114,6 +116,7 @@ export function ridgeProbe(
         }
       }
       if (arg === y[i]) ok++;
+      if (pred) pred[i] = arg;
     }
     return ok / m;
   };
@@ -121,7 +124,10 @@ export function ridgeProbe(
   for (const l of lambdas) {
     const A = cholSolve(K, n, l * diag, Y, numClasses);
     const va = acc(Kva, val.y, A);
-    if (!bestRes || va > bestRes.valAcc) bestRes = { valAcc: va, testAcc: acc(Kte, test.y, A), lambda: l, chance: 1 / numClasses };
+    if (!bestRes || va > bestRes.valAcc) {
+      const testPred = new Int32Array(test.y.length);
+      bestRes = { valAcc: va, testAcc: acc(Kte, test.y, A, testPred), lambda: l, chance: 1 / numClasses, testPred };
+    }
   }
   return bestRes!;
 }

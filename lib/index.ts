@@ -91,3 +91,8 @@ export * from './io/hub';
 export * from './io/pretrained';
 export * from './io/peft';
 export * from './io/hf-export';
+export * from './mae/satmae-group-vit';
+export * from './mae/satmae-temporal-vit';
+export * from './seg/head';
+export * from './seg/features';
+export * from './eval/metrics';

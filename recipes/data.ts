@@ -17,6 +17,8 @@ import { eurosat } from '../data-loaders/formats/eurosat';
 import { VTAB_SPLITS, VtabSplit, vtab1k } from '../data-loaders/formats/vtab';
 import { fmowRgb } from '../data-loaders/formats/fmow';
 import { fmowSentinel } from '../data-loaders/formats/fmow-sentinel';
+import { camelyon17Protocol, Camelyon17ProtocolDatasets, iwildcam } from '../data-loaders/formats/wilds';
+import { loadEmbeddedCameraTraps, loadEmbeddedPathology } from '../data-loaders/embedded-beyond';
 import type { Dinov2Objective } from '../lib/dino/dinov2';
 import { RecipeError } from './schema';
 import type { Recipe, SourceSpec, SplitRef, SplitSet, TransformSpec } from './recipe';
@@ -30,6 +32,15 @@ export interface DataSource {
 }
 
 const embeddedCache = new Map<string, Promise<EmbeddedDatasets>>();
+
+/** The Camelyon17 hospital-protocol splits by name (`camelyon17Protocol`). */
+export const CAMELYON17_PROTOCOL_SPLITS = ['pretrain', 'train', 'id_val', 'val', 'test'] as const;
+/** The iWildCam-WILDS splits by name. */
+export const IWILDCAM_SPLIT_NAMES = ['train', 'val', 'test', 'id_val', 'id_test'] as const;
+
+function protocolSplit(d: Camelyon17ProtocolDatasets, name: string): Dataset {
+  return name === 'id_val' ? d.idVal : d[name as 'pretrain' | 'train' | 'val' | 'test'];
+}
 
 /** Open a data source (embedded datasets are generated once per process and options, then cached on disk). */
 export function openSource(spec: SourceSpec): DataSource {
@@ -47,6 +58,30 @@ export function openSource(spec: SourceSpec): DataSource {
   };
   switch (spec.kind) {
     case 'embedded': {
+      if (spec.domain === 'pathology' || spec.domain === 'camera-traps') {
+        const beyond = spec.domain === 'pathology' ? [...CAMELYON17_PROTOCOL_SPLITS] : [...IWILDCAM_SPLIT_NAMES];
+        const c = spec.count ?? null;
+        const sizes =
+          c === null ? {} : spec.domain === 'pathology' ? { labelledPerHospital: c, unlabeledPerHospital: c } : { trainSequences: c, idSequences: Math.floor(c / 5) + 1, oodSequences: Math.floor(c / 4) + 1 };
+        const opts = { seed: spec.seed, size: spec.size, ...sizes };
+        let all: Promise<(name: string) => Dataset> | null = null;
+        const load = (): Promise<(name: string) => Dataset> =>
+          (all ??=
+            spec.domain === 'pathology'
+              ? loadEmbeddedPathology(opts).then((d) => (name: string) => protocolSplit(d, name))
+              : loadEmbeddedCameraTraps(opts).then((d) => (name: string) => (name === 'id_val' ? d.idVal : name === 'id_test' ? d.idTest : d[name as 'train' | 'val' | 'test'])));
+        return {
+          spec,
+          splits: beyond,
+          split: (name, at) => {
+            if (!(beyond as string[]).includes(name)) unknown(name, at, beyond);
+            return once(name, async () => (await load())(name));
+          },
+        };
+      }
+      if (spec.count !== undefined && spec.count !== null) {
+        throw new RecipeError('recipe.data.source.count', `sizes the 'pathology' and 'camera-traps' domains only; '${spec.domain}' uses satellitePerClass / naturalPerClass`);
+      }
       const splits = spec.domain === 'natural' ? ['train', 'val'] : ['train', 'val', 'test'];
       const opts = { seed: spec.seed, size: spec.size, satellitePerClass: spec.satellitePerClass, naturalPerClass: spec.naturalPerClass };
       const key = JSON.stringify({ ...opts, cache: defaultCacheDir() });
@@ -107,6 +142,29 @@ export function openSource(spec: SourceSpec): DataSource {
         split: (name, at) => {
           if (!splits.includes(name)) unknown(name, at, splits);
           return once(name, () => (spec.kind === 'fmow-rgb' ? fmowRgb(spec.csv[name]) : fmowSentinel(spec.csv[name], { split: name })));
+        },
+      };
+    }
+    case 'camelyon17': {
+      const splits = [...CAMELYON17_PROTOCOL_SPLITS];
+      let all: Promise<Camelyon17ProtocolDatasets> | null = null;
+      return {
+        spec,
+        splits,
+        split: (name, at) => {
+          if (!splits.includes(name as (typeof splits)[number])) unknown(name, at, splits);
+          return once(name, async () => protocolSplit(await (all ??= camelyon17Protocol(spec.root, spec.unlabeledRoot, { pretrainSplits: spec.pretrainSplits })), name));
+        },
+      };
+    }
+    case 'iwildcam': {
+      const splits = [...IWILDCAM_SPLIT_NAMES];
+      return {
+        spec,
+        splits,
+        split: (name, at) => {
+          if (!splits.includes(name as (typeof splits)[number])) unknown(name, at, splits);
+          return once(name, () => iwildcam(spec.root, { split: name }));
         },
       };
     }

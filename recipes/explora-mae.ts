@@ -10,8 +10,11 @@
  *   18,722,816.
  * - `M-ExPLoRA-[1,L]-r32` (fMoW-Sentinel, SatMAE group-channel ViT-L/8): blocks 1 and L trainable, LoRA r32, and
  *   `--unfreeze_embed`: the group patch embeddings `patch_embed.g.*` and the per-group heads `decoder_pred.g.*` train
- *   (they are new: the RGB checkpoint's shapes do not fit). The paper's 29.7M count (its fMoW-Sentinel table) is not reproduced exactly
- *   (the extras behind it are not published); this preset gives 28,169,216 + 658,432 = 28,827,648 encoder parameters at ViT-L/8.
+ *   (they are new: the RGB checkpoint's shapes do not fit); decoder LoRA r32 (ExPLoRA's `mae/pretrain.py` uses the
+ *   encoder rank when `--decoder_lora_rank` is not given). Trainable: 28,827,648 encoder + 870,016 decoder =
+ *   29,697,664, the paper's "29.7M" (the script prints the trainable count of the whole MAE, decoder included).
+ * - `M-ExPLoRA-[L]-r32` (fMoW-temporal, SatMAE temporal ViT-L/16): rank 32 as the paper's temporal configuration;
+ *   the unfrozen block set [L] and the decoder rank 32 are UNCONFIRMED (the temporal script was not readable).
  *
  * Optimisation (`scripts/pretrain_mae.sh`, MAE `util/lr_sched.py`): AdamW β = (0.9, 0.95), weight decay 0, lr =
  * blr·effective batch/256 (blr 4.5e-4, batch 1024 ⇒ 1.8e-3), linear warm-up (1 epoch) then half-cycle cosine to 0,
@@ -112,8 +115,10 @@ export interface ExploraMaePreset {
 export const EXPLORA_MAE_PRESETS = {
   /** MAE ViT-L/16 on fMoW-RGB. */
   'M-ExPLoRA-[L]-r64': { recipe: EXPLORA_PRESETS['M-ExPLoRA-[L]-r64'], train: EXPLORA_MAE_TRAIN },
-  /** SatMAE group-channel ViT-L/8 on fMoW-Sentinel: [1,L], r32, group patch embeddings (+ heads) trainable. Optimiser values UNCONFIRMED (RGB values). */
+  /** SatMAE group-channel ViT-L/8 on fMoW-Sentinel: [1,L], r32 (decoder r32), group patch embeddings (+ heads) trainable. Optimiser values UNCONFIRMED (RGB values). */
   'M-ExPLoRA-[1,L]-r32': { recipe: EXPLORA_PRESETS['M-ExPLoRA-[1,L]-r32'], train: EXPLORA_MAE_TRAIN },
+  /** SatMAE temporal ViT-L/16 on fMoW-temporal: r32 (the paper's temporal rank); [L] and decoder r32 UNCONFIRMED; optimiser values UNCONFIRMED (RGB values). */
+  'M-ExPLoRA-[L]-r32': { recipe: EXPLORA_PRESETS['M-ExPLoRA-[L]-r32'], train: EXPLORA_MAE_TRAIN },
 } satisfies Record<string, ExploraMaePreset>;
 
 export type ExploraMaePresetName = keyof typeof EXPLORA_MAE_PRESETS;
@@ -248,12 +253,13 @@ export interface TemporalBatch {
 }
 
 /**
- * Set up ExPLoRA on a SatMAE temporal model. ExPLoRA's temporal recipe is not published (its
- * `scripts/pretrain_mae_temporal.sh` is not public); the default applies the RGB recipe `M-ExPLoRA-[L]-r64` (patch embedding shared with RGB, so frozen).
+ * Set up ExPLoRA on a SatMAE temporal model. Default `M-ExPLoRA-[L]-r32`: the paper's temporal rank 32 (the kit used
+ * the RGB r64 before); the unfrozen set [L] and the decoder rank are UNCONFIRMED. The patch embedding is shared with
+ * RGB, so it stays frozen.
  */
 export function setupExploraSatMaeTemporal(
   model: SatMaeTemporal,
-  preset: ExploraMaePresetName | string | ExploraRecipe = 'M-ExPLoRA-[L]-r64',
+  preset: ExploraMaePresetName | string | ExploraRecipe = 'M-ExPLoRA-[L]-r32',
   opts: ExploraMaeOptions = {},
 ): ExploraMaeRun<SatMaeTemporal, TemporalBatch> {
   const p = resolvePreset(preset);

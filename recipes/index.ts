@@ -32,3 +32,5 @@ export * from './explora-compare';
 export * from './pyra-compare';
 export * from './vtab';
 export * from './pyra-vtab';
+export * from './beyondrgb-smoke';
+export * from './beyondrgb-wilds';

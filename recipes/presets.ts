@@ -238,7 +238,7 @@ export const RECIPES = {
       ignore: SATMAE_GROUP_FROM_RGB_MAE.ignore.source,
       allowMissing: SATMAE_GROUP_FROM_RGB_MAE.allowMissing.source,
     },
-    adapters: { kind: 'explora', notation: 'M-ExPLoRA-[1,L]-r32', overrides: { unfreezeEmbed: true } },
+    adapters: { kind: 'explora', notation: 'M-ExPLoRA-[1,L]-r32', overrides: { unfreezeEmbed: true, decoderRank: 32 } },
     data: { source: FMOW_SENTINEL, train: set({ name: 'sentinel-train', size: 96, droppedBands: [0, 9, 10] }, 'train') },
   }),
   // ExPLoRA's evaluation protocols on the merged ExPLoRA ViT-L/14: LoRA-r8 fine-tuning and the linear probe.

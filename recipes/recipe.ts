@@ -166,13 +166,24 @@ export interface SplitSet {
 export type SourceSpec =
   | {
       kind: 'embedded';
-      /** 'objects' / 'count' / 'orientation': three-split tasks (data-loaders/embedded-structured.ts; `naturalPerClass` images per class). */
-      domain: 'satellite-rgb' | 'satellite-ms' | 'natural' | StructuredTask;
+      /**
+       * 'objects' / 'count' / 'orientation': three-split tasks (data-loaders/embedded-structured.ts; `naturalPerClass`
+       * images per class). 'pathology' (Camelyon17-WILDS layout, splits pretrain / train / id_val / val / test of `camelyon17Protocol`)
+       * and 'camera-traps' (iWildCam-WILDS layout, splits train / val / test / id_val / id_test) are the beyond-RGB
+       * domains of data-loaders/embedded-beyond.ts at their default sizes.
+       */
+      domain: 'satellite-rgb' | 'satellite-ms' | 'natural' | StructuredTask | 'pathology' | 'camera-traps';
       /** Generation options of `loadEmbedded` (seed 0, 32 px, 100 per class by default). */
       seed: number;
       size: number;
       satellitePerClass: number;
       naturalPerClass: number;
+      /**
+       * Size of a beyond-RGB domain (null = its default): 'pathology' → labelled and unlabelled patches per hospital
+       * (default 120 each); 'camera-traps' → training bursts of 3 frames (default 200; each ID split count/5 +
+       * 1 bursts, each OOD split count/4 + 1 — the defaults are 30 and 40).
+       */
+      count?: number | null;
     }
   /** `<root>/<split>/<class>/*.{jpg,png,…}`. */
   | { kind: 'imagefolder'; root: string }
@@ -183,7 +194,14 @@ export type SourceSpec =
   /** fMoW-RGB from SatMAE/ExPLoRA CSVs, by split name. */
   | { kind: 'fmow-rgb'; csv: Record<string, string> }
   /** fMoW-Sentinel from SatMAE CSVs, by split name. */
-  | { kind: 'fmow-sentinel'; csv: Record<string, string> };
+  | { kind: 'fmow-sentinel'; csv: Record<string, string> }
+  /**
+   * Camelyon17-WILDS (`root` = camelyon17_v1.0, `unlabeledRoot` = camelyon17_unlabeled_v1.0) by the hospital protocol:
+   * splits pretrain (the unlabelled `pretrainSplits`), train, id_val, val (OOD hospital 1), test (OOD hospital 2).
+   */
+  | { kind: 'camelyon17'; root: string; unlabeledRoot: string; pretrainSplits: Array<'train_unlabeled' | 'val_unlabeled' | 'test_unlabeled'> }
+  /** iWildCam-WILDS v2.0 (`root` = iwildcam_v2.0): splits train, val, test (OOD locations), id_val, id_test. */
+  | { kind: 'iwildcam'; root: string };
 
 export interface DataSpec {
   source: SourceSpec;
@@ -226,6 +244,8 @@ export type EvalSpec =
       probe: ProbeSpec;
       knn: { k: number; temperature: number } | null;
       saveEncoder: boolean;
+      /** Also report the macro F1 of the selected probe on `test` (WILDS: over the classes present in the labels). */
+      macroF1?: boolean;
     };
 
 export type OptimizerSpec =
@@ -560,17 +580,25 @@ const splitSet = obj<SplitSet>({ splits: arr(splitRef, { min: 1 }), transform: t
 const sourceSpec = tagged<SourceSpec>('kind', {
   embedded: obj({
     kind: lit('embedded'),
-    domain: oneOf(['satellite-rgb', 'satellite-ms', 'natural', 'objects', 'count', 'orientation'] as const),
+    domain: oneOf(['satellite-rgb', 'satellite-ms', 'natural', 'objects', 'count', 'orientation', 'pathology', 'camera-traps'] as const),
     seed: opt(int({ min: 0 }), 0),
     size: opt(int({ min: 8, max: 512 }), 32),
     satellitePerClass: opt(int({ min: 5 }), 100),
     naturalPerClass: opt(int({ min: 5 }), 100),
+    count: opt(nullable(int({ min: 4 })) as Check<number | null | undefined>, undefined),
   }),
   imagefolder: obj({ kind: lit('imagefolder'), root: path }),
   eurosat: obj({ kind: lit('eurosat'), root: path, variant: opt(oneOf(['rgb', 'ms'] as const), 'rgb'), splits: record(path) }),
   vtab1k: obj({ kind: lit('vtab1k'), root: path, task: str({ nonEmpty: true }) }),
   'fmow-rgb': obj({ kind: lit('fmow-rgb'), csv: record(path) }),
   'fmow-sentinel': obj({ kind: lit('fmow-sentinel'), csv: record(path) }),
+  camelyon17: obj({
+    kind: lit('camelyon17'),
+    root: path,
+    unlabeledRoot: path,
+    pretrainSplits: opt(arr(oneOf(['train_unlabeled', 'val_unlabeled', 'test_unlabeled'] as const), { min: 1 }), ['val_unlabeled', 'test_unlabeled']),
+  }),
+  iwildcam: obj({ kind: lit('iwildcam'), root: path }),
 });
 
 const dataSpec = obj<DataSpec>({ source: sourceSpec, train: splitSet });
@@ -619,6 +647,7 @@ const evalSpec = tagged<EvalSpec>('kind', {
     probe: opt(probeSpec, probeSpec({}, '')),
     knn: opt(nullable(obj({ k: pos, temperature: num({ gt: 0 }) })), { k: 20, temperature: 0.07 }),
     saveEncoder: opt(bool, true),
+    macroF1: opt(bool as Check<boolean | undefined>, undefined),
   }),
 });
 
@@ -782,6 +811,12 @@ export function resolveRecipePaths(r: Recipe, baseDir: string): Recipe {
       break;
     case 'eurosat':
       source = { ...s, root: abs(s.root), splits: absAll(s.splits) };
+      break;
+    case 'camelyon17':
+      source = { ...s, root: abs(s.root), unlabeledRoot: abs(s.unlabeledRoot) };
+      break;
+    case 'iwildcam':
+      source = { ...s, root: abs(s.root) };
       break;
     case 'fmow-rgb':
     case 'fmow-sentinel':

@@ -216,11 +216,10 @@ export function obj<T>(fields: Fields<T>): Check<T> {
       const f = fields[k] as Field<T[typeof k]>;
       const at = `${path}.${k}`;
       if (v[k] === undefined) {
-        // an optional field whose default is undefined stays absent (not a key holding undefined)
+        // an optional field whose default is `undefined` stays absent (a resolved object has no `k: undefined` keys)
         if (isOptional(f)) {
           if (f.dflt !== undefined) out[k] = copy(f.dflt);
-        }
-        else fail(at, 'missing (required)');
+        } else fail(at, 'missing (required)');
       } else {
         out[k] = isOptional(f) ? f.check(v[k], at) : f(v[k], at);
       }

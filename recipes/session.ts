@@ -32,6 +32,7 @@ import { isDataParallel, parallelContext, shardRange } from '../lib/parallel/con
 import { extractFeatures, disposeFeatures, FeatureCache, LabelledBatch } from '../lib/eval/features';
 import { linearProbe, linearProbeAsync } from '../lib/eval/linear-probe';
 import { knnEvaluate, knnEvaluateAsync } from '../lib/eval/knn';
+import { argmaxRows, macroF1 } from '../lib/eval/metrics';
 import { Dataset, Loader, disposeBatch } from '../data-loaders/dataset';
 import { RecipeError } from './schema';
 import { Recipe, RecipeInput, SplitSet, peakLr, recipe as checkRecipe, resolveRecipePaths } from './recipe';
@@ -730,6 +731,15 @@ function session(p: SessionParts): RecipeSession {
         let row: EvalRow;
         try {
           row = { step, probeVal: probe.best.valAcc, probeTest: sync ? probe.accuracy(f.test!) : await probe.accuracyAsync(f.test!), probeBest: probe.best.name };
+          if (e.macroF1) {
+            // iWildCam's metric (synchronous reads: wasm / cpu / tensorflow)
+            const logits = tf.tidy(() => probe.predict(f.test!));
+            try {
+              row.probeTestMacroF1 = macroF1(f.test!.labels.dataSync(), argmaxRows(logits));
+            } finally {
+              logits.dispose();
+            }
+          }
         } finally {
           probe.dispose();
         }

@@ -60,15 +60,19 @@ describe('ExPLoRA-MAE', () => {
     disposeMae(mae);
   });
 
-  it('SatMAE group ViT-L/8 M-ExPLoRA-[1,L]-r32: blocks 1 and L, r32, group patch embeddings: 28,827,648 encoder parameters', () => {
+  it('SatMAE group ViT-L/8 M-ExPLoRA-[1,L]-r32: 28,827,648 encoder + 870,016 decoder = 29,697,664 trainable (the paper\'s 29.7M)', () => {
     const m = createSatMaeGroup('satmae_group_vit_large_patch8', {}, { skipInit: true });
     const run = setupExploraSatMaeGroup(m);
     const s = run.explora.selection.summary;
     // 28,169,216 (MAE ViT-L [1,L]-r32, counted from shapes) + 658,432 (three group patch embeddings at p = 8)
     assert.equal(s.trainableEncoder, 28_169_216 + 658_432, formatTrainSummary(s));
+    // decoder: LoRA r32 on Q,V of 8 blocks (8·2·(512·32 + 32·512)) + 8·2 LayerNorms + decoder_norm + decoder_pred.0-2
+    const decoderPred = 512 * 4 * 64 + 4 * 64 + 512 * 4 * 64 + 4 * 64 + 512 * 2 * 64 + 2 * 64;
+    assert.equal(s.trainable - s.trainableEncoder, 8 * 2 * 2 * 512 * 32 + 8 * 4 * 512 + 2 * 512 + decoderPred);
+    assert.equal(s.trainable, 29_697_664, 'ExPLoRA mae/pretrain.py prints sum(requires_grad) of the whole MAE: 29.6977 M');
     for (const k of ['patch_embed.0.proj.weight', 'patch_embed.2.proj.bias', 'decoder_pred.1.weight', 'blocks.0.mlp.fc1.weight', 'blocks.23.attn.proj.bias']) assert.ok(run.trainable.has(k), k);
     for (const k of ['channel_embed', 'pos_embed', 'decoder_channel_embed', 'decoder_embed.weight', 'mask_token', 'blocks.5.attn.qkv.weight']) assert.ok(!run.trainable.has(k), k);
-    assert.ok([...run.explora.lora!.modules.values()].every((mod) => mod.rank === (mod.site.startsWith('decoder') ? 8 : 32)));
+    assert.ok([...run.explora.lora!.modules.values()].every((mod) => mod.rank === 32 && mod.scale === 1 / 32));
     run.dispose();
     disposeSatMaeGroup(m);
   });

@@ -208,6 +208,37 @@ describe('notebooks through the real tslab kernel', function () {
     assert.equal(rec.adapters.variant.generators, 'wd');
   });
 
+  it('08-wilds: hospital protocol, six runs probed at step 0 (the source) and at the end, macro F1, intervals, claims file; nothing on stderr', function () {
+    if (!selected('08-wilds.ipynb')) this.skip();
+    const cells = executedCells(path.join(tmp, 'out', '08-wilds.ipynb'));
+    cells.forEach((c, i) => assert.equal(streamText(c, 'stderr'), '', `cell ${i} wrote to stderr`));
+    const text = cells.map((c) => `${streamText(c, 'stdout')}\n${displayText(c)}`).join('\n');
+    assert.match(text, /pretrain\s+\d+\s+1, 2\s+0/, 'pre-training on the unlabelled target hospitals');
+    assert.match(text, /train\s+\d+\s+0, 3, 4\s+2/);
+    assert.match(text, /tensors leaked over the run\s+0\s+0\s+true/);
+    assert.equal((text.match(/mean \[95 % CI\], n = 3/g) ?? []).length, 2, 'both tasks summarised over 3 seeds');
+    for (const task of ['camelyon17', 'iwildcam']) {
+      for (const seed of [0, 1, 2]) {
+        const dirs = readdirSync(path.join(tmp, 'runs')).filter((d) => d.startsWith(`nb08-${task}-explora-s${seed}-`));
+        assert.equal(dirs.length, 1, `one nb08-${task} seed-${seed} run`);
+        const info = JSON.parse(readFileSync(path.join(tmp, 'runs', dirs[0], 'run.json'), 'utf8'));
+        assert.equal(info.status, 'done');
+        assert.equal(info.config.tags.scale, 'ci');
+        assert.equal(info.config.seed, seed);
+        const evals = readFileSync(path.join(tmp, 'runs', dirs[0], 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l)).filter((l) => typeof l.probeTest === 'number');
+        assert.deepEqual(evals.map((e) => e.step), [0, 3]);
+        if (task === 'iwildcam') assert.ok(evals.every((e) => e.probeTestMacroF1 >= 0 && e.probeTestMacroF1 <= 1));
+      }
+    }
+    const claims = readFileSync(path.join(tmp, 'runs', 'claims', '08-wilds.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    assert.equal(claims.length, 2);
+    for (const c of claims) {
+      assert.equal(c.ours.n, 3);
+      assert.equal(c.paperValue, null);
+      assert.ok(['reproduced', 'not reproduced', 'inconclusive'].includes(c.verdict));
+    }
+  });
+
   it('05-checkpoints: malicious pickle refused, key report, forward = PyTorch, exact peft / transformers / timm round trips', function () {
     if (!selected('05-checkpoints.ipynb')) this.skip();
     const cells = executedCells(path.join(tmp, 'out', '05-checkpoints.ipynb'));

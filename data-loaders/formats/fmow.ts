@@ -41,7 +41,11 @@ export function parseFmowTimestamp(ts: string, where = 'timestamp'): { year: num
     if (!/^\d+$/.test(s)) throw new Error(`${where}: cannot read the ${name} at characters ${a}–${b} of '${ts}'`);
     return parseInt(s, 10);
   };
-  return { year: part(0, 4, 'year'), month: part(5, 7, 'month'), hour: part(11, 13, 'hour') };
+  const t = { year: part(0, 4, 'year'), month: part(5, 7, 'month'), hour: part(11, 13, 'hour') };
+  // characters in the right places but not a date (e.g. day-first '2015-31-12', or a 12-hour clock gone wrong)
+  if (t.month < 1 || t.month > 12) throw new Error(`${where}: month ${t.month} (characters 5–7 of '${ts}') is not in 1–12; expected 'YYYY-MM-DDTHH:MM:SS…'`);
+  if (t.hour > 23) throw new Error(`${where}: hour ${t.hour} (characters 11–13 of '${ts}') is not in 0–23; expected 'YYYY-MM-DDTHH:MM:SS…'`);
+  return t;
 }
 
 /** The temporal model's per-image code [year − 2002, month − 1, hour]. */

@@ -100,6 +100,49 @@ export function rasterizePolygons(polys: Polygon[], geo: Pick<GeoInfo, 'origin' 
   return mask;
 }
 
+/**
+ * A label file whose polygons all lie outside the raster belongs to another chip or another CRS (the mask would be
+ * silently empty): an error naming both files, the raster's extent and the labels' bounding box.
+ */
+export function checkPolygonsOverlap(polys: Polygon[], geo: Pick<GeoInfo, 'origin' | 'resolution'>, height: number, width: number, labelFile: string, imageFile: string): void {
+  if (polys.length === 0) return;
+  const [ox, oy] = geo.origin;
+  const [dx, dy] = geo.resolution;
+  const x0 = Math.min(ox, ox + width * dx);
+  const x1 = Math.max(ox, ox + width * dx);
+  const y0 = Math.min(oy, oy + height * dy);
+  const y1 = Math.max(oy, oy + height * dy);
+  let bx0 = Infinity;
+  let bx1 = -Infinity;
+  let by0 = Infinity;
+  let by1 = -Infinity;
+  let any = false;
+  for (const poly of polys) {
+    const outer = poly[0];
+    let px0 = Infinity;
+    let px1 = -Infinity;
+    let py0 = Infinity;
+    let py1 = -Infinity;
+    for (const [x, y] of outer) {
+      px0 = Math.min(px0, x);
+      px1 = Math.max(px1, x);
+      py0 = Math.min(py0, y);
+      py1 = Math.max(py1, y);
+    }
+    bx0 = Math.min(bx0, px0);
+    bx1 = Math.max(bx1, px1);
+    by0 = Math.min(by0, py0);
+    by1 = Math.max(by1, py1);
+    if (px1 >= x0 && px0 <= x1 && py1 >= y0 && py0 <= y1) any = true;
+  }
+  if (!any) {
+    const f = (v: number): string => v.toPrecision(8);
+    throw new Error(
+      `${labelFile}: none of its ${polys.length} polygon(s) overlaps the raster ${imageFile} (raster x ${f(x0)}…${f(x1)}, y ${f(y0)}…${f(y1)}; polygons x ${f(bx0)}…${f(bx1)}, y ${f(by0)}…${f(by1)}): labels of another chip or another CRS?`,
+    );
+  }
+}
+
 /** Numeric image id of a SpaceNet file name (`…_img<id>.…`), or null. */
 export function spacenetImageId(file: string): number | null {
   const m = /_img(\d+)\./.exec(path.basename(file));
@@ -108,15 +151,21 @@ export function spacenetImageId(file: string): number | null {
 
 export interface SpaceNet1Options {
   split?: 'train' | 'test';
-  /** '3band' (pansharpened RGB, default) or '8band' (multispectral). */
-  image?: '3band' | '8band';
+  /**
+   * '3band' (pansharpened RGB, default) or '8band' (multispectral). '13band' is not a SpaceNet product: the kit's
+   * embedded building domain also writes 13-band Sentinel-2-like chips (`13band/13band_AOI_1_RIO_img<id>.tif`).
+   */
+  image?: '3band' | '8band' | '13band';
   name?: string;
 }
+
+const SPACENET_BANDS = { '3band': 3, '8band': 8, '13band': 13 } as const;
 
 /** SpaceNet-v1 dataset: raw image bands (3 or 8), `mask` (train split) rasterised from the GeoJSON. */
 export async function spacenet1(root: string, opt: SpaceNet1Options = {}): Promise<RecordDataset<SampleInfo & { path: string }>> {
   const split = opt.split ?? 'train';
   const product = opt.image ?? '3band';
+  if (!(product in SPACENET_BANDS)) throw new Error(`spacenet1: image must be one of ${Object.keys(SPACENET_BANDS).join(', ')}, got '${String(product)}'`);
   const base = path.join(root, 'SN1_buildings', split);
   const imgDir = path.join(base, product);
   const { files } = await listDir(imgDir, `SpaceNet ${product} folder`);
@@ -139,7 +188,7 @@ export async function spacenet1(root: string, opt: SpaceNet1Options = {}): Promi
   } else {
     for (const f of images) recs.push({ path: path.join(imgDir, f), meta: { imageId: spacenetImageId(f) } });
   }
-  const bands = product === '3band' ? 3 : 8;
+  const bands = SPACENET_BANDS[product];
   return new RecordDataset(
     opt.name ?? `spacenet1-${split}-${product}`,
     recs,
@@ -151,7 +200,9 @@ export async function spacenet1(root: string, opt: SpaceNet1Options = {}): Promi
         throw new Error(`${r.path}: CRS EPSG:${geo.epsg}; the GeoJSON labels are lon/lat (EPSG:4326) and reprojection is not supported`);
       }
       const text = (await readFileChecked(r.extraPaths[0], 'SpaceNet GeoJSON')).toString('utf8');
-      const mask = rasterizePolygons(geojsonPolygons(text, r.extraPaths[0]), geo, img.height, img.width);
+      const polys = geojsonPolygons(text, r.extraPaths[0]);
+      checkPolygonsOverlap(polys, geo, img.height, img.width, r.extraPaths[0], r.path);
+      const mask = rasterizePolygons(polys, geo, img.height, img.width);
       return { image: img, mask, meta: r.meta, path: r.path };
     },
     undefined,

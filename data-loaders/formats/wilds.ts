@@ -157,3 +157,75 @@ export async function iwildcam(root: string, opt: { split?: string } = {}): Prom
   );
   return splitSubset(ds, IWILDCAM_SPLITS, opt.split);
 }
+
+/**
+ * The Camelyon17-WILDS hospital protocol for ExPLoRA's WILDS experiment (WILDS split definitions):
+ * - supervised training on the labelled patches of hospitals 0, 3, 4 (`train`, split 0), in-distribution validation
+ *   on the held-out patches of the same hospitals (`id_val`, split 1);
+ * - out-of-distribution evaluation: hospital 1 is the OOD validation hospital (`val`, split 3), hospital 2 the OOD
+ *   **test** hospital (`test`, split 2) — the number reported;
+ * - extended (unlabelled) pre-training on the unlabelled patches of the chosen splits: by default the two target
+ *   hospitals (`val_unlabeled` = hospital 1, `test_unlabeled` = hospital 2), i.e. the domains the model is evaluated
+ *   on, never their labels. Which unlabelled splits ExPLoRA itself pre-trained on is not published (UNCONFIRMED); WILDS
+ *   allows all three (`train_unlabeled` = hospitals 0, 3, 4).
+ */
+export const CAMELYON17_PROTOCOL = Object.freeze({
+  trainHospitals: [0, 3, 4] as readonly number[],
+  oodValHospital: CAMELYON17_VAL_CENTER,
+  oodTestHospital: CAMELYON17_TEST_CENTER,
+  pretrainSplits: ['val_unlabeled', 'test_unlabeled'] as readonly (keyof typeof CAMELYON17_UNLABELED_SPLITS)[],
+});
+
+export interface Camelyon17ProtocolDatasets {
+  /** Unlabelled patches for extended pre-training (labels never read). */
+  pretrain: Dataset;
+  /** Labelled training patches (hospitals 0, 3, 4). */
+  train: Dataset;
+  /** In-distribution validation (hospitals 0, 3, 4, held-out patches). */
+  idVal: Dataset;
+  /** OOD validation hospital (1). */
+  val: Dataset;
+  /** OOD test hospital (2): the reported accuracy. */
+  test: Dataset;
+}
+
+/**
+ * Open the Camelyon17 protocol splits: labelled `root` (WILDS `camelyon17_v1.0`) and unlabelled `unlabeledRoot`
+ * (`camelyon17_unlabeled_v1.0`). Checks the hospital of every sample of each split (an error names the split, the
+ * sample's file and its hospital), so a metadata file with other split ids cannot silently leak the test hospital
+ * into training.
+ */
+export async function camelyon17Protocol(
+  root: string,
+  unlabeledRoot: string,
+  opt: { pretrainSplits?: readonly (keyof typeof CAMELYON17_UNLABELED_SPLITS)[] } = {},
+): Promise<Camelyon17ProtocolDatasets> {
+  const P = CAMELYON17_PROTOCOL;
+  const splits = opt.pretrainSplits ?? P.pretrainSplits;
+  if (splits.length === 0) throw new Error('camelyon17Protocol: pretrainSplits is empty');
+  const all = await camelyon17(root);
+  const unl = await camelyon17Unlabeled(unlabeledRoot);
+  const check = (ds: Dataset, hospitals: readonly number[], what: string): Dataset => {
+    for (let i = 0; i < ds.length; i++) {
+      const inf = ds.info(i);
+      const h = (inf.meta as { hospital: number }).hospital;
+      if (!hospitals.includes(h)) throw new Error(`camelyon17Protocol: ${what} holds ${inf.path} from hospital ${h}; expected hospital(s) ${hospitals.join(', ')}`);
+    }
+    return ds;
+  };
+  const pick = (split: string): Dataset => splitSubset(all as RecordDataset<WildsRecord>, CAMELYON17_SPLITS, split);
+  const ids = new Set<number>(splits.map((s) => {
+    if (!(s in CAMELYON17_UNLABELED_SPLITS)) throw new Error(`camelyon17Protocol: unknown unlabelled split '${s}'; valid: ${Object.keys(CAMELYON17_UNLABELED_SPLITS).join(', ')}`);
+    return CAMELYON17_UNLABELED_SPLITS[s];
+  }));
+  const pretrain = filterDataset(unl, (inf) => ids.has((inf.meta as { split: number }).split), `camelyon17_unlabeled:${splits.join('+')}`);
+  const hosp = (s: keyof typeof CAMELYON17_UNLABELED_SPLITS): number[] =>
+    s === 'val_unlabeled' ? [P.oodValHospital] : s === 'test_unlabeled' ? [P.oodTestHospital] : [...P.trainHospitals];
+  return {
+    pretrain: check(pretrain, splits.flatMap(hosp), 'the pre-training set'),
+    train: check(pick('train'), P.trainHospitals, 'train'),
+    idVal: check(pick('id_val'), P.trainHospitals, 'id_val'),
+    val: check(pick('val'), [P.oodValHospital], 'val (OOD)'),
+    test: check(pick('test'), [P.oodTestHospital], 'test (OOD)'),
+  };
+}

@@ -323,7 +323,7 @@ function* linearProbePlan(
     tf.keep(weight);
     tf.keep(bias);
     return {
-      f: (x: tf.Tensor2D) => tf.add(tf.matMul(x, weight), bias) as tf.Tensor2D,
+      f: (x: tf.Tensor2D) => tf.tidy(() => tf.add(tf.matMul(x, weight), bias) as tf.Tensor2D),
       release: () => tf.dispose([weight, bias]),
     };
   };

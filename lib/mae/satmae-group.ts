@@ -219,6 +219,22 @@ export interface SatMaeGroup {
 }
 
 /**
+ * What the group tokenizer needs (the MAE `SatMaeGroup` and the fine-tuning classifier `SatMaeGroupVit` both are
+ * one): image / band configuration, band layout, per-group patch embeddings and the position / group tables.
+ */
+export interface GroupTokenizer {
+  readonly config: Pick<SatMaeGroupConfig, 'imgSize' | 'patchSize' | 'embedDim' | 'channelEmbedDim' | 'bands' | 'dropBands'>;
+  readonly layout: BandLayout;
+  readonly params: {
+    /** [1, 1 + L, D − Dc] */
+    pos_embed: tf.Tensor;
+    /** [1, G, Dc] */
+    channel_embed: tf.Tensor;
+    patch_embed: { proj: { weight: tf.Tensor; bias: tf.Tensor } }[];
+  };
+}
+
+/**
  * Build a SatMAE group-channel MAE.
  * @example const m = createSatMaeGroup('satmae_group_vit_large_patch8'); // 432 tokens at 96 px
  */
@@ -275,7 +291,7 @@ export function satMaeGroupParamCounts(m: SatMaeGroup): { encoder: number; total
 }
 
 /** Grid [rows, cols], cells L and groups G. */
-export function satMaeGroupGrid(m: SatMaeGroup): { gh: number; gw: number; L: number; G: number } {
+export function satMaeGroupGrid(m: Pick<GroupTokenizer, 'config' | 'layout'>): { gh: number; gw: number; L: number; G: number } {
   const [H, W] = imgHW(m.config);
   const gh = H / m.config.patchSize;
   const gw = W / m.config.patchSize;
@@ -292,7 +308,7 @@ export function satMaeGroupTokenCount(m: SatMaeGroup): number {
  * Check the input and select the kept bands. images [B, H, W, C] with C = all `bands` (dropped here) or only the kept
  * bands → [B, H, W, C_kept].
  */
-export function selectKeptBands(m: SatMaeGroup, images: tf.Tensor4D): tf.Tensor4D {
+export function selectKeptBands(m: Pick<GroupTokenizer, 'config' | 'layout'>, images: tf.Tensor4D): tf.Tensor4D {
   const c = m.config;
   if (images.rank !== 4) throw new Error(`SatMAE group input: expected images [B, H, W, C] (NHWC), got shape [${images.shape}]`);
   const [, H, W, C] = images.shape;
@@ -311,7 +327,7 @@ export function selectKeptBands(m: SatMaeGroup, images: tf.Tensor4D): tf.Tensor4
 }
 
 /** Group tokens with their codes: kept images [B, H, W, C] → [B, G·L, D] (group-major). */
-export function groupTokens(m: SatMaeGroup, kept: tf.Tensor4D, env: ForwardEnv): tf.Tensor3D {
+export function groupTokens(m: GroupTokenizer, kept: tf.Tensor4D, env: ForwardEnv): tf.Tensor3D {
   const { patchSize: p, embedDim: D, channelEmbedDim: Dc } = m.config;
   const { L, G } = satMaeGroupGrid(m);
   const B = kept.shape[0];
