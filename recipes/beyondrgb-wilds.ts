@@ -21,10 +21,9 @@ import { BEYOND_RGB_SMOKE } from './beyondrgb-smoke';
 import * as tf from '@tensorflow/tfjs';
 import { openSource } from './data';
 import { Loader } from '../data-loaders/dataset';
-import { rmSync } from 'fs';
 import * as path from 'path';
-import { ClaimRecord, claimFromPairs, writeClaims } from '../lib/report/claims';
-import { runsRoot } from '../lib/report/runs';
+import { ClaimRecord, claimFromPairs } from '../lib/report/claims';
+import { recordClaims } from '../lib/report/notebook-claims';
 import { tInterval } from '../lib/report/stats';
 import { CAMELYON17_PROTOCOL } from '../data-loaders/formats/wilds';
 
@@ -281,14 +280,11 @@ export function wildsClaims(task: WildsTask, res: readonly WildsSeedResult[], s:
 }
 
 /**
- * Write a notebook's claims to `<runs root>/claims/<name>.jsonl` (replacing that file: one execution's claims), where
- * the scoreboard gathers them; returns the file.
+ * Record a notebook's claims where the scoreboard gathers them (`recordClaims`: `<out>/<name>/claims.jsonl`, a claim
+ * of the same identity replaced); returns the file.
  */
 export function writeNotebookClaims(name: string, claims: readonly ClaimRecord[]): string {
-  const file = path.join(runsRoot(), 'claims', `${name}.jsonl`);
-  rmSync(file, { force: true });
-  writeClaims(file, claims);
-  return file;
+  return recordClaims(name, claims).file;
 }
 
 /**

@@ -9,6 +9,7 @@ import { existsSync } from 'fs';
 import * as path from 'path';
 import { tInterval } from '../lib/report/stats';
 import { ClaimRecord, claimRows, writeClaims } from '../lib/report/claims';
+import { recordClaims } from '../lib/report/notebook-claims';
 import { PlotlyFigure, lineFigure } from '../lib/report/plot';
 import { runsRoot } from '../lib/report/runs';
 import { DinoMiniConfig, MiniMethod, MiniRecord, runMiniature, readSafetensorsMeta } from './miniature';
@@ -117,8 +118,8 @@ export function dinoFig3(input: readonly MiniRecord[]): PlotlyFigure {
  */
 export function dinoNotebookClaims(records: readonly MiniRecord[], s: DinoNotebookSettings, outDir: string = s.outDir): { claims: ClaimRecord[]; rows: ReturnType<typeof claimRows>; items: Array<Record<string, string | number>>; file: string } {
   const { claims, items } = miniatureClaims(records as unknown as EvalLine[], { scale: s.describe, source: `notebooks/03-explora-dino.ipynb (${s.scale})` });
-  const file = path.join(outDir, 'claims.jsonl');
-  writeClaims(file, claims, { replace: true });
+  writeClaims(path.join(outDir, 'claims.jsonl'), claims, { replace: true }); // beside the run's records
+  const file = recordClaims('03-explora-dino', claims).file; // where the scoreboard gathers them
   return { claims, rows: claimRows(claims), items, file };
 }
 

@@ -230,7 +230,7 @@ describe('notebooks through the real tslab kernel', function () {
         if (task === 'iwildcam') assert.ok(evals.every((e) => e.probeTestMacroF1 >= 0 && e.probeTestMacroF1 <= 1));
       }
     }
-    const claims = readFileSync(path.join(tmp, 'runs', 'claims', '08-wilds.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    const claims = readFileSync(path.join(tmp, 'out', '08-wilds', 'claims.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
     assert.equal(claims.length, 2);
     for (const c of claims) {
       assert.equal(c.ours.n, 3);
