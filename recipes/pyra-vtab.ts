@@ -13,6 +13,9 @@ import { PYRA_ABLATION_PAPER, pyraAblationPresets } from './pyra-presets';
 import { VtabResult, vtabAverages, VTAB_GROUPS } from './vtab';
 import { vitConfig } from '../lib/vit/config';
 import { vitMacs } from '../lib/tome/flops';
+import { RECIPES } from './presets';
+import { SOURCE_VIT_SPECS } from './source-vit';
+import type { PyraExperiment } from './pyra-compare';
 
 const PAPER = 'PYRA (ECCV 2024, arXiv 2403.09192)';
 
@@ -127,4 +130,54 @@ export function pyraAblationPresetsForRecipe(pyraHigh: Recipe): Record<string, {
     out[k] = { label: row.label, variant, recipe: recipe({ ...pyraHigh, name: `${pyraHigh.name}-${k}`, tags: { ...pyraHigh.tags, ablation: k }, adapters }) };
   }
   return out;
+}
+
+/**
+ * Notebook 02's experiment as notebooks 10 and 11 run it: LoRA r8 (PYRA's released form) on the d128×6 source ViT, the
+ * smaller d64×6 model, the low / high merge schedules; every method's recipe is derived from it (`pyraComparison`).
+ */
+export const PYRA_VTAB_EXPERIMENT: PyraExperiment = {
+  name: 'ours',
+  main: { label: 'ViT d128×6', recipe: RECIPES.tome_pyra_small },
+  small: {
+    label: 'ViT d64×6',
+    model: { kind: 'vit', preset: SOURCE_VIT_SPECS.d64x6.preset, overrides: { ...SOURCE_VIT_SPECS.d64x6.overrides, numClasses: 10 } },
+    weights: { kind: 'asset', name: 'source-vit-d64x6', head: 'reinit' },
+    loraRank: 4,
+  },
+  low: [10, 10, 10, 10, 10, 7],
+  high: [26, 15, 10, 5, 3, 1],
+};
+
+/** One scale of the VTAB-style protocol: training budget, evaluation period, images per class, search grid, seeds. */
+export interface VtabScale {
+  budget: { steps: number; batch: number };
+  evalEvery: number;
+  /** Images per class of the embedded tasks (0: the tasks come from disk). */
+  perClass: number;
+  grid: { lr: number[]; weightDecay: number[] };
+  seeds: number[];
+  /** Methods to run (null: all of the notebook's). */
+  methods: string[] | null;
+}
+
+/** The scales of notebooks 10 and 11 (plain data: spread and tweak, e.g. `{...PYRA_VTAB_SCALES.smoke, seeds: [0]}`). */
+export const PYRA_VTAB_SCALES: Record<'ci' | 'smoke' | 'paper', VtabScale> = {
+  // 4 tasks (natural / specialized / 2 structured), 60 images per class (36 train / 12 val / 12 test), 60 steps of 32
+  smoke: { budget: { steps: 60, batch: 32 }, evalEvery: 20, perClass: 60, grid: { lr: [3e-3, 1e-2], weightDecay: [1e-4] }, seeds: [0, 1, 2], methods: null },
+  // mechanics only: 2 steps, 5 images per class, no search, 2 seeds (the notebooks pick fewer methods)
+  ci: { budget: { steps: 2, batch: 8 }, evalEvery: 2, perClass: 5, grid: { lr: [1e-2], weightDecay: [1e-4] }, seeds: [0, 1], methods: null },
+  // the paper: 19 VTAB-1k tasks on disk, 100 epochs, lr × wd grid of Consolidator; a GPU job (not run here)
+  paper: { budget: { steps: 3100, batch: 32 }, evalEvery: 310, perClass: 0, grid: { lr: [1e-3, 3e-3], weightDecay: [1e-4, 1e-3] }, seeds: [0, 1, 2], methods: null },
+};
+
+/** A recipe with a scale's budget: steps, batch, warm-up (a tenth of the steps, ≥ 1) and the evaluation period. */
+export function withVtabBudget(r: Recipe, hp: VtabScale): Recipe {
+  return {
+    ...r,
+    steps: hp.budget.steps,
+    batch: hp.budget.batch,
+    schedule: { ...r.schedule, warmup: { steps: Math.max(1, Math.floor(hp.budget.steps / 10)) } } as Recipe['schedule'],
+    eval: { ...r.eval, at: { every: hp.evalEvery } } as Recipe['eval'],
+  };
 }
