@@ -110,7 +110,7 @@ describe('notebook 08 (WILDS) recipes', function () {
     const [claim] = wildsClaims('iwildcam', res, s);
     assert.equal(claim.verdict, 'reproduced');
     assert.equal(claim.paperValue, null);
-    assert.equal(wildsClaims('iwildcam', res.map((x) => ({ ...x, explora: { ...x.explora, macroF1: x.source.macroF1! - 5 } })), s)[0].verdict, 'not reproduced');
+    assert.equal(wildsClaims('iwildcam', res.map((x, i) => ({ ...x, explora: { ...x.explora, macroF1: x.source.macroF1! - 5 - i / 100 } })), s)[0].verdict, 'not reproduced');
     assert.throws(() => wildsResults({ task: 'iwildcam', seeds: [0], runs: [{ ...run, evals: [run.evals[1]] }] }), /lacks the step-0 and final evaluations/);
     const old = process.env.VITPEFT_RUNS_DIR;
     process.env.VITPEFT_RUNS_DIR = tmp;

@@ -163,6 +163,9 @@ describe('report/claims', () => {
     assert.equal(verdictOf(g, { lo: 0.5, hi: 2, n: 3, level: 0.95 }).verdict, 'reproduced');
     assert.equal(verdictOf(g, { lo: -2, hi: -0.5, n: 3, level: 0.95 }).verdict, 'not reproduced');
     assert.equal(verdictOf(g, { lo: -0.5, hi: 2, n: 3, level: 0.95 }).verdict, 'inconclusive');
+    // every seed the same value (a 2-step mechanics run): a zero-width interval gives no verdict
+    assert.match(verdictOf(g, { lo: 1, hi: 1, n: 3, level: 0.95 }).reason, /zero-width interval/);
+    assert.equal(verdictOf(g, { lo: 1, hi: 1, n: 3, level: 0.95 }).verdict, 'inconclusive');
     assert.equal(verdictOf(g, null).verdict, 'inconclusive');
     assert.equal(verdictOf(g, { lo: NaN, hi: NaN, n: 1, level: 0.95 }).verdict, 'inconclusive');
     assert.equal(verdictOf(g, { lo: 1, hi: 2, n: 1, level: 0.95 }).verdict, 'inconclusive', 'n < 2 is no interval');

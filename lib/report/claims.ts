@@ -103,6 +103,11 @@ export function verdictOf(test: ClaimTest, est: Pick<ClaimEstimate, 'lo' | 'hi' 
   if (!est || !Number.isFinite(est.lo) || !Number.isFinite(est.hi) || !(est.n >= 2) || !(est.lo <= est.hi)) {
     return { verdict: 'inconclusive', reason: 'no interval (needs ≥ 2 seeds and a finite interval)' };
   }
+  if (est.lo === est.hi) {
+    // every seed gave the same value: the seeds vary nothing measurable (e.g. a 2-step mechanics run), so a zero-width
+    // interval says nothing about sampling error
+    return { verdict: 'inconclusive', reason: `zero-width interval [${fmt(est.lo)}, ${fmt(est.hi)}]: every seed gave the same value` };
+  }
   const ci = `${Math.round(est.level * 100)} % interval [${fmt(est.lo)}, ${fmt(est.hi)}]`;
   if (test.kind === 'greater' || test.kind === 'not-less') {
     const m = test.kind === 'greater' ? test.margin : -test.tolerance;
