@@ -21,7 +21,7 @@ import { lineFigure, PlotlyFigure } from '../lib/report/plot';
 import { IMAGENET_STATS } from '../data-loaders/transforms';
 import { LrSpec, Length, Recipe, recipe } from './recipe';
 import type { RecipeSession } from './session';
-import { decodeImages, firstOfEachClass, openSource, splitSetData } from './data';
+import { decodeImages, firstOfEachClass, openSource, splitSetData, withSubset } from './data';
 import { Dataset, Loader } from '../data-loaders/dataset';
 import { mergeExploraMaeEncoder } from './explora-mae';
 import { DINOV2_PROBE, RECIPES, probeEval } from './presets';
@@ -457,4 +457,49 @@ export async function sourceMae(c: ExploraComparison, o: { fallbackSteps: number
 /** The comparison with its ExPLoRA-side runs (all but scratch) starting from `weights`. */
 export function withSourceWeights(c: ExploraComparison, weights: Recipe['weights']): ExploraComparison {
   return { ...c, source: { ...c.source, weights }, explora: { ...c.explora, weights }, unfreeze: { ...c.unfreeze, weights }, lora: { ...c.lora, weights } };
+}
+
+/** One scale of notebook 01: the M-ExPLoRA recipe, the from-scratch settings and the notebook's sizes. */
+export interface ExploraNotebookScale {
+  explora: Recipe;
+  scratch: { lr: LrSpec; weightDecay: number; warmup: Length };
+  /** Pre-training steps of the source MAE, used only if the committed source checkpoint is missing or records another model. */
+  sourceFallbackSteps: number;
+  reconImages: number;
+}
+
+/**
+ * Notebook 01's scales as plain data (spread and tweak one in the notebook). `smoke`: M-ExPLoRA-[L]-r8 (r/D = 8/96 ≈ the
+ * paper's 64/1024) on the kit's source MAE, 12 epochs of the 600 satellite images at batch 64, probe + kNN after 0, 4
+ * and 12 epochs; from scratch with MAE's own recipe (everything trains, wd 0.05), same steps and batch. `ci`: the same
+ * on 64 images, one epoch. `workstation`: a 16-core CPU or one GPU, about an hour (not measured here): 5× the target
+ * data, 4× the epochs, a longer probe. `paper`: the ViT-L/16 recipe (`exploraPaperScale`), a GPU job.
+ */
+export function exploraNotebookScales(): Record<'ci' | 'smoke' | 'workstation' | 'paper', ExploraNotebookScale> {
+  const SMOKE = RECIPES.m_explora_small;
+  const scratch = { lr: { base: 6e-3, scale: 'linear-256' as const }, weightDecay: 0.05, warmup: { epochs: 1 } };
+  return {
+    smoke: { explora: SMOKE, scratch, sourceFallbackSteps: 1200, reconImages: 6 },
+    ci: {
+      explora: {
+        ...SMOKE, batch: 16, epochs: 1, schedule: { ...SMOKE.schedule, warmup: { epochs: 0.25 } },
+        data: { ...SMOKE.data, train: withSubset(SMOKE.data.train, 64, { key: 'pretrain', sorted: true }) },
+        eval: {
+          ...SMOKE.eval, at: { epochs: [0, 1] }, probe: { ...SMOKE.eval.probe, epochs: 2, itersPerEpoch: 5, batchSize: 50 },
+          train: withSubset(SMOKE.eval.train, 60, { key: 'probe-train', sorted: true }),
+          val: withSubset(SMOKE.eval.val, 30, { key: 'probe-val', sorted: true }),
+          test: withSubset(SMOKE.eval.test, 30, { key: 'probe-test', sorted: true }),
+        },
+      } as Recipe,
+      scratch, sourceFallbackSteps: 20, reconImages: 2,
+    },
+    workstation: {
+      explora: {
+        ...SMOKE, epochs: 48, data: { ...SMOKE.data, source: { ...SMOKE.data.source, satellitePerClass: 500 } },
+        eval: { ...SMOKE.eval, at: { epochs: [0, 12, 24, 48] }, probe: { ...SMOKE.eval.probe, itersPerEpoch: 100 } },
+      } as Recipe,
+      scratch, sourceFallbackSteps: 1200, reconImages: 8,
+    },
+    paper: { ...exploraPaperScale(), sourceFallbackSteps: 0, reconImages: 8 },
+  };
 }
