@@ -187,7 +187,7 @@ export const PYRA_VTAB_SCALES: Record<'ci' | 'smoke' | 'workstation' | 'paper', 
 };
 
 /** A recipe with a scale's budget: steps, batch, warm-up (a tenth of the steps, ≥ 1) and the evaluation period. */
-export function withVtabBudget(r: Recipe, hp: VtabScale): Recipe {
+export function withVtabBudget(r: Recipe, hp: Pick<VtabScale, 'budget' | 'evalEvery'>): Recipe {
   return {
     ...r,
     steps: hp.budget.steps,
