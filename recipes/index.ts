@@ -32,5 +32,6 @@ export * from './explora-compare';
 export * from './pyra-compare';
 export * from './vtab';
 export * from './pyra-vtab';
+export * from './pyra-compression';
 export * from './beyondrgb-smoke';
 export * from './beyondrgb-wilds';

@@ -16,6 +16,8 @@ import { vitMacs } from '../lib/tome/flops';
 import { RECIPES } from './presets';
 import { SOURCE_VIT_SPECS } from './source-vit';
 import type { PyraExperiment } from './pyra-compare';
+import type { PlotlyFigure } from '../lib/report/plot';
+import { tInterval } from '../lib/report/stats';
 
 const PAPER = 'PYRA (ECCV 2024, arXiv 2403.09192)';
 
@@ -90,7 +92,8 @@ export function pyraAblationClaims(res: VtabResult, labels: Record<string, strin
 
 /**
  * Training cost per method: mean seconds of a final run (same steps and batch for all), analytic MACs per image of
- * its schedule (forward; ToMe's §2.6 rule) and both relative to unmerged LoRA.
+ * its schedule (forward; ToMe's §2.6 rule) and both relative to unmerged LoRA (or, when LoRA was not run, to the
+ * first method; the column names say which).
  */
 export function pyraCostRows(res: VtabResult, methods: Record<string, Recipe>): Array<Record<string, string | number>> {
   const sec = (m: string): number => {
@@ -105,12 +108,13 @@ export function pyraCostRows(res: VtabResult, methods: Record<string, Recipe>): 
     return vitMacs(cfg, { schedule: sched, ...(r.adapters.method === 'pyra' ? { pyra: r.adapters.variant ?? true } : {}) }).total;
   };
   const base = 'lora' in methods ? 'lora' : Object.keys(methods)[0];
+  const ref = base === 'lora' ? 'LoRA' : PYRA_METHOD_LABEL[base as PyraRunName] ?? base;
   return res.methods.map((m) => ({
     method: PYRA_METHOD_LABEL[m as PyraRunName] ?? m,
     'train s / run': +sec(m).toFixed(1),
-    'time vs LoRA': +(sec(m) / sec(base)).toFixed(2),
+    [`time vs ${ref}`]: +(sec(m) / sec(base)).toFixed(2),
     'MMACs / image': +(macs(m) / 1e6).toFixed(2),
-    'MACs vs LoRA': +(macs(m) / macs(base)).toFixed(2),
+    [`MACs vs ${ref}`]: +(macs(m) / macs(base)).toFixed(2),
   }));
 }
 
@@ -155,24 +159,35 @@ export interface VtabScale {
   evalEvery: number;
   /** Images per class of the embedded tasks (0: the tasks come from disk). */
   perClass: number;
+  /** The lr × weight-decay grid of the per-task search (one point: no search, that point is used). */
   grid: { lr: number[]; weightDecay: number[] };
   seeds: number[];
   /** Methods to run (null: all of the notebook's). */
   methods: string[] | null;
+  /** Embedded tasks to run, by name (null: all of `embeddedVtabTasks`). */
+  tasks: string[] | null;
 }
 
-/** The scales of notebooks 10 and 11 (plain data: spread and tweak, e.g. `{...PYRA_VTAB_SCALES.smoke, seeds: [0]}`). */
-export const PYRA_VTAB_SCALES: Record<'ci' | 'smoke' | 'paper', VtabScale> = {
-  // 4 tasks (natural / specialized / 2 structured), 60 images per class (36 train / 12 val / 12 test), 60 steps of 32
-  smoke: { budget: { steps: 60, batch: 32 }, evalEvery: 20, perClass: 60, grid: { lr: [3e-3, 1e-2], weightDecay: [1e-4] }, seeds: [0, 1, 2], methods: null },
-  // mechanics only: 2 steps, 5 images per class, no search, 2 seeds (the notebooks pick fewer methods)
-  ci: { budget: { steps: 2, batch: 8 }, evalEvery: 2, perClass: 5, grid: { lr: [1e-2], weightDecay: [1e-4] }, seeds: [0, 1], methods: null },
+/**
+ * The scales of notebooks 10 and 11 (plain data: spread and tweak, e.g. `{...PYRA_VTAB_SCALES.smoke, seeds: [0]}`).
+ * `smoke` fits the 15-minute budget of a 2-core machine: one task per VTAB group, no search — lr 1e-2 and weight decay
+ * 1e-4 fixed (lr: notebook 02's choice among 5e-3 / 1e-2 / 2e-2 on the satellite task, LOG.md "Notebook 02"; wd: the
+ * release's) — 48 steps of 32, three seeds; each notebook runs three methods at this scale. `workstation` is the
+ * full miniature protocol (four tasks, the lr search, every method: 120–200 recipe runs, 1.5–2.5 CPU-hours).
+ */
+export const PYRA_VTAB_SCALES: Record<'ci' | 'smoke' | 'workstation' | 'paper', VtabScale> = {
+  // 3 tasks (natural / specialized / structured), 60 images per class (36 train / 12 val / 12 test), 48 steps of 32
+  smoke: { budget: { steps: 48, batch: 32 }, evalEvery: 16, perClass: 60, grid: { lr: [1e-2], weightDecay: [1e-4] }, seeds: [0, 1, 2], methods: null, tasks: ['objects', 'satellite', 'count'] },
+  // 4 tasks, 60 steps of 32, a 2-point lr search per (method, task), 3 seeds, every method
+  workstation: { budget: { steps: 60, batch: 32 }, evalEvery: 20, perClass: 60, grid: { lr: [3e-3, 1e-2], weightDecay: [1e-4] }, seeds: [0, 1, 2], methods: null, tasks: null },
+  // mechanics only: 2 steps, 5 images per class, no search, 2 seeds, one task per group (the notebooks pick fewer methods)
+  ci: { budget: { steps: 2, batch: 8 }, evalEvery: 2, perClass: 5, grid: { lr: [1e-2], weightDecay: [1e-4] }, seeds: [0, 1], methods: null, tasks: ['objects', 'satellite', 'count'] },
   // the paper: 19 VTAB-1k tasks on disk, 100 epochs, lr × wd grid of Consolidator; a GPU job (not run here)
-  paper: { budget: { steps: 3100, batch: 32 }, evalEvery: 310, perClass: 0, grid: { lr: [1e-3, 3e-3], weightDecay: [1e-4, 1e-3] }, seeds: [0, 1, 2], methods: null },
+  paper: { budget: { steps: 3100, batch: 32 }, evalEvery: 310, perClass: 0, grid: { lr: [1e-3, 3e-3], weightDecay: [1e-4, 1e-3] }, seeds: [0, 1, 2], methods: null, tasks: null },
 };
 
 /** A recipe with a scale's budget: steps, batch, warm-up (a tenth of the steps, ≥ 1) and the evaluation period. */
-export function withVtabBudget(r: Recipe, hp: VtabScale): Recipe {
+export function withVtabBudget(r: Recipe, hp: Pick<VtabScale, 'budget' | 'evalEvery'>): Recipe {
   return {
     ...r,
     steps: hp.budget.steps,
@@ -180,4 +195,54 @@ export function withVtabBudget(r: Recipe, hp: VtabScale): Recipe {
     schedule: { ...r.schedule, warmup: { steps: Math.max(1, Math.floor(hp.budget.steps / 10)) } } as Recipe['schedule'],
     eval: { ...r.eval, at: { every: hp.evalEvery } } as Recipe['eval'],
   };
+}
+
+const halfWidth = (xs: readonly number[]): number => (xs.length > 1 ? (tInterval(xs).hi - tInterval(xs).lo) / 2 : 0);
+const meanOf = (xs: readonly number[]): number => xs.reduce((a, b) => a + b, 0) / xs.length;
+
+/**
+ * Group means and the VTAB average per method as a grouped bar chart, error bars = half-width of the 95 % t interval
+ * over seeds (`labels` renames methods). A dotted line per task group would mislead (chance differs per task), so the
+ * per-task chance level is in `vtabReadout`'s text instead.
+ */
+export function vtabFigure(res: VtabResult, labels: Record<string, string>, title: string): PlotlyFigure {
+  const cats = [...VTAB_GROUPS.filter((g) => res.tasks.some((t) => t.group === g)), 'VTAB avg'];
+  return {
+    data: res.methods.map((m) => {
+      const av = vtabAverages(res, m);
+      const series = cats.map((c) => (c === 'VTAB avg' ? av.average : av.groups[c as (typeof VTAB_GROUPS)[number]]!));
+      return { type: 'bar', name: labels[m] ?? m, x: cats, y: series.map((xs) => +meanOf(xs).toFixed(2)), error_y: { type: 'data', array: series.map((xs) => +halfWidth(xs).toFixed(2)), visible: true } };
+    }),
+    layout: {
+      title: { text: title, x: 0, xref: 'paper', xanchor: 'left' }, barmode: 'group',
+      yaxis: { title: { text: 'best test accuracy (%), mean ± 95 % t half-width over seeds' }, automargin: true },
+      margin: { t: 50, r: 20, b: 50, l: 60 },
+    },
+  };
+}
+
+/**
+ * "What this run shows / does not show", written from the numbers: every claim with our paired difference, its 95 %
+ * interval, the paper's value and the verdict; every task's accuracy (mean over methods and seeds) against chance, so
+ * a task that did not learn is named; then what the scale cannot show (`notShown`, the notebook's own lines).
+ */
+export function vtabReadout(res: VtabResult, claims: readonly ClaimRecord[], o: { scale: string; notShown: string[] }): string {
+  const f = (x: number): string => (Number.isFinite(x) ? x.toFixed(1) : '—');
+  const lines = [`**What this run shows** (scale: ${o.scale}; ${res.seeds.length} seeds, paired over seeds):`, ''];
+  for (const c of claims) {
+    const e = c.ours;
+    lines.push(`- ${c.claim}: ours ${f(e.mean)} points [${f(e.lo)}, ${f(e.hi)}] (paper ${c.paperValue ?? '—'}) → **${c.verdict}**.`);
+  }
+  const count = (v: string): number => claims.filter((c) => c.verdict === v).length;
+  lines.push(`- ${count('reproduced')} reproduced, ${count('not reproduced')} not reproduced, ${count('inconclusive')} inconclusive of ${claims.length}` +
+    (count('inconclusive') === claims.length ? ': at this scale every interval reaches across the threshold — the run does not resolve the paper\'s effects, in either direction.' : '.'));
+  for (const t of res.tasks) {
+    const accs = res.cells.filter((c) => c.task === t.name).flatMap((c) => c.best);
+    const chance = 100 / t.numClasses;
+    const m = meanOf(accs);
+    lines.push(`- task \`${t.name}\` (${t.group}): best test accuracy ${f(m)} % averaged over methods and seeds, chance ${f(chance)} %` +
+      (m < chance + 10 ? ' — barely above chance: this task contributes mostly noise at this budget.' : '.'));
+  }
+  lines.push('', '**What it does not show:**', '', ...o.notShown.map((l) => `- ${l}`));
+  return lines.join('\n');
 }

@@ -208,6 +208,28 @@ describe('notebooks through the real tslab kernel', function () {
     assert.equal(rec.adapters.variant.generators, 'wd');
   });
 
+  it('12-pyra-compression: schedule family, interleaved throughput per schedule, accuracy over seeds, curves, training cost, bench rows, claims; nothing on stderr', function () {
+    if (!selected('12-pyra-compression.ipynb')) this.skip();
+    const cells = executedCells(path.join(tmp, 'out', '12-pyra-compression.ipynb'));
+    cells.forEach((c, i) => assert.equal(streamText(c, 'stderr'), '', `cell ${i} wrote to stderr`));
+    const text = cells.map((c) => `${streamText(c, 'stdout')}\n${displayText(c)}`).join('\n');
+    const all = cells.flatMap(mimes);
+    assert.ok(all.filter((m) => m === 'application/vnd.plotly.v1+json').length >= 2, 'accuracy and speed-up charts');
+    assert.match(text, /65 → 42 → 25 → 15 → 9 → 7 → 5/, "T = 5: PYRA's high token profile rescaled to 65 tokens, 6 blocks");
+    assert.match(text, /\[40,34,30,24,18,14,10,8,4,4,3,3\]\s+5\.07/, "T = 5 on ViT-B/16 is PYRA's released high schedule, 5.07 GMACs");
+    assert.match(text, /PYRA ÷ ToMe time/);
+    assert.match(text, /adverse compression/);
+    assert.match(text, /What this run shows/);
+    assert.match(text, /live tensors: 0/);
+    const runs = readdirSync(path.join(tmp, 'runs'));
+    for (const m of ['lora', 'small-lora', 'tome-T5', 'pyra-T5']) {
+      assert.equal(runs.filter((d) => d.startsWith(`nb12-${m}-satellite-s`)).length, 2, `two seeds of ${m}: ${runs.join(', ')}`);
+    }
+    const claims = readClaims(path.join(tmp, 'out', '12-pyra-compression', 'claims.jsonl'));
+    assert.equal(claims.length, 3);
+    assert.deepEqual(claims.map((c) => c.seeds), [[0, 1], [0, 1], [0, 1]]);
+  });
+
   it('08-wilds: hospital protocol, six runs probed at step 0 (the source) and at the end, macro F1, intervals, claims file; nothing on stderr', function () {
     if (!selected('08-wilds.ipynb')) this.skip();
     const cells = executedCells(path.join(tmp, 'out', '08-wilds.ipynb'));
