@@ -159,8 +159,9 @@ function paperScale(p: FinetunePaperPaths): FinetuneNotebookScale {
 /**
  * Notebook 04's scales. `smoke` (default): stage 1 = notebook 01's M-ExPLoRA-[L]-r8 (`RECIPES.m_explora_small`: the
  * kit's source MAE, 108 steps of 64 satellite images), evaluated once at its end (probe + kNN, merged encoder saved);
- * stage 2 = ExPLoRA's protocol for 5 epochs of the 600 labelled satellite train images (47 steps of 64) at blr 2e-2
- * (lr 5e-3), full fine-tuning at blr 4e-3 with wd 0.05 (MAE's fine-tuning value), 3 seeds, one shared stage-1 run.
+ * stage 2 = ExPLoRA's protocol for 5 epochs of the 600 labelled satellite train images (94 steps of 32) at blr 0.16
+ * (lr 2e-2: measured on one seed, 5e-3 at batch 64 reached 29.5 % and 2e-2 37 % after 3 epochs, LOG.md), full
+ * fine-tuning at lr 2e-3 with wd 0.05 (MAE's fine-tuning value), 3 seeds, one shared stage-1 run.
  * `ci`: every piece for 2 steps on 64 images (mechanics only). `paper`: `paperScale` (a GPU job).
  */
 export function finetuneNotebookScales(paths: FinetunePaperPaths = FINETUNE_PAPER_PATHS): Record<'ci' | 'smoke' | 'paper', FinetuneNotebookScale> {
@@ -168,17 +169,17 @@ export function finetuneNotebookScales(paths: FinetunePaperPaths = FINETUNE_PAPE
   const probe = m.eval;
   const explora = recipe({ ...m, name: 'nb04-explora', eval: { ...probe, at: { steps: [] } } });
   const sourceProbe = recipe({ ...explora, name: 'nb04-source-probe', adapters: { kind: 'frozen' }, steps: 0, epochs: null });
-  const finetune = finetuneSmokeRecipe({ epochs: 5, warmupEpochs: 1, blr: 2e-2, batch: 64, evalEveryEpochs: 1 });
+  const finetune = finetuneSmokeRecipe({ epochs: 5, warmupEpochs: 1, blr: 0.16, batch: 32, evalEveryEpochs: 1 });
   const w = sourceEncoderWeights();
   const smoke: FinetuneNotebookScale = {
-    description: 'smoke: source MAE D96×6 patch 4 at 32 px; stage 1 M-ExPLoRA-[L]-r8 108 steps of 64; stage 2 5 epochs of 600 labelled images',
+    description: 'smoke: source MAE D96×6 patch 4 at 32 px; stage 1 M-ExPLoRA-[L]-r8 108 steps of 64; stage 2 5 epochs of 600 labelled images at batch 32',
     explora,
     exploraEncoder: null,
     exploraProbe: null,
     sourceProbe,
     finetune,
     exploraWeights: { ...(w as Extract<Recipe['weights'], { kind: 'checkpoint' }>), ignore: '^norm\\.' },
-    full: { lr: { base: 4e-3, scale: 'linear-256' }, weightDecay: 0.05 },
+    full: { lr: { base: 0.016, scale: 'linear-256' }, weightDecay: 0.05 },
     seeds: [0, 1, 2],
     sharedStage1: true,
   };
@@ -252,7 +253,7 @@ export async function runFinetuneStage2(S: FinetuneNotebookScale, st1: FinetuneS
 }
 
 /** The images of each stage (the test count sets the binomial noise of one accuracy). */
-export async function finetuneDataRows(S: FinetuneNotebookScale): Promise<{ rows: Array<{ stage: string; split: string; images: number }>; test: number }> {
+export async function finetuneDataRows(S: FinetuneNotebookScale): Promise<{ rows: Array<{ stage: string; split: string; images: number }>; test: number; train: number; probeTest: number }> {
   const ft = S.finetune;
   const src = openSource(ft.data.source);
   const n = async (r: Recipe, set: SplitSet, at: string): Promise<number> => (await splitSetData(openSource(r.data.source), set, r.seed, at)).length;
@@ -260,14 +261,14 @@ export async function finetuneDataRows(S: FinetuneNotebookScale): Promise<{ rows
   const pe = S.sourceProbe.eval as Extract<Recipe['eval'], { kind: 'probe' }>;
   const rows = [
     ...(S.explora ? [{ stage: '1 · ExPLoRA', split: 'target train, unlabelled', images: await n(S.explora, S.explora.data.train, 'explora.data.train') }] : []),
-    { stage: 'linear probe', split: 'target train / val / test', images: NaN },
     { stage: 'linear probe', split: 'probe train', images: await n(S.sourceProbe, pe.train, 'probe.train') },
     { stage: 'linear probe', split: 'probe val (selection)', images: await n(S.sourceProbe, pe.val, 'probe.val') },
     { stage: 'linear probe', split: 'probe test (reported)', images: await n(S.sourceProbe, pe.test, 'probe.test') },
     { stage: '2 · fine-tuning', split: 'target train, labelled', images: (await splitSetData(src, ft.data.train, ft.seed, 'finetune.data.train')).length },
     { stage: '2 · fine-tuning', split: 'target test (reported)', images: (await splitSetData(src, ev.test, ft.seed, 'finetune.eval.test')).length },
-  ].filter((r) => !Number.isNaN(r.images));
-  return { rows, test: rows[rows.length - 1].images };
+  ];
+  const at = (split: string): number => rows.find((r) => r.split === split)!.images;
+  return { rows, test: at('target test (reported)'), train: at('target train, labelled'), probeTest: at('probe test (reported)') };
 }
 
 /** The paper's fMoW-RGB fine-tuning table (ViT-L; ExPLoRA Table 2) with the run of ours each row matches. */
@@ -402,4 +403,14 @@ export function finetuneFindings(claims: readonly ClaimRecord[], table: Readonly
   const lines = claims.map((c) => `- **${c.claim}**: ours ${f(c.ours.mean)} points [${c.ours.lo.toFixed(1)}, ${c.ours.hi.toFixed(1)}] over seeds ${c.seeds.join(', ')} (per seed ${c.ours.perSeed.map(f).join(', ')}); paper ${f(c.paperValue ?? NaN)} → **${c.verdict}** (${c.reason}).`);
   const top = table.map((r) => `${String(r.ours)} ${String(r['ours top-1 (final, mean)'])} %`).join(', ');
   return [`**This execution** (${scaleLabel}): ${top}.`, '', ...lines].join('\n');
+}
+
+/** One row per fine-tuning run: method, seed, trainable count, final and best test top-1, seconds. */
+export function finetuneRunRows(st2: FinetuneStage2): Array<Record<string, unknown>> {
+  return FINETUNE_METHODS.flatMap((m) =>
+    st2[m].map((r) => ({
+      method: METHOD_LABEL[m], seed: r.recipe.seed, trainable: r.summary.trainable, steps: r.summary.steps,
+      'final test top-1': r.summary.finalTestAcc, 'best test top-1': r.summary.bestTestAcc, 'final loss': r.summary.finalLoss, seconds: r.summary.seconds, dir: r.dir,
+    })),
+  );
 }
