@@ -157,7 +157,7 @@ function paperScale(p: FinetunePaperPaths): FinetuneNotebookScale {
 }
 
 /**
- * Notebook 04's scales. `smoke` (default): stage 1 = notebook 01's M-ExPLoRA-[L]-r8 (`RECIPES.m_explora_small`: the
+ * Notebook 04's scales (the notebook defaults to `ci`: `smoke` measured 15.1 CPU-min). `smoke`: stage 1 = notebook 01's M-ExPLoRA-[L]-r8 (`RECIPES.m_explora_small`: the
  * kit's source MAE, 108 steps of 64 satellite images), evaluated once at its end (probe + kNN, merged encoder saved);
  * stage 2 = ExPLoRA's protocol for 5 epochs of the 600 labelled satellite train images (94 steps of 32) at blr 0.16
  * (lr 2e-2: measured on one seed, 5e-3 at batch 64 reached 29.5 % and 2e-2 37 % after 3 epochs, LOG.md), full
