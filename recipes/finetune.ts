@@ -122,11 +122,14 @@ export function setupFinetune(
   const seed = opts.seed ?? 0;
   if (opts.initHead ?? true) {
     const h = vit.params.head;
-    h.weight.assign(tf.tensor(fillInit(h.weight.size, { kind: 'truncNormal', std: preset.headInitStd }, Rng.derive(seed, 'head.weight')), h.weight.shape));
-    if (h.bias) h.bias.assign(tf.zerosLike(h.bias));
     const fc = vit.params.fc_norm;
-    fc.weight.assign(tf.onesLike(fc.weight));
-    fc.bias.assign(tf.zerosLike(fc.bias));
+    // the new values are temporaries: tidy frees them once assigned (4 tensors per setup leaked before)
+    tf.tidy(() => {
+      h.weight.assign(tf.tensor(fillInit(h.weight.size, { kind: 'truncNormal', std: preset.headInitStd }, Rng.derive(seed, 'head.weight')), h.weight.shape));
+      if (h.bias) h.bias.assign(tf.zerosLike(h.bias));
+      fc.weight.assign(tf.onesLike(fc.weight));
+      fc.bias.assign(tf.zerosLike(fc.bias));
+    });
   }
   const lora = createLora(vit.params, { rank: preset.rank, alpha: preset.alpha, targets: [qvTarget(undefined, { slices: preset.slices })] }, { seed });
   let selection: TrainSelection;

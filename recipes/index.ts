@@ -29,6 +29,7 @@ export * from './presets';
 export * from './source-mae';
 export * from './report';
 export * from './explora-compare';
+export * from './explora-finetune-notebook';
 export * from './pyra-compare';
 export * from './vtab';
 export * from './pyra-vtab';

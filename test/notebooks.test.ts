@@ -261,6 +261,41 @@ describe('notebooks through the real tslab kernel', function () {
     }
   });
 
+  it('04-explora-finetune: stage 1 merged encoder → stage 2 runs per seed from it, Table 2 beside ours, 3 paired claims; nothing on stderr', function () {
+    if (!selected('04-explora-finetune.ipynb')) this.skip();
+    const cells = executedCells(path.join(tmp, 'out', '04-explora-finetune.ipynb'));
+    cells.forEach((c, i) => assert.equal(streamText(c, 'stderr'), '', `cell ${i} wrote to stderr`));
+    const text = cells.map((c) => `${streamText(c, 'stdout')}\n${displayText(c)}`).join('\n');
+    assert.match(text, /LoRA = identity at init \(max \|Δ CLS\|\)\s+0\s+0\s+true/);
+    assert.match(text, /merged == base \+ LoRA after training/);
+    assert.match(text, /D-\[L\]-r64 \+ LoRA-r8 \(ExPLoRA\)\s+79\.28/, "the paper's Table 2 row beside ours");
+    assert.match(text, /DinoV2 \+ LoRA-r8\s+78\.08/);
+    const runs = readdirSync(path.join(tmp, 'runs'));
+    const stage1 = runs.filter((d) => d.startsWith('nb04-explora-2'));
+    assert.equal(stage1.length, 1, `one shared stage-1 run: ${runs.join(', ')}`);
+    const encoder = path.join(tmp, 'runs', stage1[0], 'checkpoints', 'encoder-step2.safetensors');
+    assert.ok(existsSync(encoder), 'stage 1 saved the merged encoder');
+    for (const m of ['nb04-explora-lora-r8', 'nb04-source-lora-r8', 'nb04-source-full']) {
+      const dirs = runs.filter((d) => d.startsWith(`${m}-`));
+      assert.equal(dirs.length, 3, `three seeds of ${m}`);
+      const infos = dirs.map((d) => JSON.parse(readFileSync(path.join(tmp, 'runs', d, 'run.json'), 'utf8')));
+      assert.deepEqual(infos.map((i) => i.config.seed).sort(), [0, 1, 2]);
+      for (const i of infos) {
+        assert.equal(i.status, 'done');
+        if (m === 'nb04-explora-lora-r8') assert.equal(i.config.weights.path, encoder, 'stage 2 starts from the stage-1 encoder');
+        else assert.match(i.config.weights.path, /source-mae-.*\.safetensors$/);
+        assert.equal(i.config.adapters.kind, m === 'nb04-source-full' ? 'full' : 'finetune-lora');
+      }
+    }
+    const claims = readClaims(path.join(tmp, 'out', '04-explora-finetune', 'claims.jsonl'));
+    assert.equal(claims.length, 3);
+    for (const c of claims) {
+      assert.equal(c.ours.n, 3);
+      assert.equal(c.tableOrFigure, 'Table 2 (fMoW-RGB fine-tuning)');
+      assert.ok(c.paperValue !== null);
+    }
+  });
+
   it('05-checkpoints: malicious pickle refused, key report, forward = PyTorch, exact peft / transformers / timm round trips', function () {
     if (!selected('05-checkpoints.ipynb')) this.skip();
     const cells = executedCells(path.join(tmp, 'out', '05-checkpoints.ipynb'));
