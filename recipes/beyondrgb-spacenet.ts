@@ -196,10 +196,10 @@ export async function spacenetDataRows(r: RecipeInput): Promise<Array<Record<str
   return rows;
 }
 
-/** Run the recipe for every seed (each run disposes its session). */
+/** Run the recipe for every seed (each run disposes its session; one thread: the segmentation evaluation is not data-parallel). */
 export async function runSpacenet(s: SpacenetSettings, o: Pick<RunOptions, 'progress' | 'root'> = {}): Promise<RunResult[]> {
   const runs: RunResult[] = [];
-  for (const seed of s.seeds) runs.push(await runRecipe(spacenetSeedRecipe(s.recipe, seed), { progress: o.progress ?? false, root: o.root }));
+  for (const seed of s.seeds) runs.push(await runRecipe(spacenetSeedRecipe(s.recipe, seed), { progress: o.progress ?? false, root: o.root, workers: 1 }));
   return runs;
 }
 

@@ -21,6 +21,7 @@ import { SegmentationMeter } from '../lib/eval/metrics';
 import { createSegHead, disposeSegHead, segCrossEntropy, segHeadForward, segHeadVariables, SegHead } from '../lib/seg/head';
 import { vitSegTokens } from '../lib/seg/features';
 import { createLora, disposeLora, loraHooks, qvTarget } from '../lib/peft/lora';
+import { isDataParallel } from '../lib/parallel/context';
 import { Dataset, Loader, disposeBatch } from '../data-loaders/dataset';
 import { RecipeError } from './schema';
 import { sampleTransform } from './data';
@@ -178,6 +179,10 @@ function rowsAt(seed: number, s: number, n: number, batch: number): number[] {
  */
 export async function evaluateSegmentation(a: SegEvalArgs): Promise<Record<string, number | string>> {
   const e = a.spec;
+  if (isDataParallel()) {
+    // its head steps would sum replicated gradients over the workers (trainStep reduces in a data-parallel worker)
+    throw new RecipeError('recipe.eval.kind', "the segmentation evaluation runs in one thread: run this recipe with workers: 1");
+  }
   const K = e.numClasses;
   const cfg = a.vit.config;
   const D = cfg.embedDim;
