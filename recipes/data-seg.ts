@@ -22,7 +22,6 @@ import type { SourceSpec } from './recipe';
 
 /** The split names of a building source. */
 export const BUILDING_SPLITS = ['pretrain', 'train', 'val', 'test'] as const;
-export type BuildingSplit = (typeof BUILDING_SPLITS)[number];
 
 type BuildingSource = Extract<SourceSpec, { kind: 'spacenet1' }> | (Extract<SourceSpec, { kind: 'embedded' }> & { domain: 'buildings' });
 
