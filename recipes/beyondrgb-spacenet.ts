@@ -64,9 +64,8 @@ function buildings(count: number | null): SourceSpec {
 /**
  * The segmentation evaluation of the smoke scale: the 'patch' head (p·p·K values per patch token) on the last block,
  * 600 steps of 32 at lr 1e-2, frozen encoder. Measured on the source encoder (step 0, seed 0; LOG.md "seg09"): the
- * 'linear' head (K logits per 4-px patch, bilinear upsampling) reached building IoU 0.002 (300 steps) / 0.08 (600
- * steps, lr 3e-2) — buildings cover 7 % of the pixels and are a few pixels wide, finer than an 8 × 8 logit map — the
- * 'patch' head 0.19 (300) / 0.23 (600); two blocks instead of one: 0.23.
+ * 'linear' head (K logits per 4-px patch, bilinear upsampling) reached building IoU 0.11 (600 steps, lr 3e-2) —
+ * buildings cover 7 % of the pixels and are a few pixels wide, finer than an 8 × 8 logit map — the 'patch' head 0.22.
  */
 export const SPACENET_SMOKE_SEG: SegmentationEval = {
   kind: 'segmentation',

@@ -15,6 +15,7 @@
  */
 import { hash32 } from '../lib/rng';
 import { Dataset, Sample, filterDataset } from '../data-loaders/dataset';
+import { makeImg } from '../data-loaders/image';
 import { loadEmbeddedBuildings } from '../data-loaders/embedded-beyond';
 import { spacenet1 } from '../data-loaders/formats/spacenet';
 import { RecipeError } from './schema';
@@ -59,6 +60,31 @@ export function withoutMasks(ds: Dataset, name: string): Dataset {
   };
 }
 
+/**
+ * The 3-band product is 8-bit RGB, and GeoTIFFs decode to raw sample values (0…255): scaled by 1/255 to [0, 1] here,
+ * as PIL + ToTensor would give, so the named normalisations (ImageNet statistics in [0, 1] units) apply. A value above
+ * 255 is an error naming the file (not an 8-bit product). The 8- and 13-band products stay raw (their own statistics).
+ */
+export function scaled8bit(ds: Dataset): Dataset {
+  return {
+    name: ds.name,
+    length: ds.length,
+    classes: ds.classes,
+    info: (i) => ds.info(i),
+    get: async (i, rng) => {
+      const s = await ds.get(i, rng);
+      const im = s.image!;
+      const out = makeImg(im.height, im.width, im.channels);
+      for (let k = 0; k < im.data.length; k++) {
+        const v = im.data[k];
+        if (v > 255) throw new Error(`${ds.info(i).path ?? `${ds.name} sample ${i}`}: value ${v} in the 3-band product; expected 8-bit samples (0…255)`);
+        out.data[k] = v / 255;
+      }
+      return { ...s, image: out };
+    },
+  };
+}
+
 /** Open the four splits of a building source (once; the caller caches by split name). */
 export function openBuildingSplits(spec: BuildingSource): (name: string) => Promise<Dataset> {
   let all: Promise<Record<'train' | 'val' | 'test', Dataset>> | null = null;
@@ -66,12 +92,14 @@ export function openBuildingSplits(spec: BuildingSource): (name: string) => Prom
     (all ??= (async () => {
       if (spec.kind === 'embedded') {
         const d = await loadEmbeddedBuildings({ seed: spec.seed, size: spec.size, product: spec.product ?? '3band', ...(spec.count ? { chips: spec.count } : {}) });
-        return { train: d.train, val: d.val, test: d.test };
+        const f = (x: Dataset): Dataset => ((spec.product ?? '3band') === '3band' ? scaled8bit(x) : x);
+        return { train: f(d.train), val: f(d.val), test: f(d.test) };
       }
       const ds = await spacenet1(spec.root, { split: 'train', image: spec.product, name: `spacenet1-${spec.product}` });
       const part = (s: 'train' | 'val' | 'test'): Dataset =>
         filterDataset(ds, (inf) => spacenetSplitOf((inf.meta as { imageId: number }).imageId, spec.valFraction, spec.testFraction) === s, `spacenet1-${spec.product}-${s}`);
-      return { train: part('train'), val: part('val'), test: part('test') };
+      const f = (x: Dataset): Dataset => (spec.product === '3band' ? scaled8bit(x) : x);
+      return { train: f(part('train')), val: f(part('val')), test: f(part('test')) };
     })());
   return async (name) => {
     const d = await load();

@@ -352,7 +352,7 @@ export async function drive(s: RecipeSession, rec: RunRecord, start: number, opt
         } : undefined);
         if (e) {
           if (lead) rec.log(p, metricsOf(e));
-          if (bar) bar.update(at - start, Object.fromEntries(Object.entries(metricsOf(e)).filter(([k]) => k !== 'seconds' && k !== 'probeBest')));
+          if (bar) bar.update(at - start, Object.fromEntries(Object.entries(metricsOf(e)).filter(([k]) => k !== 'seconds' && k !== 'probeBest' && k !== 'segPreview')));
           if (opts.onEval) await opts.onEval(e);
         }
       }

@@ -97,6 +97,8 @@ describe('notebook 09 (SpaceNet-v1 segmentation) recipes', function () {
     assert.equal(s0.mask, undefined);
     assert.ok(t0.mask && t0.mask.height === 32);
     assert.deepEqual(s0.image!.data, t0.image!.data);
+    // 8-bit RGB GeoTIFF samples (raw 0…255) reach the transforms in [0, 1]
+    assert.ok(t0.image!.data.every((v) => v >= 0 && v <= 1) && t0.image!.data.some((v) => v > 0.05));
     assert.throws(() => src.split('unlabeled', 'recipe.data.train.splits[0].split'), /recipe\.data\.train\.splits\[0\]\.split: no split 'unlabeled' in spacenet1 data; valid: pretrain, train, val, test/);
     // the rule: ≈ the fractions over many ids
     const n = { train: 0, val: 0, test: 0 };
