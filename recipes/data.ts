@@ -19,6 +19,7 @@ import { fmowRgb } from '../data-loaders/formats/fmow';
 import { fmowSentinel } from '../data-loaders/formats/fmow-sentinel';
 import { camelyon17Protocol, Camelyon17ProtocolDatasets, iwildcam } from '../data-loaders/formats/wilds';
 import { loadEmbeddedCameraTraps, loadEmbeddedPathology } from '../data-loaders/embedded-beyond';
+import { BUILDING_SPLITS, checkBuildingOptions, isBuildingSource, openBuildingSplits } from './data-seg';
 import type { Dinov2Objective } from '../lib/dino/dinov2';
 import { RecipeError } from './schema';
 import type { Recipe, SourceSpec, SplitRef, SplitSet, TransformSpec } from './recipe';
@@ -56,6 +57,13 @@ export function openSource(spec: SourceSpec): DataSource {
   const unknown = (name: string, at: string, valid: readonly string[]): never => {
     throw new RecipeError(at, `no split '${name}' in ${spec.kind} data; valid: ${valid.join(', ')}`);
   };
+  checkBuildingOptions(spec);
+  if (isBuildingSource(spec)) {
+    // SpaceNet-v1 building chips, real or embedded (recipes/data-seg.ts)
+    const open = openBuildingSplits(spec);
+    const splits = [...BUILDING_SPLITS];
+    return { spec, splits, split: (name, at) => (splits.includes(name as (typeof splits)[number]) ? once(name, () => open(name)) : unknown(name, at, splits)) };
+  }
   switch (spec.kind) {
     case 'embedded': {
       if (spec.domain === 'pathology' || spec.domain === 'camera-traps') {

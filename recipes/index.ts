@@ -36,3 +36,4 @@ export * from './pyra-vtab';
 export * from './pyra-compression';
 export * from './beyondrgb-smoke';
 export * from './beyondrgb-wilds';
+export * from './beyondrgb-spacenet';

@@ -172,7 +172,7 @@ export type SourceSpec =
        * and 'camera-traps' (iWildCam-WILDS layout, splits train / val / test / id_val / id_test) are the beyond-RGB
        * domains of data-loaders/embedded-beyond.ts at their default sizes.
        */
-      domain: 'satellite-rgb' | 'satellite-ms' | 'natural' | StructuredTask | 'pathology' | 'camera-traps';
+      domain: 'satellite-rgb' | 'satellite-ms' | 'natural' | StructuredTask | 'pathology' | 'camera-traps' | 'buildings';
       /** Generation options of `loadEmbedded` (seed 0, 32 px, 100 per class by default). */
       seed: number;
       size: number;
@@ -184,6 +184,12 @@ export type SourceSpec =
        * 1 bursts, each OOD split count/4 + 1 — the defaults are 30 and 40).
        */
       count?: number | null;
+      /**
+       * 'buildings' only (SpaceNet-v1 layout, data-loaders/embedded-beyond.ts; splits train / val / test with masks and
+       * pretrain = the train chips without masks; `count` = chips, default 300 → 180 / 60 / 60): the image product
+       * ('3band' RGB, default; '8band'; '13band').
+       */
+      product?: '3band' | '8band' | '13band';
     }
   /** `<root>/<split>/<class>/*.{jpg,png,…}`. */
   | { kind: 'imagefolder'; root: string }
@@ -201,7 +207,13 @@ export type SourceSpec =
    */
   | { kind: 'camelyon17'; root: string; unlabeledRoot: string; pretrainSplits: Array<'train_unlabeled' | 'val_unlabeled' | 'test_unlabeled'> }
   /** iWildCam-WILDS v2.0 (`root` = iwildcam_v2.0): splits train, val, test (OOD locations), id_val, id_test. */
-  | { kind: 'iwildcam'; root: string };
+  | { kind: 'iwildcam'; root: string }
+  /**
+   * SpaceNet-v1 buildings (`root` holds `SN1_buildings/train/{3band,8band,geojson}`, torchgeo's layout; all labelled
+   * chips are in `train`): splits train / val / test by a hash of the image id (`valFraction`, `testFraction`; the
+   * official split is not published) and pretrain = the train chips without masks (recipes/data-seg.ts).
+   */
+  | { kind: 'spacenet1'; root: string; product: '3band' | '8band'; valFraction: number; testFraction: number };
 
 export interface DataSpec {
   source: SourceSpec;
@@ -246,7 +258,33 @@ export type EvalSpec =
       saveEncoder: boolean;
       /** Also report the macro F1 of the selected probe on `test` (WILDS: over the classes present in the labels). */
       macroF1?: boolean;
-    };
+    }
+  | SegmentationEval;
+
+/**
+ * Segmentation evaluation of the encoder (adapters merged when they can be; recipes/session-seg.ts): a new
+ * segmentation head (lib/seg/head.ts) on the last `head.layers` blocks' patch tokens is trained on the masks of `train`
+ * for `steps` steps of `batch` (AdamW, constant `lr`), with the encoder frozen (its features computed once) or adapted
+ * by LoRA on Q,V of every block (`loraRank`, trained with the head); reported on `test`: IoU of class 1 (`segIoU`,
+ * building), mIoU, pixel accuracy, from the confusion matrix over the whole split. `previewImages` > 0 also stores the
+ * predicted masks of the first test images in the row (`segPreview`, hex bits) for figures.
+ */
+export interface SegmentationEval {
+  kind: 'segmentation';
+  train: SplitSet;
+  test: SplitSet;
+  at: EvalAt;
+  featureBatch: number;
+  head: { mode: 'linear' | 'patch'; layers: number };
+  numClasses: number;
+  encoder: 'frozen' | 'lora';
+  loraRank: number;
+  steps: number;
+  batch: number;
+  lr: number;
+  weightDecay: number;
+  previewImages: number;
+}
 
 export type OptimizerSpec =
   | { kind: 'adamw'; betas: [number, number]; eps: number; layerDecay: number; patchEmbedLrMult: number }
@@ -580,12 +618,13 @@ const splitSet = obj<SplitSet>({ splits: arr(splitRef, { min: 1 }), transform: t
 const sourceSpec = tagged<SourceSpec>('kind', {
   embedded: obj({
     kind: lit('embedded'),
-    domain: oneOf(['satellite-rgb', 'satellite-ms', 'natural', 'objects', 'count', 'orientation', 'pathology', 'camera-traps'] as const),
+    domain: oneOf(['satellite-rgb', 'satellite-ms', 'natural', 'objects', 'count', 'orientation', 'pathology', 'camera-traps', 'buildings'] as const),
     seed: opt(int({ min: 0 }), 0),
     size: opt(int({ min: 8, max: 512 }), 32),
     satellitePerClass: opt(int({ min: 5 }), 100),
     naturalPerClass: opt(int({ min: 5 }), 100),
     count: opt(nullable(int({ min: 4 })) as Check<number | null | undefined>, undefined),
+    product: opt(oneOf(['3band', '8band', '13band'] as const) as Check<'3band' | '8band' | '13band' | undefined>, undefined),
   }),
   imagefolder: obj({ kind: lit('imagefolder'), root: path }),
   eurosat: obj({ kind: lit('eurosat'), root: path, variant: opt(oneOf(['rgb', 'ms'] as const), 'rgb'), splits: record(path) }),
@@ -599,6 +638,13 @@ const sourceSpec = tagged<SourceSpec>('kind', {
     pretrainSplits: opt(arr(oneOf(['train_unlabeled', 'val_unlabeled', 'test_unlabeled'] as const), { min: 1 }), ['val_unlabeled', 'test_unlabeled']),
   }),
   iwildcam: obj({ kind: lit('iwildcam'), root: path }),
+  spacenet1: obj({
+    kind: lit('spacenet1'),
+    root: path,
+    product: opt(oneOf(['3band', '8band'] as const), '3band'),
+    valFraction: opt(num({ min: 0, lt: 1 }), 0.1),
+    testFraction: opt(num({ gt: 0, lt: 1 }), 0.28),
+  }),
 });
 
 const dataSpec = obj<DataSpec>({ source: sourceSpec, train: splitSet });
@@ -648,6 +694,22 @@ const evalSpec = tagged<EvalSpec>('kind', {
     knn: opt(nullable(obj({ k: pos, temperature: num({ gt: 0 }) })), { k: 20, temperature: 0.07 }),
     saveEncoder: opt(bool, true),
     macroF1: opt(bool as Check<boolean | undefined>, undefined),
+  }),
+  segmentation: obj<SegmentationEval>({
+    kind: lit('segmentation'),
+    train: splitSet,
+    test: splitSet,
+    at: opt(evalAt, { steps: [] }),
+    featureBatch: opt(pos, 64),
+    head: opt(obj({ mode: opt(oneOf(['linear', 'patch'] as const), 'linear'), layers: opt(pos, 1) }), { mode: 'linear', layers: 1 }),
+    numClasses: opt(int({ min: 2 }), 2),
+    encoder: opt(oneOf(['frozen', 'lora'] as const), 'frozen'),
+    loraRank: opt(pos, 4),
+    steps: opt(int({ min: 0 }), 200),
+    batch: opt(pos, 32),
+    lr: opt(num({ gt: 0 }), 1e-3),
+    weightDecay: opt(num({ min: 0 }), 0),
+    previewImages: opt(int({ min: 0 }), 0),
   }),
 });
 
@@ -777,6 +839,10 @@ function crossCheck(r: Recipe, at: string): void {
     throw new RecipeError(`${at}.lr.scale`, "the DINOv2 objective scales its lr by √(batch/1024): use 'sqrt-1024' or a plain number");
   }
   if (r.eval.kind === 'probe' && m.kind === 'satmae-group') throw new RecipeError(`${at}.eval.kind`, "the probe evaluates a ViT encoder; a 'satmae-group' model has none");
+  if (r.eval.kind === 'segmentation') {
+    if (m.kind === 'satmae-group') throw new RecipeError(`${at}.eval.kind`, "the segmentation evaluation reads a ViT encoder's patch tokens; a 'satmae-group' model has none");
+    if (r.eval.encoder === 'lora' && r.eval.steps === 0) throw new RecipeError(`${at}.eval.steps`, "encoder 'lora' trains LoRA with the head: give steps ≥ 1");
+  }
   if (r.eval.kind === 'accuracy' && o.kind !== 'supervised') {
     throw new RecipeError(`${at}.eval.kind`, `accuracy evaluates the classifier a supervised run trains; objective '${o.kind}' has none (use 'probe')`);
   }
@@ -816,6 +882,7 @@ export function resolveRecipePaths(r: Recipe, baseDir: string): Recipe {
       source = { ...s, root: abs(s.root), unlabeledRoot: abs(s.unlabeledRoot) };
       break;
     case 'iwildcam':
+    case 'spacenet1':
       source = { ...s, root: abs(s.root) };
       break;
     case 'fmow-rgb':

@@ -352,7 +352,7 @@ export async function drive(s: RecipeSession, rec: RunRecord, start: number, opt
         } : undefined);
         if (e) {
           if (lead) rec.log(p, metricsOf(e));
-          if (bar) bar.update(at - start, Object.fromEntries(Object.entries(metricsOf(e)).filter(([k]) => k !== 'seconds' && k !== 'probeBest')));
+          if (bar) bar.update(at - start, Object.fromEntries(Object.entries(metricsOf(e)).filter(([k]) => k !== 'seconds' && k !== 'probeBest' && k !== 'segPreview')));
           if (opts.onEval) await opts.onEval(e);
         }
       }
@@ -361,6 +361,7 @@ export async function drive(s: RecipeSession, rec: RunRecord, start: number, opt
     bar?.done();
     const rows = lead ? splitRows(readMetrics(rec.dir)) : { steps: [], evals: [] };
     if (at < total) {
+      probeX?.dispose(); // the check images (a stopped run skips the end-of-run checks)
       return { dir: rec.dir, name: r.name, recipe: r, status: 'stopped', steps: rows.steps, evals: rows.evals, checks, summary: { stoppedAt: at } };
     }
     // After the last step: the remaining checks and the summary.

@@ -44,6 +44,7 @@ import {
 } from './explora-dino';
 import { PyraModel, buildPyraModel } from './pyra-presets';
 import { EXPLORA_FINETUNE, FinetuneSetup, setupFinetune } from './finetune';
+import { evaluateSegmentation } from './session-seg';
 
 /** One logged training step: flat numeric metrics (`step` is the 0-based index of the step). */
 export type StepRow = { step: number; loss: number } & Record<string, number>;
@@ -716,6 +717,17 @@ function session(p: SessionParts): RecipeSession {
         if (spmd) correct = spmd.collective.allReduce(Float32Array.of(correct))[0]; // counts: exact in fp32 below 2^24
         return { step, testAcc: correct / seen, seconds: (Date.now() - t0) / 1000 };
       }
+      if (e.kind === 'segmentation') {
+        // a new segmentation head on the encoder's patch tokens, IoU on the test masks (recipes/session-seg.ts)
+        const enc = evalEncoder(true);
+        if (!enc) return null;
+        try {
+          const row = await evaluateSegmentation({ vit: enc.vit, hooks: enc.hooks, spec: e, data: dataOf, step, seed: r.seed });
+          return { step, ...row, seconds: (Date.now() - t0) / 1000 };
+        } finally {
+          enc.dispose();
+        }
+      }
       const enc = evalEncoder(true);
       if (!enc) return null;
       const f: Partial<Record<'train' | 'val' | 'test', FeatureCache>> = {};
@@ -771,6 +783,7 @@ function session(p: SessionParts): RecipeSession {
       const loader = new Loader(ds, { batchSize: Math.min(n, ds.length), shuffle: false, transform: sampleTransform(transform, 'recipe.eval.test.transform'), prefetch: 0 });
       const b = await loader.batchAt(0);
       b.labels?.dispose();
+      b.masks?.dispose(); // segmentation splits carry masks
       return b.images ?? null;
     },
     identityGap: async (x) => {

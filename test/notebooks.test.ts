@@ -296,6 +296,36 @@ describe('notebooks through the real tslab kernel', function () {
     }
   });
 
+  it('09-spacenet: unlabelled pretrain split, three runs segmented at step 0 (the source) and at the end, IoU with intervals, mask figure, claims file; nothing on stderr', function () {
+    if (!selected('09-spacenet.ipynb')) this.skip();
+    const cells = executedCells(path.join(tmp, 'out', '09-spacenet.ipynb'));
+    cells.forEach((c, i) => assert.equal(streamText(c, 'stderr'), '', `cell ${i} wrote to stderr`));
+    const all = cells.flatMap(mimes);
+    assert.ok(all.includes('application/vnd.plotly.v1+json'), 'the IoU chart');
+    assert.ok(all.includes('image/png'), 'the mask figure');
+    const text = cells.map((c) => `${streamText(c, 'stdout')}\n${displayText(c)}`).join('\n');
+    assert.match(text, /pretrain\s+24\s+no \(unlabelled\)/, 'pre-training on the chips without masks');
+    assert.match(text, /tensors leaked over the run\s+0\s+0\s+true/);
+    assert.equal((text.match(/mean \[95 % CI\], n = 3/g) ?? []).length, 1, 'summarised over 3 seeds');
+    assert.match(text, /unknown \(table not retrieved\)/, 'the paper number is stated as unknown');
+    assert.match(text, /Measured at `ci`/);
+    assert.match(text, /live tensors: 0/);
+    for (const seed of [0, 1, 2]) {
+      const dirs = readdirSync(path.join(tmp, 'runs')).filter((d) => d.startsWith(`nb09-spacenet-explora-s${seed}-`));
+      assert.equal(dirs.length, 1, `one nb09 seed-${seed} run`);
+      const info = JSON.parse(readFileSync(path.join(tmp, 'runs', dirs[0], 'run.json'), 'utf8'));
+      assert.equal(info.status, 'done');
+      assert.equal(info.config.tags.scale, 'ci');
+      const evals = readFileSync(path.join(tmp, 'runs', dirs[0], 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l)).filter((l) => typeof l.segMIoU === 'number');
+      assert.deepEqual(evals.map((e) => e.step), [0, 3]);
+    }
+    const claims = readFileSync(path.join(tmp, 'out', '09-spacenet', 'claims.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    assert.equal(claims.length, 1);
+    assert.equal(claims[0].ours.n, 3);
+    assert.equal(claims[0].paperValue, null);
+    assert.ok(['reproduced', 'not reproduced', 'inconclusive'].includes(claims[0].verdict));
+  });
+
   it('05-checkpoints: malicious pickle refused, key report, forward = PyTorch, exact peft / transformers / timm round trips', function () {
     if (!selected('05-checkpoints.ipynb')) this.skip();
     const cells = executedCells(path.join(tmp, 'out', '05-checkpoints.ipynb'));
