@@ -26,7 +26,7 @@ describe('notebook 03 helpers (recipes/explora-dino-notebook.ts)', () => {
     assert.equal(rows.steps, 50);
     const smoke = dinoNotebookSettings('smoke');
     assert.deepEqual(smoke.config.methods.map((m) => m.name), ['source', 'explora', 'unfreeze', 'scratch', 'explora-[1,L-1,L]']);
-    assert.deepEqual(smoke.config.evalAt, [50, 100]);
+    assert.deepEqual(smoke.config.evalAt, [32, 64]);
   });
   it('a missing source or paper file is an error that names the file and the tool', () => {
     const s = dinoNotebookSettings('smoke');

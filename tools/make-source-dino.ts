@@ -60,11 +60,11 @@ export const SOURCE_DINO_SPEC: SourceDinoSpec = {
    */
   model: {
     preset: 'vit_small_patch14_dinov2',
-    overrides: { imgSize: 32, patchSize: 8, embedDim: 64, depth: 4, numHeads: 2, posEmbedGrid: null, layerScale: 0.1 },
+    overrides: { imgSize: 32, patchSize: 8, embedDim: 64, depth: 4, numHeads: 2, posEmbedGrid: null, layerScale: 1 },
   },
-  /** DINOv2 objective, shrunk: 2 global 32-px + 2 local 16-px crops, head 256 → 64 → 256 prototypes, Sinkhorn-Knopp targets. */
+  /** DINOv2 objective, shrunk: 2 global 32-px + 2 local 16-px crops, head 256 → 64 → 128 prototypes, Sinkhorn-Knopp targets. */
   objective: {
-    head: { hiddenDim: 256, bottleneckDim: 64, outDim: 256 },
+    head: { hiddenDim: 256, bottleneckDim: 64, outDim: 128 },
     nLocalCrops: 2,
     globalCropSize: 32,
     localCropSize: 16,
@@ -72,7 +72,7 @@ export const SOURCE_DINO_SPEC: SourceDinoSpec = {
     teacherTemp: { warmup: 0.04, final: 0.07, warmupEpochs: 5 },
   },
   /** DINOv2 optimisation, shrunk: AdamW, lr = baseLr·√(batch/1024) with warm-up + cosine, wd 0.04 → 0.4, EMA 0.992 → 1. */
-  train: { batch: 32, epochs: 16, baseLr: 4e-3, warmupEpochs: 2, minLr: 1e-6, freezeLastLayerEpochs: 1, dropPathRate: 0.1, momentumTeacher: 0.992 },
+  train: { batch: 32, epochs: 8, baseLr: 1.4e-2, warmupEpochs: 1, minLr: 1e-6, freezeLastLayerEpochs: 1, dropPathRate: 0.1, momentumTeacher: 0.99 },
   /** Embedded natural domain, 300 images per class (2,400 train / 600 val); labels are never used for training. */
   data: { seed: 0, size: 32, naturalPerClass: 300 },
   seed: 0,
