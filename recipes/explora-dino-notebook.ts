@@ -36,7 +36,7 @@ const EXPLORA_THREE_BLOCKS: MiniMethod = { name: 'explora-[1,L-1,L]', kind: 'rec
 
 /**
  * The settings of a scale. `ci`: the 2-block source, 4 steps, small evaluation sets (mechanics only). `smoke`: the
- * committed DINOv2-style source (d96×6, patch 8, 32 px), 150 steps of batch 32, evaluated at 50 / 100 / 150 steps
+ * committed DINOv2-style source (d64×4, patch 8, 32 px), 96 steps of batch 32, evaluated at 32 / 64 / 96 steps
  * for Fig. 3 (step 0 is the source), 3 seeds. `paper` returns the smoke miniature too (the paper-scale run is `dinoPaperRecipe`).
  */
 export function dinoNotebookSettings(scale: DinoNotebookScale, o: { seeds?: number[] } = {}): DinoNotebookSettings {
@@ -44,7 +44,7 @@ export function dinoNotebookSettings(scale: DinoNotebookScale, o: { seeds?: numb
   const config: DinoMiniConfig =
     scale === 'ci'
       ? DINO_MINI_CI
-      : { ...DINO_MINI, methods: [...DINO_MINI.methods.filter((m) => m.name !== 'lora'), EXPLORA_THREE_BLOCKS], evalAt: [50, 100] };
+      : { ...DINO_MINI, methods: [...DINO_MINI.methods.filter((m) => m.name !== 'lora'), EXPLORA_THREE_BLOCKS], evalAt: [32, 64] };
   const m = config.model as { overrides: { embedDim: number; depth: number; patchSize: number; imgSize: number } };
   const e = config.data.evalImages;
   const describe =
@@ -152,4 +152,51 @@ export function dinoSourceRows(s: DinoNotebookSettings): Array<{ key: string; va
   const meta = readSafetensorsMeta(file);
   const rows = { file, kind: meta.kind, steps: meta.steps, 'kNN natural val (teacher)': meta.knnNaturalVal, 'CPU s': meta.cpuSeconds, git: meta.git, note: meta.note ?? '' };
   return Object.entries(rows).map(([key, value]) => ({ key, value }));
+}
+
+/**
+ * "What this run shows / does not show", written from the numbers it printed: the linear-probe means with their t
+ * intervals per method, each claim's paired Δ with its interval and verdict beside the paper's Δ, the Fig. 3 reading
+ * (ExPLoRA's mean LP at each evaluated step) and the caveats that follow from the settings (shared or per-seed
+ * evaluation sets, test-set size, ci = mechanics only). Markdown.
+ */
+export function dinoFindings(records: readonly MiniRecord[], claims: readonly ClaimRecord[], s: DinoNotebookSettings): string {
+  const f1 = (x: number): string => x.toFixed(1);
+  const lpOf = (m: string, step?: number): number[] => {
+    const bySeed = new Map<number, MiniRecord>();
+    for (const r of records) {
+      if (r.method !== m || (step !== undefined && r.step !== step)) continue;
+      const cur = bySeed.get(r.seed);
+      if (!cur || r.step > cur.step) bySeed.set(r.seed, r);
+    }
+    return [...bySeed.values()].map((r) => 100 * r.probeTest);
+  };
+  const iv = (v: number[]): string => {
+    if (!v.length) return '–';
+    if (v.length < 2) return f1(v[0]);
+    const t = tInterval(v);
+    return `${f1(t.mean)} [${f1(t.lo)}, ${f1(t.hi)}]`;
+  };
+  const methods = [...new Set(records.map((r) => r.method))];
+  const nTest = records[0]?.probeCorrect.length ?? 0;
+  const out: string[] = [`**Measured at ${s.describe}.** Linear-probe test top-1 (%), mean [95 % t over seeds]: ` + methods.map((m) => `${m} ${iv(lpOf(m))}`).join('; ') + '.', ''];
+  out.push('| claim | ours: Δ points [95 % paired t] | paper Δ | verdict |', '|---|---|---|---|');
+  for (const c of claims) out.push(`| ${c.claim} | ${f1(c.ours.mean)} [${f1(c.ours.lo)}, ${f1(c.ours.hi)}] (per seed ${c.ours.perSeed.map(f1).join(', ')}) | ${c.paperValue === null ? '–' : f1(c.paperValue)} | **${c.verdict}** |`);
+  const shown = claims.filter((c) => c.verdict === 'reproduced').map((c) => c.claim);
+  const notShown = claims.filter((c) => c.verdict !== 'reproduced').map((c) => `${c.claim} (${c.verdict})`);
+  out.push('', `**Shows:** ${shown.length ? shown.join('; ') : 'no claim reproduced at this scale'}.`);
+  out.push(`**Does not show:** ${notShown.length ? notShown.join('; ') : '–'}.`);
+  const steps = [...new Set(records.filter((r) => r.method === 'explora').map((r) => r.step))].sort((a, b) => a - b);
+  if (steps.length > 1) {
+    out.push(`**Fig. 3 (the steps knob):** ExPLoRA's mean LP by pre-training step: source ${iv(lpOf('source'))} at 0, ` + steps.map((st) => `${iv(lpOf('explora', st))} at ${st}`).join(', ') + '.');
+  }
+  const caveats = [
+    s.config.data.perSeed
+      ? 'each seed draws its own datasets, so the intervals over seeds include the sampling of the evaluation sets'
+      : `one dataset for all seeds: the intervals over seeds carry training and probe noise only, not the sampling of the ${nTest} test images (one image = ${f1(100 / Math.max(1, nTest))} points; see the item bootstrap per seed)`,
+    'a miniature tests the direction of the paper’s claims, not its absolute numbers (32-px synthetic domains, a 4-block source, hundreds of steps instead of 200 epochs on 363k images)',
+  ];
+  if (s.scale === 'ci') caveats.unshift('**ci scale: mechanics only** — a few steps barely move a prediction, many differences are exactly 0 and the verdicts mean nothing');
+  out.push('', '**Caveats:** ' + caveats.join('; ') + '.');
+  return out.join('\n');
 }

@@ -8,8 +8,8 @@ import { MaeMiniConfig, DinoMiniConfig, standardMethods } from './miniature';
 import { MINIATURE_EVAL } from './miniature-eval';
 import { assetFile } from './model';
 
-/** The committed DINOv2-style source of the smoke miniature (tools/make-source-dino.ts, SOURCE_DINO_SPEC). */
-export const SOURCE_DINO_ASSET = 'source-dino-d96x6-p8-32px-30ep-seed0';
+/** The committed DINOv2-style source of the smoke miniature (tools/make-source-dino.ts, SOURCE_DINO_SPEC: d64×4, 600 steps). */
+export const SOURCE_DINO_ASSET = 'source-dino-d64x4-p8-32px-8ep-seed0';
 /** The committed ci-scale DINOv2-style source (2 blocks × 32 wide, 2 epochs: mechanics only). */
 export const SOURCE_DINO_CI_ASSET = 'source-dino-d32x2-p8-32px-2ep-seed0';
 
@@ -32,16 +32,16 @@ export const DINO_MINI: DinoMiniConfig = {
   objective: 'dino',
   data: { embedded: { seed: 0, size: 32, satellitePerClass: 100, satelliteRender: { composite: 'rgb', nuisance: 1 } }, pretrainImages: 0, evalImages: { train: 0, val: 0, test: 0 }, perSeed: false },
   source: { checkpoint: assetFile(SOURCE_DINO_ASSET) },
-  model: { preset: 'vit_small_patch14_dinov2', overrides: { imgSize: 32, patchSize: 8, embedDim: 96, depth: 6, numHeads: 3, posEmbedGrid: null, layerScale: 0.1 } },
+  model: { preset: 'vit_small_patch14_dinov2', overrides: { imgSize: 32, patchSize: 8, embedDim: 64, depth: 4, numHeads: 2, posEmbedGrid: null, layerScale: 1 } },
   ssl: {
-    head: { hiddenDim: 256, bottleneckDim: 64, outDim: 512 },
+    head: { hiddenDim: 256, bottleneckDim: 64, outDim: 128 },
     nLocalCrops: 2,
     globalCropSize: 32,
     localCropSize: 16,
     targets: 'sinkhorn_knopp',
     teacherTemp: { warmup: 0.04, final: 0.07, warmupSteps: 30 },
   },
-  pretrain: { steps: 150, batch: 32, baseLr: 4e-3, warmupSteps: 15, freezeLastLayerSteps: 15, momentumTeacher: 0.992, dropPathRate: 0.1, weightDecay: 0.04, weightDecayEnd: 0.4 },
+  pretrain: { steps: 96, batch: 32, baseLr: 4e-3, warmupSteps: 10, freezeLastLayerSteps: 10, momentumTeacher: 0.992, dropPathRate: 0.1, weightDecay: 0.04, weightDecayEnd: 0.4 },
   scratch: { baseLr: 4e-3 },
   methods: standardMethods(8),
   evalAt: [],

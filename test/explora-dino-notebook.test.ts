@@ -2,7 +2,8 @@ import { strict as assert } from 'assert';
 import { mkdtempSync, rmSync, writeFileSync } from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { dinoNotebookSettings, dinoSourceRows, dinoPaperRecipe, dinoFig3, dinoLinearProbeTable, recordRow } from '../recipes/explora-dino-notebook';
+import { dinoNotebookSettings, dinoSourceRows, dinoPaperRecipe, dinoFig3, dinoLinearProbeTable, recordRow, dinoFindings } from '../recipes/explora-dino-notebook';
+import { miniatureClaims, EvalLine } from '../recipes/miniature-claims';
 import { MiniRecord } from '../recipes/miniature';
 
 /** A record with `k` of `n` test images right (the first k). */
@@ -26,7 +27,7 @@ describe('notebook 03 helpers (recipes/explora-dino-notebook.ts)', () => {
     assert.equal(rows.steps, 50);
     const smoke = dinoNotebookSettings('smoke');
     assert.deepEqual(smoke.config.methods.map((m) => m.name), ['source', 'explora', 'unfreeze', 'scratch', 'explora-[1,L-1,L]']);
-    assert.deepEqual(smoke.config.evalAt, [50, 100]);
+    assert.deepEqual(smoke.config.evalAt, [32, 64]);
   });
   it('a missing source or paper file is an error that names the file and the tool', () => {
     const s = dinoNotebookSettings('smoke');
@@ -59,5 +60,18 @@ describe('notebook 03 helpers (recipes/explora-dino-notebook.ts)', () => {
     assert.equal(t.find((r) => r.method === 'explora')!['paper LP (ViT-L, fMoW-RGB)'], 77.48);
     assert.equal(t.find((r) => r.method === 'explora')!['LP per seed'], '64.0 66.0 68.0');
     assert.deepEqual(recordRow(recs[2]), { method: 'explora', seed: 0, step: 4, 'LP %': 64, 'kNN %': 64, 'ridge %': 64, 'train CPU s': 4 });
+  });
+
+  it('findings: written from the run (means with intervals, each claim with its interval and verdict, Fig. 3 steps, caveats of the scale)', () => {
+    const recs = [0, 1, 2].flatMap((s) => [rec('source', s, 0, 30), rec('explora', s, 2, 31 + s), rec('explora', s, 4, 33 + s), rec('unfreeze', s, 4, 31), { ...rec('scratch', s, 4, 10), recipe: 'scratch' }]);
+    const { claims } = miniatureClaims(recs as unknown as EvalLine[], { scale: 'test' });
+    const md = dinoFindings(recs, claims, dinoNotebookSettings('smoke'));
+    assert.match(md, /explora 68\.0 \[\d+\.\d, \d+\.\d\]/, 'ExPLoRA mean LP (33, 34, 35 of 50) with its t interval');
+    assert.match(md, /source 60\.0 \[60\.0, 60\.0\]/);
+    assert.match(md, /\| ExPLoRA ≫ pre-training from scratch \(by > 10 points\) \| 48\.0 \[.*\| 23\.2 \| \*\*reproduced\*\* \|/);
+    assert.match(md, /ExPLoRA's mean LP by pre-training step: source 60\.0 \[60\.0, 60\.0\] at 0, 64\.0 \[.*\] at 2, 68\.0 \[.*\] at 4/);
+    assert.match(md, /one dataset for all seeds: .* 50 test images \(one image = 2\.0 points/);
+    assert.doesNotMatch(md, /ci scale/);
+    assert.match(dinoFindings(recs, claims, dinoNotebookSettings('ci')), /ci scale: mechanics only/);
   });
 });
