@@ -16,6 +16,7 @@ export * from './miniature';
 export * from './miniature-eval';
 export * from './miniature-presets';
 export * from './miniature-claims';
+export * from './miniature-notebook';
 export * from './supervised';
 export * from './source-vit';
 export { RecipeError } from './schema';
