@@ -127,7 +127,7 @@ describe('notebooks through the real tslab kernel', function () {
       assert.match(c.row, /^M-ExPLoRA miniature: /);
     }
     assert.equal(claims.find((c) => /from scratch/.test(c.claim))!.ours.perSeed.length, 1);
-    assert.match(text, /This execution \(ci: M-ExPLoRA miniature/);
+    assert.match(JSON.stringify(cells), /This execution\*\* \(ci: M-ExPLoRA miniature/, 'the claims restated as markdown');
     assert.ok(existsSync(path.join(tmp, 'out', '01-explora-mae', 'claims.jsonl')), 'claims recorded for the scoreboard');
   });
 
