@@ -12,6 +12,7 @@ export * from './explora-mae';
 export * from './explora-dino';
 export * from './explora-dino-ablation';
 export * from './explora-dino-notebook';
+export * from './explora-mae-notebook';
 export * from './miniature';
 export * from './miniature-eval';
 export * from './miniature-presets';

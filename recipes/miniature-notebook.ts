@@ -15,7 +15,7 @@ import { MiniRecord } from './miniature';
 import { miniatureClaims, summaryRows, EvalLine } from './miniature-claims';
 
 /** The paper's fMoW-RGB linear-probe top-1 (ViT-L; D-ExPLoRA rows of the ablation, Table 1) per miniature method name. */
-export const PAPER_LP_BY_METHOD: Readonly<Record<string, number | string>> = { source: 69.0, explora: 77.48, unfreeze: 74.83, scratch: 54.29, 'explora-[1,L-1,L]': 78.04, lora: '-' };
+const PAPER_LP_BY_METHOD: Readonly<Record<string, number | string>> = { source: 69.0, explora: 77.48, unfreeze: 74.83, scratch: 54.29, 'explora-[1,L-1,L]': 78.04, lora: '-' };
 
 /**
  * Paper LP beside ours (mean and 95 % t interval over seeds, per-seed values, kNN, ridge, costs) per method;
