@@ -46,17 +46,6 @@ export interface ExploraComparison {
   scratch: Recipe;
 }
 
-export const EXPLORA_METHODS = ['source', 'scratch', 'unfreeze', 'lora', 'explora'] as const;
-export type ExploraMethod = (typeof EXPLORA_METHODS)[number];
-
-export const EXPLORA_METHOD_LABEL: Record<ExploraMethod, string> = {
-  source: 'source model, frozen',
-  scratch: 'from scratch (same budget)',
-  unfreeze: 'unfreeze-only',
-  lora: 'LoRA-only',
-  explora: 'ExPLoRA',
-};
-
 /**
  * Derive the comparison from an M-ExPLoRA recipe: only the adapters change for the ablations (same decoder side,
  * data, steps, optimiser, schedule, evaluation; evaluated after the last step); the scratch run starts from a fresh
@@ -156,63 +145,6 @@ export function exploraCountRows(c: ExploraComparison, paper: VitPresetName = 'm
   };
 }
 
-/** One row of our results per method. */
-export interface ExploraResultRow {
-  method: string;
-  recipe: string;
-  trainable: number;
-  '% encoder': number;
-  steps: number;
-  'loss (last 10)': number;
-  probeVal: number;
-  probeTest: number;
-  probeBest: string;
-  knn: number;
-}
-
-/** The comparison's results (last evaluation of each run; the frozen source at step 0). */
-export function exploraResults(runs: Record<ExploraMethod, RunResult>): ExploraResultRow[] {
-  return EXPLORA_METHODS.map((m) => {
-    const r = runs[m];
-    const e = r.evals[r.evals.length - 1];
-    const tail = r.steps.slice(-10);
-    const a = r.recipe.adapters;
-    return {
-      method: EXPLORA_METHOD_LABEL[m],
-      recipe: a.kind === 'explora' ? formatExploraNotation(exploraRecipe(a.notation, a.overrides as Partial<ExploraRecipe>)) : a.kind === 'full' ? 'full MAE' : '-',
-      trainable: m === 'source' ? 0 : (r.summary.trainableEncoder as number),
-      '% encoder': m === 'source' ? 0 : (r.summary.pctEncoder as number),
-      steps: r.steps.length,
-      'loss (last 10)': tail.length ? tail.reduce((s, x) => s + x.loss, 0) / tail.length : NaN,
-      probeVal: e.probeVal as number,
-      probeTest: e.probeTest as number,
-      probeBest: String(e.probeBest),
-      knn: e.knn as number,
-    };
-  });
-}
-
-/** Fig. 3 in miniature (probe accuracy vs pre-training iterations) and the pre-training loss curves. */
-export function exploraFigures(runs: Record<ExploraMethod, RunResult>): { fig3: PlotlyFigure; loss: PlotlyFigure } {
-  const total = runs.explora.recipe.steps ?? runs.explora.steps.length;
-  const last = (m: ExploraMethod): number => runs[m].evals[runs[m].evals.length - 1].probeTest as number;
-  const curve = (m: 'explora' | 'scratch', k: 'probeTest' | 'knn', name: string) => ({
-    name, x: runs[m].evals.map((e) => e.step), y: runs[m].evals.map((e) => e[k] as number), mode: 'lines+markers' as const,
-  });
-  const fig3 = lineFigure([
-    curve('explora', 'probeTest', 'ExPLoRA (probe)'),
-    curve('scratch', 'probeTest', 'from scratch (probe)'),
-    curve('explora', 'knn', 'ExPLoRA (kNN)'),
-    curve('scratch', 'knn', 'from scratch (kNN)'),
-    { name: 'unfreeze-only (probe)', x: [runs.unfreeze.steps.length || total], y: [last('unfreeze')], mode: 'markers' },
-    { name: 'LoRA-only (probe)', x: [runs.lora.steps.length || total], y: [last('lora')], mode: 'markers' },
-  ], { title: 'Fig. 3 miniature: test top-1 vs pre-training iterations', xTitle: 'pre-training iteration', yTitle: 'test top-1' });
-  const loss = lineFigure((['explora', 'unfreeze', 'lora', 'scratch'] as const).map((m) => ({ name: runs[m].name, x: runs[m].steps.map((s) => s.step), y: runs[m].steps.map((s) => s.loss) })), {
-    title: 'extended pre-training loss (norm-pix MSE on masked patches)', xTitle: 'step', yTitle: 'loss',
-  });
-  return { fig3, loss };
-}
-
 /** The paper's fMoW-RGB linear-probing table (ExPLoRA project page, Table 1). */
 export const EXPLORA_PAPER_LINEAR_PROBE = [
   { method: 'SatMAE', backbone: 'ViT-L', 'pre-train params': '303M', 'LP top-1': 65.94 },
@@ -222,60 +154,6 @@ export const EXPLORA_PAPER_LINEAR_PROBE = [
   { method: 'ExPLoRA', backbone: 'ViT-B', 'pre-train params': '9M', 'LP top-1': 75.11 },
   { method: 'ExPLoRA', backbone: 'ViT-L', 'pre-train params': '18M', 'LP top-1': 77.48 },
 ] as const;
-
-/** The paper's ablation (linear probe, fMoW-RGB, D-ExPLoRA ViT-L/14), each row with the method of ours it matches. */
-export const EXPLORA_PAPER_ABLATION = [
-  { configuration: 'source model, frozen (paper: DinoV2 baseline)', 'paper params': '-', 'paper GPU-h': '-', 'paper LP top-1': 69.0, ours: 'source' },
-  { configuration: 'full pre-training from scratch', 'paper params': '303.3M', 'paper GPU-h': '1200', 'paper LP top-1': 54.29, ours: 'scratch' },
-  { configuration: 'unfreeze [L], no LoRA', 'paper params': '12.7M', 'paper GPU-h': '90', 'paper LP top-1': 74.83, ours: 'unfreeze' },
-  { configuration: 'LoRA only, no unfrozen block', 'paper params': '-', 'paper GPU-h': '-', 'paper LP top-1': NaN, ours: 'lora' },
-  { configuration: 'unfreeze [L] + LoRA Q,V (ExPLoRA)', 'paper params': '18.7M', 'paper GPU-h': '100', 'paper LP top-1': 77.48, ours: 'explora' },
-  { configuration: 'unfreeze [1,L-1,L] + LoRA', 'paper params': '43.4M', 'paper GPU-h': '180', 'paper LP top-1': 78.04, ours: null },
-] as const;
-
-/** The ablation table with our numbers beside the paper's (test top-1 in %). */
-export function exploraAblationRows(results: readonly ExploraResultRow[]): Array<Record<string, unknown>> {
-  const byMethod = new Map(EXPLORA_METHODS.map((m) => [m, results.find((r) => r.method === EXPLORA_METHOD_LABEL[m])]));
-  return EXPLORA_PAPER_ABLATION.map(({ ours, ...row }) => {
-    const o = ours ? byMethod.get(ours) : undefined;
-    return {
-      ...row,
-      'ours params': o ? o.trainable : NaN,
-      'ours % enc': o ? +o['% encoder'].toFixed(2) : NaN,
-      'ours LP top-1': o ? +(100 * o.probeTest).toFixed(1) : NaN,
-      'ours kNN top-1': o ? +(100 * o.knn).toFixed(1) : NaN,
-    };
-  });
-}
-
-/**
- * What this execution's numbers say, with the noise of the test set: each comparison as Δ of linear-probe test top-1
- * with ±2 binomial standard errors and a verdict, the paper's ordering against ours.
- */
-export function exploraVerdicts(results: readonly ExploraResultRow[], o: { nTest: number; scale: string; steps: number; depth: number }): string {
-  const ours = (m: ExploraMethod): ExploraResultRow => results.find((r) => r.method === EXPLORA_METHOD_LABEL[m])!;
-  const se = (p: number): number => Math.sqrt((p * (1 - p)) / o.nTest);
-  const cmp = (a: ExploraMethod, b: ExploraMethod): string => {
-    const d = ours(a).probeTest - ours(b).probeTest;
-    const s = Math.sqrt(se(ours(a).probeTest) ** 2 + se(ours(b).probeTest) ** 2);
-    const verdict = Math.abs(d) < 2 * s ? 'within noise (|Δ| < 2 s.e.)' : d > 0 ? 'higher' : 'lower';
-    return `- ${EXPLORA_METHOD_LABEL[a]} vs ${EXPLORA_METHOD_LABEL[b]}: ${d >= 0 ? '+' : ''}${(100 * d).toFixed(1)} points of linear-probe test top-1 (±${(200 * s).toFixed(1)} at 2 s.e.): **${verdict}**`;
-  };
-  const paperOrder: ExploraMethod[] = ['scratch', 'source', 'unfreeze', 'explora'];
-  const ourOrder = [...paperOrder].sort((a, b) => ours(a).probeTest - ours(b).probeTest);
-  const names = (xs: ExploraMethod[]): string => xs.map((m) => EXPLORA_METHOD_LABEL[m]).join(' < ');
-  return [
-    `**This execution** (scale \`${o.scale}\`, ${o.steps} extended pre-training steps, ${o.nTest} test images, one seed):`,
-    cmp('explora', 'source'),
-    cmp('explora', 'scratch'),
-    cmp('explora', 'unfreeze'),
-    cmp('explora', 'lora'),
-    cmp('unfreeze', 'source'),
-    `- paper's linear-probe ordering (ViT-L, fMoW-RGB): ${names(paperOrder)}; ours (ascending): ${names(ourOrder)}` +
-      (ourOrder.join() === paperOrder.join() ? ' — **the same order**' : ' — **a different order**'),
-    `- ExPLoRA trains ${ours('explora')['% encoder'].toFixed(1)} % of our encoder (paper: 6.2 % of ViT-L/16): with ${o.depth} blocks, one unfrozen block is 1/${o.depth} of the model.`,
-  ].join('\n');
-}
 
 /** The MAE of an M-ExPLoRA session with every adapter merged (encoder and decoder): what ExPLoRA hands on. */
 export function mergedMae(s: RecipeSession): Mae {
@@ -380,25 +258,6 @@ export async function domainShiftImages(c: ExploraComparison, n = 10): Promise<t
   const out = tf.concat([a, b]) as tf.Tensor4D;
   tf.dispose([a, b]);
   return out;
-}
-
-/** The scale of our comparison against the paper's, as key / value rows. */
-export function exploraScaleRows(c: ExploraComparison, o: { source: SourceModel; pretrainImages: number; naturalImages: number; nTest: number; steps: number }): Record<string, string> {
-  const m = c.explora.model;
-  if (m.kind !== 'mae') throw new Error('exploraScaleRows: an MAE comparison');
-  const e = vitConfig(m.preset, m.encoder);
-  const ev = c.explora.eval as Extract<Recipe['eval'], { kind: 'probe' }>;
-  const side = typeof e.imgSize === 'number' ? e.imgSize : e.imgSize[0];
-  const encoderTotal = [...vitShapes(m.preset, m.encoder).values()].reduce((n, v) => n + v.shape.reduce((x, y) => x * y, 1), 0);
-  return {
-    'paper model': 'ViT-L/16 MAE (D-ExPLoRA rows: ViT-L/14 DINOv2), 303.3M encoder parameters, 224 px, 196 patches',
-    'our model': `ViT patch ${e.patchSize} at ${side} px (${(side / e.patchSize) ** 2} patches), D ${e.embedDim}, ${e.depth} blocks, ${encoderTotal.toLocaleString('en')} encoder parameters`,
-    'paper pre-training': 'source: ImageNet-1k MAE (800 ep.); ExPLoRA: fMoW-RGB 363k images, effective batch 1024, ~100 GPU-h',
-    'our pre-training': `source: ${String(o.source.info.steps)} steps on ${o.naturalImages} synthetic natural images; ExPLoRA: ${o.steps} steps of batch ${c.explora.batch} on ${o.pretrainImages} synthetic satellite images`,
-    'paper evaluation': 'fMoW-RGB 62 classes, linear probe 10 × 1500 iterations at batch 256',
-    'our evaluation': `10 synthetic classes, probe on the target train / val / test splits (${o.nTest} test images; ${ev.probe.epochs} × ${ev.probe.itersPerEpoch} iterations at batch ${ev.probe.batchSize}); one seed`,
-    data: 'procedural 32-px scenes (data-loaders/README.md): no claim about real imagery transfers',
-  };
 }
 
 /** The MAE of a session (for reconstructions). */

@@ -7,14 +7,11 @@
  */
 import { existsSync } from 'fs';
 import * as path from 'path';
-import { tInterval } from '../lib/report/stats';
-import { ClaimRecord, claimRows, writeClaims } from '../lib/report/claims';
-import { recordClaims } from '../lib/report/notebook-claims';
-import { PlotlyFigure, lineFigure } from '../lib/report/plot';
+import { PlotlyFigure } from '../lib/report/plot';
 import { runsRoot } from '../lib/report/runs';
 import { DinoMiniConfig, MiniMethod, MiniRecord, runMiniature, readSafetensorsMeta } from './miniature';
 import { DINO_MINI, DINO_MINI_CI, SOURCE_DINO_ASSET, SOURCE_DINO_CI_ASSET } from './miniature-presets';
-import { miniatureClaims, summaryRows, EvalLine } from './miniature-claims';
+import { miniFig3, miniLinearProbeTable, miniNotebookClaims } from './miniature-notebook';
 import { Recipe, recipe } from './recipe';
 import { RECIPES } from './presets';
 
@@ -64,63 +61,22 @@ export function recordRow(r: MiniRecord): Record<string, string | number> {
   return { method: r.method, seed: r.seed, step: r.step, 'LP %': +(100 * r.probeTest).toFixed(1), 'kNN %': +(100 * r.knn).toFixed(1), 'ridge %': +(100 * r.ridgeTest).toFixed(1), 'train CPU s': Math.round(r.trainCpu) };
 }
 
-/** Paper LP beside ours (mean and 95 % t interval over seeds) per method. */
+/** Paper LP beside ours (mean and 95 % t interval over seeds) per method (`miniLinearProbeTable`, recipes/miniature-notebook.ts). */
 export function dinoLinearProbeTable(records: readonly MiniRecord[]): Array<Record<string, string | number>> {
-  const paper: Record<string, number | string> = { source: 69.0, explora: 77.48, unfreeze: 74.83, scratch: 54.29, 'explora-[1,L-1,L]': 78.04, lora: '-' };
-  return summaryRows(records as unknown as EvalLine[]).map((r) => ({ method: r.method, recipe: r.recipe, 'paper LP (ViT-L, fMoW-RGB)': paper[String(r.method)] ?? '-', ...r }));
+  return miniLinearProbeTable(records);
 }
 
-/**
- * Fig. 3: linear-probe test top-1 against pre-training iterations, mean over seeds (the band is the 95 % t interval,
- * drawn as dotted lines), one curve per method with more than one point; the source as a flat line.
- */
+/** Fig. 3 of the D-ExPLoRA miniature (`miniFig3`, recipes/miniature-notebook.ts). */
 export function dinoFig3(input: readonly MiniRecord[]): PlotlyFigure {
-  // Every method that continues from the source starts at iteration 0 from the source itself (LoRA B = 0, the same
-  // weights and probe seed: its step-0 evaluation is the source's, exactly), so the source's evaluations are used as
-  // its step 0 when it was not evaluated there; scratch starts from a fresh initialisation and is not extended.
-  const sources = input.filter((r) => r.method === 'source');
-  const records = [...input];
-  for (const m of new Set(input.filter((r) => r.method !== 'source' && r.recipe !== 'scratch').map((r) => r.method))) {
-    if (!input.some((r) => r.method === m && r.step === 0)) records.push(...sources.map((r) => ({ ...r, method: m })));
-  }
-  const methods = [...new Set(records.map((r) => r.method))];
-  const steps = [...new Set(records.map((r) => r.step))].sort((a, b) => a - b);
-  const series = [];
-  for (const m of methods) {
-    const xs: number[] = [];
-    const ys: number[] = [];
-    const lo: number[] = [];
-    const hi: number[] = [];
-    const stepsOf = m === 'source' ? [0, steps[steps.length - 1]] : steps;
-    for (const s of stepsOf) {
-      const v = records.filter((r) => r.method === m && (m === 'source' || r.step === s)).map((r) => 100 * r.probeTest);
-      if (!v.length) continue;
-      const iv = v.length >= 2 ? tInterval(v) : { mean: v[0], lo: v[0], hi: v[0] };
-      xs.push(s);
-      ys.push(iv.mean);
-      lo.push(iv.lo);
-      hi.push(iv.hi);
-    }
-    if (xs.length < 2) continue;
-    series.push({ name: m, x: xs, y: ys, mode: 'lines+markers' as const });
-    if (lo.some((x, i) => x !== hi[i])) {
-      series.push({ name: `${m} 95% lo`, x: xs, y: lo, mode: 'lines' as const }, { name: `${m} 95% hi`, x: xs, y: hi, mode: 'lines' as const });
-    }
-  }
-  const fig = lineFigure(series, { title: 'Fig. 3 (miniature): linear probe vs pre-training iterations', xTitle: 'pre-training iteration', yTitle: 'LP test top-1 (%)' });
-  for (const d of fig.data as Array<Record<string, unknown>>) if (/95% (lo|hi)$/.test(String(d.name))) Object.assign(d, { line: { dash: 'dot', width: 1 }, showlegend: false });
-  return fig;
+  return miniFig3(input);
 }
 
 /**
- * The claims of the run (paired over seeds; verdicts only from intervals), written as JSON lines to
- * `<outDir>/claims.jsonl` (replacing that file), with their table rows and the per-seed item-bootstrap rows.
+ * The claims of the run (`miniNotebookClaims`, recipes/miniature-notebook.ts): paired over seeds, verdicts only from
+ * intervals, written to `<outDir>/claims.jsonl` (replacing that file) and recorded for the scoreboard.
  */
-export function dinoNotebookClaims(records: readonly MiniRecord[], s: DinoNotebookSettings, outDir: string = s.outDir): { claims: ClaimRecord[]; rows: ReturnType<typeof claimRows>; items: Array<Record<string, string | number>>; file: string } {
-  const { claims, items } = miniatureClaims(records as unknown as EvalLine[], { scale: s.describe, source: `notebooks/03-explora-dino.ipynb (${s.scale})` });
-  writeClaims(path.join(outDir, 'claims.jsonl'), claims, { replace: true }); // beside the run's records
-  const file = recordClaims('03-explora-dino', claims).file; // where the scoreboard gathers them
-  return { claims, rows: claimRows(claims), items, file };
+export function dinoNotebookClaims(records: readonly MiniRecord[], s: DinoNotebookSettings, outDir: string = s.outDir): ReturnType<typeof miniNotebookClaims> {
+  return miniNotebookClaims(records, { notebook: '03-explora-dino', scale: s.scale, describe: s.describe, outDir });
 }
 
 /**

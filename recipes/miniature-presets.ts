@@ -61,3 +61,27 @@ export const DINO_MINI_CI: DinoMiniConfig = {
   evalAt: [],
   eval: { probe: { ...MINIATURE_EVAL.probe, epochs: 2, itersPerEpoch: 5, batchSize: 64 }, knn: MINIATURE_EVAL.knn },
 };
+
+/**
+ * Notebook 01's smoke miniature (branch `nb01`, LOG.md): `MAE_MINI` on a real colour shift — the target rendered as the
+ * NIR false-colour composite (B8, B4, B3), which the natural-domain source never saw — with 5× the satellite images
+ * (500 per class: 3,000 unlabelled pre-training images) and larger evaluation sets (probe 1,000 / 300 / 1,000: one
+ * test image = 0.1 point).
+ */
+export const MAE_MINI_SMOKE: MaeMiniConfig = {
+  ...MAE_MINI,
+  data: { ...MAE_MINI.data, embedded: { seed: 0, size: 32, satellitePerClass: 500, satelliteRender: { composite: 'nir-false-color', nuisance: 1 } }, evalImages: { train: 1000, val: 300, test: 1000 } },
+  methods: standardMethods(8).filter((m) => m.name !== 'lora'),
+};
+
+/**
+ * `ci` scale of notebook 01: the same source, 4 steps of batch 16 on 64 images, probe 100 / 50 / 50 images of the
+ * default (true-colour, 100 per class) satellite set the other notebooks already generate (mechanics only).
+ */
+export const MAE_MINI_CI: MaeMiniConfig = {
+  ...MAE_MINI_SMOKE,
+  data: { ...MAE_MINI.data, pretrainImages: 64, evalImages: { train: 100, val: 50, test: 50 } },
+  pretrain: { ...MAE_MINI.pretrain, steps: 4, batch: 16, warmupSteps: 1 },
+  scratch: { ...MAE_MINI.scratch, warmupSteps: 1 },
+  eval: { probe: { ...MINIATURE_EVAL.probe, epochs: 2, itersPerEpoch: 5, batchSize: 64 }, knn: MINIATURE_EVAL.knn },
+};

@@ -35,7 +35,8 @@ import { EvalSets, FrozenEval, FrozenEvalConfig, MINIATURE_EVAL, decodeSplit, di
 /** A method of the comparison: the source frozen, an ExPLoRA-style recipe from the source, or pre-training from scratch. */
 export type MiniMethod =
   | { name: string; kind: 'source' }
-  | { name: string; kind: 'recipe'; unfrozen: ExploraRecipe['unfrozen']; rank: number | null }
+  /** `alpha`: LoRA scale numerator (update = α/r·BA; default 1, the paper's — ExPLoRA's LoRA uses α = 1). */
+  | { name: string; kind: 'recipe'; unfrozen: ExploraRecipe['unfrozen']; rank: number | null; alpha?: number }
   | { name: string; kind: 'scratch' }
   /** every parameter of the source trains (full continued pre-training). */
   | { name: string; kind: 'full' };
@@ -254,7 +255,7 @@ export async function runMaeMethod(c: MaeMiniConfig, source: Mae, data: MiniData
   } else {
     mae = copyMae(c, source);
     if (method.kind === 'full') throw new Error(`runMaeMethod(${method.name}): 'full' continued pre-training is implemented for the DINO miniature only`);
-    const r = exploraRecipe({ family: 'M', unfrozen: [...method.unfrozen], rank: method.rank }, { decoderRank: P.decoderRank });
+    const r = exploraRecipe({ family: 'M', unfrozen: [...method.unfrozen], rank: method.rank }, { decoderRank: P.decoderRank, ...(method.alpha === undefined ? {} : { alpha: method.alpha }) });
     const run = setupExploraMae(mae, r, { seed, train: { blr: P.blr, effectiveBatch: P.batch, epochs: P.steps / ipe, warmupEpochs: Math.min(P.warmupSteps, P.steps) / ipe } });
     params = run.trainable;
     optimizer = run.optimizer;
@@ -387,7 +388,7 @@ export async function runDinoMethod(c: DinoMiniConfig, source: Vit, data: MiniDa
     run = createExploraDino(cfg, { seed });
     recipe = 'scratch';
   } else {
-    const r = method.kind === 'full' ? fullDino(depth) : exploraRecipe({ family: 'D', unfrozen: [...method.unfrozen], rank: method.rank });
+    const r = method.kind === 'full' ? fullDino(depth) : exploraRecipe({ family: 'D', unfrozen: [...method.unfrozen], rank: method.rank }, method.alpha === undefined ? {} : { alpha: method.alpha });
     const cfg = dinoMiniRunConfig(c, r, ipe);
     copy = createVit(c.model.preset, c.model.overrides, { skipInit: true });
     const src = flattenTree(source.params);
@@ -446,13 +447,20 @@ export function readSafetensorsMeta(file: string): Record<string, unknown> {
 
 /**
  * Run every method of a config for every seed (the source loaded once; datasets once, or per seed with
- * `data.perSeed`), calling `onRecord` for each evaluation. Returns all records. `onData` reports each dataset opening.
+ * `data.perSeed`), calling `onRecord` for each evaluation. Returns all records. `onData` reports each dataset opening;
+ * `seedsOf` restricts a method to some seeds.
  */
 export async function runMiniature(
   cfg: MiniConfig,
   seeds: readonly number[],
-  o: { onRecord?: (r: MiniRecord) => void | Promise<void>; onData?: (d: MiniDatasets, seed: number, cpu: number) => void } = {},
+  o: {
+    onRecord?: (r: MiniRecord) => void | Promise<void>;
+    onData?: (d: MiniDatasets, seed: number, cpu: number) => void;
+    /** Methods run only on some of the seeds (e.g. `{scratch: [0]}` when its gap is far larger than the seed noise). */
+    seedsOf?: Readonly<Record<string, readonly number[]>>;
+  } = {},
 ): Promise<MiniRecord[]> {
+  const methodsFor = (seed: number): MiniMethod[] => cfg.methods.filter((m) => !o.seedsOf?.[m.name] || o.seedsOf[m.name].includes(seed));
   const records: MiniRecord[] = [];
   const emit = async (r: MiniRecord): Promise<void> => {
     records.push(r);
@@ -474,7 +482,7 @@ export async function runMiniature(
       try {
         for (const seed of seeds) {
           const d = await dataFor(seed);
-          for (const m of cfg.methods) await runMaeMethod(cfg, source, d, m, seed, emit);
+          for (const m of methodsFor(seed)) await runMaeMethod(cfg, source, d, m, seed, emit);
         }
       } finally {
         disposeMae(source);
@@ -484,7 +492,7 @@ export async function runMiniature(
       try {
         for (const seed of seeds) {
           const d = await dataFor(seed);
-          for (const m of cfg.methods) await runDinoMethod(cfg, source, d, m, seed, emit);
+          for (const m of methodsFor(seed)) await runDinoMethod(cfg, source, d, m, seed, emit);
         }
       } finally {
         disposeVit(source);

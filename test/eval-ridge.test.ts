@@ -57,4 +57,28 @@ describe('eval/ridge-probe', () => {
     assert.equal(tf.memory().numTensors, n0, 'errors leak nothing');
     [tr, va].forEach(disposeFeatures);
   });
+
+  it('near-collinear features: a grid entry whose system is not positive definite is skipped, not fatal; none left = error naming the entries', () => {
+    // 40 samples, 8 columns that are the same feature up to float32 noise (a collapsed encoder): with λ = 1e-30 the
+    // Gram matrix + λ·N is singular to working precision; λ = 1 regularises it.
+    const N = 40;
+    const D = 8;
+    const x = new Float32Array(N * D);
+    const y = new Int32Array(N);
+    for (let i = 0; i < N; i++) {
+      y[i] = i % 2;
+      for (let j = 0; j < D; j++) x[i * D + j] = (y[i] ? 1 : -1) * (1 + 0.01 * Math.sin(i)) + 1e-7 * Math.cos(i * j);
+    }
+    const tr = featureCache(x, new Float32Array(N * D), y, 1, D);
+    const va = featureCache(x.slice(), new Float32Array(N * D), y.slice(), 1, D);
+    const n0 = tf.memory().numTensors;
+    const run = ridgeProbe(tr, va, { nLastBlocks: [1], avgpool: [false], lambdas: [1e-30, 1] });
+    assert.deepEqual(run.skipped, ['n1_cls_lambda1e-30']);
+    assert.deepEqual(run.results.map((r) => r.name), ['n1_cls_lambda1']);
+    assert.equal(run.best.valAcc, 1);
+    run.dispose();
+    assert.throws(() => ridgeProbe(tr, va, { nLastBlocks: [1], avgpool: [false], lambdas: [1e-30] }), /no grid entry could be solved .*n1_cls_lambda1e-30.*use larger lambdas/);
+    assert.equal(tf.memory().numTensors, n0, 'nothing left, also after the error');
+    [tr, va].forEach(disposeFeatures);
+  });
 });

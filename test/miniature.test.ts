@@ -141,6 +141,7 @@ describe('ExPLoRA miniature (micro models)', function () {
   it('command-line helpers: methods and --set paths', () => {
     assert.deepEqual(parseMethod('u2:[L-1,L]:', 8), { name: 'u2', kind: 'recipe', unfrozen: ['L-1', 'L'], rank: null });
     assert.deepEqual(parseMethod('r16:[L]:16', 8), { name: 'r16', kind: 'recipe', unfrozen: ['L'], rank: 16 });
+    assert.deepEqual(parseMethod('a8:[L]:8:8', 8), { name: 'a8', kind: 'recipe', unfrozen: ['L'], rank: 8, alpha: 8 });
     assert.deepEqual(parseMethod('b1:[1,L]:4', 8), { name: 'b1', kind: 'recipe', unfrozen: [1, 'L'], rank: 4 });
     assert.equal(parseMethod('explora', 4).name, 'explora');
     assert.throws(() => parseMethod('x:[L]', 8), /expected one of/);

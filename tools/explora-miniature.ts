@@ -10,7 +10,7 @@
  *
  * `--set path=value` overrides one field of the preset (value parsed as JSON, else taken as a string); the presets are
  * MINI_PRESETS below. Methods: source, explora, unfreeze, lora, scratch, full (DINO only), or `name:[blocks]:rank`
- * (e.g. `u2:[L-1,L]:` for two unfrozen blocks without LoRA, `r16:[L]:16`).
+ * (e.g. `u2:[L-1,L]:` for two unfrozen blocks without LoRA, `r16:[L]:16`), optionally `:alpha` (`a8:[L]:8:8`: LoRA α = 8).
  */
 import { appendFileSync, mkdirSync } from 'fs';
 import * as os from 'os';
@@ -19,11 +19,11 @@ import { execFileSync } from 'child_process';
 import * as tf from '@tensorflow/tfjs';
 import { init, backendReport } from '../lib/backend';
 import { MiniDatasets, MiniConfig, MiniMethod, MiniRecord, standardMethods, runMiniature } from '../recipes/miniature';
-import { MAE_MINI, DINO_MINI } from '../recipes/miniature-presets';
+import { MAE_MINI, MAE_MINI_SMOKE, DINO_MINI } from '../recipes/miniature-presets';
 import { cpuSeconds } from '../recipes/miniature-eval';
 import { BlockRef } from '../lib/peft/explora';
 
-export const MINI_PRESETS: Record<string, MiniConfig> = { mae: MAE_MINI, dino: DINO_MINI };
+export const MINI_PRESETS: Record<string, MiniConfig> = { mae: MAE_MINI, 'mae-smoke': MAE_MINI_SMOKE, dino: DINO_MINI };
 
 /** Set `path` (dotted) in a deep copy of `obj` to `value`. */
 export function setPath<T>(obj: T, dotted: string, value: unknown): T {
@@ -46,10 +46,10 @@ export function parseMethod(s: string, rank: number): MiniMethod {
   const std = standardMethods(rank).find((m) => m.name === s);
   if (std) return std;
   if (s === 'full') return { name: 'full', kind: 'full' };
-  const m = /^([\w.-]+):\[([^\]]*)\]:(\d*)$/.exec(s);
-  if (!m) throw new Error(`method '${s}': expected one of source, explora, unfreeze, lora, scratch, full, or name:[blocks]:rank`);
+  const m = /^([\w.-]+):\[([^\]]*)\]:(\d*)(?::([\d.]+))?$/.exec(s);
+  if (!m) throw new Error(`method '${s}': expected one of source, explora, unfreeze, lora, scratch, full, or name:[blocks]:rank[:alpha]`);
   const unfrozen = m[2].trim() ? m[2].split(',').map((b) => (/^\d+$/.test(b.trim()) ? Number(b.trim()) : (b.trim() as BlockRef))) : [];
-  return { name: m[1], kind: 'recipe', unfrozen, rank: m[3] ? Number(m[3]) : null };
+  return { name: m[1], kind: 'recipe', unfrozen, rank: m[3] ? Number(m[3]) : null, ...(m[4] ? { alpha: Number(m[4]) } : {}) };
 }
 
 function gitCommit(): string | null {
@@ -67,7 +67,7 @@ async function main(): Promise<void> {
     return i >= 0 ? argv[i + 1] : undefined;
   };
   if (argv.includes('--help')) {
-    console.log('npx tsx tools/explora-miniature.ts --preset mae|dino [--seeds 0,1,2] [--methods a,b,...] [--set path=json ...] [--rank r] [--out file.jsonl] [--tag text]');
+    console.log('npx tsx tools/explora-miniature.ts --preset mae|mae-smoke|dino [--seeds 0,1,2] [--methods a,b,...] [--set path=json ...] [--rank r] [--out file.jsonl] [--tag text]');
     return;
   }
   const presetName = arg('preset') ?? 'mae';

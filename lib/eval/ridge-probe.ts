@@ -39,6 +39,8 @@ export interface RidgeResult {
 export interface RidgeProbeRun {
   config: RidgeProbeConfig;
   results: RidgeResult[];
+  /** Grid entries skipped: Gram + λ·N not numerically positive definite (near-collinear features, tiny λ). */
+  skipped: string[];
   best: RidgeResult;
   /** Class scores [N, K] of classifier `name` (default best) on a cache. */
   predict(c: FeatureCache, name?: string): tf.Tensor2D;
@@ -98,6 +100,8 @@ export function ridgeProbe(train: FeatureCache, val: FeatureCache, config: Parti
   const kinds: Array<{ key: string; nLast: number; avgpool: boolean; mean: tf.Tensor2D; invStd: tf.Tensor2D; F: number }> = [];
   const models = new Map<string, { kind: number; W: tf.Tensor2D; b: tf.Tensor1D }>();
   const results: RidgeResult[] = [];
+  /** Grid entries whose system was not numerically positive definite (skipped). */
+  const skipped: string[] = [];
   const disposeAll = (): void => {
     kinds.forEach((k) => tf.dispose([k.mean, k.invStd]));
     models.forEach((m) => tf.dispose([m.W, m.b]));
@@ -132,7 +136,17 @@ export function ridgeProbe(train: FeatureCache, val: FeatureCache, config: Parti
           for (const lam of cfg.lambdas) {
             const A = G.slice();
             for (let i = 0; i < F; i++) A[i * F + i] += lam * N;
-            const W = tf.tensor2d(Float32Array.from(choleskySolve(A, F, XtY, K)), [F, K]);
+            let sol: Float64Array;
+            try {
+              sol = choleskySolve(A, F, XtY, K);
+            } catch (e) {
+              // Near-collinear features (e.g. a collapsed encoder) with a tiny λ: the float32 Gram matrix plus λ·N is not
+              // numerically positive definite. That grid entry is skipped (a larger λ regularises it); none left = error.
+              if (!/not positive definite/.test((e as Error).message)) throw e;
+              skipped.push(`${key}_lambda${lam}`);
+              continue;
+            }
+            const W = tf.tensor2d(Float32Array.from(sol), [F, K]);
             const b = ybar.clone() as tf.Tensor1D;
             const name = `${key}_lambda${lam}`;
             models.set(name, { kind: kinds.length - 1, W, b });
@@ -147,6 +161,10 @@ export function ridgeProbe(train: FeatureCache, val: FeatureCache, config: Parti
     disposeAll();
     throw e;
   }
+  if (!results.length) {
+    disposeAll();
+    throw new Error(`ridgeProbe: no grid entry could be solved (Gram + λ·N not positive definite for ${skipped.join(', ')}): use larger lambdas`);
+  }
   const best = results.reduce((b, r) => (r.valAcc > b.valAcc ? r : b), results[0]);
   const get = (name: string): { kind: number; W: tf.Tensor2D; b: tf.Tensor1D } => {
     const m = models.get(name);
@@ -156,6 +174,7 @@ export function ridgeProbe(train: FeatureCache, val: FeatureCache, config: Parti
   return {
     config: cfg,
     results,
+    skipped,
     best,
     predict: (c, name = best.name) => {
       const m = get(name);
