@@ -9,6 +9,8 @@ import { existsSync } from 'fs';
 import * as path from 'path';
 import { PlotlyFigure } from '../lib/report/plot';
 import { runsRoot } from '../lib/report/runs';
+import { ClaimRecord } from '../lib/report/claims';
+import { tInterval } from '../lib/report/stats';
 import { DinoMiniConfig, MiniMethod, MiniRecord, runMiniature, readSafetensorsMeta } from './miniature';
 import { DINO_MINI, DINO_MINI_CI, SOURCE_DINO_ASSET, SOURCE_DINO_CI_ASSET } from './miniature-presets';
 import { miniFig3, miniLinearProbeTable, miniNotebookClaims } from './miniature-notebook';
