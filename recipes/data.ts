@@ -18,7 +18,7 @@ import { VTAB_SPLITS, VtabSplit, vtab1k } from '../data-loaders/formats/vtab';
 import { fmowRgb } from '../data-loaders/formats/fmow';
 import { fmowSentinel } from '../data-loaders/formats/fmow-sentinel';
 import { camelyon17Protocol, Camelyon17ProtocolDatasets, iwildcam } from '../data-loaders/formats/wilds';
-import { loadEmbeddedCameraTraps, loadEmbeddedPathology } from '../data-loaders/embedded-beyond';
+import { EmbeddedTemporalDatasets, loadEmbeddedCameraTraps, loadEmbeddedPathology, loadEmbeddedTemporal } from '../data-loaders/embedded-beyond';
 import type { Dinov2Objective } from '../lib/dino/dinov2';
 import { RecipeError } from './schema';
 import type { Recipe, SourceSpec, SplitRef, SplitSet, TransformSpec } from './recipe';
@@ -79,8 +79,22 @@ export function openSource(spec: SourceSpec): DataSource {
           },
         };
       }
+      if (spec.domain === 'sites-ms') {
+        // fMoW-Sentinel-like 13-band single dates of the embedded multi-date sites (data-loaders/embedded-beyond.ts)
+        const splits = ['train', 'val', 'test'];
+        const opts = { seed: spec.seed, size: spec.size, ...(spec.count ? { locationsPerClass: spec.count } : {}) };
+        let all: Promise<EmbeddedTemporalDatasets> | null = null;
+        return {
+          spec,
+          splits,
+          split: (name, at) => {
+            if (!splits.includes(name)) unknown(name, at, splits);
+            return once(name, async () => (await (all ??= loadEmbeddedTemporal(opts))).sentinel[name as 'train' | 'val' | 'test']);
+          },
+        };
+      }
       if (spec.count !== undefined && spec.count !== null) {
-        throw new RecipeError('recipe.data.source.count', `sizes the 'pathology' and 'camera-traps' domains only; '${spec.domain}' uses satellitePerClass / naturalPerClass`);
+        throw new RecipeError('recipe.data.source.count', `sizes the 'pathology', 'camera-traps' and 'sites-ms' domains only; '${spec.domain}' uses satellitePerClass / naturalPerClass`);
       }
       const splits = spec.domain === 'natural' ? ['train', 'val'] : ['train', 'val', 'test'];
       const opts = { seed: spec.seed, size: spec.size, satellitePerClass: spec.satellitePerClass, naturalPerClass: spec.naturalPerClass };

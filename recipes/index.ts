@@ -34,3 +34,4 @@ export * from './vtab';
 export * from './pyra-vtab';
 export * from './beyondrgb-smoke';
 export * from './beyondrgb-wilds';
+export * from './beyondrgb-multispectral';

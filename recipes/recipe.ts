@@ -172,7 +172,7 @@ export type SourceSpec =
        * and 'camera-traps' (iWildCam-WILDS layout, splits train / val / test / id_val / id_test) are the beyond-RGB
        * domains of data-loaders/embedded-beyond.ts at their default sizes.
        */
-      domain: 'satellite-rgb' | 'satellite-ms' | 'natural' | StructuredTask | 'pathology' | 'camera-traps';
+      domain: 'satellite-rgb' | 'satellite-ms' | 'natural' | StructuredTask | 'pathology' | 'camera-traps' | 'sites-ms';
       /** Generation options of `loadEmbedded` (seed 0, 32 px, 100 per class by default). */
       seed: number;
       size: number;
@@ -181,7 +181,9 @@ export type SourceSpec =
       /**
        * Size of a beyond-RGB domain (null = its default): 'pathology' → labelled and unlabelled patches per hospital
        * (default 120 each); 'camera-traps' → training bursts of 3 frames (default 200; each ID split count/5 +
-       * 1 bursts, each OOD split count/4 + 1 — the defaults are 30 and 40).
+       * 1 bursts, each OOD split count/4 + 1 — the defaults are 30 and 40); 'sites-ms' (fMoW-Sentinel-like 13-band
+       * single dates of the multi-date sites, splits train / val / test, fMoW label ids of 8 classes) → sites per class
+       * (default 20: 12 train / 4 val / 4 test locations).
        */
       count?: number | null;
     }
@@ -246,7 +248,35 @@ export type EvalSpec =
       saveEncoder: boolean;
       /** Also report the macro F1 of the selected probe on `test` (WILDS: over the classes present in the labels). */
       macroF1?: boolean;
-    };
+    }
+  /** LoRA fine-tuning of the downstream classifier of a SatMAE group model, per task (recipes/session-satmae.ts). */
+  | { kind: 'finetune'; at: EvalAt; tasks: FinetuneTaskSpec[] };
+
+/**
+ * One LoRA fine-tuning of a classifier built from the model at an evaluation step (recipes/session-satmae.ts): ExPLoRA's
+ * fine-tuning rule (LoRA on Q,V of every block + a new head, mean-pool into a frozen identity fc_norm, label smoothing,
+ * AdamW 0.9/0.999, wd 0), `steps` of `batch` at peak `lr` (linear warm-up, cosine to `minLr`), then top-1 on `test`.
+ * `source` null = the recipe's data source (EuroSAT transfer names its own).
+ */
+export interface FinetuneTaskSpec {
+  /** Metric prefix of the evaluation row: `<name>Test`, `<name>TrainLoss`. */
+  name: string;
+  source: SourceSpec | null;
+  train: SplitSet;
+  test: SplitSet;
+  numClasses: number;
+  rank: number;
+  alpha: number;
+  steps: number;
+  batch: number;
+  lr: number;
+  warmupSteps: number;
+  minLr: number;
+  labelSmoothing: number;
+  dropPath: number;
+  headInitStd: number;
+  evalBatch: number;
+}
 
 export type OptimizerSpec =
   | { kind: 'adamw'; betas: [number, number]; eps: number; layerDecay: number; patchEmbedLrMult: number }
@@ -580,7 +610,7 @@ const splitSet = obj<SplitSet>({ splits: arr(splitRef, { min: 1 }), transform: t
 const sourceSpec = tagged<SourceSpec>('kind', {
   embedded: obj({
     kind: lit('embedded'),
-    domain: oneOf(['satellite-rgb', 'satellite-ms', 'natural', 'objects', 'count', 'orientation', 'pathology', 'camera-traps'] as const),
+    domain: oneOf(['satellite-rgb', 'satellite-ms', 'natural', 'objects', 'count', 'orientation', 'pathology', 'camera-traps', 'sites-ms'] as const),
     seed: opt(int({ min: 0 }), 0),
     size: opt(int({ min: 8, max: 512 }), 32),
     satellitePerClass: opt(int({ min: 5 }), 100),
@@ -648,6 +678,31 @@ const evalSpec = tagged<EvalSpec>('kind', {
     knn: opt(nullable(obj({ k: pos, temperature: num({ gt: 0 }) })), { k: 20, temperature: 0.07 }),
     saveEncoder: opt(bool, true),
     macroF1: opt(bool as Check<boolean | undefined>, undefined),
+  }),
+  finetune: obj({
+    kind: lit('finetune'),
+    at: opt(evalAt, { steps: [] }),
+    tasks: arr(
+      obj<FinetuneTaskSpec>({
+        name: str({ pattern: /^[a-z][A-Za-z0-9]*$/, what: 'a metric prefix (letters and digits, starting lower-case)' }),
+        source: opt(nullable(sourceSpec), null),
+        train: splitSet,
+        test: splitSet,
+        numClasses: pos,
+        rank: opt(pos, 8),
+        alpha: opt(num({ gt: 0 }), 1),
+        steps: int({ min: 0 }),
+        batch: pos,
+        lr: num({ gt: 0 }),
+        warmupSteps: opt(int({ min: 0 }), 0),
+        minLr: opt(num({ min: 0 }), 0),
+        labelSmoothing: opt(num({ min: 0, lt: 1 }), 0.1),
+        dropPath: opt(num({ min: 0, lt: 1 }), 0.2),
+        headInitStd: opt(num({ gt: 0 }), 2e-5),
+        evalBatch: opt(pos, 100),
+      }),
+      { min: 1 },
+    ),
   }),
 });
 
@@ -776,7 +831,18 @@ function crossCheck(r: Recipe, at: string): void {
   if (typeof r.lr !== 'number' && r.lr.scale === 'linear-256' && o.kind === 'dinov2') {
     throw new RecipeError(`${at}.lr.scale`, "the DINOv2 objective scales its lr by √(batch/1024): use 'sqrt-1024' or a plain number");
   }
-  if (r.eval.kind === 'probe' && m.kind === 'satmae-group') throw new RecipeError(`${at}.eval.kind`, "the probe evaluates a ViT encoder; a 'satmae-group' model has none");
+  if (r.eval.kind === 'probe' && m.kind === 'satmae-group') {
+    throw new RecipeError(`${at}.eval.kind`, "the probe evaluates a ViT encoder; a 'satmae-group' model has none (evaluate it with 'finetune')");
+  }
+  if (r.eval.kind === 'finetune') {
+    if (m.kind !== 'satmae-group') throw new RecipeError(`${at}.eval.kind`, `'finetune' evaluates the downstream classifier of a 'satmae-group' model, got model.kind '${m.kind}'`);
+    const names = r.eval.tasks.map((t) => t.name);
+    const dup = names.find((n, i) => names.indexOf(n) !== i);
+    if (dup !== undefined) throw new RecipeError(`${at}.eval.tasks`, `task name '${dup}' is used twice (it prefixes the metrics)`);
+    r.eval.tasks.forEach((t, i) => {
+      if (t.warmupSteps > t.steps) throw new RecipeError(`${at}.eval.tasks[${i}].warmupSteps`, `warm-up of ${t.warmupSteps} steps is longer than the fine-tuning (${t.steps} steps)`);
+    });
+  }
   if (r.eval.kind === 'accuracy' && o.kind !== 'supervised') {
     throw new RecipeError(`${at}.eval.kind`, `accuracy evaluates the classifier a supervised run trains; objective '${o.kind}' has none (use 'probe')`);
   }
@@ -799,7 +865,12 @@ export function resolveRecipePaths(r: Recipe, baseDir: string): Recipe {
   const absAll = (m: Record<string, string>): Record<string, string> => Object.fromEntries(Object.entries(m).map(([k, v]) => [k, abs(v)]));
   const w = r.weights;
   const weights: WeightsSpec = w.kind === 'checkpoint' || w.kind === 'timm' ? { ...w, path: abs(w.path) } : w;
-  const s = r.data.source;
+  const source = absSource(r.data.source, abs, absAll);
+  const ev = r.eval.kind === 'finetune' ? { ...r.eval, tasks: r.eval.tasks.map((t) => (t.source ? { ...t, source: absSource(t.source, abs, absAll) } : t)) } : r.eval;
+  return { ...r, weights, data: { ...r.data, source }, eval: ev };
+}
+
+function absSource(s: SourceSpec, abs: (p: string) => string, absAll: (m: Record<string, string>) => Record<string, string>): SourceSpec {
   let source: SourceSpec;
   switch (s.kind) {
     case 'embedded':
@@ -827,5 +898,5 @@ export function resolveRecipePaths(r: Recipe, baseDir: string): Recipe {
       throw new Error(`resolveRecipePaths: unknown source ${JSON.stringify(never)}`);
     }
   }
-  return { ...r, weights, data: { ...r.data, source } };
+  return source;
 }

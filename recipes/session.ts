@@ -44,6 +44,7 @@ import {
 } from './explora-dino';
 import { PyraModel, buildPyraModel } from './pyra-presets';
 import { EXPLORA_FINETUNE, FinetuneSetup, setupFinetune } from './finetune';
+import { checkGroupBands, satMaeGroupFinetuneEval } from './session-satmae';
 
 /** One logged training step: flat numeric metrics (`step` is the 0-based index of the step). */
 export type StepRow = { step: number; loss: number } & Record<string, number>;
@@ -294,6 +295,7 @@ async function build(r: Recipe, disposers: Array<() => void>, cleanup: () => voi
   let mergedEncoder: (() => Vit) | null = null;
   let evalHooks: () => { vit: Vit; hooks: VitHooks } | null = () => (encoder ? { vit: encoder, hooks } : null);
   let diagnostics = async (): Promise<Record<string, number>> => ({});
+  let finetuneEval: ((step: number) => Promise<Record<string, number>>) | null = null;
 
   const select = (sources: Parameters<typeof selectTrainable>[0], spec: TrainRule[]): void => {
     const sel = selectTrainable(sources, spec);
@@ -358,7 +360,7 @@ async function build(r: Recipe, disposers: Array<() => void>, cleanup: () => voi
     evalHooks = () => ({ vit: run.teacher.vit, hooks: run.teacher.hooks });
     return session({
       r, model, origin, encoder, hooks, trainable, frozen, summary: summary!, trainData, ipe, totalSteps, lr, weightDecay, evalSteps, parts, source,
-      cleanup, mergedEncoder, evalHooks, diagnostics,
+      cleanup, mergedEncoder, evalHooks, diagnostics, finetuneEval: null,
       stepOf: () => run.optimizers.main.step,
       batch: async (s) => loader.batchAt(s),
       loss: () => {
@@ -434,6 +436,8 @@ async function build(r: Recipe, disposers: Array<() => void>, cleanup: () => voi
       default:
         throw new RecipeError('recipe.adapters.kind', `the MAE objective trains with adapters 'explora', 'full' or 'frozen', got '${a.kind}'`);
     }
+    // SatMAE group models: evaluated by fine-tuning their downstream classifier (recipes/session-satmae.ts)
+    if (model.kind === 'satmae-group' && r.eval.kind === 'finetune') finetuneEval = satMaeGroupFinetuneEval(r, source, model.model, () => parts.explora?.lora ?? null);
   } else {
     // supervised classification of a ViT
     if (model.kind !== 'vit') throw new Error('unreachable: recipe() checks the supervised objective');
@@ -559,11 +563,19 @@ async function build(r: Recipe, disposers: Array<() => void>, cleanup: () => voi
       return { images: b.images!, labels: b.labels };
     }
     b.labels?.dispose();
+    if (model.kind === 'satmae-group' && b.images) {
+      try {
+        checkGroupBands(model.model, b.images, trainData.name, 'recipe.data.train');
+      } catch (e) {
+        b.images.dispose();
+        throw e;
+      }
+    }
     return b.images!;
   };
   return session({
     r, model, origin, encoder, hooks, trainable, frozen, summary: summary!, trainData, ipe, totalSteps, lr, weightDecay, evalSteps, parts, source,
-    cleanup, mergedEncoder, evalHooks, diagnostics,
+    cleanup, mergedEncoder, evalHooks, diagnostics, finetuneEval,
     stepOf: () => optimizer?.step ?? 0,
     batch: batchAt,
     loss: (b, rng) => {
@@ -624,6 +636,8 @@ interface SessionParts {
   mergedEncoder: (() => Vit) | null;
   evalHooks: () => { vit: Vit; hooks: VitHooks } | null;
   diagnostics: () => Promise<Record<string, number>>;
+  /** The 'finetune' evaluation (SatMAE group models), else null. */
+  finetuneEval: ((step: number) => Promise<Record<string, number>>) | null;
   stepOf: () => number;
   batch: (step: number) => Promise<unknown>;
   loss: (batch: unknown, rng: Rng) => tf.Scalar;
@@ -685,6 +699,12 @@ function session(p: SessionParts): RecipeSession {
       const e = r.eval;
       if (e.kind === 'none') return null;
       const t0 = Date.now();
+      if (e.kind === 'finetune') {
+        if (!p.finetuneEval) return null;
+        const row: EvalRow = { step, ...(await p.finetuneEval(step)) };
+        row.seconds = (Date.now() - t0) / 1000;
+        return row;
+      }
       if (e.kind === 'accuracy') {
         const live = p.evalHooks();
         if (!live) return null;
@@ -757,7 +777,7 @@ function session(p: SessionParts): RecipeSession {
     },
     probeImages: async (n) => {
       const e = r.eval;
-      const set = e.kind === 'none' ? null : e.test;
+      const set = e.kind === 'none' || e.kind === 'finetune' ? null : e.test;
       let ds: Dataset;
       let transform: SplitSet['transform'];
       if (set) {
