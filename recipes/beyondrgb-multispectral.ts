@@ -14,6 +14,8 @@
  * scratch (303.3 M, 61.48 %); a from-scratch SatMAE pre-training does not fit the smoke budget, so that comparison is
  * shown beside ours, not tested. EuroSAT 13-band numbers of ExPLoRA were not retrieved (unknown here).
  */
+import { existsSync } from 'fs';
+import * as path from 'path';
 import type { RunResult, RunOptions } from './run';
 import { runRecipe } from './run';
 import { Recipe, SourceSpec, SplitSet, FinetuneTaskSpec, recipe, RECIPE_FORMAT } from './recipe';
@@ -47,6 +49,19 @@ export const MULTISPECTRAL_DEFAULT_PATHS: MultispectralPaths = {
   eurosatVal: 'data/eurosat/eurosat-ms-val.txt',
   maeVitLarge: 'assets/mae_visualize_vit_large.safetensors',
 };
+
+/**
+ * Throw, naming every missing file, when the `paper` scale's data or weights are absent (relative paths against
+ * `baseDir`, the notebook folder).
+ */
+export function checkMultispectralPaths(p: MultispectralPaths, baseDir: string = process.cwd()): void {
+  const missing = Object.entries(p).filter(([, f]) => !existsSync(path.resolve(baseDir, f)));
+  if (missing.length) {
+    throw new Error(
+      `scale 'paper' needs ${missing.map(([k, f]) => `${k} = ${f}`).join(', ')} (fMoW-Sentinel CSVs + images, EuroSAT-MS with SatMAE's split files, MAE ViT-L/16 mae_visualize_vit_large as safetensors); a GPU job`,
+    );
+  }
+}
 
 /** The paper's numbers (fMoW-Sentinel top-1, ViT-L; ExPLoRA's multispectral table via the reference notes). */
 export const MULTISPECTRAL_PAPER = Object.freeze({

@@ -94,7 +94,7 @@ export function openSource(spec: SourceSpec): DataSource {
         };
       }
       if (spec.count !== undefined && spec.count !== null) {
-        throw new RecipeError('recipe.data.source.count', `sizes the 'pathology', 'camera-traps' and 'sites-ms' domains only; '${spec.domain}' uses satellitePerClass / naturalPerClass`);
+        throw new RecipeError('recipe.data.source.count', `sizes the 'pathology' and 'camera-traps' domains only (and 'sites-ms': sites per class); '${spec.domain}' uses satellitePerClass / naturalPerClass`);
       }
       const splits = spec.domain === 'natural' ? ['train', 'val'] : ['train', 'val', 'test'];
       const opts = { seed: spec.seed, size: spec.size, satellitePerClass: spec.satellitePerClass, naturalPerClass: spec.naturalPerClass };
