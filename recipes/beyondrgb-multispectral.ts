@@ -25,6 +25,9 @@ import { assetFile } from './model';
 import { ClaimRecord, claimFromPairs } from '../lib/report/claims';
 import { tInterval } from '../lib/report/stats';
 import { SATMAE_GROUP_FROM_RGB_MAE } from '../lib/mae/satmae-group';
+import type { PlotlyFigure } from '../lib/report/plot';
+import { titleLayout } from '../lib/report/plot';
+import { openSource } from './data';
 
 export type MultispectralScale = 'ci' | 'smoke' | 'paper';
 
@@ -217,6 +220,56 @@ export function multispectralSettings(scale: MultispectralScale, paths: Multispe
       ? 'paper: SatMAE group ViT-L/8 from MAE ViT-L/16, M-ExPLoRA-[1,L]-r32, 96 px, fMoW-Sentinel + EuroSAT-13'
       : `${scale}: group MAE D96×6 from the kit source MAE, M-ExPLoRA-[1,L]-r4, 32 px, ${r.steps} steps of ${r.batch}, LoRA-r4 fine-tuning ${e.tasks[0].steps} steps of ${e.tasks[0].batch}, embedded 13-band sites + EuroSAT-13`;
   return { scale, seeds: [...BEYOND_RGB_SMOKE.seeds], recipe: r, description };
+}
+
+/**
+ * The data a recipe reads, per source and split: images, classes present, bands of the first image as stored (the
+ * transform drops B1, B9, B10 afterwards), and what reads it.
+ */
+export async function multispectralDataRows(r: Recipe): Promise<Array<Record<string, string | number>>> {
+  const e = r.eval as Extract<Recipe['eval'], { kind: 'finetune' }>;
+  const uses: Array<[SourceSpec, string, string]> = [[r.data.source, 'train', 'M-ExPLoRA pre-training (labels unused)']];
+  for (const t of e.tasks) {
+    uses.push([t.source ?? r.data.source, t.train.splits[0].split, `${t.name}: fine-tuning`], [t.source ?? r.data.source, t.test.splits[0].split, `${t.name}: test`]);
+  }
+  const rows: Array<Record<string, string | number>> = [];
+  for (const [spec, split, use] of uses) {
+    const ds = await openSource(spec).split(split, 'data');
+    const labels = new Set<number>();
+    for (let i = 0; i < ds.length; i++) {
+      const l = ds.info(i).label;
+      if (typeof l === 'number') labels.add(l);
+    }
+    const first = await ds.get(0);
+    rows.push({ data: ds.name, split, use, images: ds.length, classes: labels.size, bands: first.image?.channels ?? 0, size: `${first.image?.height}×${first.image?.width}` });
+  }
+  return rows;
+}
+
+/** Top-1 per task and seed, source vs M-ExPLoRA (bars: mean ± 95 % t interval; dots: the seeds). */
+export function multispectralFigure(res: readonly MultispectralSeedResult[]): PlotlyFigure {
+  const tasks = [['sites', '13-band sites (fMoW-Sentinel-like)'], ['eurosat', 'EuroSAT-13 transfer']] as const;
+  const data: Array<Record<string, unknown>> = [];
+  for (const [side, label, color] of [['source', 'source → LoRA fine-tune', '#999999'], ['explora', 'M-ExPLoRA → LoRA fine-tune', '#1f77b4']] as const) {
+    const iv = tasks.map(([k]) => (res.length >= 2 ? tInterval(res.map((x) => x[side][k])) : null));
+    data.push({
+      type: 'bar',
+      name: label,
+      x: tasks.map(([, t]) => t),
+      y: tasks.map(([k]) => res.reduce((a, x) => a + x[side][k], 0) / res.length),
+      marker: { color },
+      error_y: { type: 'data', symmetric: false, array: iv.map((v) => (v ? v.hi - v.mean : 0)), arrayminus: iv.map((v) => (v ? v.mean - v.lo : 0)) },
+    });
+  }
+  return {
+    data,
+    layout: {
+      title: titleLayout(`fine-tuned group classifier, top-1 % (${res.length} seeds, 95 % t intervals)`),
+      barmode: 'group',
+      yaxis: { title: { text: 'top-1 %' }, automargin: true },
+      margin: { t: 50, r: 20, b: 50, l: 60 },
+    },
+  };
 }
 
 /** One run per seed (each run disposes its session). */

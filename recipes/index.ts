@@ -35,3 +35,4 @@ export * from './pyra-vtab';
 export * from './beyondrgb-smoke';
 export * from './beyondrgb-wilds';
 export * from './beyondrgb-multispectral';
+export * from './beyondrgb-temporal';

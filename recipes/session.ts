@@ -28,6 +28,7 @@ import { LoraAdapters, LoraTarget, createLora, disposeLora, loraHooks, mergeLora
 import { disposeTree, flattenTree } from '../lib/tree';
 import { maeForward } from '../lib/mae/mae';
 import { satMaeGroupForward } from '../lib/mae/satmae-group';
+import { satMaeTemporalForward } from '../lib/mae/satmae-temporal';
 import { isDataParallel, parallelContext, shardRange } from '../lib/parallel/context';
 import { extractFeatures, disposeFeatures, FeatureCache, LabelledBatch } from '../lib/eval/features';
 import { linearProbe, linearProbeAsync } from '../lib/eval/linear-probe';
@@ -38,13 +39,13 @@ import { RecipeError } from './schema';
 import { Recipe, RecipeInput, SplitSet, peakLr, recipe as checkRecipe, resolveRecipePaths } from './recipe';
 import { DataSource, itersPerEpoch, multiCropViews, openSource, sampleTransform, splitSetData } from './data';
 import { BuiltModel, WeightsOrigin, buildModel, disposeModel, loadWeights, modelEncoder, modelVariables } from './model';
-import { ExploraMaeRun, mergeExploraMaeEncoder, setupExploraMae, setupExploraSatMaeGroup } from './explora-mae';
+import { ExploraMaeRun, TemporalBatch, mergeExploraMaeEncoder, setupExploraMae, setupExploraSatMaeGroup, setupExploraSatMaeTemporal } from './explora-mae';
 import {
   DExploraRun, dinoTrain, loadExploraDinoCheckpoint, mergeExploraDinoEncoder, exploraDinoCheckpointParts, setupExploraDino, trainExploraDino,
 } from './explora-dino';
 import { PyraModel, buildPyraModel } from './pyra-presets';
 import { EXPLORA_FINETUNE, FinetuneSetup, setupFinetune } from './finetune';
-import { checkGroupBands, satMaeGroupFinetuneEval } from './session-satmae';
+import { satMaeFinetuneEval, satMaeInput } from './session-satmae';
 
 /** One logged training step: flat numeric metrics (`step` is the 0-based index of the step). */
 export type StepRow = { step: number; loss: number } & Record<string, number>;
@@ -279,7 +280,7 @@ async function build(r: Recipe, disposers: Array<() => void>, cleanup: () => voi
   const o = r.objective;
   const optCfg = optimizerConfig(r);
   const encoder0 = modelEncoder(model);
-  const depth = encoder0?.config.depth ?? (model.kind === 'satmae-group' ? model.model.config.depth : 0);
+  const depth = encoder0?.config.depth ?? (model.kind === 'satmae-group' || model.kind === 'satmae-temporal' ? model.model.config.depth : 0);
   if (r.eval.kind === 'probe') {
     const bad = r.eval.probe.nLastBlocks.find((n) => n > depth);
     if (bad !== undefined) throw new RecipeError('recipe.eval.probe.nLastBlocks', `${bad} blocks asked for, the encoder has ${depth}`);
@@ -406,8 +407,12 @@ async function build(r: Recipe, disposers: Array<() => void>, cleanup: () => voi
           maskRatio: o.maskRatio,
           normPixLoss: o.normPixLoss,
         };
-        const run =
-          model.kind === 'mae' ? setupExploraMae(model.mae, rec, { seed: r.seed, train: ex }) : setupExploraSatMaeGroup(model.model, rec, { seed: r.seed, train: ex });
+        const run: ExploraMaeRun<unknown, tf.Tensor4D> | ExploraMaeRun<unknown, TemporalBatch> =
+          model.kind === 'mae'
+            ? setupExploraMae(model.mae, rec, { seed: r.seed, train: ex })
+            : model.kind === 'satmae-group'
+              ? setupExploraSatMaeGroup(model.model, rec, { seed: r.seed, train: ex })
+              : setupExploraSatMaeTemporal(model.model, rec, { seed: r.seed, train: ex });
         disposers.push(() => run.dispose());
         parts.exploraMae = run as ExploraMaeRun<unknown, tf.Tensor4D>;
         parts.explora = run.explora;
@@ -416,7 +421,7 @@ async function build(r: Recipe, disposers: Array<() => void>, cleanup: () => voi
         frozen = run.explora.selection.frozen;
         summary = run.explora.selection.summary;
         hooks = run.hooks;
-        lossOf = (b, rng) => run.loss(b as tf.Tensor4D, rng);
+        lossOf = (b, rng) => (run as ExploraMaeRun<unknown, unknown>).loss(b, rng);
         if (model.kind === 'mae') mergedEncoder = () => mergeExploraMaeEncoder(run as ExploraMaeRun<typeof model.mae, tf.Tensor4D>);
         break;
       }
@@ -427,7 +432,9 @@ async function build(r: Recipe, disposers: Array<() => void>, cleanup: () => voi
         lossOf =
           model.kind === 'mae'
             ? (b, rng) => maeForward(model.mae, b as tf.Tensor4D, { rng, training: true }).loss
-            : (b, rng) => satMaeGroupForward(model.model, b as tf.Tensor4D, { rng, training: true }).loss;
+            : model.kind === 'satmae-group'
+              ? (b, rng) => satMaeGroupForward(model.model, b as tf.Tensor4D, { rng, training: true }).loss
+              : (b, rng) => satMaeTemporalForward(model.model, (b as TemporalBatch).images, (b as TemporalBatch).timestamps, { rng, training: true }).loss;
         break;
       }
       case 'frozen':
@@ -436,8 +443,8 @@ async function build(r: Recipe, disposers: Array<() => void>, cleanup: () => voi
       default:
         throw new RecipeError('recipe.adapters.kind', `the MAE objective trains with adapters 'explora', 'full' or 'frozen', got '${a.kind}'`);
     }
-    // SatMAE group models: evaluated by fine-tuning their downstream classifier (recipes/session-satmae.ts)
-    if (model.kind === 'satmae-group' && r.eval.kind === 'finetune') finetuneEval = satMaeGroupFinetuneEval(r, source, model.model, () => parts.explora?.lora ?? null);
+    // SatMAE models: evaluated by fine-tuning their downstream classifier (recipes/session-satmae.ts)
+    if (model.kind !== 'mae' && r.eval.kind === 'finetune') finetuneEval = satMaeFinetuneEval(r, source, model, () => parts.explora?.lora ?? null);
   } else {
     // supervised classification of a ViT
     if (model.kind !== 'vit') throw new Error('unreachable: recipe() checks the supervised objective');
@@ -563,14 +570,8 @@ async function build(r: Recipe, disposers: Array<() => void>, cleanup: () => voi
       return { images: b.images!, labels: b.labels };
     }
     b.labels?.dispose();
-    if (model.kind === 'satmae-group' && b.images) {
-      try {
-        checkGroupBands(model.model, b.images, trainData.name, 'recipe.data.train');
-      } catch (e) {
-        b.images.dispose();
-        throw e;
-      }
-    }
+    // SatMAE models: band-count / date checks naming the data; temporal batches of frames + timestamps
+    if (model.kind === 'satmae-group' || model.kind === 'satmae-temporal') return satMaeInput(model, { ...b, labels: undefined }, trainData.name, 'recipe.data.train');
     return b.images!;
   };
   return session({
