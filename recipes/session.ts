@@ -792,6 +792,7 @@ function session(p: SessionParts): RecipeSession {
       const loader = new Loader(ds, { batchSize: Math.min(n, ds.length), shuffle: false, transform: sampleTransform(transform, 'recipe.eval.test.transform'), prefetch: 0 });
       const b = await loader.batchAt(0);
       b.labels?.dispose();
+      b.frames?.forEach((f) => f !== b.images && f.dispose()); // temporal samples: the anchor frame is `images`
       return b.images ?? null;
     },
     identityGap: async (x) => {
