@@ -62,7 +62,7 @@ describe('notebook 06 (multispectral) recipes: M-ExPLoRA on the SatMAE group mod
     assert.throws(() => recipe({ ...r, eval: { ...e, tasks: [{ ...e.tasks[0], warmupSteps: 9 }] } }), /recipe\.eval\.tasks\[0\]\.warmupSteps: warm-up of 9 steps is longer than the fine-tuning \(3 steps\)/);
     assert.throws(() => recipe({ ...r, eval: { ...e, tasks: [{ ...e.tasks[0], name: 'Sites x' }] } }), /recipe\.eval\.tasks\[0\]\.name/);
     const mae = { ...r, model: { kind: 'mae', preset: 'mae_vit_base_patch16', encoder: {}, decoder: {} }, adapters: { kind: 'full' } };
-    assert.throws(() => recipe(mae), /recipe\.eval\.kind: 'finetune' evaluates the downstream classifier of a 'satmae-group' model, got model\.kind 'mae'/);
+    assert.throws(() => recipe(mae), /recipe\.eval\.kind: 'finetune' evaluates the downstream classifier of a 'satmae-group' or 'satmae-temporal' model, got model\.kind 'mae'/);
   });
 
   it('the paper recipe trains exactly 29,697,664 parameters (M-[1,L]-r32: the paper\'s 29.7M)', () => {
