@@ -15,10 +15,10 @@ import { loadStructured } from '../data-loaders/embedded-structured';
 import { imageFolder } from '../data-loaders/formats/imagefolder';
 import { eurosat } from '../data-loaders/formats/eurosat';
 import { VTAB_SPLITS, VtabSplit, vtab1k } from '../data-loaders/formats/vtab';
-import { fmowRgb } from '../data-loaders/formats/fmow';
+import { fmowRgb, fmowTemporal, fmowTemporalJointCrop } from '../data-loaders/formats/fmow';
 import { fmowSentinel } from '../data-loaders/formats/fmow-sentinel';
 import { camelyon17Protocol, Camelyon17ProtocolDatasets, iwildcam } from '../data-loaders/formats/wilds';
-import { loadEmbeddedCameraTraps, loadEmbeddedPathology } from '../data-loaders/embedded-beyond';
+import { EmbeddedTemporalDatasets, loadEmbeddedCameraTraps, loadEmbeddedPathology, loadEmbeddedTemporal } from '../data-loaders/embedded-beyond';
 import { BUILDING_SPLITS, checkBuildingOptions, isBuildingSource, openBuildingSplits } from './data-seg';
 import type { Dinov2Objective } from '../lib/dino/dinov2';
 import { RecipeError } from './schema';
@@ -87,8 +87,23 @@ export function openSource(spec: SourceSpec): DataSource {
           },
         };
       }
+      if (spec.domain === 'sites-ms' || spec.domain === 'sites-temporal') {
+        // the embedded multi-date sites (data-loaders/embedded-beyond.ts): fMoW-Sentinel-like 13-band single dates, or
+        // fMoW-temporal RGB triplets (anchor + two other dates of the site)
+        const splits = ['train', 'val', 'test'];
+        const opts = { seed: spec.seed, size: spec.size, ...(spec.count ? { locationsPerClass: spec.count } : {}) };
+        let all: Promise<EmbeddedTemporalDatasets> | null = null;
+        return {
+          spec,
+          splits,
+          split: (name, at) => {
+            if (!splits.includes(name)) unknown(name, at, splits);
+            return once(name, async () => (await (all ??= loadEmbeddedTemporal(opts)))[spec.domain === 'sites-ms' ? 'sentinel' : 'temporal'][name as 'train' | 'val' | 'test']);
+          },
+        };
+      }
       if (spec.count !== undefined && spec.count !== null) {
-        throw new RecipeError('recipe.data.source.count', `sizes the 'pathology' and 'camera-traps' domains only; '${spec.domain}' uses satellitePerClass / naturalPerClass`);
+        throw new RecipeError('recipe.data.source.count', `sizes the 'pathology' and 'camera-traps' domains only (and 'sites-ms': sites per class); '${spec.domain}' uses satellitePerClass / naturalPerClass`);
       }
       const splits = spec.domain === 'natural' ? ['train', 'val'] : ['train', 'val', 'test'];
       const opts = { seed: spec.seed, size: spec.size, satellitePerClass: spec.satellitePerClass, naturalPerClass: spec.naturalPerClass };
@@ -142,6 +157,7 @@ export function openSource(spec: SourceSpec): DataSource {
         },
       };
     case 'fmow-rgb':
+    case 'fmow-temporal':
     case 'fmow-sentinel': {
       const splits = Object.keys(spec.csv);
       return {
@@ -149,7 +165,9 @@ export function openSource(spec: SourceSpec): DataSource {
         splits,
         split: (name, at) => {
           if (!splits.includes(name)) unknown(name, at, splits);
-          return once(name, () => (spec.kind === 'fmow-rgb' ? fmowRgb(spec.csv[name]) : fmowSentinel(spec.csv[name], { split: name })));
+          return once(name, () =>
+            spec.kind === 'fmow-rgb' ? fmowRgb(spec.csv[name]) : spec.kind === 'fmow-temporal' ? fmowTemporal(spec.csv[name], { name: `fmow-temporal-${name}` }) : fmowSentinel(spec.csv[name], { split: name }),
+          );
         },
       };
     }
@@ -224,6 +242,8 @@ export function sampleTransform(t: TransformSpec, at: string): SampleTransform {
       return fmowEval(t.size);
     case 'linear-probe-eval':
       return linearProbeEval(t.size);
+    case 'fmow-temporal':
+      return fmowTemporalJointCrop(t.size);
     case 'sentinel-train':
       return sentinelTrain(t.size, t.droppedBands);
     case 'sentinel-eval':

@@ -39,3 +39,5 @@ export * from './pyra-compression';
 export * from './beyondrgb-smoke';
 export * from './beyondrgb-wilds';
 export * from './beyondrgb-spacenet';
+export * from './beyondrgb-multispectral';
+export * from './beyondrgb-temporal';

@@ -11,6 +11,7 @@ import { VitConfig, VitPresetName, vitConfig } from '../lib/vit/config';
 import { DecoderConfig, decoderConfig } from '../lib/mae/decoder';
 import { Mae, createMae, disposeMae, maeVariables } from '../lib/mae/mae';
 import { SatMaeGroup, createSatMaeGroup, disposeSatMaeGroup, satMaeGroupVariables } from '../lib/mae/satmae-group';
+import { SatMaeTemporal, createSatMaeTemporal, disposeSatMaeTemporal, satMaeTemporalVariables } from '../lib/mae/satmae-temporal';
 import { LoadOptions, LoadReport, loadCheckpoint } from '../lib/io/checkpoint';
 import { readSafetensors } from '../lib/io/safetensors';
 import { loadTimmCheckpoint } from '../lib/io/timm';
@@ -24,7 +25,8 @@ import { jsonDiff } from './source-vit';
 export type BuiltModel =
   | { kind: 'vit'; vit: Vit }
   | { kind: 'mae'; mae: Mae }
-  | { kind: 'satmae-group'; model: SatMaeGroup };
+  | { kind: 'satmae-group'; model: SatMaeGroup }
+  | { kind: 'satmae-temporal'; model: SatMaeTemporal };
 
 /** Every variable of a built model by path (checkpoint keys). */
 export function modelVariables(m: BuiltModel): Map<string, tf.Variable> {
@@ -35,6 +37,8 @@ export function modelVariables(m: BuiltModel): Map<string, tf.Variable> {
       return maeVariables(m.mae);
     case 'satmae-group':
       return satMaeGroupVariables(m.model);
+    case 'satmae-temporal':
+      return satMaeTemporalVariables(m.model);
     default: {
       const never: never = m;
       throw new Error(`modelVariables: unknown model ${JSON.stringify(never)}`);
@@ -50,6 +54,7 @@ export function modelEncoder(m: BuiltModel): Vit | null {
 export function disposeModel(m: BuiltModel): void {
   if (m.kind === 'vit') disposeVit(m.vit);
   else if (m.kind === 'mae') disposeMae(m.mae);
+  else if (m.kind === 'satmae-temporal') disposeSatMaeTemporal(m.model);
   else disposeSatMaeGroup(m.model);
 }
 
@@ -146,6 +151,10 @@ export function buildModel(r: Recipe): BuiltModel {
     case 'satmae-group': {
       const o = r.objective.kind === 'mae' ? { maskRatio: r.objective.maskRatio, normPixLoss: r.objective.normPixLoss } : {};
       return { kind: 'satmae-group', model: createSatMaeGroup(m.preset, { ...m.overrides, ...o }, { seed: r.seed, skipInit }) };
+    }
+    case 'satmae-temporal': {
+      const o = r.objective.kind === 'mae' ? { maskRatio: r.objective.maskRatio, normPixLoss: r.objective.normPixLoss } : {};
+      return { kind: 'satmae-temporal', model: createSatMaeTemporal(m.preset, { ...m.overrides, ...o }, { seed: r.seed, skipInit }) };
     }
     default: {
       const never: never = m;

@@ -90,7 +90,7 @@ export function planRun(input: RecipeInput | Recipe, backend: string, opts: Plan
   const accumulate = r.batch / micro;
   const notes: string[] = [];
   const m = r.model;
-  if (m.kind === 'satmae-group') throw new RecipeError('recipe.model.kind', "planRun: 'satmae-group' models are not planned yet (plan the RGB MAE of the same shape)");
+  if (m.kind === 'satmae-group' || m.kind === 'satmae-temporal') throw new RecipeError('recipe.model.kind', `planRun: '${m.kind}' models are not planned yet (plan the RGB MAE of the same shape)`);
   const dropHead = r.objective.kind !== 'supervised';
   const overrides: Partial<VitConfig> = m.kind === 'vit' ? { ...m.overrides } : { ...m.encoder, numClasses: 0 };
   if (dropHead) overrides.numClasses = 0;

@@ -22,6 +22,8 @@ import type { DecoderConfig } from '../lib/mae/decoder';
 import { decoderConfig } from '../lib/mae/decoder';
 import type { SatMaeGroupOverrides, SatMaeGroupPresetName } from '../lib/mae/satmae-group';
 import { SATMAE_GROUP_PRESETS, satMaeGroupConfig } from '../lib/mae/satmae-group';
+import type { SatMaeTemporalOverrides, SatMaeTemporalPresetName } from '../lib/mae/satmae-temporal';
+import { SATMAE_TEMPORAL_PRESETS, satMaeTemporalConfig } from '../lib/mae/satmae-temporal';
 import type { LoraInit, LoraKind, QkvSlice } from '../lib/peft/lora';
 import type { BlockRef, ExploraRecipe } from '../lib/peft/explora';
 import { exploraRecipe } from '../lib/peft/explora';
@@ -48,7 +50,9 @@ export const RECIPE_FORMAT = 'vitpeft-recipe/1';
 export type ModelSpec =
   | { kind: 'vit'; preset: VitPresetName; overrides: Partial<VitConfig> }
   | { kind: 'mae'; preset: VitPresetName; encoder: Partial<VitConfig>; decoder: Partial<DecoderConfig> }
-  | { kind: 'satmae-group'; preset: SatMaeGroupPresetName; overrides: SatMaeGroupOverrides };
+  | { kind: 'satmae-group'; preset: SatMaeGroupPresetName; overrides: SatMaeGroupOverrides }
+  /** SatMAE temporal MAE (fMoW-temporal: T frames with [year − 2002, month − 1, hour] codes; trains on 'fmow-temporal' data). */
+  | { kind: 'satmae-temporal'; preset: SatMaeTemporalPresetName; overrides: SatMaeTemporalOverrides };
 
 /** What to do with the classification head of loaded weights: keep it, or start a new one (seeded init). */
 export type HeadPolicy = 'keep' | 'reinit';
@@ -150,6 +154,8 @@ export type TransformSpec =
   | { name: 'vtab'; size: number }
   | { name: 'fmow-train'; size: number }
   | { name: 'fmow-eval'; size: number }
+  /** fMoW-temporal triplets: SatMAE's joint resize + crop of the frames, fMoW-RGB mean / std (temporal models only). */
+  | { name: 'fmow-temporal'; size: number }
   | { name: 'linear-probe-eval'; size: number }
   | { name: 'sentinel-train'; size: number; droppedBands: number[] }
   | { name: 'sentinel-eval'; size: number; droppedBands: number[] }
@@ -172,7 +178,7 @@ export type SourceSpec =
        * and 'camera-traps' (iWildCam-WILDS layout, splits train / val / test / id_val / id_test) are the beyond-RGB
        * domains of data-loaders/embedded-beyond.ts at their default sizes.
        */
-      domain: 'satellite-rgb' | 'satellite-ms' | 'natural' | StructuredTask | 'pathology' | 'camera-traps' | 'buildings';
+      domain: 'satellite-rgb' | 'satellite-ms' | 'natural' | StructuredTask | 'pathology' | 'camera-traps' | 'sites-ms' | 'sites-temporal' | 'buildings';
       /** Generation options of `loadEmbedded` (seed 0, 32 px, 100 per class by default). */
       seed: number;
       size: number;
@@ -181,7 +187,10 @@ export type SourceSpec =
       /**
        * Size of a beyond-RGB domain (null = its default): 'pathology' → labelled and unlabelled patches per hospital
        * (default 120 each); 'camera-traps' → training bursts of 3 frames (default 200; each ID split count/5 +
-       * 1 bursts, each OOD split count/4 + 1 — the defaults are 30 and 40).
+       * 1 bursts, each OOD split count/4 + 1 — the defaults are 30 and 40); 'sites-ms' (fMoW-Sentinel-like 13-band
+       * single dates of the multi-date sites, splits train / val / test, fMoW label ids of 8 classes) → sites per class
+       * (default 20: 12 train / 4 val / 4 test locations); 'sites-temporal' (the same sites as fMoW-temporal RGB
+       * triplets: anchor + two other dates, with their timestamps) → the same.
        */
       count?: number | null;
       /**
@@ -199,6 +208,8 @@ export type SourceSpec =
   | { kind: 'vtab1k'; root: string; task: string }
   /** fMoW-RGB from SatMAE/ExPLoRA CSVs, by split name. */
   | { kind: 'fmow-rgb'; csv: Record<string, string> }
+  /** fMoW-temporal triplets from fMoW-RGB CSVs with timestamps (column 2), by split name. */
+  | { kind: 'fmow-temporal'; csv: Record<string, string> }
   /** fMoW-Sentinel from SatMAE CSVs, by split name. */
   | { kind: 'fmow-sentinel'; csv: Record<string, string> }
   /**
@@ -259,7 +270,9 @@ export type EvalSpec =
       /** Also report the macro F1 of the selected probe on `test` (WILDS: over the classes present in the labels). */
       macroF1?: boolean;
     }
-  | SegmentationEval;
+  | SegmentationEval
+  /** LoRA fine-tuning of the downstream classifier of a SatMAE group model, per task (recipes/session-satmae.ts). */
+  | { kind: 'finetune'; at: EvalAt; tasks: FinetuneTaskSpec[] };
 
 /**
  * Segmentation evaluation of the encoder (adapters merged when they can be; recipes/session-seg.ts): a new
@@ -284,6 +297,32 @@ export interface SegmentationEval {
   lr: number;
   weightDecay: number;
   previewImages: number;
+}
+
+/**
+ * One LoRA fine-tuning of a classifier built from the model at an evaluation step (recipes/session-satmae.ts): ExPLoRA's
+ * fine-tuning rule (LoRA on Q,V of every block + a new head, mean-pool into a frozen identity fc_norm, label smoothing,
+ * AdamW 0.9/0.999, wd 0), `steps` of `batch` at peak `lr` (linear warm-up, cosine to `minLr`), then top-1 on `test`.
+ * `source` null = the recipe's data source (EuroSAT transfer names its own).
+ */
+export interface FinetuneTaskSpec {
+  /** Metric prefix of the evaluation row: `<name>Test`, `<name>TrainLoss`. */
+  name: string;
+  source: SourceSpec | null;
+  train: SplitSet;
+  test: SplitSet;
+  numClasses: number;
+  rank: number;
+  alpha: number;
+  steps: number;
+  batch: number;
+  lr: number;
+  warmupSteps: number;
+  minLr: number;
+  labelSmoothing: number;
+  dropPath: number;
+  headInitStd: number;
+  evalBatch: number;
 }
 
 export type OptimizerSpec =
@@ -338,6 +377,7 @@ const pos = int({ min: 1 });
 const prob = num({ min: 0, max: 1 });
 const vitPreset = oneOf(Object.keys(VIT_PRESETS) as VitPresetName[]);
 const satPreset = oneOf(Object.keys(SATMAE_GROUP_PRESETS) as SatMaeGroupPresetName[]);
+const temporalPreset = oneOf(Object.keys(SATMAE_TEMPORAL_PRESETS) as SatMaeTemporalPresetName[]);
 /** Any plain object (copied); its contents are checked by a kit validator afterwards. */
 function jsonObject<T>(): Check<T> {
   return (v, at) => {
@@ -426,6 +466,11 @@ const modelSpec = tagged<ModelSpec>('kind', {
   'satmae-group': delegateFull(
     obj<Extract<ModelSpec, { kind: 'satmae-group' }>>({ kind: lit('satmae-group'), preset: satPreset, overrides: opt(jsonObject<SatMaeGroupOverrides>(), {}) }),
     (m) => satMaeGroupConfig(m.preset, m.overrides),
+    'overrides',
+  ),
+  'satmae-temporal': delegateFull(
+    obj<Extract<ModelSpec, { kind: 'satmae-temporal' }>>({ kind: lit('satmae-temporal'), preset: temporalPreset, overrides: opt(jsonObject<SatMaeTemporalOverrides>(), {}) }),
+    (m) => satMaeTemporalConfig(m.preset, m.overrides),
     'overrides',
   ),
 });
@@ -607,6 +652,7 @@ const transformSpec = tagged<TransformSpec, 'name'>('name', {
   vtab: obj({ name: lit('vtab'), size }),
   'fmow-train': obj({ name: lit('fmow-train'), size }),
   'fmow-eval': obj({ name: lit('fmow-eval'), size }),
+  'fmow-temporal': obj({ name: lit('fmow-temporal'), size }),
   'linear-probe-eval': obj({ name: lit('linear-probe-eval'), size }),
   'sentinel-train': obj({ name: lit('sentinel-train'), size, droppedBands: opt(arr(int({ min: 0, max: 12 })), [...SENTINEL2_DROPPED_BANDS]) }),
   'sentinel-eval': obj({ name: lit('sentinel-eval'), size, droppedBands: opt(arr(int({ min: 0, max: 12 })), [...SENTINEL2_DROPPED_BANDS]) }),
@@ -618,7 +664,7 @@ const splitSet = obj<SplitSet>({ splits: arr(splitRef, { min: 1 }), transform: t
 const sourceSpec = tagged<SourceSpec>('kind', {
   embedded: obj({
     kind: lit('embedded'),
-    domain: oneOf(['satellite-rgb', 'satellite-ms', 'natural', 'objects', 'count', 'orientation', 'pathology', 'camera-traps', 'buildings'] as const),
+    domain: oneOf(['satellite-rgb', 'satellite-ms', 'natural', 'objects', 'count', 'orientation', 'pathology', 'camera-traps', 'sites-ms', 'sites-temporal', 'buildings'] as const),
     seed: opt(int({ min: 0 }), 0),
     size: opt(int({ min: 8, max: 512 }), 32),
     satellitePerClass: opt(int({ min: 5 }), 100),
@@ -630,6 +676,7 @@ const sourceSpec = tagged<SourceSpec>('kind', {
   eurosat: obj({ kind: lit('eurosat'), root: path, variant: opt(oneOf(['rgb', 'ms'] as const), 'rgb'), splits: record(path) }),
   vtab1k: obj({ kind: lit('vtab1k'), root: path, task: str({ nonEmpty: true }) }),
   'fmow-rgb': obj({ kind: lit('fmow-rgb'), csv: record(path) }),
+  'fmow-temporal': obj({ kind: lit('fmow-temporal'), csv: record(path) }),
   'fmow-sentinel': obj({ kind: lit('fmow-sentinel'), csv: record(path) }),
   camelyon17: obj({
     kind: lit('camelyon17'),
@@ -710,6 +757,31 @@ const evalSpec = tagged<EvalSpec>('kind', {
     lr: opt(num({ gt: 0 }), 1e-3),
     weightDecay: opt(num({ min: 0 }), 0),
     previewImages: opt(int({ min: 0 }), 0),
+  }),
+  finetune: obj({
+    kind: lit('finetune'),
+    at: opt(evalAt, { steps: [] }),
+    tasks: arr(
+      obj<FinetuneTaskSpec>({
+        name: str({ pattern: /^[a-z][A-Za-z0-9]*$/, what: 'a metric prefix (letters and digits, starting lower-case)' }),
+        source: opt(nullable(sourceSpec), null),
+        train: splitSet,
+        test: splitSet,
+        numClasses: pos,
+        rank: opt(pos, 8),
+        alpha: opt(num({ gt: 0 }), 1),
+        steps: int({ min: 0 }),
+        batch: pos,
+        lr: num({ gt: 0 }),
+        warmupSteps: opt(int({ min: 0 }), 0),
+        minLr: opt(num({ min: 0 }), 0),
+        labelSmoothing: opt(num({ min: 0, lt: 1 }), 0.1),
+        dropPath: opt(num({ min: 0, lt: 1 }), 0.2),
+        headInitStd: opt(num({ gt: 0 }), 2e-5),
+        evalBatch: opt(pos, 100),
+      }),
+      { min: 1 },
+    ),
   }),
 });
 
@@ -801,8 +873,8 @@ function crossCheck(r: Recipe, at: string): void {
   }
   const m = r.model;
   const o = r.objective;
-  if (o.kind === 'mae' && m.kind !== 'mae' && m.kind !== 'satmae-group') {
-    throw new RecipeError(`${at}.objective.kind`, `the MAE objective needs model.kind 'mae' or 'satmae-group', got '${m.kind}'`);
+  if (o.kind === 'mae' && m.kind === 'vit') {
+    throw new RecipeError(`${at}.objective.kind`, `the MAE objective needs model.kind 'mae', 'satmae-group' or 'satmae-temporal', got '${m.kind}'`);
   }
   if (o.kind !== 'mae' && m.kind !== 'vit') throw new RecipeError(`${at}.objective.kind`, `model.kind '${m.kind}' trains with the MAE objective only, got '${o.kind}'`);
   if (m.kind === 'vit') {
@@ -838,10 +910,23 @@ function crossCheck(r: Recipe, at: string): void {
   if (typeof r.lr !== 'number' && r.lr.scale === 'linear-256' && o.kind === 'dinov2') {
     throw new RecipeError(`${at}.lr.scale`, "the DINOv2 objective scales its lr by √(batch/1024): use 'sqrt-1024' or a plain number");
   }
-  if (r.eval.kind === 'probe' && m.kind === 'satmae-group') throw new RecipeError(`${at}.eval.kind`, "the probe evaluates a ViT encoder; a 'satmae-group' model has none");
+  if (r.eval.kind === 'probe' && (m.kind === 'satmae-group' || m.kind === 'satmae-temporal')) {
+    throw new RecipeError(`${at}.eval.kind`, `the probe evaluates a ViT encoder; a '${m.kind}' model has none (evaluate it with 'finetune')`);
+  }
   if (r.eval.kind === 'segmentation') {
-    if (m.kind === 'satmae-group') throw new RecipeError(`${at}.eval.kind`, "the segmentation evaluation reads a ViT encoder's patch tokens; a 'satmae-group' model has none");
+    if (m.kind === 'satmae-group' || m.kind === 'satmae-temporal') throw new RecipeError(`${at}.eval.kind`, `the segmentation evaluation reads a ViT encoder's patch tokens; a '${m.kind}' model has none`);
     if (r.eval.encoder === 'lora' && r.eval.steps === 0) throw new RecipeError(`${at}.eval.steps`, "encoder 'lora' trains LoRA with the head: give steps ≥ 1");
+  }
+  if (r.eval.kind === 'finetune') {
+    if (m.kind !== 'satmae-group' && m.kind !== 'satmae-temporal') {
+      throw new RecipeError(`${at}.eval.kind`, `'finetune' evaluates the downstream classifier of a 'satmae-group' or 'satmae-temporal' model, got model.kind '${m.kind}'`);
+    }
+    const names = r.eval.tasks.map((t) => t.name);
+    const dup = names.find((n, i) => names.indexOf(n) !== i);
+    if (dup !== undefined) throw new RecipeError(`${at}.eval.tasks`, `task name '${dup}' is used twice (it prefixes the metrics)`);
+    r.eval.tasks.forEach((t, i) => {
+      if (t.warmupSteps > t.steps) throw new RecipeError(`${at}.eval.tasks[${i}].warmupSteps`, `warm-up of ${t.warmupSteps} steps is longer than the fine-tuning (${t.steps} steps)`);
+    });
   }
   if (r.eval.kind === 'accuracy' && o.kind !== 'supervised') {
     throw new RecipeError(`${at}.eval.kind`, `accuracy evaluates the classifier a supervised run trains; objective '${o.kind}' has none (use 'probe')`);
@@ -865,7 +950,12 @@ export function resolveRecipePaths(r: Recipe, baseDir: string): Recipe {
   const absAll = (m: Record<string, string>): Record<string, string> => Object.fromEntries(Object.entries(m).map(([k, v]) => [k, abs(v)]));
   const w = r.weights;
   const weights: WeightsSpec = w.kind === 'checkpoint' || w.kind === 'timm' ? { ...w, path: abs(w.path) } : w;
-  const s = r.data.source;
+  const source = absSource(r.data.source, abs, absAll);
+  const ev = r.eval.kind === 'finetune' ? { ...r.eval, tasks: r.eval.tasks.map((t) => (t.source ? { ...t, source: absSource(t.source, abs, absAll) } : t)) } : r.eval;
+  return { ...r, weights, data: { ...r.data, source }, eval: ev };
+}
+
+function absSource(s: SourceSpec, abs: (p: string) => string, absAll: (m: Record<string, string>) => Record<string, string>): SourceSpec {
   let source: SourceSpec;
   switch (s.kind) {
     case 'embedded':
@@ -886,6 +976,7 @@ export function resolveRecipePaths(r: Recipe, baseDir: string): Recipe {
       source = { ...s, root: abs(s.root) };
       break;
     case 'fmow-rgb':
+    case 'fmow-temporal':
     case 'fmow-sentinel':
       source = { ...s, csv: absAll(s.csv) };
       break;
@@ -894,5 +985,5 @@ export function resolveRecipePaths(r: Recipe, baseDir: string): Recipe {
       throw new Error(`resolveRecipePaths: unknown source ${JSON.stringify(never)}`);
     }
   }
-  return { ...r, weights, data: { ...r.data, source } };
+  return source;
 }

@@ -28,6 +28,7 @@ import { LoraAdapters, LoraTarget, createLora, disposeLora, loraHooks, mergeLora
 import { disposeTree, flattenTree } from '../lib/tree';
 import { maeForward } from '../lib/mae/mae';
 import { satMaeGroupForward } from '../lib/mae/satmae-group';
+import { satMaeTemporalForward } from '../lib/mae/satmae-temporal';
 import { isDataParallel, parallelContext, shardRange } from '../lib/parallel/context';
 import { extractFeatures, disposeFeatures, FeatureCache, LabelledBatch } from '../lib/eval/features';
 import { linearProbe, linearProbeAsync } from '../lib/eval/linear-probe';
@@ -38,13 +39,14 @@ import { RecipeError } from './schema';
 import { Recipe, RecipeInput, SplitSet, peakLr, recipe as checkRecipe, resolveRecipePaths } from './recipe';
 import { DataSource, itersPerEpoch, multiCropViews, openSource, sampleTransform, splitSetData } from './data';
 import { BuiltModel, WeightsOrigin, buildModel, disposeModel, loadWeights, modelEncoder, modelVariables } from './model';
-import { ExploraMaeRun, mergeExploraMaeEncoder, setupExploraMae, setupExploraSatMaeGroup } from './explora-mae';
+import { ExploraMaeRun, TemporalBatch, mergeExploraMaeEncoder, setupExploraMae, setupExploraSatMaeGroup, setupExploraSatMaeTemporal } from './explora-mae';
 import {
   DExploraRun, dinoTrain, loadExploraDinoCheckpoint, mergeExploraDinoEncoder, exploraDinoCheckpointParts, setupExploraDino, trainExploraDino,
 } from './explora-dino';
 import { PyraModel, buildPyraModel } from './pyra-presets';
 import { EXPLORA_FINETUNE, FinetuneSetup, setupFinetune } from './finetune';
 import { evaluateSegmentation } from './session-seg';
+import { satMaeFinetuneEval, satMaeInput } from './session-satmae';
 
 /** One logged training step: flat numeric metrics (`step` is the 0-based index of the step). */
 export type StepRow = { step: number; loss: number } & Record<string, number>;
@@ -279,7 +281,7 @@ async function build(r: Recipe, disposers: Array<() => void>, cleanup: () => voi
   const o = r.objective;
   const optCfg = optimizerConfig(r);
   const encoder0 = modelEncoder(model);
-  const depth = encoder0?.config.depth ?? (model.kind === 'satmae-group' ? model.model.config.depth : 0);
+  const depth = encoder0?.config.depth ?? (model.kind === 'satmae-group' || model.kind === 'satmae-temporal' ? model.model.config.depth : 0);
   if (r.eval.kind === 'probe') {
     const bad = r.eval.probe.nLastBlocks.find((n) => n > depth);
     if (bad !== undefined) throw new RecipeError('recipe.eval.probe.nLastBlocks', `${bad} blocks asked for, the encoder has ${depth}`);
@@ -295,6 +297,7 @@ async function build(r: Recipe, disposers: Array<() => void>, cleanup: () => voi
   let mergedEncoder: (() => Vit) | null = null;
   let evalHooks: () => { vit: Vit; hooks: VitHooks } | null = () => (encoder ? { vit: encoder, hooks } : null);
   let diagnostics = async (): Promise<Record<string, number>> => ({});
+  let finetuneEval: ((step: number) => Promise<Record<string, number>>) | null = null;
 
   const select = (sources: Parameters<typeof selectTrainable>[0], spec: TrainRule[]): void => {
     const sel = selectTrainable(sources, spec);
@@ -359,7 +362,7 @@ async function build(r: Recipe, disposers: Array<() => void>, cleanup: () => voi
     evalHooks = () => ({ vit: run.teacher.vit, hooks: run.teacher.hooks });
     return session({
       r, model, origin, encoder, hooks, trainable, frozen, summary: summary!, trainData, ipe, totalSteps, lr, weightDecay, evalSteps, parts, source,
-      cleanup, mergedEncoder, evalHooks, diagnostics,
+      cleanup, mergedEncoder, evalHooks, diagnostics, finetuneEval: null,
       stepOf: () => run.optimizers.main.step,
       batch: async (s) => loader.batchAt(s),
       loss: () => {
@@ -405,8 +408,12 @@ async function build(r: Recipe, disposers: Array<() => void>, cleanup: () => voi
           maskRatio: o.maskRatio,
           normPixLoss: o.normPixLoss,
         };
-        const run =
-          model.kind === 'mae' ? setupExploraMae(model.mae, rec, { seed: r.seed, train: ex }) : setupExploraSatMaeGroup(model.model, rec, { seed: r.seed, train: ex });
+        const run: ExploraMaeRun<unknown, tf.Tensor4D> | ExploraMaeRun<unknown, TemporalBatch> =
+          model.kind === 'mae'
+            ? setupExploraMae(model.mae, rec, { seed: r.seed, train: ex })
+            : model.kind === 'satmae-group'
+              ? setupExploraSatMaeGroup(model.model, rec, { seed: r.seed, train: ex })
+              : setupExploraSatMaeTemporal(model.model, rec, { seed: r.seed, train: ex });
         disposers.push(() => run.dispose());
         parts.exploraMae = run as ExploraMaeRun<unknown, tf.Tensor4D>;
         parts.explora = run.explora;
@@ -415,7 +422,7 @@ async function build(r: Recipe, disposers: Array<() => void>, cleanup: () => voi
         frozen = run.explora.selection.frozen;
         summary = run.explora.selection.summary;
         hooks = run.hooks;
-        lossOf = (b, rng) => run.loss(b as tf.Tensor4D, rng);
+        lossOf = (b, rng) => (run as ExploraMaeRun<unknown, unknown>).loss(b, rng);
         if (model.kind === 'mae') mergedEncoder = () => mergeExploraMaeEncoder(run as ExploraMaeRun<typeof model.mae, tf.Tensor4D>);
         break;
       }
@@ -426,7 +433,9 @@ async function build(r: Recipe, disposers: Array<() => void>, cleanup: () => voi
         lossOf =
           model.kind === 'mae'
             ? (b, rng) => maeForward(model.mae, b as tf.Tensor4D, { rng, training: true }).loss
-            : (b, rng) => satMaeGroupForward(model.model, b as tf.Tensor4D, { rng, training: true }).loss;
+            : model.kind === 'satmae-group'
+              ? (b, rng) => satMaeGroupForward(model.model, b as tf.Tensor4D, { rng, training: true }).loss
+              : (b, rng) => satMaeTemporalForward(model.model, (b as TemporalBatch).images, (b as TemporalBatch).timestamps, { rng, training: true }).loss;
         break;
       }
       case 'frozen':
@@ -435,6 +444,8 @@ async function build(r: Recipe, disposers: Array<() => void>, cleanup: () => voi
       default:
         throw new RecipeError('recipe.adapters.kind', `the MAE objective trains with adapters 'explora', 'full' or 'frozen', got '${a.kind}'`);
     }
+    // SatMAE models: evaluated by fine-tuning their downstream classifier (recipes/session-satmae.ts)
+    if (model.kind !== 'mae' && r.eval.kind === 'finetune') finetuneEval = satMaeFinetuneEval(r, source, model, () => parts.explora?.lora ?? null);
   } else {
     // supervised classification of a ViT
     if (model.kind !== 'vit') throw new Error('unreachable: recipe() checks the supervised objective');
@@ -560,11 +571,13 @@ async function build(r: Recipe, disposers: Array<() => void>, cleanup: () => voi
       return { images: b.images!, labels: b.labels };
     }
     b.labels?.dispose();
+    // SatMAE models: band-count / date checks naming the data; temporal batches of frames + timestamps
+    if (model.kind === 'satmae-group' || model.kind === 'satmae-temporal') return satMaeInput(model, { ...b, labels: undefined }, trainData.name, 'recipe.data.train');
     return b.images!;
   };
   return session({
     r, model, origin, encoder, hooks, trainable, frozen, summary: summary!, trainData, ipe, totalSteps, lr, weightDecay, evalSteps, parts, source,
-    cleanup, mergedEncoder, evalHooks, diagnostics,
+    cleanup, mergedEncoder, evalHooks, diagnostics, finetuneEval,
     stepOf: () => optimizer?.step ?? 0,
     batch: batchAt,
     loss: (b, rng) => {
@@ -625,6 +638,8 @@ interface SessionParts {
   mergedEncoder: (() => Vit) | null;
   evalHooks: () => { vit: Vit; hooks: VitHooks } | null;
   diagnostics: () => Promise<Record<string, number>>;
+  /** The 'finetune' evaluation (SatMAE group models), else null. */
+  finetuneEval: ((step: number) => Promise<Record<string, number>>) | null;
   stepOf: () => number;
   batch: (step: number) => Promise<unknown>;
   loss: (batch: unknown, rng: Rng) => tf.Scalar;
@@ -686,6 +701,12 @@ function session(p: SessionParts): RecipeSession {
       const e = r.eval;
       if (e.kind === 'none') return null;
       const t0 = Date.now();
+      if (e.kind === 'finetune') {
+        if (!p.finetuneEval) return null;
+        const row: EvalRow = { step, ...(await p.finetuneEval(step)) };
+        row.seconds = (Date.now() - t0) / 1000;
+        return row;
+      }
       if (e.kind === 'accuracy') {
         const live = p.evalHooks();
         if (!live) return null;
@@ -769,7 +790,7 @@ function session(p: SessionParts): RecipeSession {
     },
     probeImages: async (n) => {
       const e = r.eval;
-      const set = e.kind === 'none' ? null : e.test;
+      const set = e.kind === 'none' || e.kind === 'finetune' ? null : e.test;
       let ds: Dataset;
       let transform: SplitSet['transform'];
       if (set) {
@@ -784,6 +805,7 @@ function session(p: SessionParts): RecipeSession {
       const b = await loader.batchAt(0);
       b.labels?.dispose();
       b.masks?.dispose(); // segmentation splits carry masks
+      b.frames?.forEach((f) => f !== b.images && f.dispose()); // temporal samples: the anchor frame is `images`
       return b.images ?? null;
     },
     identityGap: async (x) => {

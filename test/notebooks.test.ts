@@ -336,6 +336,53 @@ describe('notebooks through the real tslab kernel', function () {
     assert.ok(['reproduced', 'not reproduced', 'inconclusive'].includes(claims[0].verdict));
   });
 
+  it('06-multispectral: group-MAE M-ExPLoRA runs fine-tuned at step 0 and at the end (sites + EuroSAT-13), 3 seeds, paper row, claims file; nothing on stderr', function () {
+    if (!selected('06-multispectral.ipynb')) this.skip();
+    const cells = executedCells(path.join(tmp, 'out', '06-multispectral.ipynb'));
+    cells.forEach((c, i) => assert.equal(streamText(c, 'stderr'), '', `cell ${i} wrote to stderr`));
+    const text = cells.map((c) => `${streamText(c, 'stdout')}\n${displayText(c)}`).join('\n');
+    assert.match(text, /embedded-temporal-sentinel-train\s+train\s+M-ExPLoRA pre-training \(labels unused\)\s+\d+\s+8\s+13/, 'the 13-band sites');
+    assert.match(text, /tensors leaked over the run\s+0\s+0\s+true/);
+    assert.match(text, /mean \[95 % CI\], n = 3/);
+    assert.match(text, /60\.15 \(29\.7M\)/, "the paper's number beside ours");
+    for (const seed of [0, 1, 2]) {
+      const dirs = readdirSync(path.join(tmp, 'runs')).filter((d) => d.startsWith(`nb06-multispectral-explora-s${seed}-`));
+      assert.equal(dirs.length, 1, `one nb06 seed-${seed} run`);
+      const info = JSON.parse(readFileSync(path.join(tmp, 'runs', dirs[0], 'run.json'), 'utf8'));
+      assert.equal(info.status, 'done');
+      assert.equal(info.config.tags.scale, 'ci');
+      const evals = readFileSync(path.join(tmp, 'runs', dirs[0], 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l)).filter((l) => typeof l.sitesTest === 'number');
+      assert.deepEqual(evals.map((e) => e.step), [0, 3]);
+      assert.ok(evals.every((e) => e.eurosatTest >= 0 && e.eurosatTest <= 1));
+    }
+    const claims = readFileSync(path.join(tmp, 'out', '06-multispectral', 'claims.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    assert.equal(claims.length, 2);
+    for (const c of claims) {
+      assert.equal(c.ours.n, 3);
+      assert.ok(['reproduced', 'not reproduced', 'inconclusive'].includes(c.verdict));
+    }
+  });
+
+  it('07-temporal: temporal-MAE M-ExPLoRA runs on 3-date samples fine-tuned at step 0 and at the end, 3 seeds, reference row, claims file; nothing on stderr', function () {
+    if (!selected('07-temporal.ipynb')) this.skip();
+    const cells = executedCells(path.join(tmp, 'out', '07-temporal.ipynb'));
+    cells.forEach((c, i) => assert.equal(streamText(c, 'stderr'), '', `cell ${i} wrote to stderr`));
+    const text = cells.map((c) => `${streamText(c, 'stdout')}\n${displayText(c)}`).join('\n');
+    assert.match(text, /train\s+\d+\s+8\s+3\s+\[\d+, \d+, \d+\]/, 'triplets with timestamp codes');
+    assert.match(text, /tensors leaked over the run\s+0\s+0\s+true/);
+    assert.match(text, /mean \[95 % CI\], n = 3/);
+    assert.match(text, /79\.99/, 'the reference number beside ours');
+    for (const seed of [0, 1, 2]) {
+      const dirs = readdirSync(path.join(tmp, 'runs')).filter((d) => d.startsWith(`nb07-temporal-explora-s${seed}-`));
+      assert.equal(dirs.length, 1, `one nb07 seed-${seed} run`);
+      const evals = readFileSync(path.join(tmp, 'runs', dirs[0], 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l)).filter((l) => typeof l.sitesTest === 'number');
+      assert.deepEqual(evals.map((e) => e.step), [0, 3]);
+    }
+    const claims = readFileSync(path.join(tmp, 'out', '07-temporal', 'claims.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    assert.equal(claims.length, 1);
+    assert.equal(claims[0].ours.n, 3);
+  });
+
   it('05-checkpoints: malicious pickle refused, key report, forward = PyTorch, exact peft / transformers / timm round trips', function () {
     if (!selected('05-checkpoints.ipynb')) this.skip();
     const cells = executedCells(path.join(tmp, 'out', '05-checkpoints.ipynb'));
