@@ -362,7 +362,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     ap.add_argument('notebooks', nargs='*', help='notebooks to run (default: notebooks/*.ipynb)')
     ap.add_argument('--out', default=os.path.join(ROOT, 'out', 'notebooks'), help='output folder (default out/notebooks)')
-    ap.add_argument('--timeout', type=int, default=900, help='seconds per cell (default 900)')
+    ap.add_argument('--timeout', type=int, default=2400, help='seconds per cell, a hang guard (default 2400: a smoke notebook of 15 idle minutes may spend most of it in one cell, and a loaded machine stretches that)')
     ap.add_argument('--scale', choices=['ci', 'smoke', 'workstation', 'paper'], help="set VITPEFT_SCALE (overrides the notebooks' default)")
     ap.add_argument('--plotly', choices=['inject', 'inline'], default='inject',
                     help="inject: notebooks send no plotly.js (VITPEFT_PLOTLY=external, default); inline: as in an "
