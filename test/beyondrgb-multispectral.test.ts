@@ -1,6 +1,6 @@
+import { useTmpCache } from './util';
 import { strict as assert } from 'assert';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'fs';
-import * as os from 'os';
+import { readFileSync, writeFileSync } from 'fs';
 import * as path from 'path';
 import * as tf from '@tensorflow/tfjs';
 import { Recipe, recipe, recipeJson, resolveRecipePaths } from '../recipes/recipe';
@@ -21,18 +21,7 @@ type FtEval = Extract<Recipe['eval'], { kind: 'finetune' }>;
 
 describe('notebook 06 (multispectral) recipes: M-ExPLoRA on the SatMAE group model, LoRA fine-tuning evaluations', function () {
   this.timeout(600_000);
-  let tmp = '';
-  let prevCache: string | undefined;
-  before(() => {
-    tmp = mkdtempSync(path.join(os.tmpdir(), 'vitpeft-nb06-'));
-    prevCache = process.env.VITPEFT_CACHE_DIR;
-    process.env.VITPEFT_CACHE_DIR = path.join(tmp, 'cache');
-  });
-  after(() => {
-    if (prevCache === undefined) delete process.env.VITPEFT_CACHE_DIR;
-    else process.env.VITPEFT_CACHE_DIR = prevCache;
-    if (tmp) rmSync(tmp, { recursive: true, force: true });
-  });
+  const tmp = useTmpCache('vitpeft-nb06-');
   const ci = (): Recipe => multispectralSettings('ci').recipe;
 
   it('every scale gives a valid recipe that round-trips through JSON and fine-tunes at step 0 and at the end', () => {
@@ -52,7 +41,7 @@ describe('notebook 06 (multispectral) recipes: M-ExPLoRA on the SatMAE group mod
     const p = resolveRecipePaths(multispectralPaperRecipe({ ...MULTISPECTRAL_DEFAULT_PATHS, eurosat: 'e', eurosatTrain: 'e/t.txt' }), '/nb');
     const eu = (p.eval as FtEval).tasks[1].source!;
     assert.ok(eu.kind === 'eurosat' && eu.root === '/nb/e' && eu.splits.train === '/nb/e/t.txt', JSON.stringify(eu));
-    assert.throws(() => checkMultispectralPaths(MULTISPECTRAL_DEFAULT_PATHS, tmp), /scale 'paper' needs fmowSentinelTrain = data\/fmow-sentinel\/train\.csv, .*maeVitLarge = assets\/mae_visualize_vit_large\.safetensors/);
+    assert.throws(() => checkMultispectralPaths(MULTISPECTRAL_DEFAULT_PATHS, tmp()), /scale 'paper' needs fmowSentinelTrain = data\/fmow-sentinel\/train\.csv, .*maeVitLarge = assets\/mae_visualize_vit_large\.safetensors/);
   });
 
   it("schema: 'finetune' needs a satmae-group model and distinct task names; the warm-up fits the fine-tuning", () => {
@@ -108,21 +97,21 @@ describe('notebook 06 (multispectral) recipes: M-ExPLoRA on the SatMAE group mod
   it('band-count mismatches are errors naming the data and the recipe key, before training', async () => {
     const r = ci();
     const twelve = { ...r, data: { ...r.data, train: { ...r.data.train, transform: { name: 'sentinel-train' as const, size: 32, droppedBands: [0] } } } };
-    await assert.rejects(runRecipe(twelve, { root: tmp }), /recipe\.data\.train: embedded-temporal-sentinel-train gives 12-band images; the SatMAE group model reads 13 bands \(B1, .*\) or the 10 kept ones/);
+    await assert.rejects(runRecipe(twelve, { root: tmp() }), /recipe\.data\.train: embedded-temporal-sentinel-train gives 12-band images; the SatMAE group model reads 13 bands \(B1, .*\) or the 10 kept ones/);
     const e = r.eval as FtEval;
     const badTask = { ...r, steps: 0, eval: { ...e, tasks: [{ ...e.tasks[0], test: { ...e.tasks[0].test, transform: { name: 'sentinel-eval' as const, size: 32, droppedBands: [0, 1] } } }] } };
-    await assert.rejects(runRecipe(badTask, { root: tmp }), /recipe\.eval\.tasks\[0\]\.test: embedded-temporal-sentinel-test gives 11-band images/);
+    await assert.rejects(runRecipe(badTask, { root: tmp() }), /recipe\.eval\.tasks\[0\]\.test: embedded-temporal-sentinel-test gives 11-band images/);
   });
 
   it('a ci run fine-tunes at step 0 and at the end; a stopped run folder resumes to the same metrics; results, rows and claims', async () => {
     const before = tf.memory().numTensors;
-    const full = await runRecipe(ci(), { root: tmp });
+    const full = await runRecipe(ci(), { root: tmp() });
     assert.equal(tf.memory().numTensors, before);
     assert.deepEqual(full.evals.map((e) => e.step), [0, 3]);
     for (const e of full.evals) for (const k of ['sitesTest', 'eurosatTest']) assert.ok((e[k] as number) >= 0 && (e[k] as number) <= 1, `${k} = ${e[k]}`);
     assert.ok(full.checks.every((c) => c.ok), JSON.stringify(full.checks));
     assert.ok(full.checks.some((c) => /frozen parameters changed/.test(c.check)));
-    const part = await runRecipe(ci(), { root: tmp, until: 2 });
+    const part = await runRecipe(ci(), { root: tmp(), until: 2 });
     assert.equal(part.status, 'stopped');
     const m = path.join(part.dir, 'metrics.jsonl');
     writeFileSync(m, `${readFileSync(m, 'utf8')}{"step": 2, "loss": 9`); // a torn line must not matter

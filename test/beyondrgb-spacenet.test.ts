@@ -3,9 +3,8 @@
  * (recipes/session-seg.ts), the building sources (recipes/data-seg.ts) and the notebook's recipes and helpers
  * (recipes/beyondrgb-spacenet.ts).
  */
+import { useTmpCache } from './util';
 import { strict as assert } from 'assert';
-import { mkdtempSync, rmSync } from 'fs';
-import * as os from 'os';
 import * as path from 'path';
 import * as tf from '@tensorflow/tfjs';
 import { init } from '../lib/backend';
@@ -41,19 +40,10 @@ function logitsFor(ids: number[], B: number, H: number, W: number): tf.Tensor4D 
 
 describe('notebook 09 (SpaceNet-v1 segmentation) recipes', function () {
   this.timeout(600_000);
-  let tmp = '';
-  let prevCache: string | undefined;
   before(async () => {
     await init();
-    tmp = mkdtempSync(path.join(os.tmpdir(), 'vitpeft-nb09-'));
-    prevCache = process.env.VITPEFT_CACHE_DIR;
-    process.env.VITPEFT_CACHE_DIR = path.join(tmp, 'cache');
   });
-  after(() => {
-    if (prevCache === undefined) delete process.env.VITPEFT_CACHE_DIR;
-    else process.env.VITPEFT_CACHE_DIR = prevCache;
-    if (tmp) rmSync(tmp, { recursive: true, force: true });
-  });
+  const tmp = useTmpCache('vitpeft-nb09-');
 
   it('every scale gives a valid recipe that round-trips through JSON; seeds differ only in seed and name', () => {
     for (const scale of ['ci', 'smoke', 'paper'] as const) {
@@ -171,7 +161,7 @@ describe('notebook 09 (SpaceNet-v1 segmentation) recipes', function () {
 
   it('a ci run evaluates at step 0 and the end; a stopped run resumes to the same numbers; no tensors leak', async () => {
     const s = spacenetSettings('ci');
-    const root = path.join(tmp, 'runs');
+    const root = path.join(tmp(), 'runs');
     const r0 = spacenetSeedRecipe(s.recipe, 0);
     const before = tf.memory().numTensors;
     const full = await runRecipe(r0, { root });

@@ -1,6 +1,5 @@
+import { useTmpCache } from './util';
 import { strict as assert } from 'assert';
-import { mkdtempSync, rmSync } from 'fs';
-import * as os from 'os';
 import * as path from 'path';
 import * as tf from '@tensorflow/tfjs';
 import { Recipe, recipe, recipeJson, resolveRecipePaths } from '../recipes/recipe';
@@ -17,18 +16,7 @@ import type { Batch } from '../data-loaders/dataset';
 
 describe('notebook 07 (temporal) recipes: M-ExPLoRA on the SatMAE temporal model, LoRA fine-tuning evaluations', function () {
   this.timeout(600_000);
-  let tmp = '';
-  let prevCache: string | undefined;
-  before(() => {
-    tmp = mkdtempSync(path.join(os.tmpdir(), 'vitpeft-nb07-'));
-    prevCache = process.env.VITPEFT_CACHE_DIR;
-    process.env.VITPEFT_CACHE_DIR = path.join(tmp, 'cache');
-  });
-  after(() => {
-    if (prevCache === undefined) delete process.env.VITPEFT_CACHE_DIR;
-    else process.env.VITPEFT_CACHE_DIR = prevCache;
-    if (tmp) rmSync(tmp, { recursive: true, force: true });
-  });
+  const tmp = useTmpCache('vitpeft-nb07-');
   const ci = (): Recipe => temporalSettings('ci').recipe;
 
   it('every scale gives a valid recipe that round-trips through JSON; the paper scale reads fMoW-temporal CSVs', () => {
@@ -40,7 +28,7 @@ describe('notebook 07 (temporal) recipes: M-ExPLoRA on the SatMAE temporal model
     }
     const p = resolveRecipePaths(temporalPaperRecipe({ ...TEMPORAL_DEFAULT_PATHS, fmowTrain: 'f/t.csv' }), '/nb');
     assert.deepEqual(p.data.source, { kind: 'fmow-temporal', csv: { train: '/nb/f/t.csv', test: '/nb/data/fmow/val_62classes.csv' } });
-    assert.throws(() => checkTemporalPaths(TEMPORAL_DEFAULT_PATHS, tmp), /scale 'paper' needs fmowTrain = data\/fmow\/train_62classes\.csv/);
+    assert.throws(() => checkTemporalPaths(TEMPORAL_DEFAULT_PATHS, tmp()), /scale 'paper' needs fmowTrain = data\/fmow\/train_62classes\.csv/);
     assert.throws(() => recipe({ ...ci(), eval: { ...ci().eval, kind: 'probe' } }), /recipe\.eval/);
   });
 
@@ -82,7 +70,7 @@ describe('notebook 07 (temporal) recipes: M-ExPLoRA on the SatMAE temporal model
     // a single-date source for the temporal model: named before training
     const r = ci();
     const single = { ...r, data: { source: { ...r.data.source, domain: 'sites-ms' as const }, train: { ...r.data.train, transform: { name: 'sentinel-train' as const, size: 16, droppedBands: [] } } }, steps: 1, eval: { kind: 'none' as const } };
-    await assert.rejects(runRecipe(single, { root: tmp }), /recipe\.data\.train: embedded-temporal-sentinel-train: the samples have no frames/);
+    await assert.rejects(runRecipe(single, { root: tmp() }), /recipe\.data\.train: embedded-temporal-sentinel-train: the samples have no frames/);
   });
 
   it('identity at init: the classifier from the MAE with fresh adapters equals the one without; fine-tuning LoRA starts as the identity', async () => {
@@ -109,7 +97,7 @@ describe('notebook 07 (temporal) recipes: M-ExPLoRA on the SatMAE temporal model
 
   it('a ci run fine-tunes at step 0 and at the end, checks pass; results, rows and claims', async () => {
     const before = tf.memory().numTensors;
-    const run = await runRecipe(ci(), { root: tmp });
+    const run = await runRecipe(ci(), { root: tmp() });
     assert.equal(tf.memory().numTensors, before);
     assert.deepEqual(run.evals.map((e) => e.step), [0, 3]);
     assert.ok(run.evals.every((e) => (e.sitesTest as number) >= 0 && (e.sitesTest as number) <= 1));

@@ -1,6 +1,5 @@
+import { useTmpCache } from './util';
 import { strict as assert } from 'assert';
-import { mkdtempSync, rmSync } from 'fs';
-import * as os from 'os';
 import * as path from 'path';
 import * as tf from '@tensorflow/tfjs';
 import { recipe, recipeJson, resolveRecipePaths } from '../recipes/recipe';
@@ -14,18 +13,7 @@ import { readClaims } from '../lib/report/claims';
 
 describe('notebook 08 (WILDS) recipes', function () {
   this.timeout(600_000);
-  let tmp = '';
-  let prevCache: string | undefined;
-  before(() => {
-    tmp = mkdtempSync(path.join(os.tmpdir(), 'vitpeft-nb08-'));
-    prevCache = process.env.VITPEFT_CACHE_DIR;
-    process.env.VITPEFT_CACHE_DIR = path.join(tmp, 'cache');
-  });
-  after(() => {
-    if (prevCache === undefined) delete process.env.VITPEFT_CACHE_DIR;
-    else process.env.VITPEFT_CACHE_DIR = prevCache;
-    if (tmp) rmSync(tmp, { recursive: true, force: true });
-  });
+  const tmp = useTmpCache('vitpeft-nb08-');
 
   it('every scale gives valid recipes that round-trip through JSON; seeds differ only in seed and name', () => {
     for (const scale of ['ci', 'smoke', 'paper'] as const) {
@@ -65,7 +53,7 @@ describe('notebook 08 (WILDS) recipes', function () {
     assert.equal(by.pretrain.classes, 0, 'unlabelled');
     assert.equal(by.test.images, 20);
     // the same files through the real-format source
-    const p = await ensureEmbeddedPathology({ seed: 0, size: 32, labelledPerHospital: 20, unlabeledPerHospital: 20, cacheDir: path.join(tmp, 'cache') });
+    const p = await ensureEmbeddedPathology({ seed: 0, size: 32, labelledPerHospital: 20, unlabeledPerHospital: 20, cacheDir: path.join(tmp(), 'cache') });
     const real = openSource({ kind: 'camelyon17', root: p.root, unlabeledRoot: p.unlabeledRoot, pretrainSplits: ['val_unlabeled', 'test_unlabeled'] });
     assert.equal((await real.split('train', 'x')).length, by.train.images);
     assert.equal((await real.split('pretrain', 'x')).length, by.pretrain.images);
@@ -92,7 +80,7 @@ describe('notebook 08 (WILDS) recipes', function () {
   it('a ci run probes at step 0 and at the end, with macro F1 for iWildCam; results, rows and claims', async () => {
     const s = wildsSettings('ci');
     const before = tf.memory().numTensors;
-    const run = await runRecipe(wildsSeedRecipe(s.recipes.iwildcam, 0), { root: tmp });
+    const run = await runRecipe(wildsSeedRecipe(s.recipes.iwildcam, 0), { root: tmp() });
     assert.equal(tf.memory().numTensors, before);
     assert.deepEqual(run.evals.map((e) => e.step), [0, 3]);
     for (const e of run.evals) {
@@ -113,7 +101,7 @@ describe('notebook 08 (WILDS) recipes', function () {
     assert.equal(wildsClaims('iwildcam', res.map((x, i) => ({ ...x, explora: { ...x.explora, macroF1: x.source.macroF1! - 5 - i / 100 } })), s)[0].verdict, 'not reproduced');
     assert.throws(() => wildsResults({ task: 'iwildcam', seeds: [0], runs: [{ ...run, evals: [run.evals[1]] }] }), /lacks the step-0 and final evaluations/);
     const old = process.env.VITPEFT_RUNS_DIR;
-    process.env.VITPEFT_RUNS_DIR = tmp;
+    process.env.VITPEFT_RUNS_DIR = tmp();
     try {
       const file = writeNotebookClaims('08-wilds', [claim]);
       writeNotebookClaims('08-wilds', [claim]);

@@ -3,6 +3,9 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { strict as assert } from 'assert';
+import { mkdtempSync, rmSync } from 'fs';
+import * as os from 'os';
+import * as path from 'path';
 
 /** Max |a − b| over two arrays (same length required). */
 export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
@@ -55,4 +58,25 @@ export function randArray(n: number, seed = 1): Float32Array {
     out[i] = (s / 4294967296) * 2 - 1;
   }
   return out;
+}
+
+/**
+ * A temporary folder for the enclosing mocha suite, with `VITPEFT_CACHE_DIR` pointed into it (embedded datasets are
+ * rendered there, not in the user's cache) and restored, and the folder removed, after the suite. Call inside
+ * `describe`; the returned function gives the folder once the suite's `before` hooks have run.
+ */
+export function useTmpCache(prefix: string): () => string {
+  let tmp = '';
+  let prevCache: string | undefined;
+  before(() => {
+    tmp = mkdtempSync(path.join(os.tmpdir(), prefix));
+    prevCache = process.env.VITPEFT_CACHE_DIR;
+    process.env.VITPEFT_CACHE_DIR = path.join(tmp, 'cache');
+  });
+  after(() => {
+    if (prevCache === undefined) delete process.env.VITPEFT_CACHE_DIR;
+    else process.env.VITPEFT_CACHE_DIR = prevCache;
+    if (tmp) rmSync(tmp, { recursive: true, force: true });
+  });
+  return () => tmp;
 }
