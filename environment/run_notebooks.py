@@ -3,6 +3,7 @@
 
     npm run notebooks                                   # every notebooks/*.ipynb
     npm run notebooks -- notebooks/00-quickstart.ipynb  # some of them
+    npm run notebooks -- --jobs auto                    # up to one notebook per core at once, each its own kernel
     npm run notebooks -- --export-only --out DIR my.ipynb  # HTML of a notebook saved from Jupyter, as it is
     /usr/bin/python3 environment/run_notebooks.py --help
 
@@ -15,6 +16,13 @@ out/scoreboard.json, out/scoreboard.html), keeping the entries of notebooks not 
 notebook imports the kit (`vitpeft`, the built package: `npm run notebooks` builds first) exactly as it would there.
 Progress goes to stderr: a line per finished cell (its time and first line), and for a long cell a line every 30 s
 (every second, rewritten in place, on a terminal) with the cell's latest output line (the kit's progress bars).
+With --jobs N several notebooks run at once, each driven from its own thread; their lines are prefixed by the
+notebook's name (never rewritten in place) and summary.json is rewritten (locked, atomically) as each one finishes.
+
+Each summary entry has `resources`: wall seconds and start/end times, the CPU seconds (user + system) and peak RSS of
+the kernel's process tree sampled from /proc (environment/kernel_resources.py), the load averages at start and end,
+the cores and VITPEFT_WORKERS; the finish line prints them ("wall 840 s, CPU 830 s (0.99 core), peak RSS …, load
+1.10–1.30").
 
 A failing cell fails the run with the cell's real message: tslab's error replies carry no ename/evalue/traceback, so
 the message is taken from the cell's stderr stream. After an error tslab aborts every request that arrives within
@@ -30,14 +38,33 @@ import glob
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import threading
 import time
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+
+from kernel_resources import TreeMeter
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 KERNEL_DIR = os.path.join(ROOT, '.jupyter', 'share', 'jupyter')
 TSLAB = os.path.join(ROOT, 'node_modules', 'tslab', 'bin', 'tslab')
 PLOTLY_JS = os.path.join(ROOT, 'node_modules', 'plotly.js-dist', 'plotly.js')
+
+
+SAY = threading.Lock()
+
+
+def say(text, stream=None):
+    """Write to stderr (or `stream`) whole: lines of notebooks running at once (--jobs) never interleave mid-line."""
+    stream = stream or sys.stderr
+    with SAY:
+        try:
+            stream.write(text)
+            stream.flush()
+        except (OSError, ValueError):
+            pass
 
 
 def die(msg, code=2):
@@ -49,6 +76,7 @@ try:
     import nbformat
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
+    from nbclient.util import run_sync
 except ImportError as e:  # pragma: no cover - depends on the machine
     die(f'{e}. Install Jupyter first: sudo environment/setup-system.sh')
 
@@ -162,9 +190,11 @@ class CellProgress:
     otherwise (logs, CI) a line every 30 s.
     """
 
-    def __init__(self, nb, stream=None, interval=None):
+    def __init__(self, nb, stream=None, interval=None, prefix=''):
         self.stream = stream or sys.stderr
-        self.tty = hasattr(self.stream, 'isatty') and self.stream.isatty()
+        # several notebooks at once (--jobs): lines prefixed by the notebook's name, never rewritten in place
+        self.prefix = prefix
+        self.tty = not prefix and hasattr(self.stream, 'isatty') and self.stream.isatty()
         self.interval = interval or (1.0 if self.tty else 30.0)
         self.code = [i for i, c in enumerate(nb.cells) if c.get('cell_type') == 'code' and c.get('source', '').strip()]
         self.task = None
@@ -198,11 +228,7 @@ class CellProgress:
         return ''
 
     def write(self, text):
-        try:
-            self.stream.write(text)
-            self.stream.flush()
-        except (OSError, ValueError):
-            pass
+        say(text, self.stream)
 
     async def on_execute(self, cell, cell_index):
         self.stop()
@@ -213,7 +239,7 @@ class CellProgress:
         try:
             while True:
                 await asyncio.sleep(self.interval)
-                line = f'  {self.position(cell_index)} … {time.time() - self.started:.0f} s  {self.latest_output(cell) or self.first_line(cell)}'
+                line = f'{self.prefix}  {self.position(cell_index)} … {time.time() - self.started:.0f} s  {self.latest_output(cell) or self.first_line(cell)}'
                 if self.tty:
                     cols = shutil.get_terminal_size((100, 20)).columns
                     self.write('\r\x1b[K' + line[:cols - 1])
@@ -230,7 +256,7 @@ class CellProgress:
         if seconds is None and self.started is not None:
             seconds = time.time() - self.started
         mark = 'ok' if status == 'ok' else status.upper()
-        self.write(f'  {self.position(cell_index)} {mark} {seconds or 0:6.1f} s  {self.first_line(cell)}\n')
+        self.write(f'{self.prefix}  {self.position(cell_index)} {mark} {seconds or 0:6.1f} s  {self.first_line(cell)}\n')
 
     def stop(self):
         if self.task is not None:
@@ -244,39 +270,139 @@ class CellProgress:
             self.live = False
 
 
+def iso(t):
+    return time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(t))
+
+
+def load_average():
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:  # pragma: no cover - not available
+        return None
+
+
 def run_one(path, args, attempts=3):
     """Run one notebook; a kernel that fails to *start* (no cell reached) is retried with a fresh kernel.
 
     tslab 1.0.22 over zeromq sometimes fails its first kernel_info reply under load ("Socket is blocked by a bind or
     unbind operation", EBUSY; seen on the 2-core machines) and never answers: that is not the notebook's fault.
+    After the last attempt the notebook's entry is a failure that says so.
     """
+    started = time.time()
+    load_start = load_average()
     for attempt in range(1, attempts + 1):
         try:
-            return run_attempt(path, args)
+            return run_attempt(path, args, started, load_start)
         except KernelStartError as e:
             if attempt == attempts:
-                raise SystemExit(f'run_notebooks: {path}: the kernel did not start after {attempts} attempts: {e}')
-            print(f'run_notebooks: {path}: the kernel did not start ({e}); retrying with a fresh kernel', file=sys.stderr)
+                return failed_entry(path, started, load_start, f'{path}: the kernel did not start after {attempts} attempts: {e}')
+            say(f'run_notebooks: {path}: the kernel did not start ({e}); retrying with a fresh kernel\n')
+
+
+def failed_entry(path, started, load_start, error):
+    """The summary entry of a notebook that did not run to an executed copy (no kernel, or a runner error)."""
+    t1 = time.time()
+    return {
+        'notebook': os.path.relpath(os.path.abspath(path), ROOT), 'ok': False, 'started': iso(started), 'finished': iso(t1),
+        'scale': os.environ.get('VITPEFT_SCALE') or None, 'seconds': round(t1 - started, 2), 'error': error,
+        'executed': None, 'html': None, 'slowest_cells': [], 'resources': resources(None, started, t1, load_start),
+    }
 
 
 class KernelStartError(Exception):
     pass
 
 
-def run_attempt(path, args):
+def resources(meter, t0, t1, load_start):
+    """The notebook's resource account (summary.json 'resources'): wall and epoch times, the kernel process tree's
+    CPU seconds and peak RSS (environment/kernel_resources.py), the 1/5/15-min load averages at start and end."""
+    r = {'wall_s': round(t1 - t0, 2), 'start_time': round(t0, 3), 'end_time': round(t1, 3)}
+    r.update(meter.result() if meter is not None else TreeMeter(None).result())
+    r.update({'load_start': load_start, 'load_end': load_average(), 'cores': os.cpu_count(),
+              'workers': os.environ.get('VITPEFT_WORKERS') or None})
+    return r
+
+
+def resource_line(r):
+    """'wall 840 s, CPU 830 s (0.99 core), peak RSS 1843 MB, load 1.10–1.30' for the progress output."""
+    parts = [f"wall {r['wall_s']:.1f} s"]
+    if r.get('cpu_s') is not None:
+        cores = r['cpu_s'] / r['wall_s'] if r['wall_s'] > 0 else 0
+        parts.append(f"CPU {r['cpu_s']:.1f} s ({cores:.2f} core)")
+        parts.append(f"peak RSS {r['peak_rss_mb']:.0f} MB")
+    else:
+        parts.append('CPU not measured (no /proc)')
+    if r.get('load_start') and r.get('load_end'):
+        parts.append(f"load {r['load_start'][0]:.2f}–{r['load_end'][0]:.2f}")
+    return ', '.join(parts)
+
+
+KERNELS = set()  # pids of the kernels running now (--jobs: stopped on Ctrl-C)
+
+
+class MeteredClient(NotebookClient):
+    """NotebookClient that samples its kernel's process tree every `meter_interval` s while the kernel runs and once
+    more just before shutting it down (so the last cells' CPU counts)."""
+
+    def __init__(self, nb, meter_interval=1.0, **kw):
+        super().__init__(nb, **kw)
+        self.meter = None
+        self.meter_interval = meter_interval
+        self._meter_task = None
+
+    def kernel_pid(self):
+        prov = getattr(self.km, 'provisioner', None) if self.km is not None else None
+        pid = getattr(prov, 'pid', None)
+        if pid is None:
+            proc = getattr(prov, 'process', None) or getattr(self.km, 'kernel', None)
+            pid = getattr(proc, 'pid', None)
+        return pid
+
+    async def async_start_new_kernel_client(self):
+        kc = await super().async_start_new_kernel_client()
+        self.meter = TreeMeter(self.kernel_pid())
+        if self.meter.pid is not None:
+            KERNELS.add(self.meter.pid)
+        self.meter.sample()
+        self._meter_task = asyncio.ensure_future(self._sample_loop())
+        return kc
+
+    async def _sample_loop(self):
+        try:
+            while True:
+                await asyncio.sleep(self.meter_interval)
+                self.meter.sample()
+        except asyncio.CancelledError:
+            pass
+
+    async def _async_cleanup_kernel(self):
+        if self._meter_task is not None:
+            self._meter_task.cancel()
+            self._meter_task = None
+        if self.meter is not None:
+            self.meter.sample()
+            KERNELS.discard(self.meter.pid)
+        await super()._async_cleanup_kernel()
+
+    _cleanup_kernel = run_sync(_async_cleanup_kernel)
+
+
+def run_attempt(path, args, started, load_start):
     nb = nbformat.read(path, as_version=4)
+    stem = os.path.splitext(os.path.basename(path))[0]
+    prefix = f'{stem} |' if args.jobs > 1 else ''
+    tag = f'{prefix} ' if prefix else ''
     ks = nb.metadata.get('kernelspec', {}).get('name')
     if ks and ks != args.kernel:
-        print(f'run_notebooks: {path} asks for kernel {ks!r}; running it with {args.kernel!r}', file=sys.stderr)
+        say(f'{tag}run_notebooks: {path} asks for kernel {ks!r}; running it with {args.kernel!r}\n')
     cwd = os.path.abspath(args.cwd) if args.cwd else os.path.dirname(os.path.abspath(path))
     failed = {}
     current = {}
-    stem = os.path.splitext(os.path.basename(path))[0]
     claims = os.path.join(args.out, stem, 'claims.jsonl')
     if os.path.exists(claims):  # this run's claims only (recordClaims merges into the file by claim identity)
         os.remove(claims)
 
-    progress = CellProgress(nb, interval=args.progress_interval)
+    progress = CellProgress(nb, interval=args.progress_interval, prefix=prefix)
 
     async def on_execute(cell, cell_index):
         current['index'] = cell_index
@@ -292,8 +418,9 @@ def run_attempt(path, args):
         # tslab aborts requests arriving within 200 ms of an error (TaskQueue.reset(200)).
         await asyncio.sleep(args.error_delay)
 
-    client = NotebookClient(
+    client = MeteredClient(
         nb,
+        meter_interval=args.meter_interval,
         kernel_name=args.kernel,
         timeout=args.timeout,
         allow_errors=args.allow_errors,
@@ -307,7 +434,8 @@ def run_attempt(path, args):
     t0 = time.time()
     error = None
     if not args.quiet:
-        print(f'run_notebooks: {os.path.relpath(os.path.abspath(path), ROOT)}: {len(progress.code)} code cells', file=sys.stderr, flush=True)
+        scale = os.environ.get('VITPEFT_SCALE') or "the notebook's default"
+        say(f'{tag}run_notebooks: {os.path.relpath(os.path.abspath(path), ROOT)}: {len(progress.code)} code cells, scale {scale}\n')
     try:
         client.execute()
     except CellTimeoutError as e:
@@ -328,7 +456,9 @@ def run_attempt(path, args):
     if error is None and args.allow_errors and 'index' in failed:
         idx = failed['index']
         error = cell_error_message(path, nb.cells[idx], idx)
-    seconds = time.time() - t0
+    t1 = time.time()
+    seconds = t1 - t0
+    used = resources(client.meter, t0, t1, load_start)
 
     # Committed notebooks store code cells without outputs; cells a failed or timed-out run never reached still lack
     # them, and nbformat cannot write such a cell.
@@ -348,14 +478,28 @@ def run_attempt(path, args):
     return {
         'notebook': os.path.relpath(os.path.abspath(path), ROOT),
         'ok': error is None,
-        'finished': time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime()),
+        'started': iso(started),
+        'finished': iso(time.time()),
         'scale': os.environ.get('VITPEFT_SCALE') or None,
         'seconds': round(seconds, 2),
         'error': error,
         'executed': os.path.relpath(out_nb, ROOT),
         'html': os.path.relpath(out_html, ROOT) if out_html else None,
         'slowest_cells': [{'cell': i, 'seconds': round(s, 2)} for i, s in slowest],
+        'resources': used,
     }
+
+
+def jobs_arg(v):
+    if v == 'auto':
+        return max(1, os.cpu_count() or 1)
+    try:
+        n = int(v)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"'{v}' is not a number of notebooks (1, 2, ... or auto)")
+    return n
 
 
 def main():
@@ -369,7 +513,13 @@ def main():
                          "interactive session (sent to the page, not stored). Exported HTML gets plotly.js either way")
     ap.add_argument('--allow-errors', action='store_true', help='run every cell even after an error (still exits 1)')
     ap.add_argument('--error-delay', type=float, default=0.3, help='seconds to wait after a cell error (default 0.3)')
-    ap.add_argument('--fail-fast', action='store_true', help='stop at the first failing notebook')
+    ap.add_argument('--fail-fast', action='store_true',
+                    help='start no further notebook after one fails (with --jobs, those already running finish)')
+    ap.add_argument('--jobs', '-j', type=jobs_arg, default=1,
+                    help='notebooks run at once, each in its own kernel (default 1; auto = the number of cores). '
+                         'Progress lines are then prefixed by the notebook name')
+    ap.add_argument('--meter-interval', type=float, default=1.0,
+                    help="seconds between samples of a kernel's process tree (CPU, RSS) in /proc (default 1)")
     ap.add_argument('--no-html', action='store_true', help='skip the HTML export')
     ap.add_argument('--no-scoreboard', action='store_true', help='do not gather the claims into <out>/../scoreboard.json/.html')
     ap.add_argument('--export-only', action='store_true',
@@ -387,6 +537,10 @@ def main():
     for p in paths:
         if not os.path.isfile(p):
             die(f'{p}: no such notebook')
+    stems = [os.path.splitext(os.path.basename(p))[0] for p in paths]
+    if args.jobs > 1 and len(set(stems)) < len(stems):
+        die('--jobs: two notebooks share a name (' + ', '.join(sorted({s for s in stems if stems.count(s) > 1}))
+            + ') and would write the same outputs at once')
     if args.export_only:
         os.makedirs(args.out, exist_ok=True)
         for p in paths:
@@ -405,25 +559,80 @@ def main():
     if 'VITPEFT_WORKERS' not in os.environ:
         os.environ['VITPEFT_WORKERS'] = '1' if args.scale == 'ci' else 'auto'
 
-    results = []
-    for p in paths:
-        r = run_one(p, args)
-        results.append(r)
-        status = 'ok' if r['ok'] else 'FAILED'
-        slow = ', '.join(f"cell {c['cell']} {c['seconds']}s" for c in r['slowest_cells'])
-        print(f"run_notebooks: {r['notebook']}: {status} in {r['seconds']} s (slowest: {slow or '-'}) -> {r['executed']}"
-              + (f", {r['html']}" if r['html'] else ''), file=sys.stderr, flush=True)
-        if not r['ok']:
-            print(r['error'], file=sys.stderr, flush=True)
-            if args.fail_fast:
-                break
-    merged = write_summary(args.out, results)
+    results = run_all(paths, args)
+    merged = read_summary(args.out)
     bad = [r for r in results if not r['ok']]
     others = len(merged) - len(results)
     kept = f'; {args.out}/summary.json also keeps {others} earlier notebook(s)' if others else ''
-    print(f'run_notebooks: {len(results) - len(bad)}/{len(results)} notebooks ok{kept}', file=sys.stderr)
+    skipped = len(paths) - len(results)
+    not_run = f'; {skipped} not started (--fail-fast)' if skipped else ''
+    say(f'run_notebooks: {len(results) - len(bad)}/{len(results)} notebooks ok{not_run}{kept}\n')
     gathered = args.no_scoreboard or gather_scoreboard(args.out)
     sys.exit(1 if bad or not gathered else 0)
+
+
+def guarded_run_one(path, args):
+    """run_one, with an unexpected runner error (not a cell's) turned into the notebook's failed entry, traceback
+    included, so the other notebooks' entries, the summary and the exit status still come."""
+    started = time.time()
+    try:
+        return run_one(path, args)
+    except Exception:  # noqa: BLE001 - reported in the entry and on stderr
+        import traceback
+        return failed_entry(path, started, None, f'{path}: the runner failed:\n{traceback.format_exc()}')
+
+
+def run_all(paths, args):
+    """Run the notebooks, up to args.jobs at once (each in its own kernel, driven from its own thread); each finished
+    notebook's entry goes into summary.json at once. --fail-fast: after a failure no further notebook starts (those
+    running finish). Returns the entries in the order of `paths`."""
+    done = {}
+
+    def finish(p, r):
+        done[p] = r
+        write_summary(args.out, [r])
+        status = 'ok' if r['ok'] else 'FAILED'
+        slow = ', '.join(f"cell {c['cell']} {c['seconds']}s" for c in r['slowest_cells'])
+        out = (f" -> {r['executed']}" + (f", {r['html']}" if r['html'] else '')) if r['executed'] else ''
+        say(f"run_notebooks: {r['notebook']}: {status} in {r['seconds']} s ({resource_line(r['resources'])}; scale "
+            f"{r['scale'] or 'default'}; slowest: {slow or '-'}){out}\n" + (f"{r['error']}\n" if not r['ok'] else ''))
+        return r['ok']
+
+    if args.jobs == 1:
+        for p in paths:
+            if not finish(p, guarded_run_one(p, args)) and args.fail_fast:
+                break
+    else:
+        say(f'run_notebooks: {len(paths)} notebooks, up to {args.jobs} at once\n')
+        todo = list(paths)
+        with ThreadPoolExecutor(max_workers=args.jobs, thread_name_prefix='notebook') as pool:
+            running = {}
+            stop = False
+            try:
+                while running or (todo and not stop):
+                    while todo and not stop and len(running) < args.jobs:
+                        p = todo.pop(0)
+                        running[pool.submit(guarded_run_one, p, args)] = p
+                    finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
+                    for f in finished:
+                        p = running.pop(f)
+                        if not finish(p, f.result()) and args.fail_fast:
+                            stop = True
+            except KeyboardInterrupt:
+                # The worker threads hold the kernels: stop the kernels so the threads end (their notebooks fail).
+                pids = list(KERNELS)
+                say(f'run_notebooks: interrupted: stopping {len(pids)} running kernel(s)\n')
+                for pid in pids:
+                    try:
+                        os.kill(pid, signal.SIGTERM)
+                    except OSError:
+                        pass
+                todo.clear()
+                pool.shutdown(wait=True, cancel_futures=True)
+                raise
+        if stop and todo:
+            say(f"run_notebooks: --fail-fast: not started: {', '.join(os.path.relpath(os.path.abspath(p), ROOT) for p in todo)}\n")
+    return [done[p] for p in paths if p in done]
 
 
 def gather_scoreboard(out):
@@ -437,23 +646,49 @@ def gather_scoreboard(out):
     return r.returncode == 0
 
 
-def write_summary(out, results):
-    """Merge this run's entries into <out>/summary.json: a re-run notebook's entry is replaced where it was, other
-    notebooks' entries are kept (each says when it finished), new ones are appended. Written atomically."""
+SUMMARY_LOCK = threading.Lock()
+
+
+def read_summary(out):
+    """The entries of <out>/summary.json ([] when missing; an unreadable file is reported and treated as empty)."""
     path = os.path.join(out, 'summary.json')
-    previous = []
-    if os.path.exists(path):
+    if not os.path.exists(path):
+        return []
+    try:
+        with open(path, encoding='utf-8') as f:
+            loaded = json.load(f)
+        return [e for e in loaded if isinstance(e, dict) and 'notebook' in e] if isinstance(loaded, list) else []
+    except (OSError, ValueError):
+        say(f'run_notebooks: {path} is unreadable; starting a new summary\n')
+        return []
+
+
+def write_summary(out, results):
+    """Merge entries into <out>/summary.json: a re-run notebook's entry is replaced where it was, other notebooks'
+    entries are kept (each says when it finished), new ones are appended. Called once per finished notebook, under a
+    lock (this process's threads, and an flock on <out> against another runner writing the same folder);
+    written to a temporary file and renamed, so a reader sees the old or the new summary, never half of one."""
+    os.makedirs(out, exist_ok=True)
+    path = os.path.join(out, 'summary.json')
+    with SUMMARY_LOCK:
+        fd = os.open(out, os.O_RDONLY)  # the lock is on the folder: no lock file left behind
         try:
-            with open(path, encoding='utf-8') as f:
-                loaded = json.load(f)
-            previous = [e for e in loaded if isinstance(e, dict) and 'notebook' in e] if isinstance(loaded, list) else []
-        except (OSError, ValueError):
-            print(f'run_notebooks: {path} is unreadable; starting a new summary', file=sys.stderr)
+            try:
+                import fcntl
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            except ImportError:  # pragma: no cover - not POSIX
+                pass
+            return merge_summary(out, path, results)
+        finally:
+            os.close(fd)  # releases the flock
+
+
+def merge_summary(out, path, results):
+    previous = read_summary(out)
     new = {r['notebook']: r for r in results}
     merged = [new.pop(e['notebook'], e) for e in previous]
     merged += [r for r in results if r['notebook'] in new]
-    os.makedirs(out, exist_ok=True)
-    tmp = f'{path}.tmp'
+    tmp = f'{path}.{os.getpid()}.tmp'
     with open(tmp, 'w', encoding='utf-8') as f:
         json.dump(merged, f, indent=2)
     os.replace(tmp, path)

@@ -14,7 +14,7 @@ import { spawnSync } from 'child_process';
 import { mkdtempSync, mkdirSync, readFileSync, readdirSync, rmSync, realpathSync, statSync, writeFileSync, existsSync } from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { ROOT, PYTHON, JUPYTER_PATH, jupyterMissing, chromiumPath, runNotebooks, executedCells, streamText, mimes, displayText } from './notebook-harness';
+import { ROOT, PYTHON, JUPYTER_PATH, jupyterMissing, chromiumPath, runNotebooks, executedCells, streamText, mimes, displayText, RunResult } from './notebook-harness';
 
 const FIX = path.join(ROOT, 'test', 'fixtures', 'notebooks');
 
@@ -97,6 +97,83 @@ describe('notebook runner and kernel (real tslab kernel)', function () {
     assert.equal(text(cells[0]).trim(), 'serialised true');
     const lines = text(cells[1]).trim().split('\n');
     assert.deepEqual(lines, Array.from({ length: 300 }, (_, i) => `line ${i}`));
+  });
+
+  /** A generated notebook of the given code cells, written to `dir/name.ipynb`. */
+  const notebook = (dir: string, name: string, cells: string[]): string => {
+    const nb = {
+      cells: cells.map((source, i) => ({ cell_type: 'code', id: `c${i}`, metadata: {}, source, outputs: [], execution_count: null })),
+      metadata: { kernelspec: { display_name: 'TypeScript', language: 'typescript', name: 'tslab' } },
+      nbformat: 4,
+      nbformat_minor: 5,
+    };
+    const file = path.join(dir, `${name}.ipynb`);
+    writeFileSync(file, JSON.stringify(nb));
+    return file;
+  };
+  interface Resources {
+    wall_s: number; start_time: number; end_time: number; cpu_s: number; cpu_user_s: number; cpu_sys_s: number; peak_rss_mb: number;
+    processes: number; samples: number; load_start: number[]; load_end: number[]; cores: number; workers: string | null;
+  }
+  type Entry = RunResult['summary'][number] & { started: string; finished: string; scale: string | null; resources: Resources };
+  // Burns `ms` of this process's own CPU time (not wall time: under load a wall-clock spin gets a fraction of a core).
+  const burn = (ms: number) => `{ const u0 = process.cpuUsage(); const t = () => { const u = process.cpuUsage(u0); return (u.user + u.system) / 1000; }; while (t() < ${ms}) {} }`;
+
+  it('--jobs 2 runs two notebooks at once (overlapping spans in summary.json), prefixes their progress lines, and accounts each kernel tree’s CPU (a child process included), peak RSS and load', () => {
+    const dir = mkdtempSync(path.join(tmp, 'jobs-'));
+    const sleepy = notebook(dir, 'sleepy', ["console.log('sleepy starts');", "await new Promise((r) => setTimeout(r, 4000));\nconsole.log('sleepy done');"]);
+    const busy = notebook(dir, 'busy', [
+      "console.log('busy starts');",
+      // 1.5 s CPU in the kernel, 1.5 s CPU in a child process it waits for, 400 MB resident in the kernel
+      `${burn(1500)}\nconst { spawnSync } = require('child_process');\nconst c = spawnSync(process.execPath, ['-e', ${JSON.stringify(burn(1500))}]);\nconsole.log('child', c.status);`,
+      "const big = Buffer.alloc(400 * 2 ** 20, 1);\nconsole.log('busy done', big[12345]);",
+    ]);
+    const out = path.join(tmp, 'jobs-out');
+    const r = runNotebooks(['--no-html', '--jobs', '2', '--scale', 'ci', '--progress-interval', '2', sleepy, busy], out);
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stderr, /2 notebooks, up to 2 at once/);
+    assert.match(r.stderr, /^sleepy \| run_notebooks: \S*sleepy\.ipynb: 2 code cells, scale ci$/m);
+    assert.match(r.stderr, /^busy \| {2}\[2\/3\] cell 1 ok +\d+\.\d s {2}\{ const u0/m);
+    assert.match(r.stderr, /^sleepy \| {2}\[2\/2\] cell 1 … \d+ s {2}await new Promise/m, 'a heartbeat of the sleeping cell, prefixed');
+    assert.match(r.stderr, /2\/2 notebooks ok/);
+    const entries = r.summary as Entry[];
+    assert.deepEqual(entries.map((e) => path.basename(e.notebook)).sort(), ['busy.ipynb', 'sleepy.ipynb']);
+    const [s, b] = ['sleepy', 'busy'].map((n) => entries.find((e) => path.basename(e.notebook) === `${n}.ipynb`)!);
+    assert.match(streamText(executedCells(path.join(out, 'sleepy.ipynb'))[1], 'stdout'), /sleepy done/);
+    assert.match(streamText(executedCells(path.join(out, 'busy.ipynb'))[2], 'stdout'), /busy done 1/);
+    // Both ran at once: each started before the other ended.
+    assert.ok(s.resources.start_time < b.resources.end_time && b.resources.start_time < s.resources.end_time,
+      `spans do not overlap: ${JSON.stringify([s.resources, b.resources])}`);
+    for (const e of [s, b]) {
+      const x = e.resources;
+      assert.equal(e.scale, 'ci');
+      assert.equal(x.workers, '1');
+      assert.ok(Math.abs(x.wall_s - e.seconds) < 0.01 && Math.abs(x.end_time - x.start_time - x.wall_s) < 0.01);
+      assert.ok(x.samples >= 2 && x.processes >= 1);
+      assert.ok(Math.abs(x.cpu_s - x.cpu_user_s - x.cpu_sys_s) < 0.02);
+      assert.equal(x.load_start.length, 3);
+      assert.equal(x.load_end.length, 3);
+      assert.equal(x.cores, os.cpus().length);
+      assert.match(r.stderr, new RegExp(`${path.basename(e.notebook).replace('.', '\\.')}: ok in [\\d.]+ s \\(wall [\\d.]+ s, CPU ${x.cpu_s.toFixed(1)} s \\([\\d.]+ core\\), peak RSS ${x.peak_rss_mb.toFixed(0)} MB, load [\\d.]+–[\\d.]+; scale ci;`));
+    }
+    // The sleeping kernel used little CPU; the busy one 3 s more (its own 1.5 s and the waited-for child's 1.5 s).
+    assert.ok(s.resources.cpu_s < s.resources.wall_s, `sleepy: CPU ${s.resources.cpu_s} s in ${s.resources.wall_s} s`);
+    assert.ok(b.resources.cpu_s - s.resources.cpu_s > 2.7, `busy ${b.resources.cpu_s} s vs sleepy ${s.resources.cpu_s} s: the child's CPU is missing`);
+    assert.ok(b.resources.peak_rss_mb - s.resources.peak_rss_mb > 300, `peak RSS busy ${b.resources.peak_rss_mb} MB vs sleepy ${s.resources.peak_rss_mb} MB`);
+  });
+
+  it('--jobs 2 --fail-fast: after a failure no further notebook starts, the running one finishes; summary and exit status say so', () => {
+    const dir = mkdtempSync(path.join(tmp, 'failfast-'));
+    const slow = notebook(dir, 'slow', ["await new Promise((r) => setTimeout(r, 12000));\nconsole.log('slow done');"]);
+    const never = notebook(dir, 'never', ["console.log('never ran');"]);
+    const out = path.join(tmp, 'failfast-out');
+    const r = runNotebooks(['--no-html', '--quiet', '--jobs', '2', '--fail-fast', path.join(FIX, 'failing.ipynb'), slow, never], out);
+    assert.equal(r.status, 1, r.stderr);
+    assert.match(r.stderr, /deliberate failure/);
+    assert.match(r.stderr, /--fail-fast: not started: \S*never\.ipynb/);
+    assert.match(r.stderr, /1\/2 notebooks ok; 1 not started \(--fail-fast\)/);
+    assert.deepEqual(r.summary.map((e) => [path.basename(e.notebook), e.ok]).sort(), [['failing.ipynb', false], ['slow.ipynb', true]]);
+    assert.ok(!existsSync(path.join(out, 'never.ipynb')));
   });
 
   it('a failing cell fails the run with the real message: a thrown error and a type error; the summary keeps earlier notebooks', () => {
