@@ -294,6 +294,8 @@ def run_one(path, args, attempts=3):
         try:
             return run_attempt(path, args, started, load_start)
         except KernelStartError as e:
+            if STOPPING.is_set():
+                return failed_entry(path, started, load_start, f'{path}: interrupted before its first cell ran')
             if attempt == attempts:
                 return failed_entry(path, started, load_start, f'{path}: the kernel did not start after {attempts} attempts: {e}')
             say(f'run_notebooks: {path}: the kernel did not start ({e}); retrying with a fresh kernel\n')
@@ -338,6 +340,7 @@ def resource_line(r):
 
 
 KERNELS = set()  # pids of the kernels running now (--jobs: stopped on Ctrl-C)
+STOPPING = threading.Event()  # set on Ctrl-C / SIGTERM with --jobs: a kernel that starts now is stopped at once
 
 
 class MeteredClient(NotebookClient):
@@ -363,6 +366,8 @@ class MeteredClient(NotebookClient):
         self.meter = TreeMeter(self.kernel_pid())
         if self.meter.pid is not None:
             KERNELS.add(self.meter.pid)
+            if STOPPING.is_set():
+                os.kill(self.meter.pid, signal.SIGTERM)
         self.meter.sample()
         self._meter_task = asyncio.ensure_future(self._sample_loop())
         return kc
@@ -443,7 +448,10 @@ def run_attempt(path, args, started, load_start):
     except DeadKernelError as e:
         if 'index' not in current:
             raise KernelStartError(str(e).strip()[:300]) from e
-        error = f'{path}: the kernel died ({e}); see the kernel output above'
+        if STOPPING.is_set():
+            error = f"{path}: interrupted: the runner stopped the kernel during cell {current['index']}"
+        else:
+            error = f'{path}: the kernel died ({e}); see the kernel output above'
     except CellExecutionError:
         idx = failed.get('index')
         error = cell_error_message(path, nb.cells[idx], idx) if idx is not None else f'{path}: a cell failed'
@@ -603,36 +611,51 @@ def run_all(paths, args):
             if not finish(p, guarded_run_one(p, args)) and args.fail_fast:
                 break
     else:
-        say(f'run_notebooks: {len(paths)} notebooks, up to {args.jobs} at once\n')
-        todo = list(paths)
-        with ThreadPoolExecutor(max_workers=args.jobs, thread_name_prefix='notebook') as pool:
-            running = {}
-            stop = False
-            try:
-                while running or (todo and not stop):
-                    while todo and not stop and len(running) < args.jobs:
-                        p = todo.pop(0)
-                        running[pool.submit(guarded_run_one, p, args)] = p
-                    finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
-                    for f in finished:
-                        p = running.pop(f)
-                        if not finish(p, f.result()) and args.fail_fast:
-                            stop = True
-            except KeyboardInterrupt:
-                # The worker threads hold the kernels: stop the kernels so the threads end (their notebooks fail).
-                pids = list(KERNELS)
-                say(f'run_notebooks: interrupted: stopping {len(pids)} running kernel(s)\n')
-                for pid in pids:
-                    try:
-                        os.kill(pid, signal.SIGTERM)
-                    except OSError:
-                        pass
-                todo.clear()
-                pool.shutdown(wait=True, cancel_futures=True)
-                raise
-        if stop and todo:
-            say(f"run_notebooks: --fail-fast: not started: {', '.join(os.path.relpath(os.path.abspath(p), ROOT) for p in todo)}\n")
+        run_concurrently(paths, args, finish)
     return [done[p] for p in paths if p in done]
+
+
+def run_concurrently(paths, args, finish):
+    """Up to args.jobs notebooks at once, `finish(path, entry)` (→ ok) called in the main thread as each one ends.
+    Ctrl-C or SIGTERM stops the running kernels (their notebooks end as failures, entries recorded), starts nothing
+    more, and exits with status 130."""
+    say(f'run_notebooks: {len(paths)} notebooks, up to {args.jobs} at once\n')
+    todo = list(paths)
+    running = {}
+    stop = False
+
+    def on_term(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, on_term)
+    with ThreadPoolExecutor(max_workers=args.jobs, thread_name_prefix='notebook') as pool:
+        try:
+            while running or (todo and not stop):
+                while todo and not stop and len(running) < args.jobs:
+                    p = todo.pop(0)
+                    running[pool.submit(guarded_run_one, p, args)] = p
+                finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
+                for f in finished:
+                    p = running.pop(f)
+                    if not finish(p, f.result()) and args.fail_fast:
+                        stop = True
+        except KeyboardInterrupt:
+            # The worker threads hold the kernels: stop them, so each thread ends with its notebook failed.
+            STOPPING.set()
+            say(f'run_notebooks: interrupted: stopping {len(running)} running notebook(s); not starting {len(todo)}\n')
+            for pid in list(KERNELS):
+                try:
+                    os.kill(pid, signal.SIGTERM)
+                except OSError:
+                    pass
+            for f, p in running.items():
+                finish(p, f.result())
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise SystemExit(130)
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+    if stop and todo:
+        say(f"run_notebooks: --fail-fast: not started: {', '.join(os.path.relpath(os.path.abspath(p), ROOT) for p in todo)}\n")
 
 
 def gather_scoreboard(out):

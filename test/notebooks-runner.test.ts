@@ -10,7 +10,7 @@
  * Jupyter is not installed.
  */
 import { strict as assert } from 'assert';
-import { spawnSync } from 'child_process';
+import { spawn, spawnSync } from 'child_process';
 import { mkdtempSync, mkdirSync, readFileSync, readdirSync, rmSync, realpathSync, statSync, writeFileSync, existsSync } from 'fs';
 import * as os from 'os';
 import * as path from 'path';
@@ -174,6 +174,37 @@ describe('notebook runner and kernel (real tslab kernel)', function () {
     assert.match(r.stderr, /1\/2 notebooks ok; 1 not started \(--fail-fast\)/);
     assert.deepEqual(r.summary.map((e) => [path.basename(e.notebook), e.ok]).sort(), [['failing.ipynb', false], ['slow.ipynb', true]]);
     assert.ok(!existsSync(path.join(out, 'never.ipynb')));
+  });
+
+  it('--jobs 2 interrupted (SIGINT): the running kernels are stopped, their entries say so, nothing more starts, exit status 130', async () => {
+    const dir = mkdtempSync(path.join(tmp, 'interrupt-'));
+    const long = (n: string) => notebook(dir, n, ["console.log('PID', process.pid);", 'await new Promise((r) => setTimeout(r, 600000));']);
+    const files = [long('first'), long('second'), notebook(dir, 'third', ["console.log('third ran');"])];
+    const out = path.join(tmp, 'interrupt-out');
+    const child = spawn(PYTHON, [path.join(ROOT, 'environment', 'run_notebooks.py'), '--out', out, '--no-html', '--jobs', '2', '--progress-interval', '1', ...files], { cwd: ROOT });
+    let stderr = '';
+    child.stderr.on('data', (d) => (stderr += String(d)));
+    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+    const t0 = Date.now();
+    // Both kernels are in their sleeping cell once each has a heartbeat line.
+    while (!/^first \| {2}\[2\/2\] cell 1 …/m.test(stderr) || !/^second \| {2}\[2\/2\] cell 1 …/m.test(stderr)) {
+      assert.ok(Date.now() - t0 < 200000, `the two kernels did not reach their sleeping cells:\n${stderr}`);
+      await new Promise((r) => setTimeout(r, 250));
+    }
+    const stoppedAt = Date.now();
+    child.kill('SIGINT');
+    assert.equal(await exited, 130, stderr);
+    assert.ok(Date.now() - stoppedAt < 60000, 'the runner ended soon after the interrupt');
+    assert.match(stderr, /interrupted: stopping 2 running notebook\(s\); not starting 1/);
+    const summary = JSON.parse(readFileSync(path.join(out, 'summary.json'), 'utf8')) as Array<{ notebook: string; ok: boolean; error: string }>;
+    assert.deepEqual(summary.map((e) => path.basename(e.notebook)).sort(), ['first.ipynb', 'second.ipynb']);
+    for (const e of summary) {
+      assert.equal(e.ok, false);
+      assert.match(e.error, /interrupted: the runner stopped the kernel during cell 1/);
+      const pid = Number(/PID (\d+)/.exec(streamText(executedCells(path.join(out, path.basename(e.notebook)))[0], 'stdout'))![1]);
+      assert.throws(() => process.kill(pid, 0), /ESRCH/, `kernel ${pid} of ${e.notebook} is still running`);
+    }
+    assert.ok(!existsSync(path.join(out, 'third.ipynb')));
   });
 
   it('a failing cell fails the run with the real message: a thrown error and a type error; the summary keeps earlier notebooks', () => {
