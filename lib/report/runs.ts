@@ -51,6 +51,17 @@ function writeJsonAtomic(file: string, data: unknown): void {
   writeFileAtomic(file, `${JSON.stringify(data, null, 2)}\n`);
 }
 
+/** Create `dir`; false when it already exists (another run took the name). */
+function mkdirClaimed(dir: string): boolean {
+  try {
+    mkdirSync(dir);
+    return true;
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'EEXIST') return false;
+    throw e;
+  }
+}
+
 function stamp(d: Date): string {
   const p = (n: number): string => String(n).padStart(2, '0');
   return `${d.getUTCFullYear()}${p(d.getUTCMonth() + 1)}${p(d.getUTCDate())}-${p(d.getUTCHours())}${p(d.getUTCMinutes())}${p(d.getUTCSeconds())}`;
@@ -99,9 +110,10 @@ export class RunRecord {
     ensureDir(root, `RunRecord.create(${name}): runs root`);
     const now = o.now ?? new Date();
     const base = `${name}-${stamp(now)}`;
+    // mkdir claims the name atomically: two processes creating the same run in the same second (notebooks run at once,
+    // `run_notebooks.py --jobs`) get -2, -3 … instead of one failing on a name the other took after an exists check.
     let dir = path.join(root, base);
-    for (let k = 2; existsSync(dir); k++) dir = path.join(root, `${base}-${k}`);
-    mkdirSync(dir);
+    for (let k = 2; !mkdirClaimed(dir); k++) dir = path.join(root, `${base}-${k}`);
     const info: RunInfo = {
       format: RUN_FORMAT,
       name,
