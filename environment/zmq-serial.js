@@ -14,7 +14,10 @@
  * `Error: Socket is closed` (EBADF), synchronously or as a rejection nobody handles, and the process dies with that
  * trace. A message for a closed socket can never be delivered, so the wrapper drops it: the send resolves to
  * `undefined`, whether the socket was closed before the call, while the send waited in the queue, or while it was in
- * flight. Every other error is passed on unchanged. Used by environment/tslab-preload.js.
+ * flight. A send while the socket's bind() is still running (EBUSY "blocked by a bind or unbind operation": tslab
+publishes a status on iopub when the client's first request arrives on shell, and binds the sockets concurrently)
+waits for the bind, in its place in the queue, for up to 10 s. Every other error is passed on unchanged. Used by
+environment/tslab-preload.js.
  */
 const WRAPPED = Symbol.for('vitpeft.zmqSerialSend');
 
@@ -22,6 +25,15 @@ const WRAPPED = Symbol.for('vitpeft.zmqSerialSend');
 function isClosedError(e) {
   return Boolean(e) && (e.code === 'EBADF' || /Socket is closed/.test(String(e.message)));
 }
+
+/** zeromq's error for a send while the socket's bind() has not completed (EBUSY, transient). */
+function isBindingError(e) {
+  return Boolean(e) && /blocked by a bind or unbind operation/.test(String(e.message));
+}
+
+/** How long a send waits for a bind in progress before its EBUSY is passed on (ms), and how often it looks (ms). */
+const BIND_WAIT_MS = 10000;
+const BIND_POLL_MS = 5;
 
 /**
  * @param {object} proto  the prototype that owns `send` (zeromq's `Socket.prototype`)
@@ -37,6 +49,7 @@ function serializeSends(proto) {
   const send = function (...args) {
     const sock = this;
     const dropped = (e) => sock.closed === true || isClosedError(e);
+    let waitedSince = null;
     const attempt = () => {
       if (sock.closed === true) return undefined; // shutting down: nothing can be delivered any more
       let pending;
@@ -44,6 +57,13 @@ function serializeSends(proto) {
         pending = original.apply(sock, args);
       } catch (e) {
         if (dropped(e)) return undefined;
+        // tslab binds its five sockets concurrently and answers the client's first kernel_info (on shell) with a
+        // status on iopub, whose bind may still be running (seen when two kernels start at once under load): wait
+        // for the bind instead of losing the message as an unhandled rejection.
+        if (isBindingError(e)) {
+          waitedSince = waitedSince ?? Date.now();
+          if (Date.now() - waitedSince < BIND_WAIT_MS) return new Promise((r) => setTimeout(r, BIND_POLL_MS)).then(attempt);
+        }
         throw e;
       }
       return Promise.resolve(pending).catch((e) => {
@@ -70,4 +90,4 @@ function serializeSends(proto) {
   return true;
 }
 
-module.exports = { serializeSends, isClosedError };
+module.exports = { serializeSends, isClosedError, isBindingError };

@@ -172,3 +172,65 @@ describe('environment/zmq-serial: a kernel shutdown never crashes on a closed so
     assert.throws(() => sock.send('x'), (e: NodeJS.ErrnoException) => e.code === 'EBADF' && /Socket is closed/.test(e.message));
   });
 });
+
+describe('environment/zmq-serial: a send while the socket is still binding waits for the bind', () => {
+  const bindingError = (): Error => Object.assign(new Error('Socket is blocked by a bind or unbind operation'), { code: 'EBUSY', errno: 16 });
+
+  /** A FakeSocket whose bind() takes `ms`: meanwhile send throws EBUSY synchronously, as zeromq does. */
+  class BindingSocket extends FakeSocket {
+    binding = false;
+    bind(ms: number): Promise<void> {
+      this.binding = true;
+      return new Promise((r) => setTimeout(() => r((this.binding = false) as unknown as void), ms));
+    }
+    send(msg: string): Promise<void> {
+      if (this.binding) throw bindingError();
+      return super.send(msg);
+    }
+  }
+
+  it('without the wrapper a status published during the bind is lost (a synchronous EBUSY tslab never catches)', () => {
+    const s = new BindingSocket();
+    void s.bind(30);
+    assert.throws(() => s.send('busy'), /blocked by a bind or unbind operation/);
+  });
+
+  it('with the wrapper, statuses published during a 30 ms bind arrive after it, in order, with no unhandled rejection', async () => {
+    class Sock extends BindingSocket {}
+    Object.defineProperty(Sock.prototype, 'send', { value: BindingSocket.prototype.send, writable: false, configurable: true });
+    serializeSends(Sock.prototype);
+    const s = new Sock();
+    const seen = await unhandledDuring(async () => {
+      const bound = s.bind(30);
+      const r = [s.send('busy'), s.send('idle'), s.send('busy-2')]; // tslab's publishStatus, never awaited
+      await bound;
+      assert.deepEqual(await Promise.all(r), [undefined, undefined, undefined]);
+    });
+    assert.deepEqual(seen, []);
+    assert.deepEqual(s.sent, ['busy', 'idle', 'busy-2']);
+  });
+
+  it('the real zeromq module throws that EBUSY synchronously for a send during bind(), and the wrapped send delivers it', async () => {
+    const tslabDir = path.dirname(require.resolve('tslab/package.json'));
+    const zmq = require(require.resolve('zeromq', { paths: [tslabDir] })) as {
+      Publisher: new () => { closed: boolean; close(): void; bind(a: string): Promise<void>; send(m: string): Promise<void> };
+      Subscriber: new () => { connect(a: string): void; subscribe(): void; receive(): Promise<Buffer[]>; close(): void };
+    };
+    const raw = new zmq.Publisher();
+    const binding = raw.bind('tcp://127.0.0.1:*');
+    assert.throws(() => raw.send('x'), (e: NodeJS.ErrnoException) => e.code === 'EBUSY' && /blocked by a bind/.test(e.message));
+    await binding;
+    raw.close();
+    // The wrapped prototype (zeromq's Socket.prototype owns send) on a fresh publisher: no throw during the bind.
+    let proto = Object.getPrototypeOf(raw) as { send: unknown };
+    while (!Object.prototype.hasOwnProperty.call(proto, 'send')) proto = Object.getPrototypeOf(proto);
+    const already = (proto.send as Record<symbol, unknown>)[Symbol.for('vitpeft.zmqSerialSend')] === true;
+    if (!already) serializeSends(proto);
+    const pub = new zmq.Publisher();
+    const b = pub.bind('tcp://127.0.0.1:*');
+    const sent = pub.send('status');
+    await b;
+    assert.equal(await sent, undefined);
+    pub.close();
+  });
+});
