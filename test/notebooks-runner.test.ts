@@ -176,6 +176,20 @@ describe('notebook runner and kernel (real tslab kernel)', function () {
     assert.ok(!existsSync(path.join(out, 'never.ipynb')));
   });
 
+  it('--jobs refuses a count that is not 1, 2, … or auto, and two notebooks of the same name (their outputs would collide), before any kernel starts', () => {
+    const dir = mkdtempSync(path.join(tmp, 'jobs-usage-'));
+    const a = notebook(dir, 'same', ["console.log('a');"]);
+    mkdirSync(path.join(dir, 'other'));
+    const b = notebook(path.join(dir, 'other'), 'same', ["console.log('b');"]);
+    const zero = runNotebooks(['--jobs', '0', a], path.join(dir, 'out'));
+    assert.equal(zero.status, 2, zero.stderr);
+    assert.match(zero.stderr, /--jobs\/-j: '0' is not a number of notebooks \(1, 2, \.\.\. or auto\)/);
+    const dup = runNotebooks(['--jobs', 'auto', a, b], path.join(dir, 'out'));
+    assert.equal(dup.status, 2, dup.stderr);
+    assert.match(dup.stderr, /--jobs: two notebooks share a name \(same\) and would write the same outputs at once/);
+    assert.ok(!existsSync(path.join(dir, 'out')), 'nothing written');
+  });
+
   it('--jobs 2 interrupted (SIGINT): the running kernels are stopped, their entries say so, nothing more starts, exit status 130', async () => {
     const dir = mkdtempSync(path.join(tmp, 'interrupt-'));
     const long = (n: string) => notebook(dir, n, ["console.log('PID', process.pid);", 'await new Promise((r) => setTimeout(r, 600000));']);

@@ -181,9 +181,14 @@ describe('environment/zmq-serial: a send while the socket is still binding waits
     binding = false;
     bind(ms: number): Promise<void> {
       this.binding = true;
-      return new Promise((r) => setTimeout(() => r((this.binding = false) as unknown as void), ms));
+      return new Promise((r) => {
+        setTimeout(() => {
+          this.binding = false;
+          r();
+        }, ms);
+      });
     }
-    send(msg: string): Promise<void> {
+    override send(msg: string): Promise<void> {
       if (this.binding) throw bindingError();
       return super.send(msg);
     }
