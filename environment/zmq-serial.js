@@ -90,4 +90,4 @@ function serializeSends(proto) {
   return true;
 }
 
-module.exports = { serializeSends, isClosedError, isBindingError };
+module.exports = { serializeSends, isClosedError };
