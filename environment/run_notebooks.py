@@ -45,7 +45,8 @@ import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
-from kernel_resources import TreeMeter
+sys.dont_write_bytecode = True  # no environment/__pycache__ in the checkout from importing the module below
+from kernel_resources import TreeMeter  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 KERNEL_DIR = os.path.join(ROOT, '.jupyter', 'share', 'jupyter')
