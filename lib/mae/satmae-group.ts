@@ -22,7 +22,8 @@
  *   from a SatMAE checkpoint's decoder heads.
  */
 import * as tf from '@tensorflow/tfjs';
-import { checkKeys, lookup, fmtValue } from '../check';
+import { checkKeys, fmtValue } from '../check';
+import { satMaeConfig, SatMaeConfigRules } from './satmae-config';
 import { Rng } from '../rng';
 import { flattenTree, disposeTree, countParams } from '../tree';
 import { BlockParams, createBlockParams, LinearParams, NormParams, ParamFactory } from '../vit/params';
@@ -68,9 +69,14 @@ export interface SatMaeGroupConfig {
   targetAlign: 'grouped' | 'satmae';
 }
 
+/** The encoder's fields of the config (what the downstream classifier `SatMaeGroupVitConfig` shares with the MAE). */
+export const SATMAE_GROUP_ENCODER_KEYS = [
+  'imgSize', 'patchSize', 'embedDim', 'depth', 'numHeads', 'mlpRatio', 'qkvBias', 'normEps', 'bands', 'dropBands', 'groups',
+  'channelEmbedDim',
+] as const;
+
 const KEYS: readonly (keyof SatMaeGroupConfig)[] = [
-  'imgSize', 'patchSize', 'embedDim', 'depth', 'numHeads', 'mlpRatio', 'qkvBias', 'normEps', 'bands', 'dropBands',
-  'groups', 'channelEmbedDim', 'decoder', 'decoderChannelEmbedDim', 'maskRatio', 'spatialMask', 'normPixLoss', 'targetAlign',
+  ...SATMAE_GROUP_ENCODER_KEYS, 'decoder', 'decoderChannelEmbedDim', 'maskRatio', 'spatialMask', 'normPixLoss', 'targetAlign',
 ];
 
 const BASE: Omit<SatMaeGroupConfig, 'embedDim' | 'depth' | 'numHeads'> = {
@@ -158,34 +164,27 @@ export function bandLayout(c: Pick<SatMaeGroupConfig, 'bands' | 'dropBands' | 'g
   return { keptInput, kept, groups, order: groups.flat() };
 }
 
+const RULES: SatMaeConfigRules<SatMaeGroupConfig, SatMaeGroupOverrides> = {
+  name: 'SatMaeGroupConfig',
+  what: 'SatMAE group preset',
+  presets: SATMAE_GROUP_PRESETS,
+  keys: KEYS,
+  positive: ['patchSize', 'embedDim', 'depth', 'numHeads', 'channelEmbedDim', 'decoderChannelEmbedDim'],
+  codes: [
+    { of: 'embedDim', code: 'channelEmbedDim' },
+    { of: 'decoder.embedDim', code: 'decoderChannelEmbedDim' },
+  ],
+  merge: (base, { decoder, ...rest }) => ({ ...base, ...rest, decoder: decoderConfig({ ...base.decoder, ...(decoder ?? {}) }) }),
+  more: (c) => {
+    checkMaskRatio(c.maskRatio, 'SatMaeGroupConfig.maskRatio');
+    if (!['grouped', 'satmae'].includes(c.targetAlign)) throw new Error(`SatMaeGroupConfig.targetAlign: expected 'grouped' or 'satmae', got ${fmtValue(c.targetAlign)}`);
+    bandLayout(c);
+  },
+};
+
 /** Build a validated config from a preset plus overrides. */
 export function satMaeGroupConfig(preset: SatMaeGroupPresetName | SatMaeGroupConfig, overrides: SatMaeGroupOverrides = {}): SatMaeGroupConfig {
-  const base: SatMaeGroupConfig = typeof preset === 'string' ? lookup('SatMAE group preset', SATMAE_GROUP_PRESETS, preset) : preset;
-  checkKeys('SatMaeGroupConfig', overrides, KEYS);
-  const { decoder: dOver, ...rest } = overrides;
-  const c: SatMaeGroupConfig = { ...base, ...rest, decoder: decoderConfig({ ...base.decoder, ...(dOver ?? {}) }) };
-  checkKeys('SatMaeGroupConfig', c, KEYS);
-  const posInt = (k: string, v: number): void => {
-    if (!Number.isInteger(v) || v <= 0) throw new Error(`SatMaeGroupConfig.${k}: expected a positive integer, got ${fmtValue(v)}`);
-  };
-  for (const k of ['patchSize', 'embedDim', 'depth', 'numHeads', 'channelEmbedDim', 'decoderChannelEmbedDim'] as const) posInt(k, c[k]);
-  const [h, w] = imgHW(c);
-  posInt('imgSize', h);
-  posInt('imgSize', w);
-  if (h % c.patchSize || w % c.patchSize) throw new Error(`SatMaeGroupConfig.imgSize: ${h}x${w} is not divisible by patchSize ${c.patchSize}`);
-  if (c.embedDim % c.numHeads) throw new Error(`SatMaeGroupConfig.embedDim: ${c.embedDim} is not divisible by numHeads ${c.numHeads}`);
-  const pw = c.embedDim - c.channelEmbedDim;
-  if (pw <= 0 || pw % 4 || c.channelEmbedDim % 2) {
-    throw new Error(`SatMaeGroupConfig: embedDim ${c.embedDim} − channelEmbedDim ${c.channelEmbedDim} = ${pw} must be a positive multiple of 4 (and channelEmbedDim even)`);
-  }
-  const dw = c.decoder.embedDim - c.decoderChannelEmbedDim;
-  if (dw <= 0 || dw % 4 || c.decoderChannelEmbedDim % 2) {
-    throw new Error(`SatMaeGroupConfig: decoder.embedDim ${c.decoder.embedDim} − decoderChannelEmbedDim ${c.decoderChannelEmbedDim} = ${dw} must be a positive multiple of 4 (and decoderChannelEmbedDim even)`);
-  }
-  checkMaskRatio(c.maskRatio, 'SatMaeGroupConfig.maskRatio');
-  if (!['grouped', 'satmae'].includes(c.targetAlign)) throw new Error(`SatMaeGroupConfig.targetAlign: expected 'grouped' or 'satmae', got ${fmtValue(c.targetAlign)}`);
-  bandLayout(c);
-  return Object.freeze(c);
+  return satMaeConfig(RULES, preset, overrides);
 }
 
 /**

@@ -13,7 +13,8 @@
  *   over masked tokens as in MAE.
  */
 import * as tf from '@tensorflow/tfjs';
-import { checkKeys, lookup, fmtValue } from '../check';
+import { checkKeys, fmtValue } from '../check';
+import { satMaeConfig, SatMaeConfigRules } from './satmae-config';
 import { Rng } from '../rng';
 import { flattenTree, disposeTree } from '../tree';
 import { BlockParams, createBlockParams, NormParams, ParamFactory } from '../vit/params';
@@ -50,10 +51,12 @@ export interface SatMaeTemporalConfig {
   normPixLoss: boolean;
 }
 
-const KEYS: readonly (keyof SatMaeTemporalConfig)[] = [
-  'imgSize', 'patchSize', 'inChans', 'embedDim', 'depth', 'numHeads', 'mlpRatio', 'qkvBias', 'normEps', 'frames',
-  'timeEmbedDim', 'decoderTimeEmbedDim', 'decoder', 'maskRatio', 'sameMask', 'normPixLoss',
-];
+/** The encoder's fields of the config (what the downstream classifier `SatMaeTemporalVitConfig` shares with the MAE). */
+export const SATMAE_TEMPORAL_ENCODER_KEYS = [
+  'imgSize', 'patchSize', 'inChans', 'embedDim', 'depth', 'numHeads', 'mlpRatio', 'qkvBias', 'normEps', 'frames', 'timeEmbedDim',
+] as const;
+
+const KEYS: readonly (keyof SatMaeTemporalConfig)[] = [...SATMAE_TEMPORAL_ENCODER_KEYS, 'decoderTimeEmbedDim', 'decoder', 'maskRatio', 'sameMask', 'normPixLoss'];
 
 const BASE: Omit<SatMaeTemporalConfig, 'embedDim' | 'depth' | 'numHeads'> = {
   imgSize: 224,
@@ -79,33 +82,23 @@ export const SATMAE_TEMPORAL_PRESETS = {
 export type SatMaeTemporalPresetName = keyof typeof SATMAE_TEMPORAL_PRESETS;
 export type SatMaeTemporalOverrides = Partial<Omit<SatMaeTemporalConfig, 'decoder'>> & { decoder?: Partial<DecoderConfig> };
 
-export function satMaeTemporalConfig(
-  preset: SatMaeTemporalPresetName | SatMaeTemporalConfig,
-  overrides: SatMaeTemporalOverrides = {},
-): SatMaeTemporalConfig {
-  const base: SatMaeTemporalConfig = typeof preset === 'string' ? lookup('SatMAE temporal preset', SATMAE_TEMPORAL_PRESETS, preset) : preset;
-  checkKeys('SatMaeTemporalConfig', overrides, KEYS);
-  const { decoder: dOver, ...rest } = overrides;
-  const c: SatMaeTemporalConfig = { ...base, ...rest, decoder: decoderConfig({ ...base.decoder, ...(dOver ?? {}) }) };
-  const posInt = (k: string, v: number): void => {
-    if (!Number.isInteger(v) || v <= 0) throw new Error(`SatMaeTemporalConfig.${k}: expected a positive integer, got ${fmtValue(v)}`);
-  };
-  for (const k of ['patchSize', 'inChans', 'embedDim', 'depth', 'numHeads', 'frames', 'timeEmbedDim', 'decoderTimeEmbedDim'] as const) posInt(k, c[k]);
-  const [h, w] = imgHW(c);
-  posInt('imgSize', h);
-  posInt('imgSize', w);
-  if (h % c.patchSize || w % c.patchSize) throw new Error(`SatMaeTemporalConfig.imgSize: ${h}x${w} is not divisible by patchSize ${c.patchSize}`);
-  if (c.embedDim % c.numHeads) throw new Error(`SatMaeTemporalConfig.embedDim: ${c.embedDim} is not divisible by numHeads ${c.numHeads}`);
-  const sp = c.embedDim - 3 * c.timeEmbedDim;
-  if (sp <= 0 || sp % 4 || c.timeEmbedDim % 2) {
-    throw new Error(`SatMaeTemporalConfig: embedDim ${c.embedDim} − 3·timeEmbedDim ${c.timeEmbedDim} = ${sp} must be a positive multiple of 4 (and timeEmbedDim even)`);
-  }
-  const dsp = c.decoder.embedDim - 3 * c.decoderTimeEmbedDim;
-  if (dsp <= 0 || dsp % 4 || c.decoderTimeEmbedDim % 2) {
-    throw new Error(`SatMaeTemporalConfig: decoder.embedDim ${c.decoder.embedDim} − 3·decoderTimeEmbedDim ${c.decoderTimeEmbedDim} = ${dsp} must be a positive multiple of 4 (and decoderTimeEmbedDim even)`);
-  }
-  checkMaskRatio(c.maskRatio, 'SatMaeTemporalConfig.maskRatio');
-  return Object.freeze(c);
+const RULES: SatMaeConfigRules<SatMaeTemporalConfig, SatMaeTemporalOverrides> = {
+  name: 'SatMaeTemporalConfig',
+  what: 'SatMAE temporal preset',
+  presets: SATMAE_TEMPORAL_PRESETS,
+  keys: KEYS,
+  positive: ['patchSize', 'inChans', 'embedDim', 'depth', 'numHeads', 'frames', 'timeEmbedDim', 'decoderTimeEmbedDim'],
+  codes: [
+    { of: 'embedDim', code: 'timeEmbedDim', copies: 3 },
+    { of: 'decoder.embedDim', code: 'decoderTimeEmbedDim', copies: 3 },
+  ],
+  merge: (base, { decoder, ...rest }) => ({ ...base, ...rest, decoder: decoderConfig({ ...base.decoder, ...(decoder ?? {}) }) }),
+  more: (c) => void checkMaskRatio(c.maskRatio, 'SatMaeTemporalConfig.maskRatio'),
+};
+
+/** Build a validated config from a preset plus overrides. */
+export function satMaeTemporalConfig(preset: SatMaeTemporalPresetName | SatMaeTemporalConfig, overrides: SatMaeTemporalOverrides = {}): SatMaeTemporalConfig {
+  return satMaeConfig(RULES, preset, overrides);
 }
 
 export interface SatMaeTemporalParams extends DecoderParams {
