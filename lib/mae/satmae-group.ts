@@ -28,9 +28,9 @@ import { Rng } from '../rng';
 import { flattenTree, disposeTree, countParams } from '../tree';
 import { BlockParams, createBlockParams, LinearParams, NormParams, ParamFactory } from '../vit/params';
 import { ForwardEnv, linearSite, makeEnv, VitHooks } from '../vit/forward';
-import { imgHW } from '../vit/config';
+import { imgHW, VitConfig, VIT_SIZES } from '../vit/config';
 import { sincos1d, sincos2d } from '../vit/posembed';
-import { DecoderConfig, DecoderParams, createDecoderParams, decoderConfig, decoderTokens, decoderBlocks } from './decoder';
+import { DecoderConfig, DecoderOverrides, DecoderParams, withDecoderOverrides, createDecoderParams, decoderConfig, decoderTokens, decoderBlocks } from './decoder';
 import { maskedEncode } from './encoder';
 import { MaskPlan, checkMaskRatio, randomMasking, shardedPlan, spatialMasking, maskTensor } from './masking';
 import { patchify, patchifyBands, unpatchifyBands } from './patchify';
@@ -40,17 +40,8 @@ import { denormalizePatches, reconstructionViews, ReconViews } from './recon';
 /** Sentinel-2 bands in the order of the fMoW-Sentinel / EuroSAT-MS files. */
 export const SATMAE_SENTINEL2_BANDS = ['B1', 'B2', 'B3', 'B4', 'B5', 'B6', 'B7', 'B8', 'B8A', 'B9', 'B10', 'B11', 'B12'] as const;
 
-export interface SatMaeGroupConfig {
-  /** Input size (square or [H, W]); SatMAE multispectral: 96. */
-  imgSize: number | readonly [number, number];
-  /** SatMAE multispectral: 8. */
-  patchSize: number;
-  embedDim: number;
-  depth: number;
-  numHeads: number;
-  mlpRatio: number;
-  qkvBias: boolean;
-  normEps: number;
+/** The encoder trunk (`imgSize` SatMAE multispectral: 96, `patchSize` 8) and the bands, groups, decoder and masking. */
+export interface SatMaeGroupConfig extends Pick<VitConfig, 'imgSize' | 'patchSize' | 'embedDim' | 'depth' | 'numHeads' | 'mlpRatio' | 'qkvBias' | 'normEps'> {
   /** Names of the input channels, in order. */
   bands: readonly string[];
   /** Bands removed before grouping (SatMAE `--dropped_bands 0 9 10`). */
@@ -103,14 +94,14 @@ const BASE: Omit<SatMaeGroupConfig, 'embedDim' | 'depth' | 'numHeads'> = {
 
 /** SatMAE group-channel presets (96 px, patch 8, 512-d 8-block decoder). */
 export const SATMAE_GROUP_PRESETS = {
-  satmae_group_vit_base_patch8: { ...BASE, embedDim: 768, depth: 12, numHeads: 12 },
-  satmae_group_vit_large_patch8: { ...BASE, embedDim: 1024, depth: 24, numHeads: 16 },
+  satmae_group_vit_base_patch8: { ...BASE, ...VIT_SIZES.base },
+  satmae_group_vit_large_patch8: { ...BASE, ...VIT_SIZES.large },
 } satisfies Record<string, SatMaeGroupConfig>;
 
 export type SatMaeGroupPresetName = keyof typeof SATMAE_GROUP_PRESETS;
 
 /** Overrides; `decoder` may be partial. */
-export type SatMaeGroupOverrides = Partial<Omit<SatMaeGroupConfig, 'decoder'>> & { decoder?: Partial<DecoderConfig> };
+export type SatMaeGroupOverrides = DecoderOverrides<SatMaeGroupConfig>;
 
 /** Band bookkeeping derived from a config. */
 export interface BandLayout {
@@ -174,7 +165,7 @@ const RULES: SatMaeConfigRules<SatMaeGroupConfig, SatMaeGroupOverrides> = {
     { of: 'embedDim', code: 'channelEmbedDim' },
     { of: 'decoder.embedDim', code: 'decoderChannelEmbedDim' },
   ],
-  merge: (base, { decoder, ...rest }) => ({ ...base, ...rest, decoder: decoderConfig({ ...base.decoder, ...(decoder ?? {}) }) }),
+  merge: withDecoderOverrides,
   more: (c) => {
     checkMaskRatio(c.maskRatio, 'SatMaeGroupConfig.maskRatio');
     if (!['grouped', 'satmae'].includes(c.targetAlign)) throw new Error(`SatMaeGroupConfig.targetAlign: expected 'grouped' or 'satmae', got ${fmtValue(c.targetAlign)}`);

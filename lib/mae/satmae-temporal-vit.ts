@@ -15,13 +15,12 @@ import * as tf from '@tensorflow/tfjs';
 import { checkKeys } from '../check';
 import { flattenTree, disposeTree, countParams, ParamTree } from '../tree';
 import { createBlockParams, ParamFactory } from '../vit/params';
-import { ForwardEnv, linearSite, makeEnv } from '../vit/forward';
+import { ForwardEnv, makeEnv } from '../vit/forward';
 import { imgHW } from '../vit/config';
 import { sincos2d } from '../vit/posembed';
 import { LoraAdapters, ShapeLike } from '../peft/lora';
 import { vitShapes } from '../peft/shapes';
-import { patchify } from './patchify';
-import { SatMaeTemporal, SatMaeTemporalConfig, SATMAE_TEMPORAL_ENCODER_KEYS, SATMAE_TEMPORAL_PRESETS, Timestamps, timeCode, timestampValues } from './satmae-temporal';
+import { SatMaeTemporal, SatMaeTemporalConfig, SATMAE_TEMPORAL_ENCODER_KEYS, SATMAE_TEMPORAL_PRESETS, Timestamps, checkFrames, frameTokens, timestampValues } from './satmae-temporal';
 import { satMaeConfig, SatMaeConfigRules } from './satmae-config';
 import {
   CLASSIFIER_DEFAULTS, CLASSIFIER_FORWARD_KEYS, CLASSIFIER_KEYS, ClassifierFields, ClassifierForwardOptions, ClassifierOutput, ClassifierParams,
@@ -139,41 +138,21 @@ export function satMaeTemporalVitParamCounts(m: SatMaeTemporalVit): { encoder: n
   return { encoder: countParams(rest), total: countParams(m.params) };
 }
 
-/** Check a frame stack [B, T, H, W, C] against the config; returns [B, T, L]. */
-export function checkTemporalFrames(cfg: SatMaeTemporalVitConfig, images: tf.Tensor): [number, number, number] {
-  if (images.rank !== 5) {
-    throw new Error(`SatMAE temporal classifier input: expected images [B, T, H, W, C] (T = ${cfg.frames} frames, NHWC), got shape [${images.shape}]`);
-  }
-  const [B, T, H, W, C] = images.shape;
-  if (T !== cfg.frames) throw new Error(`SatMAE temporal classifier input: expected ${cfg.frames} frames, got ${T} (shape [${images.shape}])`);
-  if (C !== cfg.inChans) throw new Error(`SatMAE temporal classifier input: expected ${cfg.inChans} bands per frame, got ${C} (shape [${images.shape}])`);
-  const [h, w] = imgHW(cfg);
-  if (H !== h || W !== w) throw new Error(`SatMAE temporal classifier input: frames are ${H}x${W}, the model is configured for ${h}x${w}`);
-  return [B, T, (H / cfg.patchSize) * (W / cfg.patchSize)];
-}
-
 export type SatMaeTemporalVitForwardOptions = ClassifierForwardOptions;
 
 /** prenorm [B, 1 + T·L, D], pooled [B, D], logits [B, numClasses] or null. */
 export type SatMaeTemporalVitOutput = ClassifierOutput;
 
-/** Input tokens [B, 1 + T·L, D]: shared patch embedding per frame + [position ‖ time code], CLS first. */
+const WHAT = 'SatMAE temporal classifier input';
+
+/** Input tokens [B, 1 + T·L, D]: `frameTokens` (shared patch embedding + [position ‖ time code]), CLS first. */
 export function satMaeTemporalVitTokens(m: SatMaeTemporalVit, images: tf.Tensor5D, ts: Float64Array, env: ForwardEnv): tf.Tensor3D {
-  const c = m.config;
-  const [B, T, L] = checkTemporalFrames(c, images);
-  const { patchSize: p, inChans: C, embedDim: D, timeEmbedDim: Tc } = c;
-  const [, , H, W] = images.shape;
-  const Dp = D - 3 * Tc;
-  const frames = images.reshape([B * T, H, W, C]) as tf.Tensor4D; // frames on the batch axis
-  const patches = patchify(frames, p); // [B·T, L, p²C] (ky, kx, c) like the [p, p, C, D] weight
-  const pe = m.params.patch_embed.proj;
-  const x = linearSite(env, 'patch_embed.proj', { weight: pe.weight.reshape([p * p * C, D]), bias: pe.bias }, patches).reshape([B, T * L, D]); // [B·T, L, D] → [B, T·L, D]
-  const pos = tf.broadcastTo(m.params.pos_embed.slice([0, 1, 0], [1, L, Dp]).reshape([1, 1, L, Dp]), [B, T, L, Dp]); // same cell code in every frame
-  const time = tf.broadcastTo(tf.tensor4d(timeCode(ts, B, T, Tc), [B, T, 1, 3 * Tc]), [B, T, L, 3 * Tc]); // same time code for all cells of a frame
-  const code = tf.concat([pos, time], 3).reshape([B, T * L, D]); // [B, T, L, D] → [B, T·L, D]
-  const clsCode = tf.concat([m.params.pos_embed.slice([0, 0, 0], [1, 1, Dp]), tf.zeros([1, 1, 3 * Tc])], 2); // [1, 1, D]
+  const x = frameTokens(m, images, ts, env, WHAT); // [B, T·L, D]
+  const [B, , D] = x.shape;
+  const Dp = D - 3 * m.config.timeEmbedDim;
+  const clsCode = tf.concat([m.params.pos_embed.slice([0, 0, 0], [1, 1, Dp]), tf.zeros([1, 1, 3 * m.config.timeEmbedDim])], 2); // [1, 1, D]
   const cls = tf.broadcastTo(tf.add(m.params.cls_token, clsCode), [B, 1, D]);
-  return tf.concat([cls, tf.add(x, code)], 1) as tf.Tensor3D;
+  return tf.concat([cls, x], 1) as tf.Tensor3D;
 }
 
 /**
@@ -187,7 +166,7 @@ export function satMaeTemporalVitForward(
   opts: SatMaeTemporalVitForwardOptions = {},
 ): SatMaeTemporalVitOutput {
   checkKeys('satMaeTemporalVitForward options', opts, CLASSIFIER_FORWARD_KEYS);
-  const [B, T] = checkTemporalFrames(m.config, images);
+  const [B, T] = checkFrames(m.config, images, WHAT);
   const ts = timestampValues(timestamps, B, T);
   const env = makeEnv({ training: opts.training, rng: opts.rng ?? null, hooks: opts.hooks, checkpoint: opts.checkpoint });
   return classifierForward(m.params, m.config, satMaeTemporalVitTokens(m, images, ts, env), env, opts.dropPathRate);
