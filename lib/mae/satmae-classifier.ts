@@ -34,6 +34,12 @@ export const CLASSIFIER_KEYS = ['pool', 'numClasses', 'dropPathRate'] as const;
 /** Defaults: average pooling, fMoW's 62 classes, drop-path 0.2 (ExPLoRA fine-tuning). */
 export const CLASSIFIER_DEFAULTS: Readonly<ClassifierFields> = Object.freeze({ pool: 'avg', numClasses: 62, dropPathRate: 0.2 });
 
+/** A classifier config from an MAE config: the MAE's encoder fields `keys`, and the classifier defaults. */
+export function classifierConfigFrom<C, K extends keyof C>(mae: C, keys: readonly K[]): Pick<C, K> & ClassifierFields {
+  const encoder = Object.fromEntries(keys.map((k) => [k, mae[k]])) as Pick<C, K>;
+  return { ...encoder, ...CLASSIFIER_DEFAULTS };
+}
+
 /** Check the classifier fields of config `name`. */
 export function checkClassifierFields(name: string, c: ClassifierFields): void {
   if (!Number.isInteger(c.numClasses) || c.numClasses < 0) throw new Error(`${name}.numClasses: expected a non-negative integer, got ${fmtValue(c.numClasses)}`);

@@ -26,8 +26,8 @@ import { vitShapes } from '../peft/shapes';
 import { BandLayout, SatMaeGroup, SatMaeGroupConfig, SATMAE_GROUP_ENCODER_KEYS, SATMAE_GROUP_PRESETS, bandLayout, groupTokens, selectKeptBands } from './satmae-group';
 import { satMaeConfig, SatMaeConfigRules } from './satmae-config';
 import {
-  CLASSIFIER_DEFAULTS, CLASSIFIER_FORWARD_KEYS, CLASSIFIER_KEYS, ClassifierFields, ClassifierForwardOptions, ClassifierOutput, ClassifierParams,
-  checkClassifierFields, classifierForward, createClassifierHead, loadMaeEncoder,
+  CLASSIFIER_FORWARD_KEYS, CLASSIFIER_KEYS, ClassifierFields, ClassifierForwardOptions, ClassifierOutput, ClassifierParams,
+  checkClassifierFields, classifierConfigFrom, classifierForward, createClassifierHead, loadMaeEncoder,
 } from './satmae-classifier';
 
 /** The group MAE's encoder fields (bands, groups, group-code width Dc, …) plus the classifier fields. */
@@ -35,11 +35,7 @@ export type SatMaeGroupVitConfig = Pick<SatMaeGroupConfig, (typeof SATMAE_GROUP_
 
 const KEYS: readonly (keyof SatMaeGroupVitConfig)[] = [...SATMAE_GROUP_ENCODER_KEYS, ...CLASSIFIER_KEYS];
 
-/** The classifier config of a group MAE config: its encoder fields and the classifier defaults. */
-function fromMaeConfig(mc: SatMaeGroupConfig): SatMaeGroupVitConfig {
-  const enc = Object.fromEntries(SATMAE_GROUP_ENCODER_KEYS.map((k) => [k, mc[k]])) as Pick<SatMaeGroupConfig, (typeof SATMAE_GROUP_ENCODER_KEYS)[number]>;
-  return { ...enc, ...CLASSIFIER_DEFAULTS };
-}
+const fromMaeConfig = (mc: SatMaeGroupConfig): SatMaeGroupVitConfig => classifierConfigFrom(mc, SATMAE_GROUP_ENCODER_KEYS);
 
 /** Presets (the group MAE presets' encoders: 96 px, patch 8; fMoW-Sentinel's 62 classes; EuroSAT: `{numClasses: 10}`). */
 export const SATMAE_GROUP_VIT_PRESETS = {

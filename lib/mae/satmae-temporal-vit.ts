@@ -23,8 +23,8 @@ import { vitShapes } from '../peft/shapes';
 import { SatMaeTemporal, SatMaeTemporalConfig, SATMAE_TEMPORAL_ENCODER_KEYS, SATMAE_TEMPORAL_PRESETS, Timestamps, checkFrames, frameTokens, timestampValues } from './satmae-temporal';
 import { satMaeConfig, SatMaeConfigRules } from './satmae-config';
 import {
-  CLASSIFIER_DEFAULTS, CLASSIFIER_FORWARD_KEYS, CLASSIFIER_KEYS, ClassifierFields, ClassifierForwardOptions, ClassifierOutput, ClassifierParams,
-  checkClassifierFields, classifierForward, createClassifierHead, loadMaeEncoder,
+  CLASSIFIER_FORWARD_KEYS, CLASSIFIER_KEYS, ClassifierFields, ClassifierForwardOptions, ClassifierOutput, ClassifierParams,
+  checkClassifierFields, classifierConfigFrom, classifierForward, createClassifierHead, loadMaeEncoder,
 } from './satmae-classifier';
 
 /** The temporal MAE's encoder fields (frames T, time-code width Tc, …) plus the classifier fields. */
@@ -32,11 +32,7 @@ export type SatMaeTemporalVitConfig = Pick<SatMaeTemporalConfig, (typeof SATMAE_
 
 const KEYS: readonly (keyof SatMaeTemporalVitConfig)[] = [...SATMAE_TEMPORAL_ENCODER_KEYS, ...CLASSIFIER_KEYS];
 
-/** The classifier config of a temporal MAE config: its encoder fields and the classifier defaults. */
-function fromMaeConfig(mc: SatMaeTemporalConfig): SatMaeTemporalVitConfig {
-  const enc = Object.fromEntries(SATMAE_TEMPORAL_ENCODER_KEYS.map((k) => [k, mc[k]])) as Pick<SatMaeTemporalConfig, (typeof SATMAE_TEMPORAL_ENCODER_KEYS)[number]>;
-  return { ...enc, ...CLASSIFIER_DEFAULTS };
-}
+const fromMaeConfig = (mc: SatMaeTemporalConfig): SatMaeTemporalVitConfig => classifierConfigFrom(mc, SATMAE_TEMPORAL_ENCODER_KEYS);
 
 /** Presets (the temporal MAE presets' encoders: 224 px, patch 16, 3 frames; fMoW's 62 classes). */
 export const SATMAE_TEMPORAL_VIT_PRESETS = {
