@@ -152,39 +152,60 @@ export function loadTimmCheckpoint(
  * DINOv2 conversion does). `mask_token` is left out (timm has none).
  */
 export function timmStateDict(vit: Vit, opts: { noEmbedClass: boolean }): Map<string, TensorToWrite> {
-  const D = vit.config.embedDim;
-  const kit = new Map<string, Float32Array>();
-  const shapes = new Map<string, number[]>();
+  const kit = new Map<string, F32Tensor>();
   for (const [k, v] of vitVariables(vit)) {
     if (k === 'mask_token') continue;
     const t = tf.tidy(() => kitToTorch(k, v));
-    kit.set(k, Float32Array.from(t.dataSync()));
-    shapes.set(k, t.shape);
+    kit.set(k, { dtype: 'F32', shape: t.shape, data: Float32Array.from(t.dataSync()) });
     t.dispose();
   }
-  const pos = kit.get('pos_embed')!;
+  return kitToTimmLayout(kit, opts.noEmbedClass);
+}
+
+/** A float32 tensor (both a `SafeTensor` and a `TensorToWrite`). */
+interface F32Tensor {
+  dtype: 'F32';
+  shape: number[];
+  data: Float32Array;
+}
+
+/**
+ * Kit tensors (torch layout, kit names) → timm's layout, the inverse of `timmToKit`: `register_tokens` → `reg_token`
+ * (right after `cls_token`), `pos_embed` [1, 1+N, D] → timm's table (with R zero register rows, or without the CLS row
+ * under no_embed_class, whose CLS position is folded into `cls_token` as timm's own DINOv2 conversion does);
+ * `mask_token` is left out (timm has none); every other tensor passes through, in the kit's order.
+ */
+export function kitToTimmLayout<T extends { shape: number[]; data: Float32Array | Int32Array | Uint8Array }>(
+  kit: ReadonlyMap<string, T>,
+  noEmbedClass: boolean,
+): Map<string, T | F32Tensor> {
+  const cls = kit.get('cls_token');
+  const pos = kit.get('pos_embed');
+  if (!cls || !pos) throw new Error("timm layout: 'cls_token' and 'pos_embed' are needed");
+  const D = cls.shape[2];
+  const p = pos.data as Float32Array;
   const reg = kit.get('register_tokens');
-  const R = vit.config.numRegisters;
-  const out = new Map<string, TensorToWrite>();
-  for (const [k, data] of kit) {
-    if (k === 'register_tokens') continue;
+  const R = reg ? reg.shape[1] : 0;
+  const out = new Map<string, T | F32Tensor>();
+  for (const [k, t] of kit) {
+    if (k === 'register_tokens' || k === 'mask_token') continue;
     if (k === 'cls_token') {
-      const c = Float32Array.from(data);
-      if (opts.noEmbedClass) for (let i = 0; i < D; i++) c[i] += pos[i];
+      const c = Float32Array.from(t.data as Float32Array);
+      if (noEmbedClass) for (let i = 0; i < D; i++) c[i] += p[i];
       out.set(k, { dtype: 'F32', shape: [1, 1, D], data: c });
-      if (reg) out.set('reg_token', { dtype: 'F32', shape: [1, R, D], data: reg });
+      if (reg) out.set('reg_token', reg);
     } else if (k === 'pos_embed') {
-      const N = pos.length / D - 1;
-      if (opts.noEmbedClass) {
-        out.set(k, { dtype: 'F32', shape: [1, N, D], data: pos.slice(D) });
+      const n = p.length / D - 1;
+      if (noEmbedClass) {
+        out.set(k, { dtype: 'F32', shape: [1, n, D], data: p.slice(D) });
       } else {
-        const table = new Float32Array((1 + R + N) * D); // register rows 0: the kit's registers carry no position
-        table.set(pos.subarray(0, D), 0);
-        table.set(pos.subarray(D), (1 + R) * D);
-        out.set(k, { dtype: 'F32', shape: [1, 1 + R + N, D], data: table });
+        const table = new Float32Array((1 + R + n) * D); // register rows 0: the kit's registers carry no position
+        table.set(p.subarray(0, D), 0);
+        table.set(p.subarray(D), (1 + R) * D);
+        out.set(k, { dtype: 'F32', shape: [1, 1 + R + n, D], data: table });
       }
     } else {
-      out.set(k, { dtype: 'F32', shape: shapes.get(k)!, data });
+      out.set(k, t);
     }
   }
   return out;

@@ -67,6 +67,15 @@ export function decoderConfig(overrides: Partial<DecoderConfig> = {}): DecoderCo
   return Object.freeze(c);
 }
 
+/** Overrides of a model config that holds a decoder: any field, and `decoder` partial. */
+export type DecoderOverrides<C extends { decoder: DecoderConfig }> = Partial<Omit<C, 'decoder'>> & { decoder?: Partial<DecoderConfig> };
+
+/** Apply `overrides` to `base`: `decoder` fields merge into the base decoder, validated by `decoderConfig`. */
+export function withDecoderOverrides<C extends { decoder: DecoderConfig }>(base: C, overrides: DecoderOverrides<C>): C {
+  const { decoder, ...rest } = overrides;
+  return { ...base, ...rest, decoder: decoderConfig({ ...base.decoder, ...(decoder ?? {}) }) };
+}
+
 export interface DecoderParams {
   decoder_embed: LinearParams;
   mask_token: tf.Variable;

@@ -7,37 +7,19 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { BlockParams, NormParams } from '../vit/params';
-import { blockForward, BlockOptions, ForwardEnv, norm, TokenState } from '../vit/forward';
-import { checkpointedBlock } from '../vit/checkpoint';
+import { ForwardEnv, norm } from '../vit/forward';
+import { blockStack, StackOptions } from '../vit/block-stack';
 import { keepTokens, MaskPlan } from './masking';
 
-export interface StackOptions {
-  /** Site prefix of the stack: `blocks` or `decoder_blocks` (block i is `${prefix}.${i}`). */
-  prefix: string;
-  numHeads: number;
-  eps: number;
-  /** Drop-path rate per block (length = number of blocks), or a single rate for all. */
-  dropPath: number | readonly number[];
-}
-
 /**
- * Run a list of transformer blocks. x [B, T, D] → [B, T, D]. With `env.checkpoint` every block recomputes its
- * activations in the backward (lib/vit/checkpoint.ts; trainable variables named under `${prefix}.i.`).
+ * Run the blocks of an MAE stack (`blockStack`) and check that every token came back. x [B, T, D] → [B, T, D].
  */
 export function runBlockStack(blocks: readonly BlockParams[], x: tf.Tensor3D, o: StackOptions, env: ForwardEnv): tf.Tensor3D {
-  if (typeof o.dropPath !== 'number' && o.dropPath.length !== blocks.length) {
-    throw new Error(`runBlockStack(${o.prefix}): ${o.dropPath.length} drop-path rates for ${blocks.length} blocks`);
-  }
-  let state: TokenState = { x, size: null, source: null };
-  blocks.forEach((bp, i) => {
-    const dp = typeof o.dropPath === 'number' ? o.dropPath : o.dropPath[i];
-    const bo: BlockOptions = { prefix: `${o.prefix}.${i}`, index: i, numHeads: o.numHeads, eps: o.eps, dropPath: dp };
-    state = env.checkpoint ? checkpointedBlock(blockForward, bp, state, bo, env, env.checkpoint) : blockForward(bp, state, bo, env);
-  });
-  if (state.x.shape[1] !== x.shape[1]) {
+  const y = blockStack(blocks, x, o, env).x;
+  if (y.shape[1] !== x.shape[1]) {
     throw new Error(`runBlockStack(${o.prefix}): a merge hook changed the token count; MAE needs every token back for the decoder`);
   }
-  return state.x;
+  return y;
 }
 
 /** The parameters the masked encoder core uses. */

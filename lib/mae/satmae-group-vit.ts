@@ -9,110 +9,64 @@
  *   [1, 1 + L, D − Dc] and `channel_embed` [1, G, Dc], initialised from sin-cos, loaded from the pre-trained model).
  * - CLS = `cls_token` + [pos_embed[0] ‖ `channel_cls_embed`] (`channel_cls_embed` [1, 1, Dc] starts at zero and is not
  *   in MAE checkpoints).
- * - timm blocks with drop-path rates linear over depth (`torch.linspace(0, p, depth)`).
- * - Pool 'avg' (the official default, `global_pool=True`): mean of all G·L patch tokens of the last block output
- *   (pre-norm) → `fc_norm` → `head`; pool 'cls': `norm` → token 0 → `head`.
+ * - Blocks, pooling ('avg': mean of the G·L patch tokens → `fc_norm`; 'cls') and head: lib/mae/satmae-classifier.ts.
  * What trains under ExPLoRA's LoRA fine-tuning rule (name filter: `head`, `lora`, plus optional norms / cls /
  * patch_embed / unfrozen blocks): `pos_embed`, `channel_embed` and `channel_cls_embed` match none of the names, so
  * they stay frozen even though the module declares them as parameters.
  */
 import * as tf from '@tensorflow/tfjs';
-import { checkKeys, lookup } from '../check';
+import { checkKeys } from '../check';
 import { flattenTree, disposeTree, countParams, ParamTree } from '../tree';
-import { BlockParams, createBlockParams, LinearParams, NormParams, ParamFactory } from '../vit/params';
-import { ForwardEnv, linearSite, makeEnv, norm, VitHooks, blockForward, BlockOptions, TokenState } from '../vit/forward';
-import { imgHW, dropPathRates } from '../vit/config';
-import { checkpointedBlock, CheckpointOptions } from '../vit/checkpoint';
+import { createBlockParams, ParamFactory } from '../vit/params';
+import { ForwardEnv, makeEnv } from '../vit/forward';
+import { imgHW } from '../vit/config';
 import { sincos1d, sincos2d } from '../vit/posembed';
-import { Rng } from '../rng';
-import { LoraAdapters, mergeLora, ShapeLike } from '../peft/lora';
+import { LoraAdapters, ShapeLike } from '../peft/lora';
 import { vitShapes } from '../peft/shapes';
-import { BandLayout, SatMaeGroup, SatMaeGroupConfig, SATMAE_SENTINEL2_BANDS, bandLayout, groupTokens, selectKeptBands } from './satmae-group';
+import { BandLayout, SatMaeGroup, SatMaeGroupConfig, SATMAE_GROUP_ENCODER_KEYS, SATMAE_GROUP_PRESETS, bandLayout, groupTokens, selectKeptBands } from './satmae-group';
+import { satMaeConfig, SatMaeConfigRules } from './satmae-config';
+import {
+  CLASSIFIER_FORWARD_KEYS, CLASSIFIER_KEYS, ClassifierFields, ClassifierForwardOptions, ClassifierOutput, ClassifierParams,
+  checkClassifierFields, classifierConfigFrom, classifierForward, createClassifierHead, loadMaeEncoder,
+} from './satmae-classifier';
 
-export interface SatMaeGroupVitConfig {
-  imgSize: number | readonly [number, number];
-  patchSize: number;
-  embedDim: number;
-  depth: number;
-  numHeads: number;
-  mlpRatio: number;
-  qkvBias: boolean;
-  normEps: number;
-  bands: readonly string[];
-  dropBands: readonly string[];
-  groups: readonly (readonly string[])[];
-  /** Width Dc of the group code (SatMAE: 256). */
-  channelEmbedDim: number;
-  /** 'avg' (SatMAE / ExPLoRA default `global_pool`) or 'cls'. */
-  pool: 'avg' | 'cls';
-  /** Classes of the head (fMoW: 62, EuroSAT: 10); 0 = no head. */
-  numClasses: number;
-  /** Maximum drop-path rate (timm linear rule over depth). ExPLoRA fine-tuning: 0.2. */
-  dropPathRate: number;
-}
+/** The group MAE's encoder fields (bands, groups, group-code width Dc, …) plus the classifier fields. */
+export type SatMaeGroupVitConfig = Pick<SatMaeGroupConfig, (typeof SATMAE_GROUP_ENCODER_KEYS)[number]> & ClassifierFields;
 
-const KEYS: readonly (keyof SatMaeGroupVitConfig)[] = [
-  'imgSize', 'patchSize', 'embedDim', 'depth', 'numHeads', 'mlpRatio', 'qkvBias', 'normEps', 'bands', 'dropBands', 'groups',
-  'channelEmbedDim', 'pool', 'numClasses', 'dropPathRate',
-];
+const KEYS: readonly (keyof SatMaeGroupVitConfig)[] = [...SATMAE_GROUP_ENCODER_KEYS, ...CLASSIFIER_KEYS];
 
-const BASE: Omit<SatMaeGroupVitConfig, 'embedDim' | 'depth' | 'numHeads'> = {
-  imgSize: 96,
-  patchSize: 8,
-  mlpRatio: 4,
-  qkvBias: true,
-  normEps: 1e-6,
-  bands: SATMAE_SENTINEL2_BANDS,
-  dropBands: ['B1', 'B9', 'B10'],
-  groups: [
-    ['B2', 'B3', 'B4', 'B8'],
-    ['B5', 'B6', 'B7', 'B8A'],
-    ['B11', 'B12'],
-  ],
-  channelEmbedDim: 256,
-  pool: 'avg',
-  numClasses: 62,
-  dropPathRate: 0.2,
-};
+const fromMaeConfig = (mc: SatMaeGroupConfig): SatMaeGroupVitConfig => classifierConfigFrom(mc, SATMAE_GROUP_ENCODER_KEYS);
 
-/** Presets (96 px, patch 8, fMoW-Sentinel's 62 classes; EuroSAT: `{numClasses: 10}`). */
+/** Presets (the group MAE presets' encoders: 96 px, patch 8; fMoW-Sentinel's 62 classes; EuroSAT: `{numClasses: 10}`). */
 export const SATMAE_GROUP_VIT_PRESETS = {
-  satmae_group_vit_base_patch8: { ...BASE, embedDim: 768, depth: 12, numHeads: 12 },
-  satmae_group_vit_large_patch8: { ...BASE, embedDim: 1024, depth: 24, numHeads: 16 },
+  satmae_group_vit_base_patch8: fromMaeConfig(SATMAE_GROUP_PRESETS.satmae_group_vit_base_patch8),
+  satmae_group_vit_large_patch8: fromMaeConfig(SATMAE_GROUP_PRESETS.satmae_group_vit_large_patch8),
 } satisfies Record<string, SatMaeGroupVitConfig>;
 
 export type SatMaeGroupVitPresetName = keyof typeof SATMAE_GROUP_VIT_PRESETS;
+
+const RULES: SatMaeConfigRules<SatMaeGroupVitConfig, Partial<SatMaeGroupVitConfig>> = {
+  name: 'SatMaeGroupVitConfig',
+  what: 'SatMAE group classifier preset',
+  presets: SATMAE_GROUP_VIT_PRESETS,
+  keys: KEYS,
+  positive: ['patchSize', 'embedDim', 'depth', 'numHeads', 'channelEmbedDim'],
+  codes: [{ of: 'embedDim', code: 'channelEmbedDim' }],
+  more: (c) => {
+    checkClassifierFields('SatMaeGroupVitConfig', c);
+    bandLayout(c);
+  },
+};
 
 /** Build a validated config from a preset (or a full config) plus overrides. */
 export function satMaeGroupVitConfig(
   preset: SatMaeGroupVitPresetName | SatMaeGroupVitConfig,
   overrides: Partial<SatMaeGroupVitConfig> = {},
 ): SatMaeGroupVitConfig {
-  const base: SatMaeGroupVitConfig = typeof preset === 'string' ? lookup('SatMAE group classifier preset', SATMAE_GROUP_VIT_PRESETS, preset) : preset;
-  checkKeys('SatMaeGroupVitConfig', overrides, KEYS);
-  const c: SatMaeGroupVitConfig = { ...base, ...overrides };
-  checkKeys('SatMaeGroupVitConfig', c, KEYS);
-  const posInt = (k: string, v: number, zero = false): void => {
-    if (!Number.isInteger(v) || v < (zero ? 0 : 1)) throw new Error(`SatMaeGroupVitConfig.${k}: expected a ${zero ? 'non-negative' : 'positive'} integer, got ${v}`);
-  };
-  for (const k of ['patchSize', 'embedDim', 'depth', 'numHeads', 'channelEmbedDim'] as const) posInt(k, c[k]);
-  posInt('numClasses', c.numClasses, true);
-  const [h, w] = imgHW(c);
-  posInt('imgSize', h);
-  posInt('imgSize', w);
-  if (h % c.patchSize || w % c.patchSize) throw new Error(`SatMaeGroupVitConfig.imgSize: ${h}x${w} is not divisible by patchSize ${c.patchSize}`);
-  if (c.embedDim % c.numHeads) throw new Error(`SatMaeGroupVitConfig.embedDim: ${c.embedDim} is not divisible by numHeads ${c.numHeads}`);
-  const pw = c.embedDim - c.channelEmbedDim;
-  if (pw <= 0 || pw % 4 || c.channelEmbedDim % 2) {
-    throw new Error(`SatMaeGroupVitConfig: embedDim ${c.embedDim} − channelEmbedDim ${c.channelEmbedDim} = ${pw} must be a positive multiple of 4 (and channelEmbedDim even)`);
-  }
-  if (c.pool !== 'avg' && c.pool !== 'cls') throw new Error(`SatMaeGroupVitConfig.pool: expected 'avg' or 'cls', got ${String(c.pool)}`);
-  if (!(c.dropPathRate >= 0 && c.dropPathRate < 1)) throw new Error(`SatMaeGroupVitConfig.dropPathRate: expected a number in [0, 1), got ${c.dropPathRate}`);
-  bandLayout(c);
-  return Object.freeze(c);
+  return satMaeConfig(RULES, preset, overrides);
 }
 
-export interface SatMaeGroupVitParams {
+export interface SatMaeGroupVitParams extends ClassifierParams {
   cls_token: tf.Variable;
   /** [1, 1 + L, D − Dc], learnable */
   pos_embed: tf.Variable;
@@ -122,12 +76,6 @@ export interface SatMaeGroupVitParams {
   channel_cls_embed: tf.Variable;
   /** one per group: weight [p, p, |g|, D], bias [D] */
   patch_embed: { proj: { weight: tf.Variable; bias: tf.Variable } }[];
-  blocks: BlockParams[];
-  /** pool 'cls' only */
-  norm?: NormParams;
-  /** pool 'avg' only */
-  fc_norm?: NormParams;
-  head?: LinearParams;
 }
 
 export interface SatMaeGroupVit {
@@ -167,10 +115,8 @@ export function createSatMaeGroupVit(
       },
     })),
     blocks: Array.from({ length: config.depth }, (_, i) => createBlockParams(f, `blocks.${i}`, D, hidden, { qkvBias: config.qkvBias, layerScale: null, init: 'timm' })),
+    ...createClassifierHead(f, D, config),
   };
-  if (config.pool === 'cls') params.norm = f.norm('norm', D);
-  else params.fc_norm = f.norm('fc_norm', D);
-  if (config.numClasses > 0) params.head = f.linear('head', D, config.numClasses, { kind: 'truncNormal', std: 0.02 });
   return { config, layout, params };
 }
 
@@ -215,24 +161,10 @@ export function satMaeGroupVitParamCounts(m: SatMaeGroupVit): { encoder: number;
   return { encoder: countParams(rest), total: countParams(m.params) };
 }
 
-export interface SatMaeGroupVitForwardOptions {
-  training?: boolean;
-  rng?: Rng | null;
-  hooks?: VitHooks;
-  /** Override the configured maximum drop-path rate for this call. */
-  dropPathRate?: number;
-  /** Activation recomputation per block (see lib/vit/checkpoint.ts). */
-  checkpoint?: CheckpointOptions | null;
-}
+export type SatMaeGroupVitForwardOptions = ClassifierForwardOptions;
 
-export interface SatMaeGroupVitOutput {
-  /** All tokens after the last block, pre-norm [B, 1 + G·L, D]. */
-  prenorm: tf.Tensor3D;
-  /** What the head sees [B, D]. */
-  pooled: tf.Tensor2D;
-  /** [B, numClasses] or null without a head. */
-  logits: tf.Tensor2D | null;
-}
+/** prenorm [B, 1 + G·L, D], pooled [B, D], logits [B, numClasses] or null. */
+export type SatMaeGroupVitOutput = ClassifierOutput;
 
 /** Input tokens [B, 1 + G·L, D]: group tokens with their codes, CLS first with [pos[0] ‖ channel_cls_embed]. */
 export function satMaeGroupVitTokens(m: SatMaeGroupVit, images: tf.Tensor4D, env: ForwardEnv): tf.Tensor3D {
@@ -250,27 +182,9 @@ export function satMaeGroupVitTokens(m: SatMaeGroupVit, images: tf.Tensor4D, env
  * here) or the 10 kept ones → pooled features and logits. LoRA attaches through `hooks` at `blocks.i.attn.qkv`.
  */
 export function satMaeGroupVitForward(m: SatMaeGroupVit, images: tf.Tensor4D, opts: SatMaeGroupVitForwardOptions = {}): SatMaeGroupVitOutput {
-  checkKeys('satMaeGroupVitForward options', opts, ['training', 'rng', 'hooks', 'dropPathRate', 'checkpoint']);
-  const c = m.config;
+  checkKeys('satMaeGroupVitForward options', opts, CLASSIFIER_FORWARD_KEYS);
   const env = makeEnv({ training: opts.training, rng: opts.rng ?? null, hooks: opts.hooks, checkpoint: opts.checkpoint });
-  const tokens = satMaeGroupVitTokens(m, images, env);
-  const rates = dropPathRates({ depth: c.depth, dropPathRate: opts.dropPathRate ?? c.dropPathRate, dropPathMode: 'linear' });
-  let state: TokenState = { x: tokens, size: null, source: null };
-  m.params.blocks.forEach((bp, i) => {
-    const bo: BlockOptions = { prefix: `blocks.${i}`, index: i, numHeads: c.numHeads, eps: c.normEps, dropPath: rates[i] };
-    state = env.checkpoint ? checkpointedBlock(blockForward, bp, state, bo, env, env.checkpoint) : blockForward(bp, state, bo, env);
-  });
-  const x = state.x;
-  const [B, T, D] = x.shape;
-  let pooled: tf.Tensor2D;
-  if (c.pool === 'avg') {
-    const mean = tf.mean(x.slice([0, 1, 0], [B, T - 1, D]), 1); // global pool over the G·L patch tokens, CLS excluded
-    pooled = norm(m.params.fc_norm!, mean, c.normEps) as tf.Tensor2D;
-  } else {
-    pooled = (norm(m.params.norm!, x, c.normEps) as tf.Tensor3D).slice([0, 0, 0], [B, 1, D]).reshape([B, D]) as tf.Tensor2D;
-  }
-  const logits = m.params.head ? (linearSite(env, 'head', m.params.head, pooled) as tf.Tensor2D) : null;
-  return { prenorm: x, pooled, logits };
+  return classifierForward(m.params, m.config, satMaeGroupVitTokens(m, images, env), env, opts.dropPathRate);
 }
 
 /** The encoder part of a group MAE's tree (what a classifier takes over). */
@@ -294,40 +208,9 @@ export function satMaeGroupVitFromMae(
   overrides: Partial<Pick<SatMaeGroupVitConfig, 'pool' | 'numClasses' | 'dropPathRate'>> = {},
   opts: { seed?: number; lora?: LoraAdapters | readonly LoraAdapters[] | null } = {},
 ): SatMaeGroupVit {
-  checkKeys('satMaeGroupVitFromMae overrides', overrides, ['pool', 'numClasses', 'dropPathRate']);
-  const mc: SatMaeGroupConfig = mae.config;
-  const config = satMaeGroupVitConfig({
-    ...BASE,
-    imgSize: mc.imgSize,
-    patchSize: mc.patchSize,
-    embedDim: mc.embedDim,
-    depth: mc.depth,
-    numHeads: mc.numHeads,
-    mlpRatio: mc.mlpRatio,
-    qkvBias: mc.qkvBias,
-    normEps: mc.normEps,
-    bands: mc.bands,
-    dropBands: mc.dropBands,
-    groups: mc.groups,
-    channelEmbedDim: mc.channelEmbedDim,
-    ...overrides,
-  });
+  checkKeys('satMaeGroupVitFromMae overrides', overrides, CLASSIFIER_KEYS);
+  const config = satMaeGroupVitConfig({ ...fromMaeConfig(mae.config), ...overrides });
   const clf = createSatMaeGroupVit(config, {}, { seed: opts.seed ?? 0 });
-  const src = opts.lora ? mergeLora(maeEncoderTree(mae), opts.lora, { allowMissing: true }) : maeEncoderTree(mae);
-  try {
-    const from = flattenTree(src);
-    for (const [k, v] of satMaeGroupVitVariables(clf)) {
-      if (/^(head|fc_norm|channel_cls_embed)(\.|$)/.test(k)) continue;
-      const s = from.get(k);
-      if (!s) throw new Error(`satMaeGroupVitFromMae: the MAE has no '${k}'`);
-      if (s.shape.join() !== v.shape.join()) throw new Error(`satMaeGroupVitFromMae: '${k}' is [${s.shape}] in the MAE, [${v.shape}] in the classifier`);
-      v.assign(s);
-    }
-  } catch (e) {
-    disposeSatMaeGroupVit(clf);
-    throw e;
-  } finally {
-    if (opts.lora) disposeTree(src);
-  }
-  return clf;
+  const model = { variables: satMaeGroupVitVariables, dispose: disposeSatMaeGroupVit, fresh: /^(head|fc_norm|channel_cls_embed)(\.|$)/ };
+  return loadMaeEncoder('satMaeGroupVitFromMae', clf, model, maeEncoderTree(mae), opts.lora);
 }

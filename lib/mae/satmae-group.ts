@@ -22,14 +22,15 @@
  *   from a SatMAE checkpoint's decoder heads.
  */
 import * as tf from '@tensorflow/tfjs';
-import { checkKeys, lookup, fmtValue } from '../check';
+import { checkKeys, fmtValue } from '../check';
+import { satMaeConfig, SatMaeConfigRules } from './satmae-config';
 import { Rng } from '../rng';
 import { flattenTree, disposeTree, countParams } from '../tree';
 import { BlockParams, createBlockParams, LinearParams, NormParams, ParamFactory } from '../vit/params';
 import { ForwardEnv, linearSite, makeEnv, VitHooks } from '../vit/forward';
-import { imgHW } from '../vit/config';
+import { imgHW, VitConfig, VIT_SIZES } from '../vit/config';
 import { sincos1d, sincos2d } from '../vit/posembed';
-import { DecoderConfig, DecoderParams, createDecoderParams, decoderConfig, decoderTokens, decoderBlocks } from './decoder';
+import { DecoderConfig, DecoderOverrides, DecoderParams, withDecoderOverrides, createDecoderParams, decoderConfig, decoderTokens, decoderBlocks } from './decoder';
 import { maskedEncode } from './encoder';
 import { MaskPlan, checkMaskRatio, randomMasking, shardedPlan, spatialMasking, maskTensor } from './masking';
 import { patchify, patchifyBands, unpatchifyBands } from './patchify';
@@ -39,17 +40,8 @@ import { denormalizePatches, reconstructionViews, ReconViews } from './recon';
 /** Sentinel-2 bands in the order of the fMoW-Sentinel / EuroSAT-MS files. */
 export const SATMAE_SENTINEL2_BANDS = ['B1', 'B2', 'B3', 'B4', 'B5', 'B6', 'B7', 'B8', 'B8A', 'B9', 'B10', 'B11', 'B12'] as const;
 
-export interface SatMaeGroupConfig {
-  /** Input size (square or [H, W]); SatMAE multispectral: 96. */
-  imgSize: number | readonly [number, number];
-  /** SatMAE multispectral: 8. */
-  patchSize: number;
-  embedDim: number;
-  depth: number;
-  numHeads: number;
-  mlpRatio: number;
-  qkvBias: boolean;
-  normEps: number;
+/** The encoder trunk (`imgSize` SatMAE multispectral: 96, `patchSize` 8) and the bands, groups, decoder and masking. */
+export interface SatMaeGroupConfig extends Pick<VitConfig, 'imgSize' | 'patchSize' | 'embedDim' | 'depth' | 'numHeads' | 'mlpRatio' | 'qkvBias' | 'normEps'> {
   /** Names of the input channels, in order. */
   bands: readonly string[];
   /** Bands removed before grouping (SatMAE `--dropped_bands 0 9 10`). */
@@ -68,9 +60,14 @@ export interface SatMaeGroupConfig {
   targetAlign: 'grouped' | 'satmae';
 }
 
+/** The encoder's fields of the config (what the downstream classifier `SatMaeGroupVitConfig` shares with the MAE). */
+export const SATMAE_GROUP_ENCODER_KEYS = [
+  'imgSize', 'patchSize', 'embedDim', 'depth', 'numHeads', 'mlpRatio', 'qkvBias', 'normEps', 'bands', 'dropBands', 'groups',
+  'channelEmbedDim',
+] as const;
+
 const KEYS: readonly (keyof SatMaeGroupConfig)[] = [
-  'imgSize', 'patchSize', 'embedDim', 'depth', 'numHeads', 'mlpRatio', 'qkvBias', 'normEps', 'bands', 'dropBands',
-  'groups', 'channelEmbedDim', 'decoder', 'decoderChannelEmbedDim', 'maskRatio', 'spatialMask', 'normPixLoss', 'targetAlign',
+  ...SATMAE_GROUP_ENCODER_KEYS, 'decoder', 'decoderChannelEmbedDim', 'maskRatio', 'spatialMask', 'normPixLoss', 'targetAlign',
 ];
 
 const BASE: Omit<SatMaeGroupConfig, 'embedDim' | 'depth' | 'numHeads'> = {
@@ -97,14 +94,14 @@ const BASE: Omit<SatMaeGroupConfig, 'embedDim' | 'depth' | 'numHeads'> = {
 
 /** SatMAE group-channel presets (96 px, patch 8, 512-d 8-block decoder). */
 export const SATMAE_GROUP_PRESETS = {
-  satmae_group_vit_base_patch8: { ...BASE, embedDim: 768, depth: 12, numHeads: 12 },
-  satmae_group_vit_large_patch8: { ...BASE, embedDim: 1024, depth: 24, numHeads: 16 },
+  satmae_group_vit_base_patch8: { ...BASE, ...VIT_SIZES.base },
+  satmae_group_vit_large_patch8: { ...BASE, ...VIT_SIZES.large },
 } satisfies Record<string, SatMaeGroupConfig>;
 
 export type SatMaeGroupPresetName = keyof typeof SATMAE_GROUP_PRESETS;
 
 /** Overrides; `decoder` may be partial. */
-export type SatMaeGroupOverrides = Partial<Omit<SatMaeGroupConfig, 'decoder'>> & { decoder?: Partial<DecoderConfig> };
+export type SatMaeGroupOverrides = DecoderOverrides<SatMaeGroupConfig>;
 
 /** Band bookkeeping derived from a config. */
 export interface BandLayout {
@@ -158,34 +155,27 @@ export function bandLayout(c: Pick<SatMaeGroupConfig, 'bands' | 'dropBands' | 'g
   return { keptInput, kept, groups, order: groups.flat() };
 }
 
+const RULES: SatMaeConfigRules<SatMaeGroupConfig, SatMaeGroupOverrides> = {
+  name: 'SatMaeGroupConfig',
+  what: 'SatMAE group preset',
+  presets: SATMAE_GROUP_PRESETS,
+  keys: KEYS,
+  positive: ['patchSize', 'embedDim', 'depth', 'numHeads', 'channelEmbedDim', 'decoderChannelEmbedDim'],
+  codes: [
+    { of: 'embedDim', code: 'channelEmbedDim' },
+    { of: 'decoder.embedDim', code: 'decoderChannelEmbedDim' },
+  ],
+  merge: withDecoderOverrides,
+  more: (c) => {
+    checkMaskRatio(c.maskRatio, 'SatMaeGroupConfig.maskRatio');
+    if (!['grouped', 'satmae'].includes(c.targetAlign)) throw new Error(`SatMaeGroupConfig.targetAlign: expected 'grouped' or 'satmae', got ${fmtValue(c.targetAlign)}`);
+    bandLayout(c);
+  },
+};
+
 /** Build a validated config from a preset plus overrides. */
 export function satMaeGroupConfig(preset: SatMaeGroupPresetName | SatMaeGroupConfig, overrides: SatMaeGroupOverrides = {}): SatMaeGroupConfig {
-  const base: SatMaeGroupConfig = typeof preset === 'string' ? lookup('SatMAE group preset', SATMAE_GROUP_PRESETS, preset) : preset;
-  checkKeys('SatMaeGroupConfig', overrides, KEYS);
-  const { decoder: dOver, ...rest } = overrides;
-  const c: SatMaeGroupConfig = { ...base, ...rest, decoder: decoderConfig({ ...base.decoder, ...(dOver ?? {}) }) };
-  checkKeys('SatMaeGroupConfig', c, KEYS);
-  const posInt = (k: string, v: number): void => {
-    if (!Number.isInteger(v) || v <= 0) throw new Error(`SatMaeGroupConfig.${k}: expected a positive integer, got ${fmtValue(v)}`);
-  };
-  for (const k of ['patchSize', 'embedDim', 'depth', 'numHeads', 'channelEmbedDim', 'decoderChannelEmbedDim'] as const) posInt(k, c[k]);
-  const [h, w] = imgHW(c);
-  posInt('imgSize', h);
-  posInt('imgSize', w);
-  if (h % c.patchSize || w % c.patchSize) throw new Error(`SatMaeGroupConfig.imgSize: ${h}x${w} is not divisible by patchSize ${c.patchSize}`);
-  if (c.embedDim % c.numHeads) throw new Error(`SatMaeGroupConfig.embedDim: ${c.embedDim} is not divisible by numHeads ${c.numHeads}`);
-  const pw = c.embedDim - c.channelEmbedDim;
-  if (pw <= 0 || pw % 4 || c.channelEmbedDim % 2) {
-    throw new Error(`SatMaeGroupConfig: embedDim ${c.embedDim} − channelEmbedDim ${c.channelEmbedDim} = ${pw} must be a positive multiple of 4 (and channelEmbedDim even)`);
-  }
-  const dw = c.decoder.embedDim - c.decoderChannelEmbedDim;
-  if (dw <= 0 || dw % 4 || c.decoderChannelEmbedDim % 2) {
-    throw new Error(`SatMaeGroupConfig: decoder.embedDim ${c.decoder.embedDim} − decoderChannelEmbedDim ${c.decoderChannelEmbedDim} = ${dw} must be a positive multiple of 4 (and decoderChannelEmbedDim even)`);
-  }
-  checkMaskRatio(c.maskRatio, 'SatMaeGroupConfig.maskRatio');
-  if (!['grouped', 'satmae'].includes(c.targetAlign)) throw new Error(`SatMaeGroupConfig.targetAlign: expected 'grouped' or 'satmae', got ${fmtValue(c.targetAlign)}`);
-  bandLayout(c);
-  return Object.freeze(c);
+  return satMaeConfig(RULES, preset, overrides);
 }
 
 /**

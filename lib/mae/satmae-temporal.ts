@@ -13,30 +13,24 @@
  *   over masked tokens as in MAE.
  */
 import * as tf from '@tensorflow/tfjs';
-import { checkKeys, lookup, fmtValue } from '../check';
+import { checkKeys, fmtValue } from '../check';
+import { satMaeConfig, SatMaeConfigRules } from './satmae-config';
 import { Rng } from '../rng';
 import { flattenTree, disposeTree } from '../tree';
 import { BlockParams, createBlockParams, NormParams, ParamFactory } from '../vit/params';
 import { ForwardEnv, linearSite, makeEnv, VitHooks } from '../vit/forward';
-import { imgHW } from '../vit/config';
+import { imgHW, VitConfig, VIT_SIZES } from '../vit/config';
 import { sincos1d, sincos2d } from '../vit/posembed';
-import { DecoderConfig, DecoderParams, createDecoderParams, decoderConfig, decoderTokens, decoderBlocks, decoderPredict } from './decoder';
+import { DecoderConfig, DecoderOverrides, DecoderParams, withDecoderOverrides, createDecoderParams, decoderConfig, decoderTokens, decoderBlocks, decoderPredict } from './decoder';
 import { maskedEncode } from './encoder';
 import { MaskPlan, checkMaskRatio, randomMasking, shardedPlan, frameMasking, maskTensor } from './masking';
 import { patchify, unpatchify, patchValuesToPixels } from './patchify';
 import { maskedPatchMse, normPixTarget } from './loss';
 import { denormalizePatches, reconstructionViews, ReconViews } from './recon';
 
-export interface SatMaeTemporalConfig {
-  imgSize: number | readonly [number, number];
-  patchSize: number;
-  inChans: number;
-  embedDim: number;
-  depth: number;
-  numHeads: number;
-  mlpRatio: number;
-  qkvBias: boolean;
-  normEps: number;
+/** The encoder trunk (one frame's size and bands), the frames and time codes, decoder and masking. */
+export interface SatMaeTemporalConfig
+  extends Pick<VitConfig, 'imgSize' | 'patchSize' | 'inChans' | 'embedDim' | 'depth' | 'numHeads' | 'mlpRatio' | 'qkvBias' | 'normEps'> {
   /** Images per sample T (fMoW-temporal: 3). */
   frames: number;
   /** Width of each of the three time codes in the encoder (SatMAE: 128). */
@@ -50,10 +44,12 @@ export interface SatMaeTemporalConfig {
   normPixLoss: boolean;
 }
 
-const KEYS: readonly (keyof SatMaeTemporalConfig)[] = [
-  'imgSize', 'patchSize', 'inChans', 'embedDim', 'depth', 'numHeads', 'mlpRatio', 'qkvBias', 'normEps', 'frames',
-  'timeEmbedDim', 'decoderTimeEmbedDim', 'decoder', 'maskRatio', 'sameMask', 'normPixLoss',
-];
+/** The encoder's fields of the config (what the downstream classifier `SatMaeTemporalVitConfig` shares with the MAE). */
+export const SATMAE_TEMPORAL_ENCODER_KEYS = [
+  'imgSize', 'patchSize', 'inChans', 'embedDim', 'depth', 'numHeads', 'mlpRatio', 'qkvBias', 'normEps', 'frames', 'timeEmbedDim',
+] as const;
+
+const KEYS: readonly (keyof SatMaeTemporalConfig)[] = [...SATMAE_TEMPORAL_ENCODER_KEYS, 'decoderTimeEmbedDim', 'decoder', 'maskRatio', 'sameMask', 'normPixLoss'];
 
 const BASE: Omit<SatMaeTemporalConfig, 'embedDim' | 'depth' | 'numHeads'> = {
   imgSize: 224,
@@ -72,40 +68,30 @@ const BASE: Omit<SatMaeTemporalConfig, 'embedDim' | 'depth' | 'numHeads'> = {
 };
 
 export const SATMAE_TEMPORAL_PRESETS = {
-  satmae_temporal_vit_base_patch16: { ...BASE, embedDim: 768, depth: 12, numHeads: 12 },
-  satmae_temporal_vit_large_patch16: { ...BASE, embedDim: 1024, depth: 24, numHeads: 16 },
+  satmae_temporal_vit_base_patch16: { ...BASE, ...VIT_SIZES.base },
+  satmae_temporal_vit_large_patch16: { ...BASE, ...VIT_SIZES.large },
 } satisfies Record<string, SatMaeTemporalConfig>;
 
 export type SatMaeTemporalPresetName = keyof typeof SATMAE_TEMPORAL_PRESETS;
-export type SatMaeTemporalOverrides = Partial<Omit<SatMaeTemporalConfig, 'decoder'>> & { decoder?: Partial<DecoderConfig> };
+export type SatMaeTemporalOverrides = DecoderOverrides<SatMaeTemporalConfig>;
 
-export function satMaeTemporalConfig(
-  preset: SatMaeTemporalPresetName | SatMaeTemporalConfig,
-  overrides: SatMaeTemporalOverrides = {},
-): SatMaeTemporalConfig {
-  const base: SatMaeTemporalConfig = typeof preset === 'string' ? lookup('SatMAE temporal preset', SATMAE_TEMPORAL_PRESETS, preset) : preset;
-  checkKeys('SatMaeTemporalConfig', overrides, KEYS);
-  const { decoder: dOver, ...rest } = overrides;
-  const c: SatMaeTemporalConfig = { ...base, ...rest, decoder: decoderConfig({ ...base.decoder, ...(dOver ?? {}) }) };
-  const posInt = (k: string, v: number): void => {
-    if (!Number.isInteger(v) || v <= 0) throw new Error(`SatMaeTemporalConfig.${k}: expected a positive integer, got ${fmtValue(v)}`);
-  };
-  for (const k of ['patchSize', 'inChans', 'embedDim', 'depth', 'numHeads', 'frames', 'timeEmbedDim', 'decoderTimeEmbedDim'] as const) posInt(k, c[k]);
-  const [h, w] = imgHW(c);
-  posInt('imgSize', h);
-  posInt('imgSize', w);
-  if (h % c.patchSize || w % c.patchSize) throw new Error(`SatMaeTemporalConfig.imgSize: ${h}x${w} is not divisible by patchSize ${c.patchSize}`);
-  if (c.embedDim % c.numHeads) throw new Error(`SatMaeTemporalConfig.embedDim: ${c.embedDim} is not divisible by numHeads ${c.numHeads}`);
-  const sp = c.embedDim - 3 * c.timeEmbedDim;
-  if (sp <= 0 || sp % 4 || c.timeEmbedDim % 2) {
-    throw new Error(`SatMaeTemporalConfig: embedDim ${c.embedDim} − 3·timeEmbedDim ${c.timeEmbedDim} = ${sp} must be a positive multiple of 4 (and timeEmbedDim even)`);
-  }
-  const dsp = c.decoder.embedDim - 3 * c.decoderTimeEmbedDim;
-  if (dsp <= 0 || dsp % 4 || c.decoderTimeEmbedDim % 2) {
-    throw new Error(`SatMaeTemporalConfig: decoder.embedDim ${c.decoder.embedDim} − 3·decoderTimeEmbedDim ${c.decoderTimeEmbedDim} = ${dsp} must be a positive multiple of 4 (and decoderTimeEmbedDim even)`);
-  }
-  checkMaskRatio(c.maskRatio, 'SatMaeTemporalConfig.maskRatio');
-  return Object.freeze(c);
+const RULES: SatMaeConfigRules<SatMaeTemporalConfig, SatMaeTemporalOverrides> = {
+  name: 'SatMaeTemporalConfig',
+  what: 'SatMAE temporal preset',
+  presets: SATMAE_TEMPORAL_PRESETS,
+  keys: KEYS,
+  positive: ['patchSize', 'inChans', 'embedDim', 'depth', 'numHeads', 'frames', 'timeEmbedDim', 'decoderTimeEmbedDim'],
+  codes: [
+    { of: 'embedDim', code: 'timeEmbedDim', copies: 3 },
+    { of: 'decoder.embedDim', code: 'decoderTimeEmbedDim', copies: 3 },
+  ],
+  merge: withDecoderOverrides,
+  more: (c) => void checkMaskRatio(c.maskRatio, 'SatMaeTemporalConfig.maskRatio'),
+};
+
+/** Build a validated config from a preset plus overrides. */
+export function satMaeTemporalConfig(preset: SatMaeTemporalPresetName | SatMaeTemporalConfig, overrides: SatMaeTemporalOverrides = {}): SatMaeTemporalConfig {
+  return satMaeConfig(RULES, preset, overrides);
 }
 
 export interface SatMaeTemporalParams extends DecoderParams {
@@ -202,17 +188,20 @@ export function timeCode(ts: Float64Array, B: number, T: number, width: number):
   return out;
 }
 
-function checkFrames(m: SatMaeTemporal, images: tf.Tensor): [number, number, number] {
-  const c = m.config;
+/**
+ * Check a frame stack [B, T, H, W, C] against the config (T = `frames`, C = `inChans`, H×W = `imgSize`); returns
+ * [B, T, L]. `what` names the model in the error.
+ */
+export function checkFrames(c: Pick<SatMaeTemporalConfig, 'imgSize' | 'patchSize' | 'inChans' | 'frames'>, images: tf.Tensor, what = 'SatMAE temporal input'): [number, number, number] {
   if (images.rank !== 5) {
-    throw new Error(`SatMAE temporal input: expected images [B, T, H, W, C] (T = ${c.frames} frames, NHWC), got shape [${images.shape}]`);
+    throw new Error(`${what}: expected images [B, T, H, W, C] (T = ${c.frames} frames, NHWC), got shape [${images.shape}]`);
   }
   const [B, T, H, W, C] = images.shape;
-  if (T !== c.frames) throw new Error(`SatMAE temporal input: expected ${c.frames} frames, got ${fmtValue(T)} (shape [${images.shape}])`);
-  if (C !== c.inChans) throw new Error(`SatMAE temporal input: expected ${c.inChans} channels, got ${fmtValue(C)}`);
-  if (H % c.patchSize || W % c.patchSize) throw new Error(`SatMAE temporal input: image size ${H}x${W} is not divisible by the patch size ${c.patchSize}`);
+  if (T !== c.frames) throw new Error(`${what}: expected ${c.frames} frames, got ${fmtValue(T)} (shape [${images.shape}])`);
+  if (C !== c.inChans) throw new Error(`${what}: expected ${c.inChans} bands per frame, got ${fmtValue(C)} (shape [${images.shape}])`);
+  if (H % c.patchSize || W % c.patchSize) throw new Error(`${what}: image size ${H}x${W} is not divisible by the patch size ${c.patchSize}`);
   const [h, w] = imgHW(c);
-  if (H !== h || W !== w) throw new Error(`SatMAE temporal input: image size ${H}x${W} differs from the configured ${h}x${w}`);
+  if (H !== h || W !== w) throw new Error(`${what}: image size ${H}x${W} differs from the configured ${h}x${w}`);
   return [B, T, (H / c.patchSize) * (W / c.patchSize)];
 }
 
@@ -232,22 +221,43 @@ function tokenCode(posTable: tf.Tensor, ts: Float64Array, B: number, T: number, 
   return tf.concat([pos, time], 3).reshape([B, T * L, Dp + 3 * timeWidth]) as tf.Tensor3D; // [B, T, L, ·] → [B, T·L, ·]
 }
 
+/**
+ * What the frame tokenizer needs (the MAE `SatMaeTemporal` and the fine-tuning classifier `SatMaeTemporalVit` both
+ * are one): sizes, the shared patch embedding and the position table.
+ */
+export interface FrameTokenizer {
+  readonly config: Pick<SatMaeTemporalConfig, 'imgSize' | 'patchSize' | 'inChans' | 'embedDim' | 'frames' | 'timeEmbedDim'>;
+  readonly params: {
+    /** [1, 1 + L, D − 3·Tc] */
+    pos_embed: tf.Tensor;
+    patch_embed: { proj: { weight: tf.Tensor; bias: tf.Tensor } };
+  };
+}
+
+/**
+ * Frame tokens with their codes: images [B, T, H, W, C] → [B, T·L, D] (frame-major): the same patch embedding for
+ * every frame, plus [position ‖ time code] (`ts` from `timestampValues`).
+ */
+export function frameTokens(m: FrameTokenizer, images: tf.Tensor5D, ts: Float64Array, env: ForwardEnv, what?: string): tf.Tensor3D {
+  const [B, T, L] = checkFrames(m.config, images, what);
+  const { patchSize: p, inChans: C, embedDim: D } = m.config;
+  const [, , H, W] = images.shape;
+  const frames = images.reshape([B * T, H, W, C]) as tf.Tensor4D; // shared patch embedding for every frame
+  const patches = patchify(frames, p); // [B·T, L, p²C] (ky, kx, c) like the [p, p, C, D] weight
+  const pe = m.params.patch_embed.proj;
+  // weight [p, p, C, D] → [(ky, kx, c), D]; tokens [B·T, L, D] → [B, T·L, D] frame-major
+  const x = linearSite(env, 'patch_embed.proj', { weight: pe.weight.reshape([p * p * C, D]), bias: pe.bias }, patches).reshape([B, T * L, D]) as tf.Tensor3D;
+  return tf.add(x, tokenCode(m.params.pos_embed, ts, B, T, L, m.config.timeEmbedDim)) as tf.Tensor3D;
+}
+
 /** Encoder: images [B, T, H, W, C] → latent [B, 1 + K, D]. */
 export function satMaeTemporalEncode(m: SatMaeTemporal, images: tf.Tensor5D, ts: Float64Array, plan: MaskPlan, env: ForwardEnv): tf.Tensor3D {
-  const [B, T, L] = checkFrames(m, images);
+  const [B, T, L] = checkFrames(m.config, images);
   if (plan.batch !== B || plan.numTokens !== T * L) {
     throw new Error(`SatMAE temporal: mask plan is for [${plan.batch}, ${plan.numTokens}] tokens, input gives [${B}, ${T * L}]`);
   }
   const c = m.config;
-  const { patchSize: p, inChans: C, embedDim: D } = c;
-  const [, , H, W] = images.shape;
-  const frames = images.reshape([B * T, H, W, C]) as tf.Tensor4D; // shared patch embedding for every frame
-  const patches = patchify(frames, p); // [B·T, L, p²C]
-  const pe = m.params.patch_embed.proj;
-  // weight [p, p, C, D] → [(ky, kx, c), D]; tokens [B·T, L, D] → [B, T·L, D] frame-major
-  const x = linearSite(env, 'patch_embed.proj', { weight: pe.weight.reshape([p * p * C, D]), bias: pe.bias }, patches).reshape([B, T * L, D]) as tf.Tensor3D;
-  const tokens = tf.add(x, tokenCode(m.params.pos_embed, ts, B, T, L, c.timeEmbedDim)) as tf.Tensor3D;
-  return maskedEncode(m.params, tokens, plan, null, { prefix: 'blocks', numHeads: c.numHeads, eps: c.normEps, dropPath: 0 }, env);
+  return maskedEncode(m.params, frameTokens(m, images, ts, env), plan, null, { prefix: 'blocks', numHeads: c.numHeads, eps: c.normEps, dropPath: 0 }, env);
 }
 
 /** Decoder: latent → prediction [B, T·L, p²·C] (frame-major, (ky, kx, c) vectors). */
@@ -299,7 +309,7 @@ export interface SatMaeTemporalOutput {
  */
 export function satMaeTemporalForward(m: SatMaeTemporal, images: tf.Tensor5D, timestamps: Timestamps, opts: SatMaeTemporalForwardOptions = {}): SatMaeTemporalOutput {
   checkKeys('satMaeTemporalForward options', opts, ['plan', 'rng', 'maskRatio', 'training', 'hooks']);
-  const [B, T] = checkFrames(m, images);
+  const [B, T] = checkFrames(m.config, images);
   const ts = timestampValues(timestamps, B, T);
   let plan = opts.plan;
   if (!plan) {
@@ -321,7 +331,7 @@ export function satMaeTemporalReconstruction(
   timestamps: Timestamps,
   opts: { plan?: MaskPlan; rng?: Rng; fill?: number } = {},
 ): ReconViews {
-  const [B, T, L] = checkFrames(m, images);
+  const [B, T, L] = checkFrames(m.config, images);
   const { patchSize: p, inChans: C } = m.config;
   const [H, W] = imgHW(m.config);
   const grid = [H / p, W / p] as const;

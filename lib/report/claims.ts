@@ -120,19 +120,9 @@ export function verdictOf(test: ClaimTest, est: Pick<ClaimEstimate, 'lo' | 'hi' 
   return { verdict: 'inconclusive', reason: `${ci} overlaps the edge of [${fmt(test.lo)}, ${fmt(test.hi)}]` };
 }
 
-/** What every claim builder needs besides the numbers. */
-export interface ClaimHeader {
-  paper: string;
-  tableOrFigure: string;
-  row: string;
-  metric: string;
-  paperValue: number | null;
-  claim: string;
-  test: ClaimTest;
-  scale: string;
+/** What every claim builder needs besides the numbers: the record's describing fields (see `ClaimRecord`) and the seeds. */
+export interface ClaimHeader extends Pick<ClaimRecord, 'paper' | 'tableOrFigure' | 'row' | 'metric' | 'paperValue' | 'claim' | 'test' | 'scale' | 'source' | 'extra'> {
   seeds: readonly number[];
-  source?: string;
-  extra?: Record<string, unknown>;
 }
 
 export interface ClaimIntervalOptions {

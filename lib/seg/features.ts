@@ -11,7 +11,7 @@ import { Rng } from '../rng';
 import { Vit } from '../vit/params';
 import { VitHooks, makeEnv, prepareTokens, runBlocks, splitTokens, checkImages } from '../vit/forward';
 import { dropPathRates } from '../vit/config';
-import { blockForward, BlockOptions, TokenState } from '../vit/forward';
+import { blockStack } from '../vit/block-stack';
 import { SatMaeGroupVit, satMaeGroupVitTokens } from '../mae/satmae-group-vit';
 import { satMaeGroupGrid } from '../mae/satmae-group';
 
@@ -47,11 +47,8 @@ export function groupSegTokens(m: SatMaeGroupVit, images: tf.Tensor4D, opts: Seg
   const env = makeEnv({ training: opts.training, rng: opts.rng ?? null, hooks: opts.hooks });
   const { gh, gw, L, G } = satMaeGroupGrid(m);
   const rates = dropPathRates({ depth: c.depth, dropPathRate: c.dropPathRate, dropPathMode: 'linear' });
-  let state: TokenState = { x: satMaeGroupVitTokens(m, images, env), size: null, source: null };
   const out: tf.Tensor3D[] = [];
-  m.params.blocks.forEach((bp, i) => {
-    const bo: BlockOptions = { prefix: `blocks.${i}`, index: i, numHeads: c.numHeads, eps: c.normEps, dropPath: rates[i] };
-    state = blockForward(bp, state, bo, env);
+  blockStack(m.params.blocks, satMaeGroupVitTokens(m, images, env), { prefix: 'blocks', numHeads: c.numHeads, eps: c.normEps, dropPath: rates }, env, (state, i) => {
     if (i >= c.depth - n) {
       const B = state.x.shape[0];
       const D = state.x.shape[2];

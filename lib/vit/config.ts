@@ -93,7 +93,8 @@ const BASE: VitConfig = {
   init: 'timm',
 };
 
-const SIZES = {
+/** ViT widths, depths and heads by size name (ViT paper Table 1; tiny: DeiT). */
+export const VIT_SIZES = {
   tiny: { embedDim: 192, depth: 12, numHeads: 3 },
   small: { embedDim: 384, depth: 12, numHeads: 6 },
   base: { embedDim: 768, depth: 12, numHeads: 12 },
@@ -114,30 +115,30 @@ const MAE = { posEmbed: 'sincos', init: 'mae', posEmbedInterp: 'size' } as const
 
 /** Named presets (timm-style names). */
 export const VIT_PRESETS = {
-  vit_tiny_patch16_224: { ...BASE, ...SIZES.tiny },
-  vit_small_patch16_224: { ...BASE, ...SIZES.small },
-  vit_base_patch16_224: { ...BASE, ...SIZES.base },
-  vit_large_patch16_224: { ...BASE, ...SIZES.large },
-  vit_tiny_patch14_224: { ...BASE, ...SIZES.tiny, patchSize: 14 },
-  vit_small_patch14_224: { ...BASE, ...SIZES.small, patchSize: 14 },
-  vit_base_patch14_224: { ...BASE, ...SIZES.base, patchSize: 14 },
-  vit_large_patch14_224: { ...BASE, ...SIZES.large, patchSize: 14 },
-  vit_small_patch14_dinov2: { ...BASE, ...SIZES.small, ...DINOV2 },
-  vit_base_patch14_dinov2: { ...BASE, ...SIZES.base, ...DINOV2 },
-  vit_large_patch14_dinov2: { ...BASE, ...SIZES.large, ...DINOV2 },
-  vit_small_patch14_reg4_dinov2: { ...BASE, ...SIZES.small, ...DINOV2, numRegisters: 4 },
-  vit_base_patch14_reg4_dinov2: { ...BASE, ...SIZES.base, ...DINOV2, numRegisters: 4 },
-  vit_large_patch14_reg4_dinov2: { ...BASE, ...SIZES.large, ...DINOV2, numRegisters: 4 },
-  mae_vit_base_patch16: { ...BASE, ...SIZES.base, ...MAE },
-  mae_vit_large_patch16: { ...BASE, ...SIZES.large, ...MAE },
-  mae_vit_base_patch16_avg: { ...BASE, ...SIZES.base, ...MAE, pool: 'avg' },
-  mae_vit_large_patch16_avg: { ...BASE, ...SIZES.large, ...MAE, pool: 'avg' },
-  deit_tiny_patch16_224: { ...BASE, ...SIZES.tiny },
-  deit_small_patch16_224: { ...BASE, ...SIZES.small },
-  deit_base_patch16_224: { ...BASE, ...SIZES.base },
-  deit_tiny_distilled_patch16_224: { ...BASE, ...SIZES.tiny, distillToken: true },
-  deit_small_distilled_patch16_224: { ...BASE, ...SIZES.small, distillToken: true },
-  deit_base_distilled_patch16_224: { ...BASE, ...SIZES.base, distillToken: true },
+  vit_tiny_patch16_224: { ...BASE, ...VIT_SIZES.tiny },
+  vit_small_patch16_224: { ...BASE, ...VIT_SIZES.small },
+  vit_base_patch16_224: { ...BASE, ...VIT_SIZES.base },
+  vit_large_patch16_224: { ...BASE, ...VIT_SIZES.large },
+  vit_tiny_patch14_224: { ...BASE, ...VIT_SIZES.tiny, patchSize: 14 },
+  vit_small_patch14_224: { ...BASE, ...VIT_SIZES.small, patchSize: 14 },
+  vit_base_patch14_224: { ...BASE, ...VIT_SIZES.base, patchSize: 14 },
+  vit_large_patch14_224: { ...BASE, ...VIT_SIZES.large, patchSize: 14 },
+  vit_small_patch14_dinov2: { ...BASE, ...VIT_SIZES.small, ...DINOV2 },
+  vit_base_patch14_dinov2: { ...BASE, ...VIT_SIZES.base, ...DINOV2 },
+  vit_large_patch14_dinov2: { ...BASE, ...VIT_SIZES.large, ...DINOV2 },
+  vit_small_patch14_reg4_dinov2: { ...BASE, ...VIT_SIZES.small, ...DINOV2, numRegisters: 4 },
+  vit_base_patch14_reg4_dinov2: { ...BASE, ...VIT_SIZES.base, ...DINOV2, numRegisters: 4 },
+  vit_large_patch14_reg4_dinov2: { ...BASE, ...VIT_SIZES.large, ...DINOV2, numRegisters: 4 },
+  mae_vit_base_patch16: { ...BASE, ...VIT_SIZES.base, ...MAE },
+  mae_vit_large_patch16: { ...BASE, ...VIT_SIZES.large, ...MAE },
+  mae_vit_base_patch16_avg: { ...BASE, ...VIT_SIZES.base, ...MAE, pool: 'avg' },
+  mae_vit_large_patch16_avg: { ...BASE, ...VIT_SIZES.large, ...MAE, pool: 'avg' },
+  deit_tiny_patch16_224: { ...BASE, ...VIT_SIZES.tiny },
+  deit_small_patch16_224: { ...BASE, ...VIT_SIZES.small },
+  deit_base_patch16_224: { ...BASE, ...VIT_SIZES.base },
+  deit_tiny_distilled_patch16_224: { ...BASE, ...VIT_SIZES.tiny, distillToken: true },
+  deit_small_distilled_patch16_224: { ...BASE, ...VIT_SIZES.small, distillToken: true },
+  deit_base_distilled_patch16_224: { ...BASE, ...VIT_SIZES.base, distillToken: true },
 } satisfies Record<string, VitConfig>;
 
 export type VitPresetName = keyof typeof VIT_PRESETS;

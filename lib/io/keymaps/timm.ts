@@ -2,10 +2,10 @@
  * timm `VisionTransformer` state dicts as a key map (the layout folding itself is io/timm.ts `timmToKit`, checked
  * against real timm): `reg_token` → `register_tokens` (+ register positions folded in when timm's table covers them),
  * `pos_embed` re-laid to the kit's [1, 1+N, D] table; every other key is the kit's own. `fromKit` is the exact inverse
- * (io/timm.ts `timmStateDict` on tensors instead of a model).
+ * (io/timm.ts `kitToTimmLayout`, which `timmStateDict` also writes with).
  */
 import type { SafeTensor } from '../safetensors';
-import { timmToKit } from '../timm';
+import { kitToTimmLayout, timmToKit } from '../timm';
 import { KeyMap, MapBuilder, Mapped } from './common';
 
 export interface TimmMapOptions {
@@ -35,36 +35,6 @@ export const timmKeyMap: KeyMap<TimmMapOptions> = {
     return b.finish({ info: { noEmbedClass: conv.noEmbedClass, registers: conv.numRegisters } });
   },
   fromKit(kit: ReadonlyMap<string, SafeTensor>, opts: TimmMapOptions = {}): Map<string, SafeTensor> {
-    const noEmbedClass = opts.noEmbedClass ?? false;
-    const cls = kit.get('cls_token');
-    const pos = kit.get('pos_embed');
-    if (!cls || !pos) throw new Error("timm fromKit: 'cls_token' and 'pos_embed' are needed");
-    const D = cls.shape[2];
-    const p = pos.data as Float32Array;
-    const reg = kit.get('register_tokens');
-    const R = reg ? reg.shape[1] : 0;
-    const out = new Map<string, SafeTensor>();
-    for (const [k, t] of kit) {
-      if (k === 'register_tokens' || k === 'mask_token') continue;
-      if (k === 'cls_token') {
-        const c = Float32Array.from(t.data as Float32Array);
-        if (noEmbedClass) for (let i = 0; i < D; i++) c[i] += p[i];
-        out.set(k, { dtype: 'F32', shape: [1, 1, D], data: c });
-        if (reg) out.set('reg_token', reg);
-      } else if (k === 'pos_embed') {
-        const n = p.length / D - 1;
-        if (noEmbedClass) {
-          out.set(k, { dtype: 'F32', shape: [1, n, D], data: p.slice(D) });
-        } else {
-          const table = new Float32Array((1 + R + n) * D); // register rows 0: the kit's registers carry no position
-          table.set(p.subarray(0, D), 0);
-          table.set(p.subarray(D), (1 + R) * D);
-          out.set(k, { dtype: 'F32', shape: [1, 1 + R + n, D], data: table });
-        }
-      } else {
-        out.set(k, t);
-      }
-    }
-    return out;
+    return kitToTimmLayout(kit, opts.noEmbedClass ?? false);
   },
 };
