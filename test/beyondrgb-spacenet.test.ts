@@ -57,6 +57,21 @@ describe('notebook 09 (SpaceNet-v1 segmentation) recipes', function () {
       const s1 = spacenetSeedRecipe(r, 1);
       assert.deepEqual({ ...s1, seed: r.seed, name: r.name, tags: r.tags }, r);
     }
+    // the LoRA protocol: the same recipe but the segmentation evaluation (head + a new LoRA in the encoder)
+    for (const scale of ['ci', 'smoke'] as const) {
+      const f = spacenetSettings(scale).recipe;
+      const l = spacenetSettings(scale, SPACENET_DEFAULT_PATHS, 'lora');
+      assert.deepEqual(recipe(JSON.parse(recipeJson(l.recipe))), l.recipe);
+      const fe = f.eval as SegmentationEval;
+      const le = l.recipe.eval as SegmentationEval;
+      assert.equal(fe.encoder, 'frozen');
+      assert.equal(le.encoder, 'lora');
+      assert.deepEqual({ ...l.recipe, eval: fe, description: f.description }, f, 'only the evaluation differs');
+      assert.deepEqual([le.steps, le.batch], scale === 'smoke' ? [150, 16] : [10, 8]);
+      assert.deepEqual({ ...le, encoder: 'frozen', steps: fe.steps, batch: fe.batch }, fe);
+      assert.match(l.description, /LoRA-r4 encoder/);
+    }
+    assert.equal(spacenetSettings('smoke').description.includes('frozen encoder + patch head (600 steps)'), true);
     // schema errors name the key
     const r = spacenetSettings('ci').recipe;
     assert.throws(() => recipe({ ...r, eval: { ...r.eval, numClasses: 1 } }), /recipe\.eval\.numClasses: expected an integer ≥ 2/);
