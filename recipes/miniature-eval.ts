@@ -101,17 +101,34 @@ export interface FrozenEval {
   seconds: number;
 }
 
+/** The frozen features of the three evaluation splits (what `evaluateFrozen` extracts; the owner disposes them). */
+export type EvalFeatures = Record<'train' | 'val' | 'test', FeatureCache>;
+
+/** Extract the evaluation features of a frozen encoder once (e.g. the source model, shared by every seed). */
+export async function extractEvalFeatures(vit: Vit, sets: EvalSets, hooks?: VitHooks): Promise<EvalFeatures> {
+  const nLast = Math.min(4, vit.config.depth);
+  const f: Partial<EvalFeatures> = {};
+  try {
+    for (const k of ['train', 'val', 'test'] as const) f[k] = await extractFeatures(vit, splitBatches(sets[k]), { nLast, hooks });
+    return f as EvalFeatures;
+  } catch (e) {
+    Object.values(f).forEach((c) => c && disposeFeatures(c));
+    throw e;
+  }
+}
+
 /**
  * Linear probe (train on `train`, select on `val`, report `test`) and kNN (train → test) of a frozen encoder.
- * `probeSeed` seeds the classifiers' init and the probe's batch order.
+ * `probeSeed` seeds the classifiers' init and the probe's batch order. `cached`: features of this encoder from
+ * `extractEvalFeatures` (not extracted again, not disposed here; the record's `cpu.extract` is then 0).
  */
-export async function evaluateFrozen(vit: Vit, sets: EvalSets, probeSeed: number, cfg: FrozenEvalConfig = MINIATURE_EVAL, hooks?: VitHooks): Promise<FrozenEval> {
+export async function evaluateFrozen(vit: Vit, sets: EvalSets, probeSeed: number, cfg: FrozenEvalConfig = MINIATURE_EVAL, hooks?: VitHooks, cached?: EvalFeatures): Promise<FrozenEval> {
   const t0 = Date.now();
   let c0 = process.cpuUsage();
   const nLast = Math.min(4, vit.config.depth);
-  const f: Partial<Record<'train' | 'val' | 'test', FeatureCache>> = {};
+  const f: Partial<Record<'train' | 'val' | 'test', FeatureCache>> = cached ? { ...cached } : {};
   try {
-    for (const k of ['train', 'val', 'test'] as const) f[k] = await extractFeatures(vit, splitBatches(sets[k]), { nLast, hooks });
+    if (!cached) Object.assign(f, await extractEvalFeatures(vit, sets, hooks));
     const extract = cpuSeconds(c0);
     c0 = process.cpuUsage();
     const probe = linearProbe(f.train!, f.val!, { ...DINOV2_LINEAR_PROBE, ...cfg.probe, nLastBlocks: nLast > 1 ? [1, nLast] : [1], seed: probeSeed });
@@ -152,7 +169,7 @@ export async function evaluateFrozen(vit: Vit, sets: EvalSets, probeSeed: number
       seconds: (Date.now() - t0) / 1000,
     };
   } finally {
-    Object.values(f).forEach((c) => c && disposeFeatures(c));
+    if (!cached) Object.values(f).forEach((c) => c && disposeFeatures(c));
   }
 }
 

@@ -30,7 +30,8 @@ import { maePretrain } from '../data-loaders/presets';
 import { IMAGENET_STATS } from '../data-loaders/transforms';
 import { setupExploraMae, mergeExploraMaeEncoder } from './explora-mae';
 import { createExploraDino, setupExploraDino, dExploraConfig, exploraDinoViews, mergeExploraDinoEncoder, DExploraConfig, DExploraRun } from './explora-dino';
-import { EvalSets, FrozenEval, FrozenEvalConfig, MINIATURE_EVAL, decodeSplit, disposeEvalSets, evaluateFrozen, seededSubset, cpuSeconds } from './miniature-eval';
+import { EvalFeatures, EvalSets, FrozenEval, FrozenEvalConfig, MINIATURE_EVAL, decodeSplit, disposeEvalSets, evaluateFrozen, extractEvalFeatures, seededSubset, cpuSeconds } from './miniature-eval';
+import { disposeFeatures } from '../lib/eval/features';
 
 /** A method of the comparison: the source frozen, an ExPLoRA-style recipe from the source, or pre-training from scratch. */
 export type MiniMethod =
@@ -203,11 +204,24 @@ function copyMae(c: MaeMiniConfig, src: Mae): Mae {
   return m;
 }
 
+/** A cache of the frozen source's evaluation features across calls with the same source and data (the owner disposes `features`). */
+type SourceFeatureCache = { data?: MiniDatasets; features?: EvalFeatures };
+
 /**
  * Run one MAE method for one seed: train (unless 'source') with evaluations at `evalAt` and at the end.
- * `onRecord` receives each evaluation as soon as it exists.
+ * `onRecord` receives each evaluation as soon as it exists. `o.sourceFeatures`: a cache owned by the caller (one
+ * source model): a 'source' evaluation on the same data reuses its features (bit-identical: the encoder is frozen
+ * and extraction has no randomness; only the probe's seed differs) and reports `cpu.extract` 0.
  */
-export async function runMaeMethod(c: MaeMiniConfig, source: Mae, data: MiniDatasets, method: MiniMethod, seed: number, onRecord: (r: MiniRecord) => void | Promise<void>): Promise<MiniRecord[]> {
+export async function runMaeMethod(
+  c: MaeMiniConfig,
+  source: Mae,
+  data: MiniDatasets,
+  method: MiniMethod,
+  seed: number,
+  onRecord: (r: MiniRecord) => void | Promise<void>,
+  o: { sourceFeatures?: { data?: MiniDatasets; features?: EvalFeatures } } = {},
+): Promise<MiniRecord[]> {
   const out: MiniRecord[] = [];
   const emit = async (r: MiniRecord): Promise<void> => {
     out.push(r);
@@ -216,8 +230,18 @@ export async function runMaeMethod(c: MaeMiniConfig, source: Mae, data: MiniData
   const base = { kind: 'eval' as const, objective: 'mae' as const, method: method.name, seed };
   const live = tf.memory().numTensors;
   if (method.kind === 'source') {
-    const e = await evaluateFrozen(source.encoder, data.evalSets, seed, c.eval);
-    await emit({ ...base, ...e, recipe: 'source', step: 0, trainableEncoder: 0, loss: null, trainCpu: 0, trainSteps: 0 });
+    // The source's features depend on nothing but the data: with a cache, extracted on the first seed only.
+    const c0 = process.cpuUsage();
+    const reuse = o.sourceFeatures?.features !== undefined && o.sourceFeatures.data === data;
+    if (o.sourceFeatures && !reuse) {
+      if (o.sourceFeatures.features) Object.values(o.sourceFeatures.features).forEach(disposeFeatures);
+      o.sourceFeatures.features = undefined;
+      o.sourceFeatures.features = await extractEvalFeatures(source.encoder, data.evalSets);
+      o.sourceFeatures.data = data;
+    }
+    const extract = o.sourceFeatures && !reuse ? cpuSeconds(c0) : 0;
+    const e = await evaluateFrozen(source.encoder, data.evalSets, seed, c.eval, undefined, o.sourceFeatures?.features);
+    await emit({ ...base, ...e, cpu: { ...e.cpu, extract: o.sourceFeatures ? extract : e.cpu.extract }, recipe: 'source', step: 0, trainableEncoder: 0, loss: null, trainCpu: 0, trainSteps: 0 });
     return out;
   }
   const P = c.pretrain;
@@ -479,12 +503,14 @@ export async function runMiniature(
   try {
     if (cfg.objective === 'mae') {
       const source = loadSourceMae(cfg);
+      const sourceFeatures: SourceFeatureCache = {};
       try {
         for (const seed of seeds) {
           const d = await dataFor(seed);
-          for (const m of methodsFor(seed)) await runMaeMethod(cfg, source, d, m, seed, emit);
+          for (const m of methodsFor(seed)) await runMaeMethod(cfg, source, d, m, seed, emit, { sourceFeatures });
         }
       } finally {
+        if (sourceFeatures.features) Object.values(sourceFeatures.features).forEach(disposeFeatures);
         disposeMae(source);
       }
     } else {

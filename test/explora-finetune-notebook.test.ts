@@ -91,7 +91,7 @@ describe('notebook 04 helpers (recipes/explora-finetune-notebook.ts)', () => {
   });
 
   it('table, claims (paired over seeds, verdict by the interval), curves and forest from run results', () => {
-    const S = { ...scales.smoke, seeds: [0, 1, 2] };
+    const S = { ...scales.smoke, seeds: [0, 1, 2], fullSeeds: [0, 1, 2] };
     const st1: FinetuneStage1 = {
       explora: [run('nb04-explora', 0, [], { probe: 0.64, steps: 108 })], exploraProbe: [run('nb04-explora', 0, [], { probe: 0.64, steps: 108 })],
       sourceProbe: run('nb04-source-probe', 0, [], { probe: 0.63 }), encoders: {},
@@ -117,5 +117,15 @@ describe('notebook 04 helpers (recipes/explora-finetune-notebook.ts)', () => {
     assert.ok(Math.abs(y[1] - 157 / 3) < 1e-9, String(y));
     assert.equal(finetuneForest(claims).data.length, 2);
     assert.match(finetuneFindings(claims, table, 'test'), /ExPLoRA \+ LoRA-r8 > source \+ LoRA-r8.*\*\*reproduced\*\*/);
+    // full fine-tuning on fewer seeds (smoke: 0 and 1): its claims pair over those seeds only
+    assert.deepEqual(scales.smoke.fullSeeds, [0, 1]);
+    const S2 = { ...S, fullSeeds: [0, 2] };
+    const st2b: FinetuneStage2 = { ...st2, sourceFull: [st2.sourceFull[0], st2.sourceFull[2]] };
+    const c2 = finetuneClaims(S2, st2b, 'test');
+    assert.deepEqual(c2.map((c) => c.seeds), [[0, 1, 2], [0, 2], [0, 2]]);
+    assert.deepEqual(c2[2].ours.perSeed.map((x) => +x.toFixed(6)), [-5, -5]);
+    assert.throws(() => finetuneClaims(S2, st2, 'test'), /3 full fine-tuning runs for fullSeeds 0,2/);
+    assert.throws(() => finetuneClaims({ ...S, fullSeeds: [5] }, st2b, 'test'), /fullSeeds \[5\]: must be a non-empty subset of seeds \[0,1,2\]/);
+    assert.match(String(finetuneTable(st1, st2b, { nTest: 200, nProbeTest: 200 })[0]['95 % interval']), /\(t, 2 seeds\)/);
   });
 });

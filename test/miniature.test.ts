@@ -14,6 +14,8 @@ import { createVit, disposeVit } from '../lib/vit/params';
 import { saveCheckpoint } from '../lib/io/checkpoint';
 import { vitShapes } from '../lib/peft/shapes';
 import { countExplora } from '../lib/peft/explora';
+import { disposeFeatures } from '../lib/eval/features';
+import { EvalFeatures } from '../recipes/miniature-eval';
 import {
   MaeMiniConfig, DinoMiniConfig, MiniRecord, miniDatasets, loadSourceMae, loadSourceDino, runMaeMethod, runDinoMethod, standardMethods, MiniDatasets,
 } from '../recipes/miniature';
@@ -64,6 +66,17 @@ describe('ExPLoRA miniature (micro models)', function () {
       const recs: MiniRecord[] = [];
       for (const method of cfg.methods) await runMaeMethod(cfg, src, data, method, 0, (r) => void recs.push(r));
       const again = await runMaeMethod(cfg, src, data, cfg.methods[1], 0, () => undefined);
+      // the source-feature cache (runMiniature's, one extraction for all seeds): same numbers as without it
+      const cache: { data?: MiniDatasets; features?: EvalFeatures } = {};
+      const [c0] = await runMaeMethod(cfg, src, data, cfg.methods[0], 0, () => undefined, { sourceFeatures: cache });
+      const [c1] = await runMaeMethod(cfg, src, data, cfg.methods[0], 1, () => undefined, { sourceFeatures: cache });
+      const [u1] = await runMaeMethod(cfg, src, data, cfg.methods[0], 1, () => undefined);
+      Object.values(cache.features!).forEach(disposeFeatures);
+      assert.ok(c0.cpu.extract > 0);
+      assert.equal(c1.cpu.extract, 0, 'the second seed reuses the features');
+      const key = (r: MiniRecord): unknown[] => [r.probeTest, r.probeVal, r.knn, r.ridgeTest, r.probeCorrect, r.knnCorrect, r.ridgeCorrect];
+      assert.deepEqual(key(c1), key(u1));
+      assert.deepEqual(key(c0), key(recs[0]));
       assert.equal(tf.memory().numTensors, n0, 'no tensors left behind');
       const by = (name: string, step: number): MiniRecord => recs.find((r) => r.method === name && r.step === step)!;
       assert.deepEqual(recs.map((r) => `${r.method}@${r.step}`), ['source@0', 'explora@1', 'explora@2', 'unfreeze@1', 'unfreeze@2', 'lora@1', 'lora@2', 'scratch@1', 'scratch@2']);
