@@ -13,11 +13,12 @@ import { ClaimRecord } from '../lib/report/claims';
 import { tInterval } from '../lib/report/stats';
 import { DinoMiniConfig, MiniMethod, MiniRecord, runMiniature, readSafetensorsMeta } from './miniature';
 import { DINO_MINI, DINO_MINI_CI, SOURCE_DINO_ASSET, SOURCE_DINO_CI_ASSET } from './miniature-presets';
+import { DINO_MINI_WORKSTATION, SOURCE_DINO_WORKSTATION_ASSET } from './workstation-presets';
 import { miniFig3, miniLinearProbeTable, miniNotebookClaims } from './miniature-notebook';
 import { Recipe, recipe } from './recipe';
 import { RECIPES } from './presets';
 
-export type DinoNotebookScale = 'ci' | 'smoke' | 'paper';
+export type DinoNotebookScale = 'ci' | 'smoke' | 'workstation' | 'paper';
 
 /** What a scale runs: the miniature config, the seeds, and the scale as stated beside every number. */
 export interface DinoNotebookSettings {
@@ -36,14 +37,17 @@ const EXPLORA_THREE_BLOCKS: MiniMethod = { name: 'explora-[1,L-1,L]', kind: 'rec
 /**
  * The settings of a scale. `ci`: the 2-block source, 4 steps, small evaluation sets (mechanics only). `smoke`: the
  * committed DINOv2-style source (d64×4, patch 8, 32 px), 96 steps of batch 32, evaluated at 32 / 64 / 96 steps
- * for Fig. 3 (step 0 is the source), 3 seeds. `paper` returns the smoke miniature too (the paper-scale run is `dinoPaperRecipe`).
+ * for Fig. 3 (step 0 is the source), 3 seeds. `workstation`: `DINO_MINI_WORKSTATION` (ViT-S at 64 px, 600 steps of 64;
+ * recipes/workstation-presets.ts; not measured). `paper` returns the smoke miniature too (the paper-scale run is `dinoPaperRecipe`).
  */
 export function dinoNotebookSettings(scale: DinoNotebookScale, o: { seeds?: number[] } = {}): DinoNotebookSettings {
   const seeds = o.seeds ?? [0, 1, 2];
   const config: DinoMiniConfig =
     scale === 'ci'
       ? DINO_MINI_CI
-      : { ...DINO_MINI, methods: [...DINO_MINI.methods.filter((m) => m.name !== 'lora'), EXPLORA_THREE_BLOCKS], evalAt: [32, 64] };
+      : scale === 'workstation'
+        ? DINO_MINI_WORKSTATION
+        : { ...DINO_MINI, methods: [...DINO_MINI.methods.filter((m) => m.name !== 'lora'), EXPLORA_THREE_BLOCKS], evalAt: [32, 64] };
   const m = config.model as { overrides: { embedDim: number; depth: number; patchSize: number; imgSize: number } };
   const e = config.data.evalImages;
   const describe =
@@ -104,8 +108,9 @@ export function dinoPaperRecipe(o: { timmWeights: string }): Recipe {
 export function dinoSourceRows(s: DinoNotebookSettings): Array<{ key: string; value: unknown }> {
   const file = s.config.source.checkpoint;
   if (!existsSync(file)) {
-    const name = s.scale === 'ci' ? SOURCE_DINO_CI_ASSET : SOURCE_DINO_ASSET;
-    throw new Error(`the DINOv2-style source ${file} is missing: make it with 'npx tsx tools/make-source-dino.ts' (${name}; see notebooks/assets/README.md)`);
+    const name = s.scale === 'ci' ? SOURCE_DINO_CI_ASSET : s.scale === 'workstation' ? SOURCE_DINO_WORKSTATION_ASSET : SOURCE_DINO_ASSET;
+    const tool = s.scale === 'workstation' ? 'npx tsx tools/make-source-dino.ts --spec workstation' : 'npx tsx tools/make-source-dino.ts';
+    throw new Error(`the DINOv2-style source ${file} is missing: make it with '${tool}' (${name}; see notebooks/assets/README.md)`);
   }
   const meta = readSafetensorsMeta(file);
   const rows = { file, kind: meta.kind, steps: meta.steps, 'kNN natural val (teacher)': meta.knnNaturalVal, 'CPU s': meta.cpuSeconds, git: meta.git, note: meta.note ?? '' };
