@@ -16,6 +16,8 @@ import { DINO_MINI, DINO_MINI_CI, SOURCE_DINO_ASSET, SOURCE_DINO_CI_ASSET } from
 import { DINO_MINI_WORKSTATION, SOURCE_DINO_WORKSTATION_ASSET } from './workstation-presets';
 import { miniFig3, miniLinearProbeTable, miniNotebookClaims } from './miniature-notebook';
 import { Recipe, recipe } from './recipe';
+import { dinoArmRecipes } from './explora-dino-arms';
+import type { RunResult } from './run';
 import { RECIPES } from './presets';
 
 export type DinoNotebookScale = 'ci' | 'smoke' | 'workstation' | 'paper';
@@ -162,4 +164,39 @@ export function dinoFindings(records: readonly MiniRecord[], claims: readonly Cl
   if (s.scale === 'ci') caveats.unshift('**ci scale: mechanics only** — a few steps barely move a prediction, many differences are exactly 0 and the verdicts mean nothing');
   out.push('', '**Caveats:** ' + caveats.join('; ') + '.');
   return out.join('\n');
+}
+
+/** The small probe of the `ci` arm runs (mechanics only): one readout, one lr, two iterations. */
+const CI_ARM_PROBE = { nLastBlocks: [1], avgpool: [false], lrs: [1e-2], batchSize: 50, epochs: 1, itersPerEpoch: 2, momentum: 0.9, weightDecay: 0, initStd: 0.01 };
+
+/**
+ * The notebook's trained arms as recipes for the first seed (recipes/explora-dino-arms.ts), and whether this scale runs
+ * them through `runRecipe` (a run folder per arm): `ci` (mechanics, a one-lr probe) and `workstation` do; `smoke` only
+ * shows them — its 15-minute budget holds the paired multi-seed comparison, which runs the same parameters and
+ * schedule through `runMiniature`.
+ */
+export function dinoArmRuns(s: DinoNotebookSettings): { run: boolean; recipes: Record<string, Recipe> } {
+  const run = s.scale === 'ci' || s.scale === 'workstation';
+  return { run, recipes: dinoArmRecipes(s.config, s.seeds[0], s.scale === 'ci' ? { probe: CI_ARM_PROBE } : {}) };
+}
+
+/** One row per arm run: its recipe, starting weights, trainable encoder count, steps, first and last evaluation, run folder. */
+export function dinoArmRows(runs: readonly RunResult[]): Array<Record<string, string | number>> {
+  const pct = (v: unknown): string | number => (typeof v === 'number' ? +(100 * v).toFixed(1) : '–');
+  return runs.map((r) => {
+    const first = r.evals[0] ?? { step: 0 };
+    const last = r.evals[r.evals.length - 1] ?? { step: 0 };
+    const a = r.recipe.adapters;
+    return {
+      arm: String(r.recipe.tags.arm ?? r.name),
+      recipe: a.kind === 'explora' ? a.notation : a.kind,
+      from: r.recipe.weights.kind === 'init' ? 'fresh init' : 'source',
+      'trainable (encoder)': Number(r.summary.trainableEncoder),
+      steps: Number(r.summary.steps),
+      'LP % first': `${pct(first.probeTest)} (step ${first.step})`,
+      'LP % last': `${pct(last.probeTest)} (step ${last.step})`,
+      'kNN % last': pct(last.knn),
+      folder: r.dir,
+    };
+  });
 }

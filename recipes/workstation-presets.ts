@@ -8,8 +8,11 @@
  * Source models: no ViT-S source exists in the kit's assets, and DINOv2's released ViT-S/14 (timm
  * `vit_small_patch14_dinov2`) is a natural-image model at patch 14, not this patch-8 64-px layout. The workstation
  * path therefore **makes its sources first with the kit's own source tools**, like the smoke sources:
- * `npx tsx tools/make-source-dino.ts --spec workstation` (notebook 03; `SOURCE_DINO_WORKSTATION_SPEC` there) and the
- * MAE source as the recipe `WORKSTATION_SOURCE_MAE` (notebooks 01 / 04; `runRecipe`, then its saved encoder).
+ * `npx tsx tools/make-source-dino.ts --spec workstation` (notebook 03; `SOURCE_DINO_WORKSTATION_SPEC` there; the
+ * notebook's `workstation` scale loads that file), and the MAE source as the recipe `WORKSTATION_SOURCE_MAE` (notebooks
+ * 01 / 04; timm has no MAE ViT-S weights). Not done yet for 01 / 04: `tools/make-source-mae.ts` writes the kit asset
+ * the MAE miniature loads (`vitpeft-source-mae/1`) only for the committed d96×6 model, so `MAE_MINI_WORKSTATION` needs
+ * that tool to take this model (or the miniature to load a run folder's encoder) before 01 / 04 can switch to it.
  */
 import type { Recipe } from './recipe';
 import { DinoMiniConfig, MaeMiniConfig, MiniMethod, standardMethods } from './miniature';
