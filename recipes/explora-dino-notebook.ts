@@ -171,13 +171,18 @@ const CI_ARM_PROBE = { nLastBlocks: [1], avgpool: [false], lrs: [1e-2], batchSiz
 
 /**
  * The notebook's trained arms as recipes for the first seed (recipes/explora-dino-arms.ts), and whether this scale runs
- * them through `runRecipe` (a run folder per arm): `ci` (mechanics, a one-lr probe) and `workstation` do; `smoke` only
+ * them through `runRecipe` (a run folder per arm): `ci` (mechanics: 2 steps on 64 images, a one-lr probe on 60 / 30 / 30
+ * images) and `workstation` do; `smoke` only
  * shows them — its 15-minute budget holds the paired multi-seed comparison, which runs the same parameters and
  * schedule through `runMiniature`.
  */
 export function dinoArmRuns(s: DinoNotebookSettings): { run: boolean; recipes: Record<string, Recipe> } {
   const run = s.scale === 'ci' || s.scale === 'workstation';
-  return { run, recipes: dinoArmRecipes(s.config, s.seeds[0], s.scale === 'ci' ? { probe: CI_ARM_PROBE } : {}) };
+  if (s.scale !== 'ci') return { run, recipes: dinoArmRecipes(s.config, s.seeds[0]) };
+  // ci: 2 steps on 64 images, probe 60 / 30 / 30 — the run folders' mechanics within the notebook's minute
+  const c = s.config;
+  const small: DinoMiniConfig = { ...c, data: { ...c.data, pretrainImages: 64, evalImages: { train: 60, val: 30, test: 30 } }, pretrain: { ...c.pretrain, steps: 2 } };
+  return { run, recipes: dinoArmRecipes(small, s.seeds[0], { probe: CI_ARM_PROBE }) };
 }
 
 /** One row per arm run: its recipe, starting weights, trainable encoder count, steps, first and last evaluation, run folder. */
