@@ -13,11 +13,14 @@ import { ClaimRecord } from '../lib/report/claims';
 import { tInterval } from '../lib/report/stats';
 import { DinoMiniConfig, MiniMethod, MiniRecord, runMiniature, readSafetensorsMeta } from './miniature';
 import { DINO_MINI, DINO_MINI_CI, SOURCE_DINO_ASSET, SOURCE_DINO_CI_ASSET } from './miniature-presets';
+import { DINO_MINI_WORKSTATION, SOURCE_DINO_WORKSTATION_ASSET } from './workstation-presets';
 import { miniFig3, miniLinearProbeTable, miniNotebookClaims } from './miniature-notebook';
 import { Recipe, recipe } from './recipe';
+import { dinoArmRecipes } from './explora-dino-arms';
+import type { RunResult } from './run';
 import { RECIPES } from './presets';
 
-export type DinoNotebookScale = 'ci' | 'smoke' | 'paper';
+export type DinoNotebookScale = 'ci' | 'smoke' | 'workstation' | 'paper';
 
 /** What a scale runs: the miniature config, the seeds, and the scale as stated beside every number. */
 export interface DinoNotebookSettings {
@@ -36,14 +39,17 @@ const EXPLORA_THREE_BLOCKS: MiniMethod = { name: 'explora-[1,L-1,L]', kind: 'rec
 /**
  * The settings of a scale. `ci`: the 2-block source, 4 steps, small evaluation sets (mechanics only). `smoke`: the
  * committed DINOv2-style source (d64×4, patch 8, 32 px), 96 steps of batch 32, evaluated at 32 / 64 / 96 steps
- * for Fig. 3 (step 0 is the source), 3 seeds. `paper` returns the smoke miniature too (the paper-scale run is `dinoPaperRecipe`).
+ * for Fig. 3 (step 0 is the source), 3 seeds. `workstation`: `DINO_MINI_WORKSTATION` (ViT-S at 64 px, 600 steps of 64;
+ * recipes/workstation-presets.ts; not measured). `paper` returns the smoke miniature too (the paper-scale run is `dinoPaperRecipe`).
  */
 export function dinoNotebookSettings(scale: DinoNotebookScale, o: { seeds?: number[] } = {}): DinoNotebookSettings {
   const seeds = o.seeds ?? [0, 1, 2];
   const config: DinoMiniConfig =
     scale === 'ci'
       ? DINO_MINI_CI
-      : { ...DINO_MINI, methods: [...DINO_MINI.methods.filter((m) => m.name !== 'lora'), EXPLORA_THREE_BLOCKS], evalAt: [32, 64] };
+      : scale === 'workstation'
+        ? DINO_MINI_WORKSTATION
+        : { ...DINO_MINI, methods: [...DINO_MINI.methods.filter((m) => m.name !== 'lora'), EXPLORA_THREE_BLOCKS], evalAt: [32, 64] };
   const m = config.model as { overrides: { embedDim: number; depth: number; patchSize: number; imgSize: number } };
   const e = config.data.evalImages;
   const describe =
@@ -104,8 +110,9 @@ export function dinoPaperRecipe(o: { timmWeights: string }): Recipe {
 export function dinoSourceRows(s: DinoNotebookSettings): Array<{ key: string; value: unknown }> {
   const file = s.config.source.checkpoint;
   if (!existsSync(file)) {
-    const name = s.scale === 'ci' ? SOURCE_DINO_CI_ASSET : SOURCE_DINO_ASSET;
-    throw new Error(`the DINOv2-style source ${file} is missing: make it with 'npx tsx tools/make-source-dino.ts' (${name}; see notebooks/assets/README.md)`);
+    const name = s.scale === 'ci' ? SOURCE_DINO_CI_ASSET : s.scale === 'workstation' ? SOURCE_DINO_WORKSTATION_ASSET : SOURCE_DINO_ASSET;
+    const tool = s.scale === 'workstation' ? 'npx tsx tools/make-source-dino.ts --spec workstation' : 'npx tsx tools/make-source-dino.ts';
+    throw new Error(`the DINOv2-style source ${file} is missing: make it with '${tool}' (${name}; see notebooks/assets/README.md)`);
   }
   const meta = readSafetensorsMeta(file);
   const rows = { file, kind: meta.kind, steps: meta.steps, 'kNN natural val (teacher)': meta.knnNaturalVal, 'CPU s': meta.cpuSeconds, git: meta.git, note: meta.note ?? '' };
@@ -157,4 +164,44 @@ export function dinoFindings(records: readonly MiniRecord[], claims: readonly Cl
   if (s.scale === 'ci') caveats.unshift('**ci scale: mechanics only** — a few steps barely move a prediction, many differences are exactly 0 and the verdicts mean nothing');
   out.push('', '**Caveats:** ' + caveats.join('; ') + '.');
   return out.join('\n');
+}
+
+/** The small probe of the `ci` arm runs (mechanics only): one readout, one lr, two iterations. */
+const CI_ARM_PROBE = { nLastBlocks: [1], avgpool: [false], lrs: [1e-2], batchSize: 50, epochs: 1, itersPerEpoch: 2, momentum: 0.9, weightDecay: 0, initStd: 0.01 };
+
+/**
+ * The notebook's trained arms as recipes for the first seed (recipes/explora-dino-arms.ts), and whether this scale runs
+ * them through `runRecipe` (a run folder per arm): `ci` (mechanics: 2 steps on 64 images, a one-lr probe on 60 / 30 / 30
+ * images) and `workstation` do; `smoke` only
+ * shows them — its 15-minute budget holds the paired multi-seed comparison, which runs the same parameters and
+ * schedule through `runMiniature`.
+ */
+export function dinoArmRuns(s: DinoNotebookSettings): { run: boolean; recipes: Record<string, Recipe> } {
+  const run = s.scale === 'ci' || s.scale === 'workstation';
+  if (s.scale !== 'ci') return { run, recipes: dinoArmRecipes(s.config, s.seeds[0]) };
+  // ci: 2 steps on 64 images, probe 60 / 30 / 30 — the run folders' mechanics within the notebook's minute
+  const c = s.config;
+  const small: DinoMiniConfig = { ...c, data: { ...c.data, pretrainImages: 64, evalImages: { train: 60, val: 30, test: 30 } }, pretrain: { ...c.pretrain, steps: 2 } };
+  return { run, recipes: dinoArmRecipes(small, s.seeds[0], { probe: CI_ARM_PROBE }) };
+}
+
+/** One row per arm run: its recipe, starting weights, trainable encoder count, steps, first and last evaluation, run folder. */
+export function dinoArmRows(runs: readonly RunResult[]): Array<Record<string, string | number>> {
+  const pct = (v: unknown): string | number => (typeof v === 'number' ? +(100 * v).toFixed(1) : '–');
+  return runs.map((r) => {
+    const first = r.evals[0] ?? { step: 0 };
+    const last = r.evals[r.evals.length - 1] ?? { step: 0 };
+    const a = r.recipe.adapters;
+    return {
+      arm: String(r.recipe.tags.arm ?? r.name),
+      recipe: a.kind === 'explora' ? a.notation : a.kind,
+      from: r.recipe.weights.kind === 'init' ? 'fresh init' : 'source',
+      'trainable (encoder)': Number(r.summary.trainableEncoder),
+      steps: Number(r.summary.steps),
+      'LP % first': `${pct(first.probeTest)} (step ${first.step})`,
+      'LP % last': `${pct(last.probeTest)} (step ${last.step})`,
+      'kNN % last': pct(last.knn),
+      folder: r.dir,
+    };
+  });
 }

@@ -16,6 +16,8 @@ export * from './explora-mae-notebook';
 export * from './miniature';
 export * from './miniature-eval';
 export * from './miniature-presets';
+export * from './workstation-presets';
+export * from './explora-dino-arms';
 export * from './miniature-claims';
 export * from './miniature-notebook';
 export * from './supervised';

@@ -379,7 +379,8 @@ export function dinoMiniRunConfig(c: DinoMiniConfig, recipe: ExploraRecipe, iter
   });
 }
 
-function fullDino(depth: number): ExploraRecipe {
+/** Full DINOv2 pre-training: every block, the embeddings, the mask token, norms, CLS and the heads train (the scratch and `full` arms). */
+export function fullDino(depth: number): ExploraRecipe {
   return exploraRecipe(
     { family: 'D', unfrozen: Array.from({ length: depth }, (_, i) => i + 1), rank: null },
     { unfreezeEmbed: true, unfreezeMaskToken: true, extraTrainable: ['dino_head.*', 'ibot_head.*', 'pos_embed'] },

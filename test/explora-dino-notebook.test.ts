@@ -2,7 +2,7 @@ import { strict as assert } from 'assert';
 import { mkdtempSync, rmSync, writeFileSync } from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { dinoNotebookSettings, dinoSourceRows, dinoPaperRecipe, dinoFig3, dinoLinearProbeTable, recordRow, dinoFindings } from '../recipes/explora-dino-notebook';
+import { dinoNotebookSettings, dinoSourceRows, dinoPaperRecipe, dinoFig3, dinoLinearProbeTable, recordRow, dinoFindings, dinoArmRuns } from '../recipes/explora-dino-notebook';
 import { miniatureClaims, EvalLine } from '../recipes/miniature-claims';
 import { MiniRecord } from '../recipes/miniature';
 
@@ -28,6 +28,21 @@ describe('notebook 03 helpers (recipes/explora-dino-notebook.ts)', () => {
     const smoke = dinoNotebookSettings('smoke');
     assert.deepEqual(smoke.config.methods.map((m) => m.name), ['source', 'explora', 'unfreeze', 'scratch', 'explora-[1,L-1,L]']);
     assert.deepEqual(smoke.config.evalAt, [32, 64]);
+  });
+  it('the arms as recipes: ci runs them small (2 steps, 64 images), smoke only shows them, workstation runs the ViT-S arms', () => {
+    const ci = dinoArmRuns(dinoNotebookSettings('ci'));
+    assert.equal(ci.run, true);
+    assert.deepEqual(Object.keys(ci.recipes), ['explora', 'unfreeze', 'scratch']);
+    assert.deepEqual([ci.recipes.explora.steps, ci.recipes.explora.epochLength], [2, 8]);
+    assert.equal(ci.recipes.explora.data.train.splits[0].subset!.n, 64);
+    const smoke = dinoArmRuns(dinoNotebookSettings('smoke'));
+    assert.equal(smoke.run, false);
+    assert.deepEqual(Object.keys(smoke.recipes), ['explora', 'unfreeze', 'scratch', 'explora-[1,L-1,L]']);
+    assert.deepEqual(smoke.recipes['explora-[1,L-1,L]'].adapters, { kind: 'explora', notation: 'D-ExPLoRA-[1,L-1,L]-r8', overrides: {} });
+    assert.equal(smoke.recipes.explora.steps, 96);
+    const ws = dinoArmRuns(dinoNotebookSettings('workstation'));
+    assert.equal(ws.run, true);
+    assert.equal(ws.recipes.explora.steps, 600);
   });
   it('a missing source or paper file is an error that names the file and the tool', () => {
     const s = dinoNotebookSettings('smoke');

@@ -15,7 +15,9 @@
  * labels during training (train → val; never used for training), wall and process-CPU time, backend and git commit.
  *
  *   npx tsx tools/make-source-dino.ts                        # the committed asset (SOURCE_DINO_SPEC)
- *   npx tsx tools/make-source-dino.ts --steps 200 --out /tmp/x.safetensors --eval-every 50   # a quick variant
+ *   npx tsx tools/make-source-dino.ts --spec workstation     # the ViT-S source of the workstation scale (a GPU / 16-core job)
+ *   npx tsx tools/make-source-dino.ts --stop-after 150 --eval-every 75 --out /tmp/x.safetensors   # the first 150 steps of the schedule
+ *   npx tsx tools/make-source-dino.ts --set objective.localScale=[0.2,0.5] --stop-after 150 --out /tmp/y.safetensors  # a variant
  *   npx tsx tools/make-source-dino.ts --help
  */
 import { createHash } from 'crypto';
@@ -45,6 +47,11 @@ export interface SourceDinoSpec {
     localCropSize: number;
     targets: 'sinkhorn_knopp' | 'centering';
     teacherTemp: { warmup: number; final: number; warmupEpochs: number };
+    /** RandomResizedCrop scale ranges (DINOv2 defaults (0.32, 1) / (0.05, 0.32) are 224-px values); absent: the defaults. */
+    globalScale?: [number, number];
+    localScale?: [number, number];
+    /** Loss weights DINO / KoLeo / iBOT (absent: DINOv2's 1 / 0.1 / 1). */
+    weights?: { dino: number; koleo: number; ibot: number };
   };
   train: { batch: number; epochs: number; baseLr: number; warmupEpochs: number; minLr: number; freezeLastLayerEpochs: number; dropPathRate: number; momentumTeacher: number };
   data: { seed: number; size: number; naturalPerClass: number };
@@ -79,6 +86,19 @@ export const SOURCE_DINO_SPEC: SourceDinoSpec = {
 };
 export const SOURCE_DINO_FORMAT = 'vitpeft-source-dino/1';
 
+/**
+ * The ViT-S source of notebook 03's `workstation` scale (recipes/workstation-presets.ts, not made here: a 16-core CPU or
+ * GPU job): D 384, 12 blocks, 6 heads, patch 8 at 64 px; 2 global 64-px + 4 local 32-px crops, head 1024 → 128 → 1,024
+ * prototypes; 30 epochs of batch 64 over 4,000 natural images (1,875 steps).
+ */
+export const SOURCE_DINO_WORKSTATION_SPEC: SourceDinoSpec = {
+  model: { preset: 'vit_small_patch14_dinov2', overrides: { imgSize: 64, patchSize: 8, embedDim: 384, depth: 12, numHeads: 6, posEmbedGrid: null, layerScale: 1 } },
+  objective: { ...SOURCE_DINO_SPEC.objective, head: { hiddenDim: 1024, bottleneckDim: 128, outDim: 1024 }, nLocalCrops: 4, globalCropSize: 64, localCropSize: 32 },
+  train: { ...SOURCE_DINO_SPEC.train, batch: 64, epochs: 30, baseLr: 4e-3, warmupEpochs: 3, freezeLastLayerEpochs: 1, momentumTeacher: 0.992 },
+  data: { seed: 0, size: 64, naturalPerClass: 500 },
+  seed: 0,
+};
+
 /** Full DINOv2 pre-training as a recipe: every block, the embeddings, the mask token, norms, CLS and the heads train. */
 export function fullDinoRecipe(depth: number) {
   return exploraRecipe(
@@ -102,6 +122,7 @@ export function sourceDinoConfig(spec: Pick<SourceDinoSpec, 'model' | 'objective
       localCropSize: o.localCropSize,
       targets: o.targets === 'sinkhorn_knopp' ? SINKHORN_KNOPP : CENTERING,
       teacherTemp: { ...o.teacherTemp, warmupEpochs: Math.min(o.teacherTemp.warmupEpochs, t.epochs) },
+      ...(o.weights ? { weights: { ...o.weights } } : {}),
     },
     train: {
       baseLr: t.baseLr,
@@ -115,6 +136,12 @@ export function sourceDinoConfig(spec: Pick<SourceDinoSpec, 'model' | 'objective
       momentumTeacher: t.momentumTeacher,
     },
   });
+}
+
+/** The crop scale ranges of a spec for `exploraDinoViews` (absent: DINOv2's defaults). */
+function sourceDinoCrops(spec: Pick<SourceDinoSpec, 'objective'>): { globalScale?: [number, number]; localScale?: [number, number] } {
+  const o = spec.objective;
+  return { ...(o.globalScale ? { globalScale: [...o.globalScale] as [number, number] } : {}), ...(o.localScale ? { localScale: [...o.localScale] as [number, number] } : {}) };
 }
 
 /** File tag, e.g. `d96x6-p4-32px-60ep-seed0`. */
@@ -135,10 +162,15 @@ interface Args {
   spec: SourceDinoSpec;
   evalEvery: number;
   saveEvery: number;
+  /** Stop after this many steps of the planned schedule (0: run it whole). */
+  stopAfter: number;
   logEvery: number;
   out: string;
   note: string;
 }
+
+/** Optional spec fields `--set` may add. */
+const OPTIONAL_SPEC_KEYS = ['objective.globalScale', 'objective.localScale', 'objective.weights'];
 
 /** Set `path` (dotted) in a deep copy of `obj` (the field must exist). */
 function setPath<T>(obj: T, dotted: string, value: unknown): T {
@@ -146,7 +178,7 @@ function setPath<T>(obj: T, dotted: string, value: unknown): T {
   const keys = dotted.split('.');
   let cur: Record<string, unknown> = out;
   keys.forEach((k, i) => {
-    if (!(k in cur)) throw new Error(`--set ${dotted}: '${keys.slice(0, i + 1).join('.')}' is not a field (have: ${Object.keys(cur).join(', ')})`);
+    if (!(k in cur) && !(i === keys.length - 1 && OPTIONAL_SPEC_KEYS.includes(dotted))) throw new Error(`--set ${dotted}: '${keys.slice(0, i + 1).join('.')}' is not a field (have: ${Object.keys(cur).join(', ')})`);
     if (i === keys.length - 1) cur[k] = value;
     else cur = cur[k] as Record<string, unknown>;
   });
@@ -154,18 +186,21 @@ function setPath<T>(obj: T, dotted: string, value: unknown): T {
 }
 
 function parseArgs(argv: string[]): Args {
-  const a: Args = { spec: SOURCE_DINO_SPEC, evalEvery: 0, saveEvery: 0, logEvery: 10, out: '', note: '' };
+  const a: Args = { spec: SOURCE_DINO_SPEC, evalEvery: 0, saveEvery: 0, stopAfter: 0, logEvery: 10, out: '', note: '' };
   for (let i = 0; i < argv.length; i++) {
     const k = argv[i];
     const v = argv[i + 1];
     if (k === '--help' || k === '-h') {
-      console.log('npx tsx tools/make-source-dino.ts [--set spec.path=json ...] [--eval-every N] [--save-every N] [--log-every N] [--note text] [--out file.safetensors]');
+      console.log('npx tsx tools/make-source-dino.ts [--spec smoke|workstation] [--set spec.path=json ...] [--eval-every N] [--save-every N] [--stop-after N] [--log-every N] [--note text] [--out file.safetensors]');
       console.log(`spec: ${JSON.stringify(SOURCE_DINO_SPEC)}`);
       process.exit(0);
     }
     if (v === undefined) throw new Error(`${k}: expected a value`);
     i++;
-    if (k === '--set') {
+    if (k === '--spec') {
+      if (v !== 'smoke' && v !== 'workstation') throw new Error(`--spec: expected 'smoke' or 'workstation', got '${v}'`);
+      a.spec = v === 'smoke' ? SOURCE_DINO_SPEC : SOURCE_DINO_WORKSTATION_SPEC;
+    } else if (k === '--set') {
       const eq = v.indexOf('=');
       if (eq < 0) throw new Error(`--set ${v}: expected path=value`);
       let val: unknown;
@@ -175,11 +210,12 @@ function parseArgs(argv: string[]): Args {
         val = v.slice(eq + 1);
       }
       a.spec = setPath(a.spec, v.slice(0, eq), val);
-    } else if (k === '--eval-every' || k === '--save-every' || k === '--log-every') {
+    } else if (k === '--eval-every' || k === '--save-every' || k === '--log-every' || k === '--stop-after') {
       const n = Number(v);
       if (!Number.isInteger(n) || n < 0) throw new Error(`${k}: expected an integer ≥ 0, got '${v}'`);
       if (k === '--eval-every') a.evalEvery = n;
       else if (k === '--save-every') a.saveEvery = n;
+      else if (k === '--stop-after') a.stopAfter = n;
       else a.logEvery = Math.max(1, n);
     } else if (k === '--note') a.note = v;
     else if (k === '--out') a.out = v;
@@ -199,9 +235,10 @@ async function main(): Promise<void> {
   const ipe = loaderProbe.stepsPerEpoch;
   const cfg = sourceDinoConfig(spec, ipe);
   const run = createExploraDino(cfg, { seed: spec.seed });
-  const loader = new Loader(train, { batchSize: spec.train.batch, seed: spec.seed, views: exploraDinoViews(cfg) });
-  const steps = cfg.train.epochs * ipe;
-  console.log(`backend ${backend.backend}; ${steps} steps (${spec.train.epochs} epochs × ${ipe}) of batch ${spec.train.batch}; trainable ${run.explora.selection.summary.trainableEncoder} encoder + heads; peak lr ${run.lr.toExponential(3)}`);
+  const loader = new Loader(train, { batchSize: spec.train.batch, seed: spec.seed, views: exploraDinoViews(cfg, sourceDinoCrops(spec)) });
+  const planned = cfg.train.epochs * ipe;
+  const steps = a.stopAfter > 0 ? Math.min(a.stopAfter, planned) : planned;
+  console.log(`backend ${backend.backend}; ${steps} of ${planned} steps (${spec.train.epochs} epochs × ${ipe}) of batch ${spec.train.batch}; trainable ${run.explora.selection.summary.trainableEncoder} encoder + heads; peak lr ${run.lr.toExponential(3)}`);
   // kNN sanity checks on the natural labels (a fixed 600/300 subset, never used for training).
   const knnTrain: DecodedSplit = await decodeSplit(seededSubset(train, 600, 0, 'knn-train'));
   const knnVal: DecodedSplit = await decodeSplit(seededSubset(emb.natural.val, 300, 0, 'knn-val'));
@@ -224,7 +261,7 @@ async function main(): Promise<void> {
       config: { ...cfg, recipe: run.explora.notation },
       itersPerEpoch: ipe,
       steps: step,
-      plannedSteps: steps,
+      plannedSteps: planned,
       lossCurve: curve,
       knnCurve: knnAt,
       ...extra,
