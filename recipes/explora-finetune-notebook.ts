@@ -15,6 +15,7 @@ import { assetFile } from './model';
 import { openSource, splitSetData, withSubset } from './data';
 import { RunOptions, RunResult, runRecipe } from './run';
 import { ClaimRecord, claimFromPairs } from '../lib/report/claims';
+import { claimFindings } from '../lib/report/claim-findings';
 import { mean, tInterval, wilsonInterval } from '../lib/report/stats';
 import { PlotlyFigure, lineFigure, titleLayout } from '../lib/report/plot';
 import * as path from 'path';
@@ -419,10 +420,8 @@ export function finetuneScaleRows(S: FinetuneNotebookScale, o: { nTest: number; 
 
 /** What this execution shows, read from its own numbers (markdown). */
 export function finetuneFindings(claims: readonly ClaimRecord[], table: ReadonlyArray<Record<string, unknown>>, scaleLabel: string): string {
-  const f = (x: number): string => `${x >= 0 ? '+' : ''}${x.toFixed(1)}`;
-  const lines = claims.map((c) => `- **${c.claim}**: ours ${f(c.ours.mean)} points [${c.ours.lo.toFixed(1)}, ${c.ours.hi.toFixed(1)}] over seeds ${c.seeds.join(', ')} (per seed ${c.ours.perSeed.map(f).join(', ')}); paper ${f(c.paperValue ?? NaN)} → **${c.verdict}** (${c.reason}).`);
   const top = table.map((r) => `${String(r.ours)} ${String(r['ours top-1 (final, mean)'])} %`).join(', ');
-  return [`**This execution** (${scaleLabel}): ${top}.`, '', ...lines].join('\n');
+  return claimFindings(claims, `**This execution** (${scaleLabel}): ${top}.`);
 }
 
 /** One row per fine-tuning run: method, seed, trainable count, final and best test top-1, seconds. */

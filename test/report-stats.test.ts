@@ -12,6 +12,7 @@ import {
   wilsonInterval, itemBootstrapDifference, lnGamma,
 } from '../lib/report/stats';
 import { claimFromPairs, claimFromSeeds, verdictOf, writeClaims, readClaims, checkClaim, claimRows, ClaimHeader, ClaimRecord } from '../lib/report/claims';
+import { claimFindings } from '../lib/report/claim-findings';
 import { Rng } from '../lib/rng';
 
 interface Golden {
@@ -199,6 +200,21 @@ describe('report/claims', () => {
     const boot = claimFromPairs(header(), [62, 64.5, 61], [59, 60, 58.5], { interval: 'bootstrap', bootstrapSeed: 3 });
     assert.equal(boot.ours.method, 'paired-bootstrap-percentile');
     assert.throws(() => claimFromPairs(header(), [1, 2], [1, 2]), /2 \/ 2 values for 3 seeds/);
+  });
+
+  it('claimFindings writes each claim from its record: mean, interval, per seed, seeds above 0, paper, verdict', () => {
+    const up = claimFromPairs(header(), [62, 64.5, 61], [59, 60, 58.5]);
+    const mixed = claimFromPairs({ ...header(), paperValue: null }, [60, 62, 58], [59, 61, 60]);
+    const md = claimFindings([up, mixed], '**lead**');
+    const lines = md.split('\n');
+    assert.equal(lines[0], '**lead**');
+    assert.equal(lines.length, 4);
+    assert.match(lines[2], /ours \+3\.3 \[[0-9.]+, [0-9.]+\] over seeds 0, 1, 2 \(per seed \+3\.0, \+4\.5, \+2\.5; 3 of 3 above 0\)/);
+    assert.match(lines[2], /\*\*reproduced\*\*/);
+    assert.match(lines[3], /\(per seed \+1\.0, \+1\.0, -2\.0; 2 of 3 above 0\); the paper gives no number for this quantity → \*\*inconclusive\*\*/);
+    assert.equal(claimFindings([up]).split('\n').length, 1, 'no lead line without a lead');
+    const one = claimFromSeeds(header({ seeds: [0], claim: 'one seed' }), [61]);
+    assert.match(claimFindings([one]), /\(no interval\)/);
   });
 
   it('one seed gives an inconclusive claim with no interval', () => {

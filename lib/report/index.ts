@@ -19,6 +19,7 @@ export * from './params';
 export * from './steps';
 export * from './stats';
 export * from './claims';
+export * from './claim-findings';
 export * from './notebook-claims';
 export * from './scoreboard';
 export * from './scoreboard-html';
