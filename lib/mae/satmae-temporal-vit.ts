@@ -218,7 +218,7 @@ export function satMaeTemporalVitTokens(m: SatMaeTemporalVit, images: tf.Tensor5
   const frames = images.reshape([B * T, H, W, C]) as tf.Tensor4D; // frames on the batch axis
   const patches = patchify(frames, p); // [B·T, L, p²C] (ky, kx, c) like the [p, p, C, D] weight
   const pe = m.params.patch_embed.proj;
-  const x = linearSite(env, 'patch_embed.proj', { weight: pe.weight.reshape([p * p * C, D]), bias: pe.bias }, patches).reshape([B, T * L, D]); // [B·T, L, D] → [B, T·L, D]
+  const x = linearSite(env, 'patch_embed.proj', { weight: pe.weight.reshape([p * p * C, D]), bias: pe.bias }, patches, B).reshape([B, T * L, D]); // B samples of T frames; [B·T, L, D] → [B, T·L, D]
   const pos = tf.broadcastTo(m.params.pos_embed.slice([0, 1, 0], [1, L, Dp]).reshape([1, 1, L, Dp]), [B, T, L, Dp]); // same cell code in every frame
   const time = tf.broadcastTo(tf.tensor4d(timeCode(ts, B, T, Tc), [B, T, 1, 3 * Tc]), [B, T, L, 3 * Tc]); // same time code for all cells of a frame
   const code = tf.concat([pos, time], 3).reshape([B, T * L, D]); // [B, T, L, D] → [B, T·L, D]

@@ -245,7 +245,7 @@ export function satMaeTemporalEncode(m: SatMaeTemporal, images: tf.Tensor5D, ts:
   const patches = patchify(frames, p); // [B·T, L, p²C]
   const pe = m.params.patch_embed.proj;
   // weight [p, p, C, D] → [(ky, kx, c), D]; tokens [B·T, L, D] → [B, T·L, D] frame-major
-  const x = linearSite(env, 'patch_embed.proj', { weight: pe.weight.reshape([p * p * C, D]), bias: pe.bias }, patches).reshape([B, T * L, D]) as tf.Tensor3D;
+  const x = linearSite(env, 'patch_embed.proj', { weight: pe.weight.reshape([p * p * C, D]), bias: pe.bias }, patches, B).reshape([B, T * L, D]) as tf.Tensor3D; // B samples of T frames
   const tokens = tf.add(x, tokenCode(m.params.pos_embed, ts, B, T, L, c.timeEmbedDim)) as tf.Tensor3D;
   return maskedEncode(m.params, tokens, plan, null, { prefix: 'blocks', numHeads: c.numHeads, eps: c.normEps, dropPath: 0 }, env);
 }
