@@ -158,11 +158,20 @@ export async function loadStructured(task: StructuredTask, opt: StructuredOption
         }
       }
       await fsp.writeFile(path.join(tmp, 'COMPLETE.json'), JSON.stringify(manifest));
-      await fsp.rm(dir, { recursive: true, force: true });
-      await fsp.rename(tmp, dir).catch(async (e: Error) => {
-        // another process published the same task first: use theirs
-        if (!(await fsp.stat(path.join(dir, 'COMPLETE.json')).catch(() => null))) throw new Error(`structured: cannot move ${tmp} to ${dir}: ${e.message}`);
-      });
+      // Publish by rename. Never delete or move a complete folder: another process (a data-parallel worker) may be
+      // opening it (deleting it before our rename let a second worker remove the folder the first one was reading).
+      // A rename onto an existing folder fails: keep it when complete (published meanwhile), set it aside when outdated.
+      const complete = async (): Promise<boolean> =>
+        fsp.readFile(path.join(dir, 'COMPLETE.json'), 'utf8').then((t) => (JSON.parse(t) as { version: number }).version === STRUCTURED_VERSION, () => false);
+      const published = await fsp.rename(tmp, dir).then(() => true, () => false);
+      if (!published && !(await complete())) {
+        const trash = `${dir}.old-${tempOwnerTag()}.${Math.random().toString(36).slice(2)}`;
+        await fsp.rename(dir, trash).catch(() => undefined);
+        await fsp.rename(tmp, dir).catch(async (e: Error) => {
+          if (!(await complete())) throw new Error(`structured: cannot move ${tmp} to ${dir}: ${e.message}`);
+        });
+        await fsp.rm(trash, { recursive: true, force: true });
+      }
     } finally {
       await fsp.rm(tmp, { recursive: true, force: true });
     }

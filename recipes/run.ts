@@ -208,7 +208,7 @@ export async function runRecipe(input: RecipeInput | Recipe | RecipeSession, opt
     const root = path.resolve(opts.root ?? runsRoot());
     const rec = RunRecord.create(s.recipe.name, { config: s.recipe as unknown as Record<string, unknown>, seed: s.recipe.seed, root });
     writeFileAtomic(path.join(rec.dir, 'recipe.json'), recipeJson(s.recipe));
-    appendEnvironment(rec.dir, environmentEntry(0, rec.record.git));
+    appendEnvironment(rec.dir, { ...environmentEntry(0, rec.record.git), workers: 1 });
     const res = await drive(s, rec, 0, opts);
     return { ...res, session: keep ? s : null };
   } catch (e) {
@@ -254,7 +254,7 @@ export async function resumeRun(dir: string, opts: Omit<RunOptions, 'root' | 'ba
   const s = await prepareRecipe(r, { baseDir: abs });
   let keep = opts.keep ?? false;
   try {
-    const { rec, start } = reopen(abs, s);
+    const { rec, start } = reopen(abs, s, { workers: 1 });
     const res = await drive(s, rec, start, opts);
     return { ...res, session: keep ? s : null };
   } catch (e) {

@@ -29,7 +29,7 @@ import { readSafetensors } from '../lib/io/safetensors';
 import { readMetrics, readRun } from '../lib/report/runs';
 import { runRecipe, resumeRun } from '../recipes/run';
 import { Recipe, RecipeInput } from '../recipes/recipe';
-import { dExploraRecipe, probeEval, DINOV2_PROBE } from '../recipes/presets';
+import { dExploraRecipe, probeEval, DINOV2_PROBE, RECIPES } from '../recipes/presets';
 import { dExploraConfig } from '../recipes/explora-dino';
 import { datasetAccuracy } from '../recipes/supervised';
 import { openSource } from '../recipes/data';
@@ -89,6 +89,28 @@ function tinyDino(koleo = 0): Recipe {
       { name: 'tiny-dino', description: '', seed: 8, data: { source: EMB, train: { splits: [{ split: 'train', subset: null }], transform: { name: 'dino-multicrop', blurMode: 'effective', rgb: true } } }, weights: { kind: 'init' } },
     ),
     checkpointEvery: 2,
+  };
+}
+
+/**
+ * PYRA as notebook 10 trains it (the released LoRA with input dropout 0.1, drop path, ToMe merging with PYRA
+ * generators) on a tiny ViT: every random draw of a training step must be the one-process draw of the worker's rows.
+ */
+function tinyPyra(): Recipe {
+  const base = RECIPES.tome_pyra_small;
+  const a = base.adapters as Extract<Recipe['adapters'], { kind: 'pyra' }>;
+  return {
+    ...base,
+    name: 'tiny-pyra',
+    seed: 2,
+    weights: { kind: 'init' },
+    model: { kind: 'vit', preset: 'vit_tiny_patch16_224', overrides: { ...TINY_VIT, dropPathRate: 0.1 } },
+    adapters: { ...a, method: 'pyra', backbone: 'vit_tiny_patch16_224', schedule: [3, 3], loraRank: 4, loraDropout: 0.1 },
+    data: { source: EMB, train: { splits: [{ split: 'train', subset: null }], transform: { name: 'supervised', size: 16, rrcScale: [0.5, 1], hflip: true, stats: 'imagenet' } } },
+    batch: 8,
+    steps: 6,
+    schedule: { kind: 'cosine', warmup: { steps: 2 }, minLr: 0, warmupStart: 0 },
+    eval: { kind: 'accuracy', test: { splits: [{ split: 'test', subset: null }], transform: { name: 'normalize', stats: 'imagenet' } }, at: { every: 3 }, batch: 4 },
   };
 }
 
@@ -164,6 +186,19 @@ describe('recipes on worker threads', function () {
     const env = JSON.parse(fs.readFileSync(path.join(a.dir, 'environment.json'), 'utf8')) as { sessions: Array<{ workers?: number }> };
     assert.equal(env.sessions[0].workers, 2);
     assert.ok(lines.join('').includes('tiny-lora ×2 workers'), lines.join(''));
+  });
+
+  it('PYRA with LoRA dropout (notebook 10): 2 workers = 1 worker within fp32 sums (the dropout masks are the global batch\'s)', async () => {
+    // before the fix each worker drew its own LoRA-dropout mask, so notebook 10's claim moved with the machine's cores
+    const one = await runRecipe(tinyPyra(), { root: root() });
+    const two = await runRecipe(tinyPyra(), { root: root(), workers: 2 });
+    assert.equal(two.status, 'done');
+    const gaps = closeFolders(one.dir, two.dir, 'PYRA, 1 vs 2 workers');
+    console.log(`      1 vs 2 workers (PYRA + LoRA dropout, 6 steps): max relative metric gap ${gaps.loss.toExponential(2)}, max |Δ param| ${gaps.param.toExponential(2)}`);
+    assert.deepEqual(two.evals.map((e) => e.testAcc), one.evals.map((e) => e.testAcc));
+    // each folder says how many workers computed it
+    const workersOf = (d: string): unknown[] => (JSON.parse(fs.readFileSync(path.join(d, 'environment.json'), 'utf8')) as { sessions: Array<{ workers?: number }> }).sessions.map((e) => e.workers);
+    assert.deepEqual([workersOf(one.dir), workersOf(two.dir)], [[1], [2]]);
   });
 
   it('M-ExPLoRA with probe + kNN: features split over the workers and gathered give the one-thread evaluation', async () => {

@@ -8,7 +8,7 @@ import * as tf from '@tensorflow/tfjs';
 import { physicalCoresFromCpuinfo, coreCount, resolveWorkers } from '../lib/parallel/cores';
 import { Collective, allocateShared } from '../lib/parallel/collective';
 import { setParallelContext, shardRange, withShards, currentShard, shardRowsOf, shardWeight } from '../lib/parallel/context';
-import { dropPath } from '../lib/ops/nn';
+import { dropPath, dropout } from '../lib/ops/nn';
 import { Rng } from '../lib/rng';
 import { randomMasking, shardedPlan } from '../lib/mae/masking';
 import { ibotMasks, selectIbotMasks } from '../lib/dino/masking';
@@ -117,5 +117,37 @@ describe('data-parallel: a shard sees its rows of the one-process randomness and
       tf.dispose(xs);
     });
     tf.dispose(x);
+  });
+
+  it("LoRA dropout (a linear site's [samples·rows, D] input) is the one-process mask of this worker's samples", async () => {
+    // notebook 10's PYRA runs (LoRA dropout 0.1) used to draw a mask per worker: the numbers depended on the worker count
+    const rng = { fork: (l: string): Rng => Rng.derive(7, 'step', 3, l) };
+    const T = 5; // tokens per sample
+    const D = 6;
+    const x = tf.ones([B * T, D]);
+    const x2 = tf.ones([2 * B * T, D]); // 2 crops × B images, crop-major, T rows each
+    setParallelContext(null);
+    const full = dropout(x, 0.3, true, rng.fork('do'), B).dataSync();
+    assert.deepEqual(Array.from(full), Array.from(dropout(x, 0.3, true, rng.fork('do')).dataSync()), 'one process: samples does not change the draw');
+    const full2 = dropout(x2, 0.3, true, rng.fork('do2'), 2 * B).dataSync();
+    setParallelContext({ rank: 1, size: 2, collective: new Collective(allocateShared(2, 64), 1) });
+    const loader = new Loader(syntheticDataset(1, 32, 8), { batchSize: B, seed: 5, prefetch: 0 });
+    await withShards(async () => {
+      disposeBatch(await loader.batchAt(0)); // rows [4, 8) of 8
+      const xs = tf.ones([4 * T, D]);
+      const mine = dropout(xs, 0.3, true, rng.fork('do'), 4).dataSync();
+      assert.deepEqual(Array.from(mine), Array.from(full.subarray(4 * T * D, 8 * T * D)));
+      const xs2 = tf.ones([8 * T, D]);
+      const mine2 = dropout(xs2, 0.3, true, rng.fork('do2'), 8).dataSync();
+      const expect = [4, 5, 6, 7, 12, 13, 14, 15].flatMap((r) => Array.from(full2.subarray(r * T * D, (r + 1) * T * D)));
+      assert.deepEqual(Array.from(mine2), expect);
+      // without `samples` a worker cannot place its rows: its own seeded mask (documented), not the one-process one
+      const own = dropout(xs, 0.3, true, rng.fork('do')).dataSync();
+      assert.notDeepEqual(Array.from(own), Array.from(mine));
+      const bad = tf.ones([7, D]);
+      assert.throws(() => dropout(bad, 0.3, true, rng.fork('do'), 7), /dropout: a batch dimension of 7 rows is not a multiple of this worker's 4 rows/);
+      tf.dispose([xs, xs2, bad]);
+    });
+    tf.dispose([x, x2]);
   });
 });

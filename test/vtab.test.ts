@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import { strict as assert } from 'assert';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { init } from '../lib/backend';
@@ -81,6 +81,18 @@ describe('VTAB-style runner and the embedded three-split tasks', function () {
     await assert.rejects(() => loadStructured('nope' as never, { cacheDir }), /unknown task 'nope'|unknown task "nope"|unknown task nope/);
     const tasks = embeddedVtabTasks();
     assert.deepEqual(tasks.map((x) => x.group), ['natural', 'specialized', 'structured', 'structured']);
+  });
+
+  it('loadStructured from several workers at once on an empty cache: every caller gets the data, one folder, no leftovers', async () => {
+    // two data-parallel workers rendering the same task used to race: the later one deleted the folder the first had
+    // just published and was opening ("class 'ball' has no image file")
+    const cacheDir = path.join(tmp, 'cache-race');
+    const all = await Promise.all([0, 1, 2, 3].map(() => loadStructured('objects', { seed: 1, size: 16, perClass: 5, cacheDir })));
+    for (const t of all) {
+      assert.equal(t.test.length, 10 * 1);
+      await t.test.get(t.test.length - 1, new Rng(0));
+    }
+    assert.deepEqual(readdirSync(cacheDir), ['structured-objects-1-16-5']);
   });
 
   it('averages: group means, then the mean of the group means (not of the tasks), per seed', () => {

@@ -246,7 +246,7 @@ export function frameTokens(m: FrameTokenizer, images: tf.Tensor5D, ts: Float64A
   const patches = patchify(frames, p); // [B·T, L, p²C] (ky, kx, c) like the [p, p, C, D] weight
   const pe = m.params.patch_embed.proj;
   // weight [p, p, C, D] → [(ky, kx, c), D]; tokens [B·T, L, D] → [B, T·L, D] frame-major
-  const x = linearSite(env, 'patch_embed.proj', { weight: pe.weight.reshape([p * p * C, D]), bias: pe.bias }, patches).reshape([B, T * L, D]) as tf.Tensor3D;
+  const x = linearSite(env, 'patch_embed.proj', { weight: pe.weight.reshape([p * p * C, D]), bias: pe.bias }, patches, B).reshape([B, T * L, D]) as tf.Tensor3D; // B samples of T frames (per-sample draws, e.g. LoRA dropout)
   return tf.add(x, tokenCode(m.params.pos_embed, ts, B, T, L, m.config.timeEmbedDim)) as tf.Tensor3D;
 }
 

@@ -54,15 +54,34 @@ export function dropPath(x: tf.Tensor, rate: number, training: boolean, rng: Rng
   return tf.mul(x, tf.div(mask, keep));
 }
 
-/** Inverted dropout with rate p (elementwise). Identity when not training or p = 0. */
-export function dropout(x: tf.Tensor, p: number, training: boolean, rng: Rng | null): tf.Tensor {
+/**
+ * Inverted dropout with rate p (elementwise). Identity when not training or p = 0.
+ *
+ * `samples`: how many samples of the forward's batch the leading axis of x holds (x = [samples × rows per sample, …],
+ * sample-major, the batch itself crop-major when it holds several crops — e.g. the [B·N, D] input of a linear site of
+ * a [B, N, D] forward has `samples` = B). A data-parallel worker that knows it draws the mask of the global batch and
+ * keeps its samples' rows, so N workers drop exactly what one process drops (the run folder reproduces on any worker
+ * count). Without it a worker cannot place its rows in the global batch and draws a mask of its own (per-worker
+ * seed): still seeded, but the numbers then depend on the worker count.
+ */
+export function dropout(x: tf.Tensor, p: number, training: boolean, rng: Rng | null, samples?: number): tf.Tensor {
   if (!training || p <= 0) return x;
   if (!rng) throw new Error('dropout: training with p > 0 needs an rng');
   const keep = 1 - p;
-  // data-parallel workers: independent masks per worker (not the one-process run's; the layout of x is not known)
-  const ctx = parallelContext();
-  const seed = ctx && ctx.size > 1 ? hash32(rng.seedInt(), 'worker', ctx.rank) : rng.seedInt();
-  const mask = tf.floor(tf.add(tf.randomUniform(x.shape, 0, 1, 'float32', seed), keep));
+  let u: tf.Tensor;
+  const sr = samples !== undefined ? shardRowsOf(samples, 'dropout') : null;
+  if (sr) {
+    if (x.size % samples! !== 0) throw new Error(`dropout: input [${x.shape}] does not split into ${samples} samples`);
+    const per = x.size / samples!;
+    // the one-process draw over the global batch, [total samples, per] row-major = its [total·rows, …] mask
+    const all = tf.randomUniform([sr.total, per], 0, 1, 'float32', rng.seedInt());
+    u = tf.gather(all, tf.tensor1d(sr.rows, 'int32')).reshape(x.shape);
+  } else {
+    const ctx = parallelContext();
+    const seed = ctx && ctx.size > 1 ? hash32(rng.seedInt(), 'worker', ctx.rank) : rng.seedInt();
+    u = tf.randomUniform(x.shape, 0, 1, 'float32', seed);
+  }
+  const mask = tf.floor(tf.add(u, keep));
   return tf.mul(x, tf.div(mask, keep));
 }
 

@@ -379,13 +379,14 @@ function checkLoraLive(m: LoraModule, what: string): void {
 
 /**
  * The adapter output Δy for a module: x [M, in] → [M, out] (zeros in the columns of slices without an adapter).
- * Dropout on x is applied when `env.training` and the module has dropout > 0. Call inside a tidy.
+ * Dropout on x is applied when `env.training` and the module has dropout > 0; `samples` (the batch samples the M rows
+ * belong to, sample-major) lets a data-parallel worker draw the one-process mask of its rows. Call inside a tidy.
  */
-export function loraDelta(m: LoraModule, x: tf.Tensor2D, env: Pick<ForwardEnv, 'training' | 'rng'>): tf.Tensor2D {
+export function loraDelta(m: LoraModule, x: tf.Tensor2D, env: Pick<ForwardEnv, 'training' | 'rng'>, samples?: number): tf.Tensor2D {
   checkLoraLive(m, 'LoRA forward');
   const M = x.shape[0];
   if (x.shape[1] !== m.din) throw new Error(`LoRA at '${m.site}': input width ${x.shape[1]}, expected ${m.din}`);
-  const xin = m.dropout > 0 ? (dropoutOp(x, m.dropout, env.training, env.rng) as tf.Tensor2D) : x;
+  const xin = m.dropout > 0 ? (dropoutOp(x, m.dropout, env.training, env.rng, samples) as tf.Tensor2D) : x;
   const parts: tf.Tensor2D[] = [];
   let col = 0;
   for (const s of m.slices) {
@@ -412,10 +413,10 @@ export function loraHooks(adapters: LoraAdapters | readonly LoraAdapters[]): Non
       bySite.set(site, m);
     }
   }
-  const hook: NonNullable<VitHooks['linear']> = (site, x, y, env) => {
+  const hook: NonNullable<VitHooks['linear']> = (site, x, y, env, samples) => {
     const m = bySite.get(site);
     if (!m) return y;
-    return tf.add(y, loraDelta(m, x, env)) as tf.Tensor2D;
+    return tf.add(y, loraDelta(m, x, env, samples)) as tf.Tensor2D;
   };
   return registerHook(hook, { kind: 'lora', args: sets }); // evaluation workers rebuild it from the adapters (lib/parallel/ship.ts)
 }
@@ -423,7 +424,7 @@ export function loraHooks(adapters: LoraAdapters | readonly LoraAdapters[]): Non
 /** Chain linear hooks left to right (each sees the previous one's output). */
 export function composeLinearHooks(...hooks: Array<VitHooks['linear'] | undefined>): NonNullable<VitHooks['linear']> {
   const hs = hooks.filter((h): h is NonNullable<VitHooks['linear']> => h !== undefined);
-  return (site, x, y, env) => hs.reduce((acc, h) => h(site, x, acc, env), y);
+  return (site, x, y, env, samples) => hs.reduce((acc, h) => h(site, x, acc, env, samples), y);
 }
 
 /** ΔW = s·A·B of one module in kit layout [in, out] (zero columns for slices without an adapter). Call in a tidy. */

@@ -47,8 +47,13 @@ export interface MergeSiteInput {
 }
 
 export interface VitHooks {
-  /** Adapter at a linear site: returns the output to use given the 2-D input [M, in] and base output [M, out]. */
-  linear?: (site: string, x: tf.Tensor2D, y: tf.Tensor2D, env: ForwardEnv) => tf.Tensor2D;
+  /**
+   * Adapter at a linear site: returns the output to use given the 2-D input [M, in] and base output [M, out].
+   * `samples`: how many samples of the forward's batch the M rows belong to (sample-major, M = samples × rows per
+   * sample), so that random draws over x (LoRA dropout) can be made per sample of the global batch in a data-parallel
+   * worker (lib/ops/nn.ts `dropout`).
+   */
+  linear?: (site: string, x: tf.Tensor2D, y: tf.Tensor2D, env: ForwardEnv, samples?: number) => tf.Tensor2D;
   /** Token merging between attention and MLP (ToMe / PYRA). */
   merge?: (input: MergeSiteInput) => TokenState;
   /** Add log(size) to the attention logits of every key when sizes are tracked (ToMe proportional attention). */
@@ -131,15 +136,19 @@ export interface LinearLike {
   bias?: tf.Tensor;
 }
 
-/** A Linear layer called through its site: base output, then the linear hook (if any). x [..., in] → [..., out]. */
-export function linearSite(env: ForwardEnv, site: string, p: LinearLike | LinearParams, x: tf.Tensor): tf.Tensor {
+/**
+ * A Linear layer called through its site: base output, then the linear hook (if any). x [..., in] → [..., out].
+ * `samples`: the number of batch samples x's leading axes hold, sample-major (default: x's first axis, the batch of
+ * a [B, N, in] or [B, in] input); give it when x is already flattened, e.g. patches [B·N, in] → B.
+ */
+export function linearSite(env: ForwardEnv, site: string, p: LinearLike | LinearParams, x: tf.Tensor, samples?: number): tf.Tensor {
   const hook = env.hooks.linear;
   if (!hook) return dense(x, p.weight, p.bias);
   const din = x.shape[x.shape.length - 1];
   const lead = x.shape.slice(0, -1);
   const x2 = x.reshape([-1, din]) as tf.Tensor2D; // [M, in]
   const y2 = dense(x2, p.weight, p.bias) as tf.Tensor2D; // [M, out]
-  const out = hook(site, x2, y2, env);
+  const out = hook(site, x2, y2, env, samples ?? (x.rank > 1 ? x.shape[0] : undefined));
   return out.reshape([...lead, out.shape[1]]);
 }
 
@@ -220,7 +229,7 @@ export function patchEmbed(vit: Vit, images: tf.Tensor4D, env: ForwardEnv): tf.T
   const patches = rows.transpose([0, 2, 1, 3]).reshape([B * gh * gw, p * p * C]);
   const w = vit.params.patch_embed.proj.weight.reshape([p * p * C, D]);
   const proj: LinearLike = { weight: w, bias: vit.params.patch_embed.proj.bias };
-  const tokens = linearSite(env, 'patch_embed.proj', proj, patches); // [B·N, D]
+  const tokens = linearSite(env, 'patch_embed.proj', proj, patches, B); // [B·N, D]
   return tokens.reshape([B, gh * gw, D]) as tf.Tensor3D;
 }
 
