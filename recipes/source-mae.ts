@@ -32,9 +32,11 @@ export const SOURCE_MAE_TRAIN = {
 
 export const SOURCE_MAE_FORMAT = 'vitpeft-source-mae/1';
 
-/** File tag: model size, patch, image size, steps, seed — e.g. `d96x6-p4-32px-1200s-seed0`. */
-export function sourceMaeTag(a: { steps: number; seed: number }): string {
-  const e = SOURCE_MAE_MODEL.encoder;
+/** File tag: model size, patch, image size, steps, seed — e.g. `d96x6-p4-32px-1200s-seed0` (`encoder`: default the model above). */
+export function sourceMaeTag(
+  a: { steps: number; seed: number },
+  e: { embedDim: number; depth: number; patchSize: number; imgSize: number } = SOURCE_MAE_MODEL.encoder,
+): string {
   return `d${e.embedDim}x${e.depth}-p${e.patchSize}-${e.imgSize}px-${a.steps}s-seed${a.seed}`;
 }
 

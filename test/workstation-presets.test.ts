@@ -3,12 +3,22 @@
  * recipes, plan (`planRun`, shapes only), count exactly, and name sources the kit's tools make.
  */
 import { strict as assert } from 'assert';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import * as tf from '@tensorflow/tfjs';
 import { DINO_MINI_WORKSTATION, MAE_MINI_WORKSTATION, SOURCE_DINO_WORKSTATION_ASSET, WORKSTATION_SOURCE_MAE, WORKSTATION_VIT_S } from '../recipes/workstation-presets';
 import { dinoArmRecipes } from '../recipes/explora-dino-arms';
 import { dinoNotebookSettings, dinoSourceRows } from '../recipes/explora-dino-notebook';
 import { planRun } from '../recipes/plan';
 import { recipe } from '../recipes/recipe';
 import { sourceDinoTag, SOURCE_DINO_WORKSTATION_SPEC } from '../tools/make-source-dino';
+import { makeSourceMae, sourceMaeAssetName, SOURCE_MAE_WORKSTATION_SPEC } from '../tools/make-source-mae';
+import { loadSourceMae, readSafetensorsMeta } from '../recipes/miniature';
+import { MAE_MINI_SMOKE } from '../recipes/miniature-presets';
+import { assetFile } from '../recipes/model';
+import { readSafetensors } from '../lib/io/safetensors';
+import { disposeMae, maeVariables } from '../lib/mae/mae';
 
 const GiB = 2 ** 30;
 
@@ -53,5 +63,62 @@ describe('workstation scale presets (ViT-S, recipes/workstation-presets.ts)', ()
     const D = 384;
     assert.ok(p.trainable > 12 * (12 * D * D + 13 * D) + 3 * 64 * D + 4 * D, `${p.trainable}`);
     console.log(`      planned (webgpu): source MAE step (batch 128) ${(p.plan.peakBytes / GiB).toFixed(2)} GiB, ${(p.plan.flops.total / 1e12).toFixed(2)} TFLOP, run ${(p.runFlops! / 1e15).toFixed(2)} PFLOP`);
+  });
+
+  it('tools/make-source-mae.ts --spec workstation: the asset MAE_MINI_WORKSTATION names, recording its model; a 2-step file loads back through the miniature loader', async function () {
+    this.timeout(600_000);
+    const spec = SOURCE_MAE_WORKSTATION_SPEC;
+    // the spec is WORKSTATION_SOURCE_MAE's, and its file is the one the miniature (and notebooks 01 / 04) load
+    assert.equal(sourceMaeAssetName(spec), 'source-mae-d384x12-p8-64px-6000s-seed0');
+    assert.equal(assetFile(sourceMaeAssetName(spec)), MAE_MINI_WORKSTATION.source.checkpoint);
+    const src = recipe(WORKSTATION_SOURCE_MAE);
+    assert.deepEqual(spec.train, {
+      steps: 6000, batch: 128, lr: src.lr, minLr: 0, warmupSteps: 600, weightDecay: 0.05, seed: 0,
+      augment: 'maePretrain(64, IMAGENET_STATS)', data: 'embedded natural train (500 per class at 64 px, 10 shape classes; labels unused)',
+    });
+    const { decoderRank: _, ...m } = { ...MAE_MINI_WORKSTATION.model, decoderRank: 0 };
+    assert.deepEqual(spec.model, m, 'loadSourceMae accepts only the recorded model');
+    assert.deepEqual(spec.data, { seed: 0, size: 64, satellitePerClass: 500, naturalPerClass: 500 });
+    // 2 steps of batch 4 on a small embedded set (the model and file format are the workstation's), into a temp folder
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'ws-source-mae-'));
+    try {
+      const out = path.join(dir, `${sourceMaeAssetName(spec)}.safetensors`);
+      const small = { ...spec, data: { ...spec.data, satellitePerClass: 10, naturalPerClass: 10 } };
+      const before = tf.memory().numTensors;
+      const made = await makeSourceMae({ spec: small, knnImages: 8, steps: 2, batch: 4, lr: spec.train.lr, seed: 0, out, logEvery: 1, note: 'test' });
+      assert.equal(tf.memory().numTensors, before, 'no tensor leaks');
+      assert.equal(made.file, out);
+      const meta = readSafetensorsMeta(out);
+      assert.equal(meta.kind, 'vitpeft-source-mae/1');
+      assert.equal(meta.steps, 2);
+      assert.deepEqual(meta.model, spec.model);
+      assert.equal((meta.lossCurve as number[]).length, 2);
+      assert.ok((meta.lossCurve as number[]).every(Number.isFinite));
+      const side = JSON.parse(readFileSync(made.sidecar, 'utf8'));
+      assert.equal(side.file, path.basename(out));
+      assert.match(side.sha256, /^[0-9a-f]{64}$/);
+      assert.deepEqual(side.model, spec.model);
+      // the miniature's loader: model check, every tensor's name and shape, values as written
+      const mae = loadSourceMae({ ...MAE_MINI_WORKSTATION, source: { checkpoint: out } });
+      try {
+        const vars = maeVariables(mae);
+        const file = readSafetensors(out).tensors;
+        assert.equal(file.size, vars.size, 'every tensor of the file is a model variable');
+        assert.equal(vars.get('blocks.11.attn.qkv.weight')!.size, 3 * 384 * 384);
+        for (const [k, v] of vars) {
+          const t = file.get(k);
+          assert.ok(t, `${k} in the file`);
+          const abs = (a: ArrayLike<number>): number => Array.from(a).reduce((x, y) => x + Math.abs(y), 0);
+          const want = abs(t.data as Float32Array);
+          assert.ok(Math.abs(abs(v.dataSync() as Float32Array) - want) <= 1e-6 * want + 1e-9, `${k}: the loaded values are the file's`);
+        }
+      } finally {
+        disposeMae(mae);
+      }
+      assert.throws(() => loadSourceMae({ ...MAE_MINI_SMOKE, source: { checkpoint: out } }), /records model .*"embedDim":384.*the config asks for .*"embedDim":96/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+    assert.ok(!existsSync(MAE_MINI_WORKSTATION.source.checkpoint) || readSafetensorsMeta(MAE_MINI_WORKSTATION.source.checkpoint).steps === 6000);
   });
 });
