@@ -28,6 +28,7 @@ import { DINOV2_PROBE, RECIPES, probeEval } from './presets';
 import { assetFile, assetProblem } from './model';
 import { runRecipe, RunOptions } from './run';
 import { sourceMaeRecipe, SOURCE_MAE_FORMAT, SOURCE_MAE_MODEL } from './source-mae';
+import { WORKSTATION_M_EXPLORA } from './workstation-presets';
 import { saveCheckpoint } from '../lib/io/checkpoint';
 import { readSafetensors } from '../lib/io/safetensors';
 import { maeVariables } from '../lib/mae/mae';
@@ -296,6 +297,9 @@ export async function sourceMae(c: ExploraComparison, o: { fallbackSteps: number
       curve: { x: curve.map((_, i) => Math.min((i + 1) * every, meta.steps)), y: curve },
     };
   }
+  if (o.fallbackSteps <= 0) {
+    throw new Error(`the source MAE cannot be used (${why}) and this scale trains none here: make the asset with its tool (notebooks/assets/README.md; the workstation scale's: 'npx tsx tools/make-source-mae.ts --spec workstation')`);
+  }
   const fb = { ...sourceMaeRecipe(o.fallbackSteps, c.explora.seed), name: `${o.prefix}-source-mae` };
   const run = await runRecipe(fb, { root: o.root, progress: o.progress, keep: true });
   try {
@@ -322,7 +326,7 @@ export function withSourceWeights(c: ExploraComparison, weights: Recipe['weights
 export interface ExploraNotebookScale {
   explora: Recipe;
   scratch: { lr: LrSpec; weightDecay: number; warmup: Length };
-  /** Pre-training steps of the source MAE, used only if the committed source checkpoint is missing or records another model. */
+  /** Pre-training steps of the source MAE, used only if the committed source checkpoint is missing or records another model (0: none, stop). */
   sourceFallbackSteps: number;
   reconImages: number;
 }
@@ -333,8 +337,10 @@ export interface ExploraNotebookScale {
  * images at batch 64, probe + kNN at the end only (the frozen source's run is its step 0; the 12-epoch
  * `RECIPES.m_explora_small` with evaluations after 0, 4 and 12 epochs cost ≈ 1.5 CPU-min more, and the science of
  * notebook 01 is its multi-seed comparison, not this run); from scratch with MAE's own recipe (everything trains, wd 0.05), same steps and batch. `ci`: the same
- * on 64 images, one epoch. `workstation`: a 16-core CPU or one GPU, about an hour (not measured here): 5× the target
- * data, 4× the epochs, a longer probe. `paper`: the ViT-L/16 recipe (`exploraPaperScale`), a GPU job.
+ * on 64 images, one epoch. `workstation`: a 16-core CPU or one GPU, about an hour (not measured here):
+ * `WORKSTATION_M_EXPLORA` (M-ExPLoRA-[L]-r24 on the ViT-S source MAE, 64 px, 3,000 target images, 600 steps of 64,
+ * probes after 0, 150, 300 and 600 steps), no fallback source (the asset is made by `tools/make-source-mae.ts --spec
+ * workstation`). `paper`: the ViT-L/16 recipe (`exploraPaperScale`), a GPU job.
  */
 export function exploraNotebookScales(): Record<'ci' | 'smoke' | 'workstation' | 'paper', ExploraNotebookScale> {
   const SMOKE = RECIPES.m_explora_small;
@@ -354,13 +360,7 @@ export function exploraNotebookScales(): Record<'ci' | 'smoke' | 'workstation' |
       } as Recipe,
       scratch, sourceFallbackSteps: 20, reconImages: 2,
     },
-    workstation: {
-      explora: {
-        ...SMOKE, epochs: 48, data: { ...SMOKE.data, source: { ...SMOKE.data.source, satellitePerClass: 500 } },
-        eval: { ...SMOKE.eval, at: { epochs: [0, 12, 24, 48] }, probe: { ...SMOKE.eval.probe, itersPerEpoch: 100 } },
-      } as Recipe,
-      scratch, sourceFallbackSteps: 1200, reconImages: 8,
-    },
+    workstation: { explora: WORKSTATION_M_EXPLORA, scratch, sourceFallbackSteps: 0, reconImages: 8 },
     paper: { ...exploraPaperScale(), sourceFallbackSteps: 0, reconImages: 8 },
   };
 }

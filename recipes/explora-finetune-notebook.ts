@@ -12,6 +12,7 @@ import { EXPLORA_FINETUNE, finetuneVitOverrides } from './finetune';
 import { EMBEDDED_SATELLITE, RECIPES } from './presets';
 import { SOURCE_MAE_ASSET, SOURCE_MAE_MODEL } from './source-mae';
 import { assetFile } from './model';
+import { SOURCE_MAE_WORKSTATION_ASSET, WORKSTATION_M_EXPLORA, WORKSTATION_VIT_S, requireSourceMaeAsset } from './workstation-presets';
 import { openSource, splitSetData, withSubset } from './data';
 import { RunOptions, RunResult, runRecipe } from './run';
 import { ClaimRecord, claimFromPairs } from '../lib/report/claims';
@@ -105,6 +106,55 @@ export function finetuneSmokeRecipe(o: { epochs: number; warmupEpochs: number; b
   });
 }
 
+/**
+ * Stage 2 at workstation scale: `finetuneSmokeRecipe`'s protocol on the ViT-S source MAE's encoder
+ * (`SOURCE_MAE_WORKSTATION_ASSET`: D 384, 12 blocks, patch 8, 64 px) and the embedded satellite set at 64 px with 500
+ * images per class (3,000 labelled train images, 1,000 test images).
+ */
+function finetuneWorkstationRecipe(o: { epochs: number; warmupEpochs: number; blr: number; batch: number; evalEveryEpochs: number }): Recipe {
+  const smoke = finetuneSmokeRecipe(o);
+  const size = WORKSTATION_VIT_S.imgSize;
+  return recipe({
+    ...smoke,
+    description: "ExPLoRA's LoRA-r8 fine-tuning protocol (scripts/finetune.sh) on the ViT-S source-MAE encoder at 64 px, embedded satellite labels (notebook 04, workstation scale)",
+    model: { kind: 'vit', preset: SOURCE_MAE_MODEL.preset, overrides: { ...WORKSTATION_VIT_S, ...finetuneVitOverrides(10) } },
+    weights: sourceEncoderWeights(assetFile(SOURCE_MAE_WORKSTATION_ASSET)),
+    data: { source: { ...EMBEDDED_SATELLITE, size, satellitePerClass: 500 } as Recipe['data']['source'], train: set({ name: 'supervised', size, rrcScale: [0.2, 1], hflip: true, stats: 'imagenet' }, 'train') },
+  });
+}
+
+/**
+ * Notebook 04 at `workstation` (a 16-core CPU or one GPU; planned, not measured): stage 1 = `WORKSTATION_M_EXPLORA`
+ * (M-ExPLoRA-[L]-r24 on the ViT-S source MAE, 600 steps of 64 on 3,000 unlabelled 64-px images) evaluated at its end;
+ * stage 2 = ExPLoRA's protocol for 30 epochs of the 3,000 labelled images at batch 64 (46 steps an epoch, 1,380 steps; warm-up 3 epochs)
+ * at lr 2e-2 (blr 0.08: the learning rate smoke measured best for LoRA-r8 at α = 1, not re-tuned), full fine-tuning at
+ * lr 2e-3 with wd 0.05 on all 3 seeds, test top-1 on 1,000 images every 5 epochs; the linear probes of both encoders
+ * on 3,000 / 1,000 / 1,000 images.
+ */
+function workstationScale(): FinetuneNotebookScale {
+  const ws = WORKSTATION_M_EXPLORA;
+  const explora = recipe({ ...ws, name: 'nb04-explora', eval: { ...ws.eval, at: { steps: [] } } as Recipe['eval'] });
+  const w = sourceEncoderWeights(assetFile(SOURCE_MAE_WORKSTATION_ASSET)) as Extract<Recipe['weights'], { kind: 'checkpoint' }>;
+  return {
+    description: 'workstation: source MAE ViT-S d384×12 patch 8 at 64 px (6,000 steps); stage 1 M-ExPLoRA-[L]-r24 600 steps of 64; stage 2 30 epochs of 3,000 labelled images at batch 64 (planned, not measured)',
+    explora,
+    exploraEncoder: null,
+    exploraProbe: null,
+    sourceProbe: recipe({ ...explora, name: 'nb04-source-probe', adapters: { kind: 'frozen' }, steps: 0, epochs: null }),
+    finetune: finetuneWorkstationRecipe({ epochs: 30, warmupEpochs: 3, blr: 0.08, batch: 64, evalEveryEpochs: 5 }),
+    exploraWeights: { ...w, ignore: '^norm\\.' },
+    full: { lr: { base: 0.008, scale: 'linear-256' }, weightDecay: 0.05 },
+    seeds: [0, 1, 2],
+    sharedStage1: true,
+  };
+}
+
+/** Stop, naming the file and the command that makes it, when a scale's stage-1 source MAE (a kit asset) is missing. */
+function requireStage1Source(S: FinetuneNotebookScale): void {
+  const w = S.explora?.weights;
+  if (w?.kind === 'asset') requireSourceMaeAsset(w.name);
+}
+
 /** Stage 2's runs of one seed from the scale's recipes (`encoder`: the merged ExPLoRA encoder file of that seed). */
 export function finetuneRuns(S: FinetuneNotebookScale, seed: number, encoder: string, prefix = 'nb04'): Record<FinetuneMethod, Recipe> {
   const ft = S.finetune;
@@ -177,9 +227,10 @@ function paperScale(p: FinetunePaperPaths): FinetuneNotebookScale {
  * (lr 2e-2: measured on one seed, 5e-3 at batch 64 reached 29.5 % and 2e-2 37 % after 3 epochs, LOG.md), full
  * fine-tuning at lr 2e-3 with wd 0.05 (MAE's fine-tuning value) on seeds 0 and 1 only (the costliest run, a reference
  * ≈ 18 points below the LoRA rows), 3 seeds, one shared stage-1 run.
- * `ci`: every piece for 2 steps on 64 images (mechanics only). `paper`: `paperScale` (a GPU job).
+ * `ci`: every piece for 2 steps on 64 images (mechanics only). `workstation`: `workstationScale` (ViT-S at 64 px;
+ * planned, not measured). `paper`: `paperScale` (a GPU job).
  */
-export function finetuneNotebookScales(paths: FinetunePaperPaths = FINETUNE_PAPER_PATHS): Record<'ci' | 'smoke' | 'paper', FinetuneNotebookScale> {
+export function finetuneNotebookScales(paths: FinetunePaperPaths = FINETUNE_PAPER_PATHS): Record<'ci' | 'smoke' | 'workstation' | 'paper', FinetuneNotebookScale> {
   const m = RECIPES.m_explora_small;
   const probe = m.eval;
   const explora = recipe({ ...m, name: 'nb04-explora', eval: { ...probe, at: { steps: [] } } });
@@ -219,6 +270,7 @@ export function finetuneNotebookScales(paths: FinetunePaperPaths = FINETUNE_PAPE
       sourceProbe: recipe({ ...ciExplora, name: 'nb04-source-probe', adapters: { kind: 'frozen' }, steps: 0 }),
       finetune: ciFt,
     },
+    workstation: workstationScale(),
     paper: paperScale(paths),
   };
 }
@@ -242,6 +294,7 @@ export function stage1EncoderFile(run: RunResult): string {
 
 /** Run stage 1: ExPLoRA (per seed, or once), the source probe (and, when the encoder is given, its probe). */
 export async function runFinetuneStage1(S: FinetuneNotebookScale, o: RunOptions = {}): Promise<FinetuneStage1> {
+  requireStage1Source(S);
   const sourceProbe = await runRecipe(S.sourceProbe, { ...o, progress: false });
   if (!S.explora) {
     if (!S.exploraEncoder || !S.exploraProbe) throw new Error('runFinetuneStage1: a scale without stage 1 must give exploraEncoder and exploraProbe');
@@ -271,6 +324,7 @@ export async function runFinetuneStage2(S: FinetuneNotebookScale, st1: FinetuneS
 
 /** The images of each stage (the test count sets the binomial noise of one accuracy). */
 export async function finetuneDataRows(S: FinetuneNotebookScale): Promise<{ rows: Array<{ stage: string; split: string; images: number }>; test: number; train: number; probeTest: number }> {
+  requireStage1Source(S);
   const ft = S.finetune;
   const src = openSource(ft.data.source);
   const n = async (r: Recipe, set: SplitSet, at: string): Promise<number> => (await splitSetData(openSource(r.data.source), set, r.seed, at)).length;
@@ -414,7 +468,7 @@ export function finetuneScaleRows(S: FinetuneNotebookScale, o: { nTest: number; 
     'our stage 1': S.explora ? `${(S.explora.adapters as { notation?: string }).notation ?? S.explora.adapters.kind}, ${S.explora.steps !== null ? `${S.explora.steps} steps` : `${S.explora.epochs} epochs`} of batch ${S.explora.batch}` + (S.sharedStage1 ? ', one run shared by every fine-tuning seed' : ', one run per seed') : `the released encoder ${S.exploraEncoder}`,
     'paper stage 2': 'LoRA-r8 Q,V + head, 120 epochs of 363k labelled images at batch 128 (lr 5e-4), top-1 on fMoW val (62 classes, max over epochs)',
     'our stage 2': `the same protocol for ${st} of ${o.trainImages} labelled images at batch ${ft.batch} (lr ${JSON.stringify(ft.lr)}), final test top-1 on ${o.nTest} images (10 classes); seeds ${S.seeds.join(', ')} (full fine-tuning: ${fullSeedsOf(S).join(', ')})`,
-    data: 'procedural 32-px satellite-like scenes (data-loaders/README.md): nothing transfers to the paper\'s absolute numbers',
+    data: `procedural ${String(ov.imgSize ?? '?')}-px satellite-like scenes (data-loaders/README.md): nothing transfers to the paper's absolute numbers`,
   };
 }
 

@@ -9,15 +9,17 @@
  * `vit_small_patch14_dinov2`) is a natural-image model at patch 14, not this patch-8 64-px layout. The workstation
  * path therefore **makes its sources first with the kit's own source tools**, like the smoke sources:
  * `npx tsx tools/make-source-dino.ts --spec workstation` (notebook 03; `SOURCE_DINO_WORKSTATION_SPEC` there; the
- * notebook's `workstation` scale loads that file), and the MAE source as the recipe `WORKSTATION_SOURCE_MAE` (notebooks
- * 01 / 04; timm has no MAE ViT-S weights). Not done yet for 01 / 04: `tools/make-source-mae.ts` writes the kit asset
- * the MAE miniature loads (`vitpeft-source-mae/1`) only for the committed d96×6 model, so `MAE_MINI_WORKSTATION` needs
- * that tool to take this model (or the miniature to load a run folder's encoder) before 01 / 04 can switch to it.
+ * notebook's `workstation` scale loads that file) and `npx tsx tools/make-source-mae.ts --spec workstation` (notebooks
+ * 01 / 04: `WORKSTATION_SOURCE_MAE` → `SOURCE_MAE_WORKSTATION_ASSET`, the file `MAE_MINI_WORKSTATION`,
+ * `WORKSTATION_M_EXPLORA` and notebook 04's workstation fine-tuning load; timm has no MAE ViT-S weights). Without the
+ * file those scales stop at once, naming it and the command (`requireSourceMaeAsset`).
  */
+import { existsSync } from 'fs';
 import type { Recipe } from './recipe';
 import { DinoMiniConfig, MaeMiniConfig, MiniMethod, standardMethods } from './miniature';
 import { MINIATURE_EVAL } from './miniature-eval';
 import { assetFile } from './model';
+import { RECIPES } from './presets';
 import { sourceMaeRecipe } from './source-mae';
 
 /** ViT-S: D 384, 12 blocks, 6 heads (MLP 4×), at 64 px with patch 8. */
@@ -71,15 +73,34 @@ export const WORKSTATION_SOURCE_MAE: Recipe = ((): Recipe => {
   } as Recipe;
 })();
 
+/** The ViT-S source MAE notebooks 01 / 04 load at `workstation` (made by `tools/make-source-mae.ts --spec workstation` from `WORKSTATION_SOURCE_MAE`). */
+export const SOURCE_MAE_WORKSTATION_ASSET = 'source-mae-d384x12-p8-64px-6000s-seed0';
+
 /**
- * Notebooks 01 / 04 at `workstation`: M-ExPLoRA on the ViT-S source MAE (its file: `source-mae-d384x12-p8-64px-6000s-seed0`,
+ * Stop, naming the file and the command that makes it, when the source-MAE kit asset `name` is missing
+ * (`notebooks/assets/<name>.safetensors`; the workstation asset: `tools/make-source-mae.ts --spec workstation`).
+ */
+export function requireSourceMaeAsset(name: string, exists: (file: string) => boolean = existsSync): void {
+  const file = assetFile(name);
+  if (exists(file)) return;
+  const ws = name === SOURCE_MAE_WORKSTATION_ASSET;
+  const tool = ws ? 'npx tsx tools/make-source-mae.ts --spec workstation' : 'npx tsx tools/make-source-mae.ts';
+  throw new Error(
+    `the source MAE ${file} is missing: make it with '${tool}'` +
+      (ws ? ' (the ViT-S source of the workstation scale, WORKSTATION_SOURCE_MAE: 6,000 steps of batch 128 at 64 px, a GPU or 16-core job; planned, see LOG.md ws15)' : '') +
+      '; see notebooks/assets/README.md',
+  );
+}
+
+/**
+ * Notebooks 01 / 04 at `workstation`: M-ExPLoRA on the ViT-S source MAE (its file: `SOURCE_MAE_WORKSTATION_ASSET`,
  * from `WORKSTATION_SOURCE_MAE`), the NIR false-colour target at 64 px with 500 images per class, 600 steps of batch
  * 64, rank 24 (r/D as the paper's), probe 1,000 / 300 / 1,000.
  */
 export const MAE_MINI_WORKSTATION: MaeMiniConfig = {
   objective: 'mae',
   data: { embedded: { seed: 0, size: 64, satellitePerClass: 500, satelliteRender: { composite: 'nir-false-color', nuisance: 1 } }, pretrainImages: 0, evalImages: { train: 1000, val: 300, test: 1000 }, perSeed: false },
-  source: { checkpoint: assetFile('source-mae-d384x12-p8-64px-6000s-seed0') },
+  source: { checkpoint: assetFile(SOURCE_MAE_WORKSTATION_ASSET) },
   model: { preset: 'mae_vit_base_patch16', encoder: { ...WORKSTATION_VIT_S }, decoder: { embedDim: 128, depth: 4, numHeads: 4 }, maskRatio: 0.75, normPixLoss: true },
   pretrain: { steps: 600, batch: 64, blr: 8e-3, warmupSteps: 60, decoderRank: 4 },
   scratch: { blr: 6e-3, weightDecay: 0.05, warmupSteps: 60 },
@@ -87,3 +108,31 @@ export const MAE_MINI_WORKSTATION: MaeMiniConfig = {
   evalAt: [150, 300],
   eval: MINIATURE_EVAL,
 };
+
+/**
+ * The M-ExPLoRA recipe of the workstation scale (notebook 01's walkthrough, notebook 04's stage 1): `MAE_MINI_WORKSTATION`'s
+ * extended pre-training as a recipe — M-ExPLoRA-[L]-r24 (decoder r4) on the ViT-S source MAE, 600 steps of batch 64 at
+ * blr 8e-3 (warm-up 60 steps, cosine), the DINOv2 probe of `RECIPES.m_explora_small` after 0, 150, 300 and 600 steps
+ * — on the embedded **true-colour** satellite set at 64 px, 500 images per class (3,000 / 1,000 / 1,000; the recipe
+ * layer renders the default satellite set only, so the NIR composite of the comparison is not expressible here).
+ */
+export const WORKSTATION_M_EXPLORA: Recipe = ((): Recipe => {
+  const m = RECIPES.m_explora_small;
+  const p = MAE_MINI_WORKSTATION.pretrain;
+  const mm = MAE_MINI_WORKSTATION.model;
+  return {
+    ...m,
+    name: 'ws-m-explora',
+    description: 'M-ExPLoRA-[L]-r24 (decoder r4) on the ViT-S source MAE, embedded satellite domain at 64 px, 500 per class (workstation scale of notebooks 01 / 04)',
+    model: { kind: 'mae', preset: mm.preset, encoder: { ...WORKSTATION_VIT_S }, decoder: { ...mm.decoder } },
+    weights: { kind: 'asset', name: SOURCE_MAE_WORKSTATION_ASSET, head: 'keep' },
+    adapters: { kind: 'explora', notation: 'M-ExPLoRA-[L]-r24', overrides: { decoderRank: p.decoderRank } },
+    data: { source: { ...m.data.source, size: 64, satellitePerClass: 500 }, train: { ...m.data.train, transform: { name: 'mae-pretrain', size: 64, stats: 'imagenet' } } },
+    batch: p.batch,
+    steps: p.steps,
+    epochs: null,
+    lr: { base: p.blr, scale: 'linear-256' },
+    schedule: { ...m.schedule, warmup: { steps: p.warmupSteps } },
+    eval: { ...m.eval, at: { steps: [0, ...MAE_MINI_WORKSTATION.evalAt, p.steps] } },
+  } as Recipe;
+})();

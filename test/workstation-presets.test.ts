@@ -7,7 +7,13 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import * as tf from '@tensorflow/tfjs';
-import { DINO_MINI_WORKSTATION, MAE_MINI_WORKSTATION, SOURCE_DINO_WORKSTATION_ASSET, WORKSTATION_SOURCE_MAE, WORKSTATION_VIT_S } from '../recipes/workstation-presets';
+import {
+  DINO_MINI_WORKSTATION, MAE_MINI_WORKSTATION, SOURCE_DINO_WORKSTATION_ASSET, SOURCE_MAE_WORKSTATION_ASSET, WORKSTATION_M_EXPLORA, WORKSTATION_SOURCE_MAE, WORKSTATION_VIT_S,
+} from '../recipes/workstation-presets';
+import { maeNotebookSettings } from '../recipes/explora-mae-notebook';
+import { exploraComparison, exploraCountRows, exploraNotebookScales } from '../recipes/explora-compare';
+import { finetuneDataRows, finetuneNotebookScales, finetuneRuns } from '../recipes/explora-finetune-notebook';
+import { RunPlan } from '../recipes/plan';
 import { dinoArmRecipes } from '../recipes/explora-dino-arms';
 import { dinoNotebookSettings, dinoSourceRows } from '../recipes/explora-dino-notebook';
 import { planRun } from '../recipes/plan';
@@ -120,5 +126,76 @@ describe('workstation scale presets (ViT-S, recipes/workstation-presets.ts)', ()
       rmSync(dir, { recursive: true, force: true });
     }
     assert.ok(!existsSync(MAE_MINI_WORKSTATION.source.checkpoint) || readSafetensorsMeta(MAE_MINI_WORKSTATION.source.checkpoint).steps === 6000);
+  });
+
+  /** One plan as a log line: peak memory and FLOPs of a step, FLOPs of the run (`steps`: when the recipe gives epochs). */
+  const line = (name: string, p: RunPlan, steps = p.steps): string =>
+    `${name}: ${(p.plan.peakBytes / GiB).toFixed(2)} GiB, ${(p.plan.flops.total / 1e12).toFixed(3)} TFLOP/step × ${steps} steps = ${((p.plan.flops.total * (steps ?? 0)) / 1e15).toFixed(3)} PFLOP`;
+
+  it('notebook 01 at workstation: stops naming the missing ViT-S source and its command; else the comparison is MAE_MINI_WORKSTATION and the walkthrough WORKSTATION_M_EXPLORA, planned', () => {
+    const missing = () => false;
+    assert.throws(() => maeNotebookSettings('workstation', { exists: missing }), (e: Error) =>
+      e.message.includes(`notebooks/assets/${SOURCE_MAE_WORKSTATION_ASSET}.safetensors is missing`) && e.message.includes("make it with 'npx tsx tools/make-source-mae.ts --spec workstation'"));
+    assert.equal(maeNotebookSettings('smoke', { exists: missing }).config.source.checkpoint.endsWith('source-mae-d96x6-p4-32px-1200s-seed0.safetensors'), true, 'ci / smoke never ask');
+    const s = maeNotebookSettings('workstation', { exists: () => true });
+    assert.equal(s.config, MAE_MINI_WORKSTATION);
+    assert.match(s.describe, /^workstation: M-ExPLoRA miniature, ViT d384×12, patch 8, 64 px, source MAE 6,000 steps on the natural domain; target satellite nir-false-color \(nuisance 1\); 600 steps of batch 64; probe 1000\/300\/1000 images; seeds 0,1,2/);
+    assert.match(s.outDir, /nb01-explora-mae-workstation$/);
+    // the walkthrough: the same model, file, steps, batch, blr, warm-up and decoder rank as the comparison, as a recipe
+    const HP = exploraNotebookScales().workstation;
+    assert.equal(HP.explora, WORKSTATION_M_EXPLORA);
+    assert.equal(HP.sourceFallbackSteps, 0, 'no d96 fallback source at workstation');
+    const r = recipe(WORKSTATION_M_EXPLORA);
+    assert.deepEqual(r.weights, { kind: 'asset', name: SOURCE_MAE_WORKSTATION_ASSET, head: 'keep' });
+    assert.deepEqual(r.model.kind === 'mae' && r.model.encoder, { ...WORKSTATION_VIT_S });
+    assert.deepEqual(r.model.kind === 'mae' && r.model.decoder, MAE_MINI_WORKSTATION.model.decoder);
+    assert.deepEqual([r.steps, r.batch, r.lr, r.schedule.warmup], [600, 64, { base: 8e-3, scale: 'linear-256' }, { steps: 60 }]);
+    assert.deepEqual(r.adapters, { kind: 'explora', notation: 'M-ExPLoRA-[L]-r24', overrides: { decoderRank: 4 } });
+    assert.deepEqual(r.eval.kind === 'probe' && r.eval.at, { steps: [0, 150, 300, 600] });
+    const c = exploraComparison(r, { prefix: 'ws', scratch: HP.scratch });
+    const D = 384;
+    const counts = exploraCountRows(c); // throws unless ours = the formula
+    assert.equal(counts.rows[0]['trainable (ours)'], 12 * D * D + 13 * D + 11 * (4 * 24 * D + 4 * D) + 3 * D);
+    assert.equal(counts.rows[0]['trainable (ours)'], 2_198_016);
+    const plans = { explora: planRun(c.explora, 'webgpu'), unfreeze: planRun(c.unfreeze, 'webgpu'), scratch: planRun(c.scratch, 'webgpu'), source: planRun(c.source, 'webgpu') };
+    for (const [k, p] of Object.entries(plans)) {
+      assert.equal(p.steps, k === 'source' ? 0 : 600, k);
+      assert.ok(p.plan.peakBytes < 8 * GiB, `${k}: ${(p.plan.peakBytes / GiB).toFixed(2)} GiB`);
+    }
+    assert.ok(plans.explora.plan.flops.total < plans.scratch.plan.flops.total, 'ExPLoRA back-propagates through fewer weights than scratch');
+    console.log(`      planned (webgpu, batch 64, 600 steps) — ${line('M-ExPLoRA-[L]-r24', plans.explora)}; ${line('unfreeze [L]', plans.unfreeze)}; ${line('scratch', plans.scratch)}`);
+  });
+
+  it('notebook 04 at workstation: stage 1 = WORKSTATION_M_EXPLORA, stage 2 the paper protocol on the ViT-S encoders at 64 px, exact counts, planned; stops naming the missing source', async () => {
+    const S = finetuneNotebookScales().workstation;
+    const D = 384;
+    assert.equal(S.explora!.weights.kind === 'asset' && S.explora!.weights.name, SOURCE_MAE_WORKSTATION_ASSET);
+    assert.deepEqual(S.explora!.eval.kind === 'probe' && S.explora!.eval.at, { steps: [] }, 'probed once, at its end');
+    assert.deepEqual({ ...S.explora!, name: '', eval: null }, { ...recipe(WORKSTATION_M_EXPLORA), name: '', eval: null });
+    assert.equal(S.sourceProbe.steps, 0);
+    assert.deepEqual(S.sourceProbe.adapters, { kind: 'frozen' });
+    const ft = S.finetune;
+    assert.equal(ft.model.kind === 'vit' && ft.model.overrides.embedDim, D);
+    assert.equal(ft.model.kind === 'vit' && ft.model.overrides.imgSize, 64);
+    assert.equal(ft.weights.kind === 'checkpoint' && ft.weights.path, MAE_MINI_WORKSTATION.source.checkpoint);
+    assert.deepEqual(ft.data.source, { kind: 'embedded', domain: 'satellite-rgb', seed: 0, size: 64, satellitePerClass: 500, naturalPerClass: 100 });
+    assert.deepEqual([ft.epochs, ft.batch, ft.lr, ft.schedule.warmup], [30, 64, { base: 0.08, scale: 'linear-256' }, { epochs: 3 }]);
+    assert.deepEqual(S.seeds, [0, 1, 2]);
+    assert.equal(S.fullSeeds, undefined, 'full fine-tuning on every seed');
+    const runs = finetuneRuns(S, 0, '/x/encoder-step600.safetensors');
+    assert.equal(runs.exploraLora.weights.kind === 'checkpoint' && runs.exploraLora.weights.path, '/x/encoder-step600.safetensors');
+    const steps = 30 * Math.floor(3000 / 64);
+    const p = { lora: planRun(runs.exploraLora, 'webgpu'), full: planRun(runs.sourceFull, 'webgpu'), stage1: planRun(S.explora!, 'webgpu'), probe: planRun(S.sourceProbe, 'webgpu') };
+    // LoRA r8 on the Q and V slices of 12 blocks (2·8·(D + D) each) + the new head (10 classes); full: every weight but the sin-cos table
+    assert.equal(p.lora.trainable, 12 * 2 * 8 * 2 * D + (10 * D + 10));
+    assert.equal(p.lora.trainable, 151_306);
+    assert.ok(p.full.trainable > 12 * (12 * D * D + 13 * D), `${p.full.trainable}`);
+    assert.equal(p.stage1.steps, 600);
+    for (const [k, x] of Object.entries(p)) assert.ok(x.plan.peakBytes < 8 * GiB, `${k}: ${(x.plan.peakBytes / GiB).toFixed(2)} GiB`);
+    console.log(`      planned (webgpu) — ${line('stage 1 M-ExPLoRA-[L]-r24 (batch 64)', p.stage1)}; ${line('stage 2 LoRA-r8 (batch 64)', p.lora, steps)}; ${line('full fine-tuning (batch 64)', p.full, steps)}; trainable LoRA-r8 ${p.lora.trainable}, full ${p.full.trainable}`);
+    // the notebook stops at its data cell when the source is missing, naming the file and the command
+    if (!existsSync(MAE_MINI_WORKSTATION.source.checkpoint)) {
+      await assert.rejects(finetuneDataRows(S), /source-mae-d384x12-p8-64px-6000s-seed0\.safetensors is missing: make it with 'npx tsx tools\/make-source-mae\.ts --spec workstation'/);
+    }
   });
 });
