@@ -14,6 +14,8 @@ import { maeNotebookSettings } from '../recipes/explora-mae-notebook';
 import { exploraComparison, exploraCountRows, exploraNotebookScales } from '../recipes/explora-compare';
 import { finetuneDataRows, finetuneNotebookScales, finetuneRuns } from '../recipes/explora-finetune-notebook';
 import { RunPlan } from '../recipes/plan';
+import type { Recipe } from '../recipes/recipe';
+import { prepareRecipe } from '../recipes/session';
 import { dinoArmRecipes } from '../recipes/explora-dino-arms';
 import { dinoNotebookSettings, dinoSourceRows } from '../recipes/explora-dino-notebook';
 import { planRun } from '../recipes/plan';
@@ -122,6 +124,23 @@ describe('workstation scale presets (ViT-S, recipes/workstation-presets.ts)', ()
         disposeMae(mae);
       }
       assert.throws(() => loadSourceMae({ ...MAE_MINI_SMOKE, source: { checkpoint: out } }), /records model .*"embedDim":384.*the config asks for .*"embedDim":96/);
+      // the recipes that load it at workstation scale accept the file (every name and shape checked by loadWeights):
+      // notebook 01's walkthrough = notebook 04's stage 1, and stage 2's fine-tuning of the source encoder (small data)
+      const tiny = (r: Recipe): Recipe => recipe({ ...r, batch: 4, data: { ...r.data, source: { ...r.data.source, satellitePerClass: 10, naturalPerClass: 10 } as Recipe['data']['source'] } });
+      const st1 = tiny({ ...WORKSTATION_M_EXPLORA, weights: { kind: 'checkpoint', path: out, head: 'keep', stripPrefixes: [], ignore: null, allowMissing: null } });
+      const ft = finetuneRuns(finetuneNotebookScales().workstation, 0, '-');
+      const at = (r: Recipe): Recipe => tiny({ ...r, weights: { ...(r.weights as Extract<Recipe['weights'], { kind: 'checkpoint' }>), path: out } });
+      const n0 = tf.memory().numTensors;
+      for (const r of [st1, at(ft.sourceLora), at(ft.sourceFull)]) {
+        const session = await prepareRecipe(r);
+        try {
+          assert.equal(session.origin.file, out, r.name);
+          assert.deepEqual(session.origin.missing.filter((k) => !/^(fc_norm|head)\./.test(k)), [], `${r.name}: only the new head / fc_norm are missing`);
+        } finally {
+          session.dispose();
+        }
+      }
+      assert.equal(tf.memory().numTensors, n0, 'sessions disposed');
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
