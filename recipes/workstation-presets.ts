@@ -87,7 +87,7 @@ export function requireSourceMaeAsset(name: string, exists: (file: string) => bo
   const tool = ws ? 'npx tsx tools/make-source-mae.ts --spec workstation' : 'npx tsx tools/make-source-mae.ts';
   throw new Error(
     `the source MAE ${file} is missing: make it with '${tool}'` +
-      (ws ? ' (the ViT-S source of the workstation scale, WORKSTATION_SOURCE_MAE: 6,000 steps of batch 128 at 64 px, a GPU or 16-core job; planned, see LOG.md ws15)' : '') +
+      (ws ? ' (the ViT-S source of the workstation scale, WORKSTATION_SOURCE_MAE: 6,000 steps of batch 128 at 64 px, a GPU or 16-core job)' : '') +
       '; see notebooks/assets/README.md',
   );
 }
