@@ -2,7 +2,8 @@
  * `runMiniature` with `workers: N > 1`: the (seed, method) jobs of a miniature are independent, so they run whole on N
  * worker threads (job-level parallelism, not data-parallel: inside a job nothing is sharded).
  *
- * Each worker loads the source model and opens the datasets itself (the same generator, the same seeded subsets), then
+ * The main thread makes sure the embedded data exists on disk (generated once); each worker loads the source model and
+ * opens the datasets itself (the same files, the same seeded subsets), then
  * runs the jobs the main thread hands it, one at a time, with the same functions as the one-thread path
  * (`runMaeMethod` / `runDinoMethod`, the MAE source-feature cache included). The main thread hands out the jobs
  * longest first (scratch, then the trained methods, then the frozen source: a greedy balance of the two cores) and
@@ -21,7 +22,8 @@ import { disposeVit } from '../lib/vit/params';
 import { disposeFeatures } from '../lib/eval/features';
 import type { JobContext } from '../lib/workers/protocol';
 import type { EvalFeatures } from './miniature-eval';
-import { MiniConfig, MiniDatasets, MiniMethod, MiniRecord, loadSourceDino, loadSourceMae, miniDatasets, runDinoMethod, runMaeMethod } from './miniature';
+import { ensureEmbedded } from '../data-loaders/embedded';
+import { MiniConfig, MiniDatasets, MiniMethod, MiniRecord, loadSourceDino, loadSourceMae, miniDatasets, miniEmbeddedOptions, runDinoMethod, runMaeMethod } from './miniature';
 
 /** One job: a method on a seed (its index in the one-thread order is its position in the job list). */
 interface MiniJob {
@@ -133,6 +135,8 @@ export async function runMiniatureOnWorkers(cfg: MiniConfig, jobs: readonly Mini
       /* the run has ended (an error elsewhere): its result says why */
     }
   };
+  // generate (or find) the embedded data on disk once, here, so the workers only read it (not N generators at once)
+  for (const seed of new Set(cfg.data.perSeed ? jobs.map((j) => j.seed) : [jobs[0].seed])) await ensureEmbedded(miniEmbeddedOptions(cfg.data, seed));
   const run = startParallel<number>(
     { module: __filename, export: miniatureWorker.name, args: { cfg, jobs: [...jobs] } satisfies JobArgs },
     {

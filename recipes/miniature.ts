@@ -140,11 +140,16 @@ export interface MiniDatasets {
   dispose(): void;
 }
 
-/** Open the embedded datasets of a config, choose the pre-training set and decode the evaluation splits once. */
-export async function miniDatasets(d: MiniData, seed = 0, stats = IMAGENET_STATS): Promise<MiniDatasets> {
+/** The embedded generator's options of a config's data for a seed (its own generator seed with `perSeed`). */
+export function miniEmbeddedOptions(d: MiniData, seed: number): EmbeddedOptions {
   const opts = { ...(d.embedded as EmbeddedOptions) };
   if (d.perSeed) opts.seed = (opts.seed ?? 0) + seed;
-  const emb = await loadEmbedded(opts);
+  return opts;
+}
+
+/** Open the embedded datasets of a config, choose the pre-training set and decode the evaluation splits once. */
+export async function miniDatasets(d: MiniData, seed = 0, stats = IMAGENET_STATS): Promise<MiniDatasets> {
+  const emb = await loadEmbedded(miniEmbeddedOptions(d, seed));
   const sat = emb.satellite.rgb;
   const evalSets: EvalSets = {
     train: await decodeSplit(seededSubset(sat.train, d.evalImages.train, 0, 'probe-train'), stats),
