@@ -32,6 +32,9 @@ import { setupExploraMae, mergeExploraMaeEncoder } from './explora-mae';
 import { createExploraDino, setupExploraDino, dExploraConfig, exploraDinoViews, mergeExploraDinoEncoder, DExploraConfig, DExploraRun } from './explora-dino';
 import { EvalFeatures, EvalSets, FrozenEval, FrozenEvalConfig, MINIATURE_EVAL, decodeSplit, disposeEvalSets, evaluateFrozen, extractEvalFeatures, seededSubset, cpuSeconds } from './miniature-eval';
 import { disposeFeatures } from '../lib/eval/features';
+import { WorkersOption, resolveWorkers } from '../lib/parallel/cores';
+import { defaultWorkers } from './run';
+import { runMiniatureOnWorkers } from './miniature-workers';
 
 /** A method of the comparison: the source frozen, an ExPLoRA-style recipe from the source, or pre-training from scratch. */
 export type MiniMethod =
@@ -137,11 +140,16 @@ export interface MiniDatasets {
   dispose(): void;
 }
 
-/** Open the embedded datasets of a config, choose the pre-training set and decode the evaluation splits once. */
-export async function miniDatasets(d: MiniData, seed = 0, stats = IMAGENET_STATS): Promise<MiniDatasets> {
+/** The embedded generator's options of a config's data for a seed (its own generator seed with `perSeed`). */
+export function miniEmbeddedOptions(d: MiniData, seed: number): EmbeddedOptions {
   const opts = { ...(d.embedded as EmbeddedOptions) };
   if (d.perSeed) opts.seed = (opts.seed ?? 0) + seed;
-  const emb = await loadEmbedded(opts);
+  return opts;
+}
+
+/** Open the embedded datasets of a config, choose the pre-training set and decode the evaluation splits once. */
+export async function miniDatasets(d: MiniData, seed = 0, stats = IMAGENET_STATS): Promise<MiniDatasets> {
+  const emb = await loadEmbedded(miniEmbeddedOptions(d, seed));
   const sat = emb.satellite.rgb;
   const evalSets: EvalSets = {
     train: await decodeSplit(seededSubset(sat.train, d.evalImages.train, 0, 'probe-train'), stats),
@@ -483,9 +491,21 @@ export async function runMiniature(
     onData?: (d: MiniDatasets, seed: number, cpu: number) => void;
     /** Methods run only on some of the seeds (e.g. `{scratch: [0]}` when its gap is far larger than the seed noise). */
     seedsOf?: Readonly<Record<string, readonly number[]>>;
+    /**
+     * Worker threads for the (seed, method) jobs (recipes/miniature-workers.ts): an integer ≥ 1 or 'auto'; default
+     * `$VITPEFT_WORKERS`, else 1 (as `runRecipe`). With more than one (and more than one job) each worker runs whole
+     * jobs; the records and their order are the one-thread ones (CPU / time fields aside). `onData` needs one worker.
+     */
+    workers?: WorkersOption;
   } = {},
 ): Promise<MiniRecord[]> {
   const methodsFor = (seed: number): MiniMethod[] => cfg.methods.filter((m) => !o.seedsOf?.[m.name] || o.seedsOf[m.name].includes(seed));
+  const jobs = seeds.flatMap((seed) => methodsFor(seed).map((method) => ({ seed, method })));
+  const workers = Math.min(resolveWorkers(o.workers ?? defaultWorkers()), Math.max(1, jobs.length));
+  if (workers > 1) {
+    if (o.onData) throw new Error(`runMiniature: onData sees the datasets of the main thread; with ${workers} workers they open in the workers (pass workers: 1)`);
+    return runMiniatureOnWorkers(cfg, jobs, workers, o.onRecord);
+  }
   const records: MiniRecord[] = [];
   const emit = async (r: MiniRecord): Promise<void> => {
     records.push(r);

@@ -87,7 +87,7 @@ export interface RunResult {
 }
 
 /** The worker count a run gets when its options name none: `$VITPEFT_WORKERS` ('auto' or an integer ≥ 1), else 1. */
-function defaultWorkers(): WorkersOption {
+export function defaultWorkers(): WorkersOption {
   const v = process.env.VITPEFT_WORKERS;
   if (v === undefined || v === '') return 1;
   if (v === 'auto') return 'auto';

@@ -108,7 +108,7 @@ async function main(): Promise<void> {
     write({ ...r, tag, loadavg: os.loadavg()[0] });
     console.log(`${r.method.padEnd(10)} seed ${r.seed} step ${String(r.step).padStart(4)}: probe ${(100 * r.probeTest).toFixed(1)} (val ${(100 * r.probeVal).toFixed(1)}) kNN ${(100 * r.knn).toFixed(1)} ridge ${(100 * r.ridgeTest).toFixed(1)} loss ${r.loss?.toFixed(4) ?? '-'} | CPU train ${r.trainCpu.toFixed(0)} s, eval ${(r.cpu.extract + r.cpu.probe + r.cpu.knn + r.cpu.ridge).toFixed(0)} s | load ${os.loadavg()[0].toFixed(1)}`);
   };
-  await runMiniature(cfg, seeds, { onRecord, onData });
+  await runMiniature(cfg, seeds, { onRecord, onData, workers: 1 }); // onData reads the datasets of this thread
   write({ kind: 'done', cpuSeconds: cpuSeconds(c0), wallSeconds: (Date.now() - t0) / 1000, dataCpu, loadavg: os.loadavg(), liveTensors: tf.memory().numTensors });
   console.log(`done: ${cpuSeconds(c0).toFixed(0)} s CPU, ${((Date.now() - t0) / 1000).toFixed(0)} s wall`);
 }
