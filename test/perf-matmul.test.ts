@@ -112,7 +112,10 @@ describe('perf: wasm BatchMatMul replacement', function () {
       assert.deepEqual(fast.shape, cpu.shape);
       assert.deepEqual(fast.shape, stock.shape);
       assertClose(fast.y, cpu.y, 1e-5, 1e-5, 'vs cpu');
-      assertClose(fast.y, stock.y, 1e-5, 1e-5, 'vs stock wasm');
+      // An empty inner dimension (K = 0): the stock wasm kernel leaves its output uninitialised (it read back
+      // 1.1e17 in a CI run), so only the naive product and cpu (zeros, checked above) define the answer there.
+      const inner = c.tA ? c.a[c.a.length - 2] : c.a[c.a.length - 1];
+      if (inner > 0) assertClose(fast.y, stock.y, 1e-5, 1e-5, 'vs stock wasm');
     });
   }
 
