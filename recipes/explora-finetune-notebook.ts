@@ -14,7 +14,9 @@ import { SOURCE_MAE_ASSET, SOURCE_MAE_MODEL } from './source-mae';
 import { assetFile } from './model';
 import { SOURCE_MAE_WORKSTATION_ASSET, WORKSTATION_M_EXPLORA, WORKSTATION_VIT_S, requireSourceMaeAsset } from './workstation-presets';
 import { openSource, splitSetData, withSubset } from './data';
-import { RunOptions, RunResult, runRecipe } from './run';
+import { RunOptions, RunResult, defaultWorkers, runRecipe } from './run';
+import { runRecipesSideBySide } from './run-side-by-side';
+import { WorkersOption, resolveWorkers } from '../lib/parallel/cores';
 import { ClaimRecord, claimFromPairs } from '../lib/report/claims';
 import { claimFindings } from '../lib/report/claim-findings';
 import { mean, tInterval, wilsonInterval } from '../lib/report/stats';
@@ -311,14 +313,35 @@ export async function runFinetuneStage1(S: FinetuneNotebookScale, o: RunOptions 
 /** Stage 2's runs, per method, in seed order. */
 export type FinetuneStage2 = Record<FinetuneMethod, RunResult[]>;
 
-/** Run stage 2: for every seed, LoRA-r8 on the merged encoder, LoRA-r8 on the source, and (on `fullSeeds`) full fine-tuning of the source. */
-export async function runFinetuneStage2(S: FinetuneNotebookScale, st1: FinetuneStage1, o: RunOptions = {}): Promise<FinetuneStage2> {
+/**
+ * Run stage 2: for every seed, LoRA-r8 on the merged encoder, LoRA-r8 on the source, and (on `fullSeeds`) full
+ * fine-tuning of the source. The runs are independent, so they run side by side (`runRecipesSideBySide`, `lanes`
+ * at a time, one worker thread each, full fine-tuning — the longest — started first); every run's numbers are those
+ * of a run on its own. With one lane they run one after another in this thread with `o`'s options (progress bars).
+ */
+export async function runFinetuneStage2(S: FinetuneNotebookScale, st1: FinetuneStage1, o: RunOptions & { lanes?: WorkersOption } = {}): Promise<FinetuneStage2> {
   const out: FinetuneStage2 = { exploraLora: [], sourceLora: [], sourceFull: [] };
   const full = fullSeedsOf(S);
+  const jobs: Array<{ method: FinetuneMethod; recipe: Recipe }> = [];
   for (const seed of S.seeds) {
     const runs = finetuneRuns(S, seed, st1.encoders[seed]);
-    for (const m of FINETUNE_METHODS) if (m !== 'sourceFull' || full.includes(seed)) out[m].push(await runRecipe(runs[m], o));
+    for (const m of FINETUNE_METHODS) if (m !== 'sourceFull' || full.includes(seed)) jobs.push({ method: m, recipe: runs[m] });
   }
+  const lanes = resolveWorkers(o.lanes ?? defaultWorkers());
+  if (lanes <= 1) {
+    for (const j of jobs) out[j.method].push(await runRecipe(j.recipe, { ...o, workers: 1 }));
+    return out;
+  }
+  const idx = jobs.map((_, i) => i);
+  const startOrder = [...idx.filter((i) => jobs[i].method === 'sourceFull'), ...idx.filter((i) => jobs[i].method !== 'sourceFull')];
+  const t0 = Date.now();
+  const results = await runRecipesSideBySide(jobs.map((j) => j.recipe), {
+    lanes, root: o.root, baseDir: o.baseDir, checks: o.checks, startOrder,
+    onRun: (i, r) => {
+      if (o.progress) console.log(`stage 2: ${r.name} seed ${r.recipe.seed} done (${(((Date.now() - t0) / 1000) | 0)} s, ${lanes} lanes)`);
+    },
+  });
+  jobs.forEach((j, i) => out[j.method].push(results[i]));
   return out;
 }
 

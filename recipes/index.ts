@@ -28,6 +28,7 @@ export * from './data';
 export * from './model';
 export * from './session';
 export * from './run';
+export * from './run-side-by-side';
 export * from './plan';
 export * from './presets';
 export * from './source-mae';

@@ -17,6 +17,7 @@
 import { vitConfig } from '../lib/vit/config';
 import { vitMacs } from '../lib/tome/flops';
 import { compressionSweep, SweepPoint, SweepRule } from '../lib/tome/sweep';
+import { WorkersOption } from '../lib/parallel/cores';
 import { measureModelThroughput, measureModelThroughputAsync } from '../lib/tome/throughput';
 import { syncReads } from '../lib/reads';
 import { PlotlyFigure } from '../lib/report/plot';
@@ -45,6 +46,8 @@ export interface CompressionScale {
   weightDecay: number;
   /** Throughput measurement: images per forward, untimed warm-up forwards, timed forwards per measurement, rounds. */
   timing: { batch: number; warmup: number; iters: number; rounds: number };
+  /** Training runs at once (`runVtab`'s `lanes`: one worker thread each, 'auto' = the physical cores; 1 = one at a time). */
+  lanes: WorkersOption;
 }
 
 /**
@@ -55,9 +58,9 @@ export interface CompressionScale {
  * 3 rounds. `workstation` (not measured): 5 merged accuracy points, 5 seeds, 100 steps, 18 schedules timed, 5 rounds.
  */
 export const PYRA_COMPRESSION_SCALES: Record<'ci' | 'smoke' | 'workstation', CompressionScale> = {
-  ci: { rule: 'pyraHigh', accuracy: [5], throughput: [65, 33, 5], task: 'satellite', perClass: 5, budget: { steps: 2, batch: 8 }, evalEvery: 2, seeds: [0, 1], lr: 1e-2, weightDecay: 1e-4, timing: { batch: 8, warmup: 1, iters: 1, rounds: 2 } },
-  smoke: { rule: 'pyraHigh', accuracy: [17, 5], throughput: [65, 57, 49, 41, 33, 25, 17, 13, 9, 7, 5], task: 'satellite', perClass: 60, budget: { steps: 48, batch: 32 }, evalEvery: 16, seeds: [0, 1, 2], lr: 1e-2, weightDecay: 1e-4, timing: { batch: 32, warmup: 1, iters: 2, rounds: 3 } },
-  workstation: { rule: 'pyraHigh', accuracy: [49, 33, 17, 9, 5], throughput: [65, 61, 57, 53, 49, 45, 41, 37, 33, 29, 25, 21, 17, 13, 9, 7, 5, 3], task: 'satellite', perClass: 60, budget: { steps: 100, batch: 32 }, evalEvery: 25, seeds: [0, 1, 2, 3, 4], lr: 1e-2, weightDecay: 1e-4, timing: { batch: 64, warmup: 2, iters: 4, rounds: 5 } },
+  ci: { rule: 'pyraHigh', accuracy: [5], throughput: [65, 33, 5], task: 'satellite', perClass: 5, budget: { steps: 2, batch: 8 }, evalEvery: 2, seeds: [0, 1], lr: 1e-2, weightDecay: 1e-4, timing: { batch: 8, warmup: 1, iters: 1, rounds: 2 }, lanes: 1 },
+  smoke: { rule: 'pyraHigh', accuracy: [17, 5], throughput: [65, 57, 49, 41, 33, 25, 17, 13, 9, 7, 5], task: 'satellite', perClass: 60, budget: { steps: 48, batch: 32 }, evalEvery: 16, seeds: [0, 1, 2], lr: 1e-2, weightDecay: 1e-4, timing: { batch: 32, warmup: 1, iters: 2, rounds: 3 }, lanes: 'auto' },
+  workstation: { rule: 'pyraHigh', accuracy: [49, 33, 17, 9, 5], throughput: [65, 61, 57, 53, 49, 45, 41, 37, 33, 29, 25, 21, 17, 13, 9, 7, 5, 3], task: 'satellite', perClass: 60, budget: { steps: 100, batch: 32 }, evalEvery: 25, seeds: [0, 1, 2, 3, 4], lr: 1e-2, weightDecay: 1e-4, timing: { batch: 64, warmup: 2, iters: 4, rounds: 5 }, lanes: 'auto' },
 };
 
 /** The schedule family of the experiment's large model (token counts, MACs, compression per point). */

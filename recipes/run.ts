@@ -196,11 +196,7 @@ export async function runRecipe(input: RecipeInput | Recipe | RecipeSession, opt
   if (workers > 1) {
     if (given) throw new Error(`runRecipe: workers: ${workers} runs the recipe in worker threads; pass the recipe, not a live session (a session lives in this thread)`);
     if (opts.keep) throw new Error(`runRecipe: keep is not available with workers: ${workers} (the sessions live in the worker threads)`);
-    const r = resolveRecipePaths(checkRecipe(input), opts.baseDir ?? process.cwd());
-    const root = path.resolve(opts.root ?? runsRoot());
-    const rec = RunRecord.create(r.name, { config: r as unknown as Record<string, unknown>, seed: r.seed, root });
-    writeFileAtomic(path.join(rec.dir, 'recipe.json'), recipeJson(r));
-    return runOnWorkers(rec.dir, r, false, workers, opts);
+    return runRecipeInWorkers(input, workers, opts);
   }
   const s = given ? input : await prepareRecipe(input, { baseDir: opts.baseDir });
   let keep = given || (opts.keep ?? false);
@@ -217,6 +213,21 @@ export async function runRecipe(input: RecipeInput | Recipe | RecipeSession, opt
   } finally {
     if (!keep) s.dispose();
   }
+}
+
+/**
+ * `runRecipe` in `workers` (≥ 1) worker threads, even one: the main thread creates the run folder and only forwards
+ * callbacks, so several such runs can proceed side by side (`runRecipesSideBySide`). One worker thread computes the
+ * same numbers as `runRecipe` in this thread (the same loop on one rank; test/run-side-by-side.test.ts).
+ */
+export async function runRecipeInWorkers(input: RecipeInput | Recipe, workers: number, opts: Omit<RunOptions, 'workers' | 'keep'> = {}): Promise<RunResult> {
+  if (!Number.isInteger(workers) || workers < 1) throw new Error(`runRecipeInWorkers: workers must be an integer >= 1, got ${workers}`);
+  if (!isInitialised()) await init();
+  const r = resolveRecipePaths(checkRecipe(input), opts.baseDir ?? process.cwd());
+  const root = path.resolve(opts.root ?? runsRoot());
+  const rec = RunRecord.create(r.name, { config: r as unknown as Record<string, unknown>, seed: r.seed, root });
+  writeFileAtomic(path.join(rec.dir, 'recipe.json'), recipeJson(r));
+  return runOnWorkers(rec.dir, r, false, workers, opts);
 }
 
 /** Whether `dir` is a run folder written by `runRecipe`. */

@@ -15,6 +15,8 @@
  */
 import { RECIPE_FORMAT, Recipe, SourceSpec, recipe } from './recipe';
 import { RunOptions, RunResult, runRecipe } from './run';
+import { runRecipesSideBySide } from './run-side-by-side';
+import { WorkersOption, resolveWorkers } from '../lib/parallel/cores';
 import { tInterval } from '../lib/report/stats';
 
 export const VTAB_GROUPS = ['natural', 'specialized', 'structured'] as const;
@@ -63,6 +65,12 @@ export interface VtabOptions {
   prefix?: string;
   root?: RunOptions['root'];
   progress?: RunOptions['progress'];
+  /**
+   * Runs at once (`runRecipesSideBySide`: one worker thread each; 'auto' = the physical cores). Default 1: one run at a
+   * time, each with `runRecipe`'s default workers. A run's numbers do not depend on the lanes; its `seconds` are then
+   * measured beside the other lanes' runs (one core each).
+   */
+  lanes?: WorkersOption;
   /** Called after every run (a notebook can print a line). */
   onRun?: (what: { method: string; task: string; phase: 'search' | 'final'; lr: number; weightDecay: number; seed: number; acc: number }) => void;
 }
@@ -126,37 +134,42 @@ export async function runVtab(methods: Record<string, Recipe>, tasks: readonly V
   if (!o.grid.lr.length || !o.grid.weightDecay.length) throw new Error('runVtab: the grid needs at least one lr and one weightDecay');
   for (const t of tasks) if (!VTAB_GROUPS.includes(t.group)) throw new Error(`runVtab: task ${t.name} has group '${t.group}'; valid: ${VTAB_GROUPS.join(', ')}`);
   const prefix = o.prefix ?? 'vtab';
-  const cells: VtabCell[] = [];
-  const run = async (r: Recipe): Promise<RunResult> => runRecipe(r, { root: o.root, progress: o.progress ?? false });
-  for (const [method, base] of Object.entries(methods)) {
-    for (const task of tasks) {
-      const search: VtabCell['search'] = [];
-      for (const lr of o.grid.lr) {
-        for (const weightDecay of o.grid.weightDecay) {
-          if (o.grid.lr.length * o.grid.weightDecay.length === 1) {
-            search.push({ lr, weightDecay, valAcc: NaN }); // nothing to choose: no search run
-            continue;
-          }
-          const name = `${prefix}-${method}-${task.name}-lr${tag(lr)}wd${tag(weightDecay)}`;
-          const res = await run(vtabRunRecipe(base, task, { name, seed: o.seeds[0], lr, weightDecay, trainSplits: ['train'], testSplit: 'val' }));
-          const acc = maxAcc(res).best;
-          search.push({ lr, weightDecay, valAcc: acc });
-          o.onRun?.({ method, task: task.name, phase: 'search', lr, weightDecay, seed: o.seeds[0], acc });
-        }
-      }
-      const win = search.reduce((a, b) => (b.valAcc > a.valAcc ? b : a), search[0]);
-      const cell: VtabCell = { method, task: task.name, group: task.group, search, chosen: { lr: win.lr, weightDecay: win.weightDecay }, best: [], last: [], seconds: [] };
-      for (const seed of o.seeds) {
-        const res = await run(vtabRunRecipe(base, task, { name: `${prefix}-${method}-${task.name}-s${seed}`, seed, lr: win.lr, weightDecay: win.weightDecay, trainSplits: ['train', 'val'], testSplit: 'test' }));
-        const a = maxAcc(res);
-        cell.best.push(a.best);
-        cell.last.push(a.last);
-        cell.seconds.push(Number(res.summary.seconds ?? NaN));
-        o.onRun?.({ method, task: task.name, phase: 'final', lr: win.lr, weightDecay: win.weightDecay, seed, acc: a.best });
-      }
-      cells.push(cell);
-    }
-  }
+  const lanes = resolveWorkers(o.lanes ?? 1);
+  // one batch of independent runs: side by side with lanes > 1, else one after another (the original behaviour)
+  const runAll = async (rs: Recipe[]): Promise<RunResult[]> => {
+    if (lanes > 1) return runRecipesSideBySide(rs, { lanes, root: o.root });
+    const out: RunResult[] = [];
+    for (const r of rs) out.push(await runRecipe(r, { root: o.root, progress: o.progress ?? false }));
+    return out;
+  };
+  const pairs = Object.entries(methods).flatMap(([method, base]) => tasks.map((task) => ({ method, base, task })));
+  const searched = o.grid.lr.length * o.grid.weightDecay.length > 1;
+  const grid = o.grid.lr.flatMap((lr) => o.grid.weightDecay.map((weightDecay) => ({ lr, weightDecay })));
+  // phase 1: the per-task search (val accuracy per grid point; nothing to choose with one point: no search run)
+  const searchJobs = searched ? pairs.flatMap((p) => grid.map((g) => ({ ...p, ...g }))) : [];
+  const searchRes = await runAll(searchJobs.map((j) => vtabRunRecipe(j.base, j.task, { name: `${prefix}-${j.method}-${j.task.name}-lr${tag(j.lr)}wd${tag(j.weightDecay)}`, seed: o.seeds[0], lr: j.lr, weightDecay: j.weightDecay, trainSplits: ['train'], testSplit: 'val' })));
+  const cells: VtabCell[] = pairs.map(({ method, task }, pi) => {
+    const search: VtabCell['search'] = grid.map((g, gi) => {
+      if (!searched) return { ...g, valAcc: NaN };
+      const acc = maxAcc(searchRes[pi * grid.length + gi]).best;
+      o.onRun?.({ method, task: task.name, phase: 'search', lr: g.lr, weightDecay: g.weightDecay, seed: o.seeds[0], acc });
+      return { ...g, valAcc: acc };
+    });
+    const win = search.reduce((a, b) => (b.valAcc > a.valAcc ? b : a), search[0]);
+    return { method, task: task.name, group: task.group, search, chosen: { lr: win.lr, weightDecay: win.weightDecay }, best: [], last: [], seconds: [] };
+  });
+  // phase 2: the final seeds at the chosen point, trained on train + val, scored on test
+  const finalRes = await runAll(pairs.flatMap(({ method, base, task }, pi) => o.seeds.map((seed) => vtabRunRecipe(base, task, { name: `${prefix}-${method}-${task.name}-s${seed}`, seed, ...cells[pi].chosen, trainSplits: ['train', 'val'], testSplit: 'test' }))));
+  cells.forEach((cell, pi) => {
+    o.seeds.forEach((seed, si) => {
+      const res = finalRes[pi * o.seeds.length + si];
+      const a = maxAcc(res);
+      cell.best.push(a.best);
+      cell.last.push(a.last);
+      cell.seconds.push(Number(res.summary.seconds ?? NaN));
+      o.onRun?.({ method: cell.method, task: cell.task, phase: 'final', ...cell.chosen, seed, acc: a.best });
+    });
+  });
   return { tasks: [...tasks], methods: Object.keys(methods), seeds: [...o.seeds], cells };
 }
 

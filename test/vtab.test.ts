@@ -150,6 +150,12 @@ describe('VTAB-style runner and the embedded three-split tasks', function () {
     assert.equal(fin.model.kind === 'vit' && fin.model.overrides.numClasses, 6);
     assert.deepEqual((fin.adapters as { variant?: unknown }).variant, { generators: 'wd' });
     assert.equal(vtabSearchRows(res).length, 1);
+    // the same protocol with 2 runs at once (one worker thread each): the same search, choice and accuracies
+    const side = await runVtab({ wd: tiny }, [task], { grid: { lr: [1e-3, 1e-2], weightDecay: [0] }, seeds: [0, 1], prefix: 'vt2', root: path.join(tmp, 'runs2'), lanes: 2 });
+    assert.equal(tf.memory().numTensors, n0, 'no leaked tensors with lanes');
+    const c2 = side.cells[0];
+    assert.deepEqual(c2.search, c.search);
+    assert.deepEqual([c2.chosen, c2.best, c2.last], [c.chosen, c.best, c.last]);
   });
 
   it('a bad variant in a recipe is an error naming the key', () => {
