@@ -50,7 +50,8 @@ export interface FinetuneNotebookScale {
   sharedStage1: boolean;
   /**
    * Seeds of the full fine-tuning reference (a subset of `seeds`; default all): at `smoke` two, its run being the
-   * costliest (≈ 1.6 CPU-min each) and its gap to the LoRA rows (≈ 18 points) far larger than the seed noise.
+   * costliest (111 s vs 77–93 s for LoRA-r8, one thread) and its gap to the LoRA rows (≈ 19 points) far larger than
+   * the seed noise.
    */
   fullSeeds?: number[];
 }
@@ -223,12 +224,12 @@ function paperScale(p: FinetunePaperPaths): FinetuneNotebookScale {
 }
 
 /**
- * Notebook 04's scales (`smoke` measured 15.1 CPU-min with full fine-tuning on 3 seeds; ≈ 13.5 with it on 2, LOG.md `nb01c`). `smoke`: stage 1 = notebook 01's M-ExPLoRA-[L]-r8 (`RECIPES.m_explora_small`: the
+ * Notebook 04's scales (`smoke` measured whole at 488 s wall idle, stage 2 side by side on 2 lanes; LOG.md). `smoke`: stage 1 = notebook 01's M-ExPLoRA-[L]-r8 (`RECIPES.m_explora_small`: the
  * kit's source MAE, 108 steps of 64 satellite images), evaluated once at its end (probe + kNN, merged encoder saved);
  * stage 2 = ExPLoRA's protocol for 5 epochs of the 600 labelled satellite train images (94 steps of 32) at blr 0.16
  * (lr 2e-2: measured on one seed, 5e-3 at batch 64 reached 29.5 % and 2e-2 37 % after 3 epochs, LOG.md), full
- * fine-tuning at lr 2e-3 with wd 0.05 (MAE's fine-tuning value) on seeds 0 and 1 only (the costliest run, a reference
- * ≈ 18 points below the LoRA rows), 3 seeds, one shared stage-1 run.
+ * fine-tuning at lr 2e-3 with wd 0.05 (MAE's fine-tuning value) on seeds 0 and 1 only (a reference ≈ 19 points below
+ * the LoRA rows; 111 s a run side by side), 3 seeds, one shared stage-1 run.
  * `ci`: every piece for 2 steps on 64 images (mechanics only). `workstation`: `workstationScale` (ViT-S at 64 px;
  * planned, not measured). `paper`: `paperScale` (a GPU job).
  */
