@@ -54,12 +54,12 @@ export interface CompressionScale {
  * Notebook 12's scales. `smoke`: the satellite task (the embedded task that learns fastest, notebook 02), accuracy at
  * 2 merged schedules (T = 17 and T = 5 final tokens; T = 5 ends at the experiment's "high" 5 tokens, by the rescaled
  * profile [23,17,10,6,2,2] rather than its [26,15,10,5,3,1]) + unmerged + the smaller model,
- * 3 seeds, 48 steps of 32, lr / wd as notebooks 10–11; throughput at 11 'pyraHigh' schedules (65 → 5 final tokens),
- * 3 rounds. `workstation` (not measured): 5 merged accuracy points, 5 seeds, 100 steps, 18 schedules timed, 5 rounds.
+ * 5 seeds (30 runs side by side, 2 lanes), 48 steps of 32, lr / wd as notebooks 10–11; throughput at 11 'pyraHigh'
+ * schedules (65 → 5 final tokens), 3 rounds. Measured whole at 3 seeds: 457 s wall idle (LOG.md). `workstation` (not measured): 5 merged accuracy points, 5 seeds, 100 steps, 18 schedules timed, 5 rounds.
  */
 export const PYRA_COMPRESSION_SCALES: Record<'ci' | 'smoke' | 'workstation', CompressionScale> = {
   ci: { rule: 'pyraHigh', accuracy: [5], throughput: [65, 33, 5], task: 'satellite', perClass: 5, budget: { steps: 2, batch: 8 }, evalEvery: 2, seeds: [0, 1], lr: 1e-2, weightDecay: 1e-4, timing: { batch: 8, warmup: 1, iters: 1, rounds: 2 }, lanes: 1 },
-  smoke: { rule: 'pyraHigh', accuracy: [17, 5], throughput: [65, 57, 49, 41, 33, 25, 17, 13, 9, 7, 5], task: 'satellite', perClass: 60, budget: { steps: 48, batch: 32 }, evalEvery: 16, seeds: [0, 1, 2], lr: 1e-2, weightDecay: 1e-4, timing: { batch: 32, warmup: 1, iters: 2, rounds: 3 }, lanes: 'auto' },
+  smoke: { rule: 'pyraHigh', accuracy: [17, 5], throughput: [65, 57, 49, 41, 33, 25, 17, 13, 9, 7, 5], task: 'satellite', perClass: 60, budget: { steps: 48, batch: 32 }, evalEvery: 16, seeds: [0, 1, 2, 3, 4], lr: 1e-2, weightDecay: 1e-4, timing: { batch: 32, warmup: 1, iters: 2, rounds: 3 }, lanes: 'auto' },
   workstation: { rule: 'pyraHigh', accuracy: [49, 33, 17, 9, 5], throughput: [65, 61, 57, 53, 49, 45, 41, 37, 33, 29, 25, 21, 17, 13, 9, 7, 5, 3], task: 'satellite', perClass: 60, budget: { steps: 100, batch: 32 }, evalEvery: 25, seeds: [0, 1, 2, 3, 4], lr: 1e-2, weightDecay: 1e-4, timing: { batch: 64, warmup: 2, iters: 4, rounds: 5 }, lanes: 'auto' },
 };
 

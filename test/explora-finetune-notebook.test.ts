@@ -3,7 +3,11 @@ import * as tf from '@tensorflow/tfjs';
 import {
   finetuneNotebookScales, finetuneRuns, checkFinetunePaperFiles, FINETUNE_PAPER_PATHS, finetuneClaims, finetuneTable,
   finetuneCurves, finetuneForest, finetuneFindings, stage1EncoderFile, FinetuneStage1, FinetuneStage2,
+  runFinetuneStage1, runFinetuneStage2, FINETUNE_METHODS,
 } from '../recipes/explora-finetune-notebook';
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
 import { EXPLORA_FINETUNE } from '../recipes/finetune';
 import { RECIPES } from '../recipes/presets';
 import { prepareRecipe } from '../recipes/session';
@@ -127,5 +131,25 @@ describe('notebook 04 helpers (recipes/explora-finetune-notebook.ts)', () => {
     assert.throws(() => finetuneClaims(S2, st2, 'test'), /3 full fine-tuning runs for fullSeeds 0,2/);
     assert.throws(() => finetuneClaims({ ...S, fullSeeds: [5] }, st2b, 'test'), /fullSeeds \[5\]: must be a non-empty subset of seeds \[0,1,2\]/);
     assert.match(String(finetuneTable(st1, st2b, { nTest: 200, nProbeTest: 200 })[0]['95 % interval']), /\(t, 2 seeds\)/);
+  });
+  it('stage 2 side by side (2 lanes, one worker thread a run) gives every run the numbers of one lane, in seed order', async function () {
+    this.timeout(300_000);
+    const root = fs.mkdtempSync(path.join(os.tmpdir(), 'vitpeft-nb04-'));
+    try {
+      const S = { ...scales.ci, seeds: [0, 1], fullSeeds: [1] };
+      const st1 = await runFinetuneStage1(S, { root, workers: 1 });
+      const one = await runFinetuneStage2(S, st1, { root, lanes: 1 });
+      const live = tf.memory().numTensors;
+      const two = await runFinetuneStage2(S, st1, { root, lanes: 2 });
+      assert.equal(tf.memory().numTensors, live, 'no tensor left in the main thread');
+      const nums = (r: RunResult) => ({ seed: r.recipe.seed, name: r.name, loss: r.steps.map((x) => x.loss), acc: r.evals.map((e) => e.testAcc) });
+      for (const m of FINETUNE_METHODS) {
+        assert.equal(two[m].length, m === 'sourceFull' ? 1 : 2);
+        assert.deepEqual(two[m].map(nums), one[m].map(nums), `${m}: the same runs, losses and accuracies`);
+      }
+      assert.deepEqual(two.sourceFull.map((r) => r.recipe.seed), [1]);
+    } finally {
+      fs.rmSync(root, { recursive: true, force: true });
+    }
   });
 });

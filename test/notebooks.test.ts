@@ -305,6 +305,7 @@ describe('notebooks through the real tslab kernel', function () {
     for (const c of claims) {
       assert.equal(c.tableOrFigure, 'Table 2 (fMoW-RGB fine-tuning)');
       assert.ok(c.paperValue !== null);
+      assert.match(c.scale, /^ci: every stage/, 'the scale named once, from the scale description');
     }
   });
 
