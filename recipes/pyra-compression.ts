@@ -55,7 +55,7 @@ export interface CompressionScale {
  * 2 merged schedules (T = 17 and T = 5 final tokens; T = 5 ends at the experiment's "high" 5 tokens, by the rescaled
  * profile [23,17,10,6,2,2] rather than its [26,15,10,5,3,1]) + unmerged + the smaller model,
  * 5 seeds (30 runs side by side, 2 lanes), 48 steps of 32, lr / wd as notebooks 10–11; throughput at 11 'pyraHigh'
- * schedules (65 → 5 final tokens), 3 rounds. Measured whole at 3 seeds: 457 s wall idle (LOG.md). `workstation` (not measured): 5 merged accuracy points, 5 seeds, 100 steps, 18 schedules timed, 5 rounds.
+ * schedules (65 → 5 final tokens), 3 rounds. Measured whole: 722 s wall idle (457 s at 3 seeds; LOG.md). `workstation` (not measured): 5 merged accuracy points, 5 seeds, 100 steps, 18 schedules timed, 5 rounds.
  */
 export const PYRA_COMPRESSION_SCALES: Record<'ci' | 'smoke' | 'workstation', CompressionScale> = {
   ci: { rule: 'pyraHigh', accuracy: [5], throughput: [65, 33, 5], task: 'satellite', perClass: 5, budget: { steps: 2, batch: 8 }, evalEvery: 2, seeds: [0, 1], lr: 1e-2, weightDecay: 1e-4, timing: { batch: 8, warmup: 1, iters: 1, rounds: 2 }, lanes: 1 },
@@ -269,12 +269,14 @@ export function pyraBenchRows(jsonl: string, o: { rounds?: Partial<Record<'infer
     const rounds = [...new Set(ph.map((s) => s.round))].filter((r) => ph.filter((s) => s.round === r).length === new Set(ph.map((s) => s.method)).size);
     const ms = (m: string): number[] => rounds.map((r) => ph.find((s) => s.method === m && s.round === r)!.ms);
     const q = (v: number[], p: number): number => { const s = [...v].sort((a, b) => a - b); const x = p * (s.length - 1); const i = Math.floor(x); return i + 1 < s.length ? s[i] + (x - i) * (s[i + 1] - s[i]) : s[i]; };
-    for (const m of [...new Set(ph.map((s) => s.method))]) {
+    const methods = [...new Set(ph.map((s) => s.method))];
+    const lora = methods.includes('lora') ? ms('lora') : []; // a run of BENCH_METHODS without it: no speed-up column
+    for (const m of methods) {
       const v = ms(m);
-      const tome = m.startsWith('pyra-') ? ms(m.replace('pyra-', 'tome-')) : null;
+      const tome = m.startsWith('pyra-') && methods.includes(m.replace('pyra-', 'tome-')) ? ms(m.replace('pyra-', 'tome-')) : null;
       speed.push({
         phase, method: m, rounds: v.length, 'ms median': +median(v).toFixed(0), 'ms IQR': `${q(v, 0.25).toFixed(0)}–${q(v, 0.75).toFixed(0)}`,
-        'speed-up vs LoRA': ms('lora').length ? +median(v.map((x, i) => ms('lora')[i] / x)).toFixed(2) : null,
+        'speed-up vs LoRA': lora.length ? +median(v.map((x, i) => lora[i] / x)).toFixed(2) : null,
         'PYRA ÷ ToMe time': tome ? +median(v.map((x, i) => x / tome[i])).toFixed(3) : null,
       });
     }
