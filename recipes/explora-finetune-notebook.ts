@@ -49,9 +49,9 @@ export interface FinetuneNotebookScale {
   /** true: one stage-1 run (seed `seeds[0]`) feeds every seed, as the paper fine-tunes one released checkpoint; false: one per seed. */
   sharedStage1: boolean;
   /**
-   * Seeds of the full fine-tuning reference (a subset of `seeds`; default all): at `smoke` two, its run being the
-   * costliest (111 s vs 77–93 s for LoRA-r8, one thread) and its gap to the LoRA rows (≈ 19 points) far larger than
-   * the seed noise.
+   * Seeds of the full fine-tuning reference (a subset of `seeds`; default all, as at `smoke`, where a comparison
+   * runs ≥ 3 seeds: side by side its run costs 111 s vs 77–93 s for LoRA-r8). `ci` runs two, so the notebook test
+   * exercises the claims' pairing over a subset.
    */
   fullSeeds?: number[];
 }
@@ -251,7 +251,6 @@ export function finetuneNotebookScales(paths: FinetunePaperPaths = FINETUNE_PAPE
     full: { lr: { base: 0.016, scale: 'linear-256' }, weightDecay: 0.05 },
     seeds: [0, 1, 2],
     sharedStage1: true,
-    fullSeeds: [0, 1],
   };
   const sub = (x: SplitSet, n: number, key: string): SplitSet => withSubset(x, n, { key, sorted: true });
   const ciProbe = {
@@ -269,6 +268,8 @@ export function finetuneNotebookScales(paths: FinetunePaperPaths = FINETUNE_PAPE
     ci: {
       ...smoke,
       description: 'ci: every stage for 2 steps of 16 on 64 images, probe on 60/30/30 images, 30 test images (mechanics only)',
+      // full fine-tuning on a subset of the seeds: the notebook test exercises the claims' pairing over `fullSeeds`
+      fullSeeds: [0, 1],
       explora: ciExplora,
       sourceProbe: recipe({ ...ciExplora, name: 'nb04-source-probe', adapters: { kind: 'frozen' }, steps: 0 }),
       finetune: ciFt,

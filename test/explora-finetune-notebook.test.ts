@@ -121,8 +121,9 @@ describe('notebook 04 helpers (recipes/explora-finetune-notebook.ts)', () => {
     assert.ok(Math.abs(y[1] - 157 / 3) < 1e-9, String(y));
     assert.equal(finetuneForest(claims).data.length, 2);
     assert.match(finetuneFindings(claims, table, 'test'), /ExPLoRA \+ LoRA-r8 > source \+ LoRA-r8.*\*\*reproduced\*\*/);
-    // full fine-tuning on fewer seeds (smoke: 0 and 1): its claims pair over those seeds only
-    assert.deepEqual(scales.smoke.fullSeeds, [0, 1]);
+    // full fine-tuning on fewer seeds (ci: 0 and 1; smoke: every seed): its claims pair over those seeds only
+    assert.deepEqual(scales.ci.fullSeeds, [0, 1]);
+    assert.equal(scales.smoke.fullSeeds, undefined);
     const S2 = { ...S, fullSeeds: [0, 2] };
     const st2b: FinetuneStage2 = { ...st2, sourceFull: [st2.sourceFull[0], st2.sourceFull[2]] };
     const c2 = finetuneClaims(S2, st2b, 'test');

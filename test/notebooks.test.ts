@@ -286,7 +286,7 @@ describe('notebooks through the real tslab kernel', function () {
     const encoder = path.join(tmp, 'runs', stage1[0], 'checkpoints', 'encoder-step2.safetensors');
     assert.ok(existsSync(encoder), 'stage 1 saved the merged encoder');
     for (const m of ['nb04-explora-lora-r8', 'nb04-source-lora-r8', 'nb04-source-full']) {
-      // full fine-tuning (a reference row, the costliest run) on seeds 0 and 1 only (fullSeeds)
+      // full fine-tuning on seeds 0 and 1 only at ci (fullSeeds: the claims' pairing over a subset, through the kernel)
       const seeds = m === 'nb04-source-full' ? [0, 1] : [0, 1, 2];
       const dirs = runs.filter((d) => d.startsWith(`${m}-`));
       assert.equal(dirs.length, seeds.length, `${seeds.length} seeds of ${m}`);
